@@ -1,0 +1,126 @@
+/*
+ * safetensors: strict reading by mmap (single files, and sharded checkpoints with
+ * model.safetensors.index.json) and streamed writing.
+ *
+ * File layout: u64 little-endian header length N, N bytes of UTF-8 JSON
+ * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the
+ * data; offsets are relative to the end of the header.
+ *
+ * Reading validates everything before any tensor is handed out: the header length is sane
+ * (8 <= N <= G4Q_ST_MAX_HEADER and within the file), the JSON is valid UTF-8 and well formed, each
+ * entry has a known dtype, a shape of at most G4Q_MAX_DIMS non-negative dims whose product does not
+ * overflow, end - begin equals numel x dtype size, the data ranges lie inside the file, are sorted,
+ * contiguous from 0 and non-overlapping, and no name appears twice. Every failure is an error
+ * naming the file (and the tensor where there is one).
+ */
+#ifndef G4Q_IO_SAFETENSORS_H
+#define G4Q_IO_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/ctx.h"
+#include "io/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define G4Q_MAX_DIMS 8
+#define G4Q_ST_MAX_HEADER (100u << 20) /* 100 MB of header JSON at most */
+
+typedef struct g4q_tensor {
+    const char *name; /* owned by the file/checkpoint that returned it */
+    g4q_dtype dtype;
+    int ndim; /* 0 for a scalar ([] shape) */
+    int64_t shape[G4Q_MAX_DIMS];
+    uint64_t numel;       /* product of shape (1 for a scalar) */
+    uint64_t nbytes;      /* numel * dtype size */
+    const void *data;     /* read-only, inside the mapping; valid until the file is closed */
+    int file;             /* index of the shard holding it (0 for single files) */
+    uint64_t file_offset; /* absolute offset of the data in its file */
+} g4q_tensor;
+
+/* ---- one safetensors file ---- */
+
+typedef struct g4q_st_file g4q_st_file;
+
+/* Maps and validates one file. */
+g4q_status g4q_st_open(g4q_ctx *ctx, const char *path, g4q_st_file **out);
+
+/* Validates a whole file image already in memory (not copied; must outlive the result). `label`
+ * names it in messages. This is the entry point of the header fuzzer. */
+g4q_status g4q_st_open_memory(g4q_ctx *ctx, const char *label, const void *buf, size_t len,
+                              g4q_st_file **out);
+
+void g4q_st_close(g4q_st_file *f); /* NULL is a no-op */
+
+size_t g4q_st_count(const g4q_st_file *f);
+/* Tensors in data-offset order. */
+const g4q_tensor *g4q_st_tensor(const g4q_st_file *f, size_t i);
+const g4q_tensor *g4q_st_find(const g4q_st_file *f, const char *name);
+/* Value of a __metadata__ key, or NULL. */
+const char *g4q_st_metadata(const g4q_st_file *f, const char *key);
+const char *g4q_st_path(const g4q_st_file *f);
+
+/* ---- a checkpoint folder ---- */
+
+typedef struct g4q_ckpt g4q_ckpt;
+
+/* Opens DIR/model.safetensors, or DIR/model.safetensors.index.json and its shards. The index must
+ * name every tensor of every shard it lists, in the shard it names, and nothing else. */
+g4q_status g4q_ckpt_open(g4q_ctx *ctx, const char *dir, g4q_ckpt **out);
+void g4q_ckpt_close(g4q_ckpt *c); /* NULL is a no-op */
+
+const char *g4q_ckpt_dir(const g4q_ckpt *c);
+size_t g4q_ckpt_count(const g4q_ckpt *c);
+/* All tensors: shard by shard, data-offset order within a shard. */
+const g4q_tensor *g4q_ckpt_tensor(const g4q_ckpt *c, size_t i);
+/* By exact name (O(log n)), or NULL. */
+const g4q_tensor *g4q_ckpt_find(const g4q_ckpt *c, const char *name);
+size_t g4q_ckpt_file_count(const g4q_ckpt *c);
+const g4q_st_file *g4q_ckpt_file(const g4q_ckpt *c, size_t i);
+uint64_t g4q_ckpt_data_bytes(const g4q_ckpt *c); /* sum of tensor bytes */
+
+/* Drops the tensor's mapped pages from this process's resident set (madvise DONTNEED); the data
+ * stay readable and are paged in again on the next access. Used to keep RSS at about one layer
+ * while streaming a 24 GB checkpoint. */
+void g4q_ckpt_release(const g4q_ckpt *c, const g4q_tensor *t);
+
+/* ---- streamed writer ---- */
+
+typedef struct g4q_st_writer g4q_st_writer;
+
+typedef struct g4q_st_writer_opts {
+    uint64_t shard_bytes;           /* 0: a single model.safetensors; else max data bytes a shard */
+    const char *const *metadata_kv; /* NULL or NULL-terminated key, value, key, value, ... */
+} g4q_st_writer_opts;
+
+/* Prepares writing into directory `dir` (which must exist). Nothing is written yet. */
+g4q_status g4q_stw_create(g4q_ctx *ctx, const char *dir, const g4q_st_writer_opts *opts,
+                          g4q_st_writer **out);
+
+/* Declares the next tensor, in output order. *index (optional) receives its handle. */
+g4q_status g4q_stw_declare(g4q_st_writer *w, const char *name, g4q_dtype dtype, int ndim,
+                           const int64_t *shape, size_t *index);
+
+/* Ends declaration: splits the tensors into shards (model.safetensors, or
+ * model-0000i-of-0000N.safetensors when shard_bytes is exceeded), writes each header and reserves
+ * the data space (a full disk fails here, naming the file). */
+g4q_status g4q_stw_begin(g4q_st_writer *w);
+
+/* Writes bytes [offset, offset+n) of tensor `index`; any order; each byte exactly once. */
+g4q_status g4q_stw_write(g4q_st_writer *w, size_t index, uint64_t offset, const void *data,
+                         uint64_t n);
+
+/* Checks that every byte of every tensor was written, closes the shards and writes
+ * model.safetensors.index.json (metadata.total_size and weight_map) when there are several. */
+g4q_status g4q_stw_finish(g4q_st_writer *w);
+
+/* Frees the writer; files already written are left to the caller's outdir abort/commit. */
+void g4q_stw_free(g4q_st_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
