@@ -1,0 +1,167 @@
+/*
+ * The backend interface: the small set of tensor ops the Gemma 4 forward pass is written against
+ * (see docs/design.md, "One model, two backends"). A backend is a struct of function pointers plus
+ * an opaque state; the model code (src/model/forward.c) never sees how or where the ops run.
+ *
+ * Backends:
+ *   CPU  (src/backend/cpu/): host memory, activations fp32, fp32 accumulation, OpenMP. The
+ *        readable reference; compared against transformers run in fp32.
+ *   CUDA (later): device memory, activations bf16 (act_dtype), cuBLAS/cuBLASLt GEMMs with fp32
+ *        accumulation and one bf16 rounding per op output, matching docs/gemma4.md §4.9.
+ *
+ * Buffers. A g4q_buf is an opaque array of `count` elements of one dtype living where the backend
+ * computes (host memory on the CPU, device memory on CUDA). Activations use the backend's
+ * act_dtype (G4Q_DT_F32 on the CPU, G4Q_DT_BF16 on CUDA); small tables (RoPE inv_freq) are F32.
+ * Every op computes internally in fp32 and writes its result in the buffer's dtype. Shapes below
+ * are in elements, row-major; "[T, n]" means T rows of n contiguous elements. Unless an op says
+ * otherwise its output may not alias its inputs.
+ *
+ * Weights. Parameters (linear weights, norm weights, the embedding table) are bound once with
+ * weight_bind, which returns a g4q_bweight. The CPU backend keeps a pointer to the caller's bytes
+ * (no copy: they must outlive the binding, e.g. the checkpoint mapping); CUDA copies them to the
+ * device. Packed formats are dequantized inside the GEMM (never expanded to a full-size copy).
+ *
+ * Errors. Ops return g4q_status and report through the g4q_ctx given at creation. Shape arguments
+ * come from the model code (validated against the config there), so backends only assert them.
+ *
+ * Threading: one backend object is used by one thread at a time; it parallelises internally.
+ */
+#ifndef G4Q_BACKEND_BACKEND_H
+#define G4Q_BACKEND_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/ctx.h"
+#include "io/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Storage format of a bound weight W[rows = out, cols = in] (docs/formats.md). */
+typedef enum {
+    G4Q_WF_BF16 = 0,      /* data: bf16 [rows, cols] */
+    G4Q_WF_NVFP4 = 1,     /* data: u8 [rows, cols/2] E2M1 pairs; scale: E4M3 [rows, cols/16];
+                             scale2: one fp32 global scale. Not implemented yet. */
+    G4Q_WF_FP8_BLOCK = 2, /* data: E4M3 [rows, cols]; scale: fp32 [ceil(rows/128), ceil(cols/128)].
+                             Not implemented yet. */
+    G4Q_WF_INT4 = 3,      /* data: packed int4 [rows, cols/2]; scale: per group of `group` inputs.
+                             Not implemented yet. */
+    G4Q_WF_COUNT
+} g4q_wformat;
+
+/* Describes weight bytes in host memory to bind. Unused fields are 0 / NULL. */
+typedef struct g4q_weight_desc {
+    g4q_wformat format;
+    int64_t rows;       /* out features (1 for a norm weight vector) */
+    int64_t cols;       /* in features (length of a norm weight vector) */
+    const void *data;   /* format-specific packed elements, see g4q_wformat */
+    const void *scale;  /* block scales (packed formats) */
+    const void *scale2; /* global/second-level scale (NVFP4) */
+    int group;          /* inputs per scale group (INT4), 0 otherwise */
+    const char *name;   /* tensor name for messages; not owned */
+} g4q_weight_desc;
+
+typedef struct g4q_buf g4q_buf;         /* defined by each backend */
+typedef struct g4q_bweight g4q_bweight; /* defined by each backend */
+typedef struct g4q_backend g4q_backend;
+
+struct g4q_backend {
+    const char *name;    /* "cpu", "cuda" */
+    g4q_dtype act_dtype; /* dtype of activation buffers and KV caches: F32 (cpu), BF16 (cuda) */
+    g4q_ctx *ctx;        /* errors are reported here; not owned */
+    void *state;         /* backend-private */
+
+    /* Frees the backend and its state (buffers and weights must be freed before). */
+    void (*destroy)(g4q_backend *be);
+
+    /* ---- memory ---- */
+    /* A buffer of `count` elements of dtype (F32 or BF16), uninitialised. */
+    g4q_status (*buf_alloc)(g4q_backend *be, g4q_dtype dtype, size_t count, g4q_buf **out);
+    void (*buf_free)(g4q_backend *be, g4q_buf *buf); /* NULL is a no-op */
+    /* Copies host fp32 src[0..count) into buf elements [off, off+count), converting to the
+     * buffer's dtype (round to nearest even for BF16). */
+    g4q_status (*upload)(g4q_backend *be, g4q_buf *dst, size_t off, const float *src, size_t count);
+    /* Copies buf elements [off, off+count) to host fp32 dst. Waits for pending work. */
+    g4q_status (*download)(g4q_backend *be, const g4q_buf *src, size_t off, float *dst,
+                           size_t count);
+    /* dst rows [dst_row, dst_row+nrows) = src rows [src_row, ...), rows of `row_len` elements. */
+    g4q_status (*copy_rows)(g4q_backend *be, g4q_buf *dst, size_t dst_row, const g4q_buf *src,
+                            size_t src_row, size_t nrows, size_t row_len);
+
+    /* Binds a weight (see the file comment for ownership). Unsupported formats give
+     * G4Q_ERR_UNSUPPORTED naming desc->name. */
+    g4q_status (*weight_bind)(g4q_backend *be, const g4q_weight_desc *desc, g4q_bweight **out);
+    void (*weight_free)(g4q_backend *be, g4q_bweight *w); /* NULL is a no-op */
+
+    /* ---- ops ---- */
+    /* y[n, rows(W)] = x[n, cols(W)] · Wᵀ, fp32 accumulation. */
+    g4q_status (*matmul)(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
+                         int n);
+
+    /* RMSNorm over each of `rows` rows of length n (Gemma 4 form, docs/gemma4.md §4.2):
+     *   y = x · (mean(x²) + eps)^(-1/2) · w   computed in fp32; w is a bound [1, n] weight
+     * applied as stored (x·w, not x·(1+w)), or NULL for no weight (v_norm). Per-head norms
+     * (q/k/v_norm) pass rows = T·heads, n = head_dim. y may equal x (in place). */
+    g4q_status (*rmsnorm)(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
+                          int rows, int n, float eps);
+
+    /* Rotate-half RoPE in place on x[T, heads, hd] for positions pos0 .. pos0+T-1.
+     * inv_freq: F32 buffer of hd/2 entries (zeros for unrotated angles). For angle i < hd/2:
+     *   θ = fp32(fp32(p) · inv_freq[i]), c = cos θ, s = sin θ,
+     *   y[i] = x[i]·c − x[i+hd/2]·s,  y[i+hd/2] = x[i+hd/2]·c + x[i]·s.
+     * (CUDA rounds c, s and each product/sum to bf16 as in §4.6.) */
+    g4q_status (*rope)(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, int T, int heads,
+                       int hd, int pos0);
+
+    /* Attention of a chunk of T new tokens at positions n_past .. n_past+T-1 over the cache plus
+     * the chunk itself; the cache is NOT modified (kv_store does that afterwards, which avoids the
+     * chunked-prefill trap of docs/gemma4.md §5).
+     *   q[T, nh, hd]; k_new, v_new [T, nkv, hd] (k after k_norm+RoPE, v after v_norm);
+     *   kc, vc [cap, nkv, hd]: position p lives in slot p mod cap; the cached positions are
+     *   max(0, n_past-cap) .. n_past-1;
+     *   out[T, nh·hd], head-major (column h·hd + j).
+     * Query head h uses KV head h / (nh/nkv). Key k is visible to query q iff k <= q and, when
+     * window > 0, q − k < window. score = (q·k)·scale, softmax in fp32 over visible keys. */
+    g4q_status (*attention)(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const g4q_buf *k_new,
+                            const g4q_buf *v_new, const g4q_buf *kc, const g4q_buf *vc, int cap,
+                            int n_past, int T, int nh, int nkv, int hd, int window, float scale);
+
+    /* Writes k_new, v_new [T, nkv, hd] for positions n_past .. n_past+T-1 into slots p mod cap of
+     * kc, vc [cap, nkv, hd]. When T > cap only the last cap positions are kept. */
+    g4q_status (*kv_store)(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4q_buf *k_new,
+                           const g4q_buf *v_new, int cap, int n_past, int T, int nkv, int hd);
+
+    /* GeGLU: y[i] = gelu_tanh(gate[i]) · up[i] for i < count, with
+     * gelu_tanh(x) = 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))). y may equal gate or up. */
+    g4q_status (*geglu)(g4q_backend *be, g4q_buf *y, const g4q_buf *gate, const g4q_buf *up,
+                        size_t count);
+
+    /* Residual: h[i] = (h[i] + a[i]) · scale for i < count (scale = layer_scalar or 1.0).
+     * (CUDA rounds the sum and then the product to bf16, two roundings as in §4.3.) */
+    g4q_status (*add_scaled)(g4q_backend *be, g4q_buf *h, const g4q_buf *a, size_t count,
+                             float scale);
+
+    /* Final logit soft-capping in place: x = tanh(x / cap) · cap. */
+    g4q_status (*softcap)(g4q_backend *be, g4q_buf *x, size_t count, float cap);
+
+    /* Embedding: y[t, :] = table[ids[t], :] · scale for t < T. ids are host memory and must
+     * already be checked against rows(table); table is a bound [vocab, d] weight. */
+    g4q_status (*embed)(g4q_backend *be, g4q_buf *y, const g4q_bweight *table, const int32_t *ids,
+                        int T, float scale);
+
+    /* *amax = max |x[i]| over i < count (0 for count 0; NaN propagates), returned to the host. */
+    g4q_status (*amax)(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
+};
+
+/* "bf16", "nvfp4", "fp8_block", "int4". */
+const char *g4q_wformat_name(g4q_wformat f);
+
+/* Frees a backend (be->destroy); NULL is a no-op. */
+void g4q_backend_free(g4q_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,34 @@
+/*
+ * The JSON files of each export format (formats.md §5.2, §5.3, §6, §8): config.json with
+ * quantization_config (the input's config.json carried over byte for byte, the new member
+ * appended), hf_quant_config.json for ModelOpt, quantize_config.json for GPTQ. The ModelOpt
+ * exclude list is summarised as ModelOpt does (§8.3) and verified against vLLM's matching rules
+ * (§8.6) before anything is written.
+ */
+#ifndef G4Q_EXPORT_CONFIGS_H
+#define G4Q_EXPORT_CONFIGS_H
+
+#include <cjson/cJSON.h>
+
+#include "base/outdir.h"
+#include "export/plan.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The quantization_config object for config.json (caller frees). */
+g4q_status g4q_export_quant_config(g4q_ctx *ctx, const g4q_plan *p, const g4q_config *cfg,
+                                   cJSON **out);
+
+/* hf_quant_config.json for ModelOpt exports (caller frees); NULL for other formats. */
+g4q_status g4q_export_hf_quant_config(g4q_ctx *ctx, const g4q_plan *p, cJSON **out);
+
+/* Writes every JSON file of the plan's export format into the partial output folder. */
+g4q_status g4q_export_write_configs(g4q_ctx *ctx, const g4q_plan *p, const g4q_config *cfg,
+                                    const char *input_config_json, const g4q_outdir *od);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,302 @@
+#include "export/export.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/outdir.h"
+#include "base/progress.h"
+#include "base/sha256.h"
+#include "base/sys.h"
+#include "export/configs.h"
+#include "export/quantize_item.h"
+#include "io/json_write.h"
+#include "quant/quant.h"
+
+typedef struct run_state {
+    g4q_ctx *ctx;
+    const g4q_plan *plan;
+    const g4q_ckpt *ckpt;
+    g4q_st_writer *writer;
+    char (*hashes)[G4Q_SHA256_HEX]; /* per writer index */
+    size_t n_outputs;
+    g4q_progress progress;
+    uint64_t bytes_done;
+} run_state;
+
+/* Declares every output in processing order: global tensors first, then layer by layer. */
+static g4q_status declare_outputs(run_state *rs, const int *order, size_t n_order)
+{
+    for (size_t k = 0; k < n_order; k++) {
+        g4q_plan_item *it = &rs->plan->items[order[k]];
+        for (int o = 0; o < it->n_out; o++) {
+            g4q_plan_output *po = &it->out[o];
+            G4Q_TRY(g4q_stw_declare(rs->writer, po->name, po->dtype, po->ndim, po->shape,
+                                    &po->writer_index));
+            rs->n_outputs++;
+        }
+    }
+    return G4Q_OK;
+}
+
+/* Items in processing order: layer -1 (embeddings, final norm, multimodal) then each layer. */
+static int *processing_order(const g4q_plan *p, int n_layers)
+{
+    int *order = malloc(p->n_items * sizeof *order);
+    if (!order)
+        return NULL;
+    size_t k = 0;
+    for (int l = -1; l < n_layers; l++)
+        for (size_t i = 0; i < p->n_items; i++)
+            if (p->items[i].layer == l)
+                order[k++] = (int)i;
+    return order;
+}
+
+static g4q_status write_output(run_state *rs, const g4q_plan_output *po, const void *data)
+{
+    g4q_sha256_hex(data, po->nbytes, rs->hashes[po->writer_index]);
+    return g4q_stw_write(rs->writer, po->writer_index, 0, data, po->nbytes);
+}
+
+/* Shared amax of every NVFP4 fused group of `layer`, indexed by group. */
+static g4q_status group_amaxes(run_state *rs, int layer, float *amax)
+{
+    const g4q_plan *p = rs->plan;
+    for (size_t g = 0; g < p->n_groups; g++) {
+        if (p->groups[g].layer != layer)
+            continue;
+        float m = 0.0f;
+        for (int k = 0; k < p->groups[g].n_members; k++) {
+            const g4q_tensor *t = p->items[p->groups[g].members[k]].src;
+            float a;
+            G4Q_TRY(g4q_quant_amax_bf16(rs->ctx, t->name, t->data, t->numel, &a));
+            if (a > m)
+                m = a;
+        }
+        amax[g] = m;
+    }
+    return G4Q_OK;
+}
+
+static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const float *amax)
+{
+    if (it->format == G4Q_PF_KEEP)
+        return write_output(rs, &it->out[0], it->src->data);
+    for (int o = 0; o < it->n_out; o++)
+        if (it->out[o].kind == G4Q_OUT_INPUT_SCALE)
+            return g4q_fail(rs->ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                            "'%s': %s needs an input scale from calibration", it->module,
+                            it->out[o].name);
+    void *bufs[G4Q_PLAN_MAX_OUTPUTS] = {0};
+    g4q_status st = G4Q_OK;
+    for (int o = 0; o < it->n_out && st == G4Q_OK; o++) {
+        bufs[o] = malloc(it->out[o].nbytes ? it->out[o].nbytes : 1);
+        if (!bufs[o])
+            st = g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "%s: cannot allocate %llu bytes",
+                          it->out[o].name, (unsigned long long)it->out[o].nbytes);
+    }
+    if (st == G4Q_OK)
+        st = g4q_quantize_item_cpu(rs->ctx, it, it->group >= 0 ? amax[it->group] : 0.0f, bufs);
+    for (int o = 0; o < it->n_out && st == G4Q_OK; o++)
+        st = write_output(rs, &it->out[o], bufs[o]);
+    for (int o = 0; o < it->n_out; o++)
+        free(bufs[o]);
+    return st;
+}
+
+static g4q_status process_all(run_state *rs, const int *order, size_t n_order)
+{
+    const g4q_plan *p = rs->plan;
+    float *amax = calloc(p->n_groups ? p->n_groups : 1, sizeof *amax);
+    if (!amax)
+        return g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "out of memory");
+    g4q_status st = G4Q_OK;
+    int current_layer = -2;
+    for (size_t k = 0; k < n_order && st == G4Q_OK; k++) {
+        const g4q_plan_item *it = &p->items[order[k]];
+        if (it->layer != current_layer) {
+            current_layer = it->layer;
+            st = group_amaxes(rs, current_layer, amax);
+            if (st != G4Q_OK)
+                break;
+        }
+        st = process_item(rs, it, amax);
+        g4q_ckpt_release(rs->ckpt, it->src);
+        rs->bytes_done += it->src->nbytes;
+        g4q_progress_update(&rs->progress, rs->bytes_done);
+    }
+    free(amax);
+    return st;
+}
+
+/* Copies every regular file of the input folder that is not weights or a file we rewrite. */
+static g4q_status copy_side_files(g4q_ctx *ctx, const char *in_dir, const g4q_outdir *od)
+{
+    static const char *const skip[] = {"config.json", "hf_quant_config.json",
+                                       "quantize_config.json", "manifest.json",
+                                       "model.safetensors.index.json"};
+    DIR *d = opendir(in_dir);
+    if (!d)
+        return g4q_fail(ctx, G4Q_ERR_IO, "%s: cannot list the input folder", in_dir);
+    g4q_status st = G4Q_OK;
+    struct dirent *e;
+    while (st == G4Q_OK && (e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        size_t len = strlen(n);
+        int skipped = n[0] == '.' || (len > 12 && strcmp(n + len - 12, ".safetensors") == 0);
+        for (size_t i = 0; i < sizeof skip / sizeof *skip && !skipped; i++)
+            skipped = strcmp(n, skip[i]) == 0;
+        char src[4096], dst[4096];
+        if (skipped || g4q_path_join(ctx, src, sizeof src, in_dir, n) != G4Q_OK)
+            continue;
+        if (g4q_is_dir(src))
+            continue;
+        st = g4q_outdir_path(ctx, od, n, dst, sizeof dst);
+        if (st == G4Q_OK)
+            st = g4q_copy_file(ctx, src, dst);
+    }
+    closedir(d);
+    return st;
+}
+
+/* The input's identity: config.json's sha256, and per weights file its name, size and the
+ * sha256 of its safetensors header (names, dtypes, shapes, offsets). */
+static cJSON *input_identity(g4q_ctx *ctx, const g4q_ckpt *ck, const char *config_text)
+{
+    cJSON *o = cJSON_CreateObject();
+    char hex[G4Q_SHA256_HEX];
+    g4q_sha256_hex(config_text, strlen(config_text), hex);
+    cJSON_AddStringToObject(o, "config_sha256", hex);
+    cJSON *files = cJSON_AddArrayToObject(o, "files");
+    for (size_t i = 0; i < g4q_ckpt_file_count(ck); i++) {
+        const char *path = g4q_st_path(g4q_ckpt_file(ck, i));
+        const char *base = strrchr(path, '/');
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "name", base ? base + 1 : path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        uint64_t hlen = 0;
+        if (fd >= 0 && pread(fd, &hlen, 8, 0) == 8 && hlen <= G4Q_ST_MAX_HEADER) {
+            char *h = malloc(hlen + 1);
+            if (h && pread(fd, h, hlen, 8) == (ssize_t)hlen) {
+                g4q_sha256_hex(h, hlen, hex);
+                cJSON_AddStringToObject(f, "header_sha256", hex);
+            }
+            free(h);
+            off_t size = lseek(fd, 0, SEEK_END);
+            cJSON_AddNumberToObject(f, "bytes", (double)size);
+        } else {
+            G4Q_WARN(ctx, "%s: cannot read the header for the manifest", path);
+        }
+        if (fd >= 0)
+            close(fd);
+        cJSON_AddItemToArray(files, f);
+    }
+    return o;
+}
+
+static g4q_status write_manifest(run_state *rs, const g4q_outdir *od, const char *config_text,
+                                 const int *order, size_t n_order)
+{
+    g4q_ctx *ctx = rs->ctx;
+    cJSON *m = cJSON_CreateObject();
+    cJSON *tool = cJSON_AddObjectToObject(m, "tool");
+    cJSON_AddStringToObject(tool, "name", "gemma4q");
+    cJSON_AddStringToObject(tool, "version", G4Q_VERSION);
+    cJSON_AddItemToObject(m, "recipe", g4q_recipe_to_cjson(rs->plan->recipe));
+    cJSON_AddItemToObject(m, "input", input_identity(ctx, rs->ckpt, config_text));
+    cJSON *tensors = cJSON_AddObjectToObject(m, "tensors");
+    for (size_t k = 0; k < n_order; k++) {
+        const g4q_plan_item *it = &rs->plan->items[order[k]];
+        for (int o = 0; o < it->n_out; o++)
+            cJSON_AddStringToObject(tensors, it->out[o].name, rs->hashes[it->out[o].writer_index]);
+    }
+    char path[4096];
+    g4q_status st = g4q_outdir_path(ctx, od, "manifest.json", path, sizeof path);
+    if (st == G4Q_OK)
+        st = g4q_json_write_file(ctx, path, m, 2);
+    cJSON_Delete(m);
+    return st;
+}
+
+static g4q_status run_into(run_state *rs, const g4q_outdir *od, const g4q_config *cfg,
+                           const g4q_export_opts *opts)
+{
+    g4q_ctx *ctx = rs->ctx;
+    const g4q_plan *p = rs->plan;
+    char path[4096], *config_text = NULL;
+    int *order = processing_order(p, cfg->n_layers);
+    if (!order)
+        return g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
+    g4q_status st = g4q_path_join(ctx, path, sizeof path, g4q_ckpt_dir(rs->ckpt), "config.json");
+    if (st == G4Q_OK)
+        st = g4q_read_file(ctx, path, 16u << 20, &config_text, NULL);
+    const char *meta[] = {"format", "pt", NULL};
+    g4q_st_writer_opts wo = {.shard_bytes = opts->shard_bytes, .metadata_kv = meta};
+    if (st == G4Q_OK)
+        st = g4q_stw_create(ctx, od->partial_path, &wo, &rs->writer);
+    if (st == G4Q_OK)
+        st = declare_outputs(rs, order, p->n_items);
+    if (st == G4Q_OK) {
+        rs->hashes = calloc(rs->n_outputs ? rs->n_outputs : 1, sizeof *rs->hashes);
+        if (!rs->hashes)
+            st = g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
+    }
+    if (st == G4Q_OK)
+        st = g4q_stw_begin(rs->writer);
+    if (st == G4Q_OK) {
+        g4q_progress_begin(&rs->progress, ctx, "quantize", "B", p->bytes_in);
+        st = process_all(rs, order, p->n_items);
+        if (st == G4Q_OK)
+            g4q_progress_end(&rs->progress);
+    }
+    if (st == G4Q_OK)
+        st = g4q_stw_finish(rs->writer);
+    if (st == G4Q_OK)
+        st = g4q_export_write_configs(ctx, p, cfg, config_text, od);
+    if (st == G4Q_OK)
+        st = copy_side_files(ctx, g4q_ckpt_dir(rs->ckpt), od);
+    if (st == G4Q_OK)
+        st = write_manifest(rs, od, config_text, order, p->n_items);
+    free(config_text);
+    free(order);
+    return st;
+}
+
+g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ckpt,
+                          const g4q_config *cfg, const g4q_export_opts *opts,
+                          g4q_export_stats *stats)
+{
+    double t0 = g4q_now_seconds();
+    if (plan->needs_calibration)
+        return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                        "recipe '%s' needs calibration: %s; calibration is not implemented yet, "
+                        "and gemma4q never invents scales",
+                        plan->recipe->name, plan->calibration_reason);
+    if (opts->device == G4Q_DEVICE_CUDA)
+        G4Q_WARN(ctx, "the CUDA quantizers are not wired in yet; quantizing on the CPU");
+    g4q_outdir od;
+    G4Q_TRY(g4q_outdir_begin(ctx, &od, opts->out_dir, opts->overwrite));
+    run_state rs = {.ctx = ctx, .plan = plan, .ckpt = ckpt};
+    g4q_status st = run_into(&rs, &od, cfg, opts);
+    if (st == G4Q_OK)
+        st = g4q_outdir_commit(ctx, &od);
+    if (st != G4Q_OK)
+        g4q_outdir_abort(&od);
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+        stats->tensors_out = rs.n_outputs;
+        stats->bytes_in = plan->bytes_in;
+        stats->bytes_out = plan->bytes_out;
+        stats->seconds = g4q_now_seconds() - t0;
+        stats->peak_rss = g4q_peak_rss_bytes();
+    }
+    g4q_stw_free(rs.writer);
+    free(rs.hashes);
+    return st;
+}

@@ -1,0 +1,46 @@
+/*
+ * Runs a quantization plan: reads the input checkpoint layer by layer, quantizes where the
+ * weights are (CUDA when selected, else the CPU reference; both give identical bytes), streams the
+ * tensors into the output shards, and writes the format's JSON files (hf_quant_config.json,
+ * config.json quantization_config, quantize_config.json), copies the tokenizer, template and
+ * generation files, and writes manifest.json (resolved recipe, tool version, input identity, the
+ * sha256 of every output tensor). Everything goes to OUT.partial, renamed to OUT at the end; on
+ * any error OUT.partial is removed and OUT is untouched.
+ */
+#ifndef G4Q_EXPORT_EXPORT_H
+#define G4Q_EXPORT_EXPORT_H
+
+#include <stdint.h>
+
+#include "backend/device.h"
+#include "export/plan.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct g4q_export_opts {
+    const char *out_dir;    /* OUT */
+    int overwrite;          /* replace an existing OUT at commit */
+    uint64_t shard_bytes;   /* 0: one model.safetensors */
+    g4q_device_kind device; /* G4Q_DEVICE_CPU or G4Q_DEVICE_CUDA (already resolved) */
+} g4q_export_opts;
+
+typedef struct g4q_export_stats {
+    size_t tensors_out;
+    uint64_t bytes_in, bytes_out;
+    double seconds;
+    uint64_t peak_rss;      /* bytes, whole process */
+    uint64_t peak_gpu;      /* bytes of device memory this run allocated at most (0 on CPU) */
+} g4q_export_stats;
+
+/* Executes `plan` (built from ckpt's tensors, cfg and the recipe it names) into opts->out_dir.
+ * The input folder's config.json is carried over byte for byte with quantization_config added. */
+g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ckpt,
+                          const g4q_config *cfg, const g4q_export_opts *opts,
+                          g4q_export_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,121 @@
+/*
+ * The quantization plan: for every tensor of an input checkpoint, keep it (copied bit-exact) or
+ * quantize it, and exactly which tensors, dtypes and shapes that produces in the chosen export
+ * format (formats.md §2-§6). Built before anything is read or written, so --dry-run prints it and
+ * the writer can declare every output tensor up front.
+ *
+ * Candidates for quantization are the 2-D Linear weights: the seven projections of every decoder
+ * layer and the multimodal Linears (vision patch_dense and the two embedding projections).
+ * embed_tokens (also the tied output head), norms, scalars and biases are always kept.
+ */
+#ifndef G4Q_EXPORT_PLAN_H
+#define G4Q_EXPORT_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/strlist.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "recipe/recipe.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* How one tensor is stored in the export. */
+typedef enum {
+    G4Q_PF_KEEP = 0,     /* unchanged bytes */
+    G4Q_PF_NVFP4_MO,     /* ModelOpt NVFP4 / W4A16_NVFP4 (§2.1) */
+    G4Q_PF_NVFP4_CT,     /* compressed-tensors nvfp4-pack-quantized (§6) */
+    G4Q_PF_FP8_TENSOR,   /* ModelOpt FP8 per-tensor (§3) */
+    G4Q_PF_FP8_BLOCK,    /* ModelOpt fp8_pb_wo (§4) */
+    G4Q_PF_INT4_GPTQ,    /* GPTQ v1 (§5.2) */
+    G4Q_PF_INT4_CT,      /* compressed-tensors pack-quantized (§5.3) */
+    G4Q_PF_COUNT
+} g4q_plan_format;
+
+const char *g4q_plan_format_name(g4q_plan_format f);
+
+/* What an output tensor holds, for the writers. */
+typedef enum {
+    G4Q_OUT_COPY = 0,     /* the input bytes */
+    G4Q_OUT_CODES,        /* packed or FP8 weight codes (weight / weight_packed / qweight) */
+    G4Q_OUT_SCALES,       /* block or group scales (weight_scale / scales) */
+    G4Q_OUT_GLOBAL,       /* per-tensor scale (weight_scale_2 / weight_global_scale / FP8 scale) */
+    G4Q_OUT_INPUT_SCALE,  /* calibrated activation scale */
+    G4Q_OUT_QZEROS,       /* GPTQ qzeros */
+    G4Q_OUT_G_IDX,        /* GPTQ g_idx */
+    G4Q_OUT_SHAPE,        /* CT weight_shape */
+} g4q_out_kind;
+
+#define G4Q_PLAN_NAME_MAX 160   /* output tensor names */
+#define G4Q_PLAN_MODULE_MAX 128 /* input tensor and module names (longer ones are refused) */
+#define G4Q_PLAN_MAX_OUTPUTS 4
+
+typedef struct g4q_plan_output {
+    char name[G4Q_PLAN_NAME_MAX];
+    g4q_dtype dtype;
+    int ndim;
+    int64_t shape[4];
+    uint64_t nbytes;
+    g4q_out_kind kind;
+    size_t writer_index; /* set when declared to the safetensors writer */
+} g4q_plan_output;
+
+typedef struct g4q_plan_item {
+    const g4q_tensor *src;          /* the input tensor */
+    char module[G4Q_PLAN_MODULE_MAX]; /* Linear module name ("" when not a Linear candidate) */
+    int layer;                      /* decoder layer, or -1 */
+    g4q_weight_role role;
+    g4q_plan_format format;
+    g4q_recipe_decision decision;   /* recipe's word for candidates */
+    int group;                      /* index into plan->groups, or -1 */
+    int n_out;
+    g4q_plan_output out[G4Q_PLAN_MAX_OUTPUTS];
+} g4q_plan_item;
+
+/* A fused group whose members share one global amax (NVFP4, §2.7). */
+typedef struct g4q_plan_group {
+    int layer;
+    const char *name; /* "qkv" or "gate_up" */
+    int members[3];   /* item indices */
+    int n_members;
+} g4q_plan_group;
+
+typedef struct g4q_plan {
+    const g4q_recipe *recipe;
+    g4q_plan_item *items; /* input checkpoint order: item i is for tensor i of the checkpoint */
+    size_t n_items;
+    g4q_plan_group *groups;
+    size_t n_groups;
+    /* Module names for the exporters (owned). */
+    g4q_strlist quantized;   /* quantized Linear modules */
+    g4q_strlist unquantized; /* Linear candidates left BF16, plus "lm_head" (tied, never quantized) */
+    uint64_t bytes_in, bytes_out;
+    size_t n_quantized;
+    int needs_calibration;   /* some output needs input/KV scales that only calibration gives */
+    char calibration_reason[256];
+} g4q_plan;
+
+/* Builds the plan of `recipe` for checkpoint tensors[0..n) bound to `w` under `cfg`. Checks the
+ * recipe's patterns against the candidates (a rule matching nothing is an error naming its line),
+ * the shape rules of each format (NVFP4: in % 16; fp8-block: out and in % 128, per fused shard;
+ * INT4: in % 128 and out % 8), and refuses a quantized lm_head. */
+g4q_status g4q_plan_build(g4q_ctx *ctx, const g4q_recipe *recipe, const g4q_config *cfg,
+                          const g4q_weights *w, const g4q_tensor *tensors, size_t n,
+                          g4q_plan *out);
+
+void g4q_plan_free(g4q_plan *p); /* NULL is a no-op */
+
+/* Prints the plan: one line per tensor (decision and resulting bytes) and the totals. */
+void g4q_plan_print(const g4q_plan *p, FILE *f);
+
+/* The plan as JSON (for --json reports); caller frees with cJSON_Delete. */
+struct cJSON *g4q_plan_to_cjson(const g4q_plan *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,69 @@
+/*
+ * The Gemma 4 text forward pass (docs/gemma4.md §4), written once against backend.h.
+ *
+ * A g4q_forward binds a model's weights to a backend and holds the scratch activations for
+ * chunks of up to max_chunk tokens. g4q_forward_run() takes T tokens at absolute positions
+ * kv->n_past .. kv->n_past+T-1 (0-based; <bos> is position 0), runs them through all layers in
+ * chunks of at most max_chunk tokens, appends their K/V to the cache and returns the logits.
+ * Prefill is one call with the prompt; decode is one call per token with T = 1. Both go through
+ * the same code, so prefill + decode equals one long prefill up to the GEMM reduction order.
+ *
+ * Per layer (§4.3, §4.5): input_layernorm; q/k(/v) projections; per-head q_norm, k_norm (learned)
+ * and v_norm (no weight) where v comes from v_proj on sliding layers and from the RAW k_proj
+ * output on k_eq_v full layers; RoPE on q and k with the layer type's inv_freq table; attention
+ * with scale 1.0 over the cache plus the chunk (causal; sliding layers also q - k < window),
+ * THEN the chunk is stored in the cache; o_proj; post_attention_layernorm; residual add;
+ * pre_feedforward_layernorm; down(gelu_tanh(gate) * up); post_feedforward_layernorm; residual
+ * add; the whole residual stream times layer_scalar. Then the final norm, logits = h · Eᵀ with
+ * the tied embedding E, and tanh soft-capping at final_logit_softcapping.
+ *
+ * Numerics follow the backend: the CPU backend computes everything in fp32 without bf16
+ * rounding of activations (to compare against transformers run in fp32).
+ *
+ * RoPE tables are built exactly as transformers does in fp32 (§4.6):
+ *   inv_freq[i] = 1.0f / powf(theta_f32, (float)(2i) / (float)hd)   for i < rope_angles,
+ *   inv_freq[i] = 0                                                  for rope_angles <= i < hd/2,
+ * i.e. torch's 1.0 / (base ** (arange(0, 2n, 2, int64).float() / dim)) with C float arithmetic
+ * (powf may differ from torch's pow by an ulp on some entries). The proportional (full) layers
+ * use the full head dim (512) as the denominator.
+ */
+#ifndef G4Q_MODEL_FORWARD_H
+#define G4Q_MODEL_FORWARD_H
+
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "runtime/kvcache.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct g4q_forward g4q_forward;
+
+/* Binds every text weight of `w` to `be` (BF16 only for now) and allocates scratch for chunks of
+ * max_chunk >= 1 tokens. cfg, w and the tensor data must outlive the result; be too. Tensor
+ * problems (NULL slot, wrong dtype or element count) give G4Q_ERR_SHAPE naming the tensor. */
+g4q_status g4q_forward_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
+                              const g4q_weights *w, int max_chunk, g4q_forward **out);
+
+void g4q_forward_free(g4q_forward *f); /* NULL is a no-op */
+
+/* Runs ids[0..T) (T >= 1) at positions kv->n_past .. and advances kv->n_past by T. kv must have
+ * been created for the same config and backend, with room for n_past + T positions
+ * (G4Q_ERR_INVALID otherwise, nothing run). Token ids outside [0, vocab) are G4Q_ERR_INVALID.
+ * logits (host memory, may be NULL to only fill the cache) receives fp32 values after softcap:
+ * [T, vocab] row t for position n_past + t, or with last_only just [vocab] for the last one.
+ * On an error during the run the cache contents are undefined (reset it). */
+g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
+                           int last_only, float *logits);
+
+/* Fills inv_freq[0 .. lc->head_dim/2) with the layer's RoPE table as described above. */
+void g4q_forward_rope_table(const g4q_layer_config *lc, float *inv_freq);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

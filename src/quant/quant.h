@@ -1,0 +1,195 @@
+/*
+ * CPU reference weight quantizers (C + OpenMP) and their independent decoders, producing the
+ * export byte layouts of docs/formats.md §2-§6 exactly.
+ *
+ * Common contract:
+ *   - Input weights `w` are bf16 words, W[rows = out, cols = in] row-major; blocks and groups run
+ *     along `in` (FP8 blocks are 128 x 128 tiles).
+ *   - Outputs are caller-owned plain buffers of the sizes stated; nothing is allocated.
+ *   - `name` is the tensor name used in error messages (may be NULL).
+ *   - The bytes are deterministic: work is split over rows/blocks only, so any OpenMP thread count
+ *     (ctx->threads, 0 = OpenMP default) gives identical output. The per-block arithmetic lives in
+ *     quant/blockq.h and is shared with the CUDA kernels for byte parity.
+ *   - Errors: G4Q_ERR_SHAPE for unsupported shapes, G4Q_ERR_NUMERIC for non-finite weights or
+ *     scales, G4Q_ERR_INVALID for inconsistent arguments (e.g. a global amax below the tensor's).
+ */
+#ifndef G4Q_QUANT_QUANT_H
+#define G4Q_QUANT_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/ctx.h"
+#include "io/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Scale search. G4Q_SCALE_MAX: plain max calibration. G4Q_SCALE_MSE: NVFP4 the 126-code FP8
+ * sweep (§2.4), FP8 blocks the 39-multiplier search (§2.5), INT4 the clipping search of
+ * blockq.h. G4Q_SCALE_FOUR_OVER_SIX: NVFP4 only (§2.6). */
+typedef enum {
+    G4Q_SCALE_MAX = 0,
+    G4Q_SCALE_MSE = 1,
+    G4Q_SCALE_FOUR_OVER_SIX = 2,
+} g4q_scale_method;
+
+/* "max", "mse", "four_over_six". */
+const char *g4q_scale_method_name(g4q_scale_method m);
+
+/* amax = max |w| over n bf16 values (exact, so thread-count independent). A NaN or infinite value
+ * fails with G4Q_ERR_NUMERIC naming `name` and the element index. */
+g4q_status g4q_quant_amax_bf16(g4q_ctx *ctx, const char *name, const uint16_t *w, size_t n,
+                               float *amax);
+
+/* ---------------- NVFP4 (ModelOpt, §2) ---------------- */
+
+/* weight_scale_2 = fl32(amax * R2688); amax 0 -> 1.0. */
+float g4q_nvfp4_wsf2(float amax);
+/* 4-over-6 weight_scale_2 = fl32(amax * fl32(1/1536)); amax 0 -> 1.0. */
+float g4q_nvfp4_wsf2_46(float amax);
+
+/*
+ * Quantizes W[rows, cols] (cols % 16 == 0) to NVFP4 with the fused group's global amax G (>= this
+ * tensor's amax; compute it over all members with g4q_quant_amax_bf16 first).
+ *   packed  uint8 [rows, cols/2]   even element in the low nibble (`<m>.weight`)
+ *   scales  E4M3  [rows, cols/16]  plain row-major (`<m>.weight_scale`)
+ *   *wsf2   fp32                   `<m>.weight_scale_2`
+ * method MAX: §2.3 exactly. MSE: §2.4 (126 candidates, fp32 block error, ties to the smallest
+ * code, zero block 0x38, nibbles by §2.3 steps 4-5). FOUR_OVER_SIX: wsf2 = g4q_nvfp4_wsf2_46(G),
+ * and per block the §2.3 scale for max->6 or for max->4, whichever has the strictly lower fp32
+ * block SSE (ties keep 6). G == 0 (zero tensor): wsf2 1.0, scales 0x38, nibbles 0.
+ */
+g4q_status g4q_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                              int64_t cols, float global_amax, g4q_scale_method method,
+                              uint8_t *packed, uint8_t *scales, float *wsf2);
+
+/* w ≈ E2M1(code) * E4M3(scale) * wsf2, into out fp32 [rows, cols]. Same shapes as above. */
+void g4q_nvfp4_dequantize(const uint8_t *packed, const uint8_t *scales, float wsf2, int64_t rows,
+                          int64_t cols, float *out);
+
+/* ---------------- NVFP4, compressed-tensors convention (§6) ---------------- */
+
+/* weight_global_scale = fl32(2688 ÷ amax) (correctly rounded division; whether CT evaluates it as
+ * fl32(fl32(1/amax) * 2688) is unconfirmed); amax 0 -> 1.0. */
+float g4q_nvfp4_ct_global_scale(float amax);
+
+/*
+ * compressed-tensors nvfp4-pack-quantized bytes (max / RTN only). Same shapes as
+ * g4q_nvfp4_quantize; *global_scale = g4q_nvfp4_ct_global_scale(G) (`weight_global_scale`, [1]).
+ * The bytes can differ from the ModelOpt ones: scale s = fl32(gs · fl32(bamax ÷ 6)) instead of
+ * bamax ÷ fl32(6·fl32(G·R2688)) (1-ulp differences move E4M3 ties), no 2^-9 lower clamp and a zero
+ * code becomes 0x20 (so a zero block stores 0x20, not 0x38, and a tiny block stores 0x20 with
+ * saturated nibbles), the element divisor is fl32(E4M3(sc) ÷ gs) instead of fl32(E4M3(sc)·wsf2),
+ * and -0.0 gives nibble 0x8 (IEEE sign). The element order is identical.
+ */
+g4q_status g4q_nvfp4_quantize_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                                 int64_t cols, float global_amax, uint8_t *packed, uint8_t *scales,
+                                 float *global_scale);
+
+/* w ≈ E2M1(code) * E4M3(scale) / global_scale (fp32 divide), into out fp32 [rows, cols]. */
+void g4q_nvfp4_ct_dequantize(const uint8_t *packed, const uint8_t *scales, float global_scale,
+                             int64_t rows, int64_t cols, float *out);
+
+/* ---------------- FP8 E4M3 per tensor (§3) ---------------- */
+
+/* Element rounding: EXACT = E4M3_sat(w ÷ s) (gemma4q default, single rounding); MO_GPU = ModelOpt
+ * GPU export, E4M3(bf16(w ÷ bf16(s))); MO_CPU = ModelOpt CPU export, E4M3(bf16(w ÷ s)). All
+ * saturate at 448 (never NaN). */
+typedef enum {
+    G4Q_FP8_ROUND_EXACT = 0,
+    G4Q_FP8_ROUND_MO_GPU = 1,
+    G4Q_FP8_ROUND_MO_CPU = 2,
+} g4q_fp8_rounding;
+
+/* weight_scale = fl32(amax * R448); amax 0 -> 1.0. */
+float g4q_fp8_scale(float amax);
+
+/* q E4M3 [rows, cols]; *scale = g4q_fp8_scale(amax). amax is normally this tensor's amax; a
+ * smaller one only saturates more elements. */
+g4q_status g4q_fp8_quantize_tensor(g4q_ctx *ctx, const char *name, const uint16_t *w,
+                                   int64_t rows, int64_t cols, float amax, g4q_fp8_rounding mode,
+                                   uint8_t *q, float *scale);
+
+/* out fp32 [rows, cols] = E4M3(q) * scale. */
+void g4q_fp8_dequantize_tensor(const uint8_t *q, float scale, int64_t rows, int64_t cols,
+                               float *out);
+
+/* ---------------- FP8 128 x 128 blocks (fp8_pb_wo, §4) ---------------- */
+
+/* Number of scale entries: ceil(rows/128) * ceil(cols/128). */
+size_t g4q_fp8_block_count(int64_t rows, int64_t cols);
+
+/*
+ * q E4M3 [rows, cols] = E4M3_sat(w ÷ scale_blk); scales fp32 [ceil(rows/128), ceil(cols/128)]
+ * row-major (the export's [R, 1, C, 1] has the same bytes). Partial edge blocks are allowed
+ * (the exporter must refuse them for vLLM, §4). max: scale = fl32(bamax · R448), zero block 1.0.
+ * mse: candidates A_k = fl32(bamax · m_k), m_k = g4q_mse_multiplier(k), k = 0..38, scale_k =
+ * fl32(A_k · R448), loss = Σ over the block's rows (ascending, fp64) of the row's fp64 sum of
+ * squared saturating-QDQ errors; ties to the smallest k. Note that m = 1 is not a candidate.
+ */
+g4q_status g4q_fp8_quantize_blocks(g4q_ctx *ctx, const char *name, const uint16_t *w,
+                                   int64_t rows, int64_t cols, g4q_scale_method method,
+                                   uint8_t *q, float *scales);
+
+void g4q_fp8_dequantize_blocks(const uint8_t *q, const float *scales, int64_t rows, int64_t cols,
+                               float *out);
+
+/* ---------------- INT4 symmetric, group along `in` (§5) ---------------- */
+
+/* Number of groups per row: ceil(cols / group). */
+int64_t g4q_int4_group_count(int64_t cols, int group);
+
+/*
+ * q int8 [rows, cols] in [-8, 7]; scales fp32 [rows, ceil(cols/group)], each exactly
+ * representable in scale_dtype (G4Q_DT_F16 for GPTQ, G4Q_DT_BF16/F16/F32 for CT): the scale is
+ * rounded to that type BEFORE q is computed, so dequantization with the stored scale is the one
+ * that was optimised. q = clamp(RNE(w ÷ s), -8, 7).
+ * max: s = store(amax ÷ 7.5), identical to GPTQ's 2·amax/15 (so the GPTQ offset form
+ * clamp(round(w/s) + 8, 0, 15) gives q + 8) and CT's amax/7.5. mse: s = store(fl32(amax · m) ÷
+ * 7.5) for m in {0.500, 0.505, ..., 1.100} (121 candidates, fl32((100+k) ÷ 200)) minimising the
+ * fp64 group squared error, ties to the smallest m. Zero group: s = 1.0, q = 0. A scale that
+ * rounds to zero in scale_dtype becomes its smallest positive value; overflow (f16 > 65504) fails
+ * with G4Q_ERR_NUMERIC. group > 0; a partial last group is allowed.
+ */
+g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                             int64_t cols, int group, g4q_scale_method method,
+                             g4q_dtype scale_dtype, int8_t *q, float *scales);
+
+/* out fp32 [rows, cols] = q * scale. */
+void g4q_int4_dequantize(const int8_t *q, const float *scales, int64_t rows, int64_t cols,
+                         int group, float *out);
+
+/*
+ * GPTQ v1 packing (§5.2) of rows = out, cols = in; needs in % group == 0, in % 8 == 0, out % 8 ==
+ * 0 and every scale exact in f16 (else G4Q_ERR_SHAPE / G4Q_ERR_INVALID).
+ *   qweight int32 [in/8, out]        qweight[i, n] = Σ_j (q[n, 8i+j] + 8) << 4j
+ *   qzeros  int32 [in/group, out/8]  every word 0x77777777 (zero 8 stored minus one)
+ *   scales  f16   [in/group, out]    (uint16_t bits) transposed from `scales`
+ *   g_idx   int32 [in]               i / group
+ * The int32 words are native (little-endian on every supported host).
+ */
+g4q_status g4q_int4_pack_gptq(g4q_ctx *ctx, const char *name, const int8_t *q,
+                              const float *scales, int64_t rows, int64_t cols, int group,
+                              int32_t *qweight, int32_t *qzeros, uint16_t *scales_f16,
+                              int32_t *g_idx);
+
+/*
+ * compressed-tensors pack-quantized (§5.3); needs cols % 8 == 0 and scales exact in scale_dtype.
+ *   weight_packed int32 [out, in/8]   word [n, i] = Σ_j (q[n, 8i+j] + 8) << 4j
+ *   weight_scale  scale_dtype [out, ceil(in/group)]  written to scale_out (2 or 4 bytes each)
+ */
+g4q_status g4q_int4_pack_ct(g4q_ctx *ctx, const char *name, const int8_t *q, const float *scales,
+                            int64_t rows, int64_t cols, int group, g4q_dtype scale_dtype,
+                            int32_t *weight_packed, void *scale_out);
+
+/* Inverse of g4q_int4_pack_gptq (for checkers): q [out, in] and scales fp32 [out, in/group]. */
+g4q_status g4q_int4_unpack_gptq(g4q_ctx *ctx, const char *name, const int32_t *qweight,
+                                const int32_t *qzeros, const uint16_t *scales_f16, int64_t rows,
+                                int64_t cols, int group, int8_t *q, float *scales);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

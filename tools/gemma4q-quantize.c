@@ -1,0 +1,162 @@
+/*
+ * gemma4q-quantize --model DIR --recipe FILE --out OUT: quantizes a BF16 Gemma 4 checkpoint as a
+ * recipe says and exports it (ModelOpt, compressed-tensors or GPTQ). Thin: parses the options and
+ * calls the library (recipe -> plan -> export).
+ */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend/device.h"
+#include "base/sys.h"
+#include "cli.h"
+#include "export/export.h"
+#include "export/plan.h"
+#include "io/json_write.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "recipe/recipe.h"
+
+typedef struct quantize_opts {
+    const char *model, *recipe, *out, *json, *device;
+    int dry_run, threads, force, quiet, verbose;
+    uint64_t shard_bytes;
+} quantize_opts;
+
+static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *plan,
+                               const g4q_export_stats *stats, g4q_device_kind dev, int dry_run)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "recipe", plan->recipe->name);
+    cJSON_AddStringToObject(r, "device", g4q_device_name(dev));
+    cJSON_AddBoolToObject(r, "dry_run", dry_run);
+    cJSON_AddItemToObject(r, "plan", g4q_plan_to_cjson(plan));
+    if (stats) {
+        cJSON *s = cJSON_AddObjectToObject(r, "result");
+        cJSON_AddNumberToObject(s, "tensors_out", (double)stats->tensors_out);
+        cJSON_AddNumberToObject(s, "bytes_in", (double)stats->bytes_in);
+        cJSON_AddNumberToObject(s, "bytes_out", (double)stats->bytes_out);
+        cJSON_AddNumberToObject(s, "seconds", stats->seconds);
+        cJSON_AddNumberToObject(s, "peak_rss_bytes", (double)stats->peak_rss);
+        cJSON_AddNumberToObject(s, "peak_gpu_bytes", (double)stats->peak_gpu);
+    }
+    g4q_status st = g4q_json_write_file(ctx, path, r, 2);
+    cJSON_Delete(r);
+    return st;
+}
+
+static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
+{
+    g4q_recipe *recipe = NULL;
+    g4q_ckpt *ck = NULL;
+    g4q_config *cfg = calloc(1, sizeof *cfg);
+    g4q_weights *w = calloc(1, sizeof *w);
+    g4q_plan plan = {0};
+    g4q_device_kind dev = G4Q_DEVICE_CPU, req;
+    g4q_status st = (cfg && w) ? G4Q_OK : g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
+    if (st == G4Q_OK && (!o->model || !o->recipe || (!o->out && !o->dry_run)))
+        st = g4q_fail(ctx, G4Q_ERR_USAGE, "--model, --recipe and --out are required "
+                                          "(--out may be left out with --dry-run)");
+    if (st == G4Q_OK)
+        st = g4q_device_parse(ctx, o->device, &req);
+    if (st == G4Q_OK)
+        st = g4q_recipe_load(ctx, o->recipe, &recipe);
+    if (st == G4Q_OK)
+        st = g4q_config_load(ctx, o->model, cfg);
+    if (st == G4Q_OK)
+        st = g4q_ckpt_open(ctx, o->model, &ck);
+    if (st == G4Q_OK)
+        st = g4q_weights_bind(ctx, cfg, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), o->model, w);
+    if (st == G4Q_OK)
+        st = g4q_plan_build(ctx, recipe, cfg, w, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck),
+                            &plan);
+    if (st == G4Q_OK && o->dry_run) {
+        g4q_plan_print(&plan, stdout);
+        if (o->json)
+            st = write_report(ctx, o->json, &plan, NULL, dev, 1);
+    } else if (st == G4Q_OK && plan.needs_calibration) {
+        st = g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                      "recipe '%s' needs calibration: %s; calibration is not implemented yet, and "
+                      "gemma4q never invents scales (--dry-run shows the plan)",
+                      recipe->name, plan.calibration_reason);
+    } else if (st == G4Q_OK) {
+        st = g4q_device_select(ctx, req, &dev, NULL);
+        g4q_export_opts eo = {.out_dir = o->out, .overwrite = o->force,
+                              .shard_bytes = o->shard_bytes, .device = dev};
+        g4q_export_stats stats = {0};
+        if (st == G4Q_OK)
+            st = g4q_export_run(ctx, &plan, ck, cfg, &eo, &stats);
+        if (st == G4Q_OK) {
+            fprintf(stderr,
+                    "gemma4q: %s -> %s (%s, recipe %s)\n"
+                    "gemma4q: %zu tensors, %.3f GB in -> %.3f GB out, %.1f s, peak host RSS "
+                    "%.2f GB, peak GPU memory %.2f GB\n",
+                    o->model, o->out, g4q_device_name(dev), recipe->name, stats.tensors_out,
+                    (double)stats.bytes_in / 1e9, (double)stats.bytes_out / 1e9, stats.seconds,
+                    (double)stats.peak_rss / 1e9, (double)stats.peak_gpu / 1e9);
+            if (o->json)
+                st = write_report(ctx, o->json, &plan, &stats, dev, 0);
+        }
+    }
+    g4q_plan_free(&plan);
+    g4q_ckpt_close(ck);
+    g4q_recipe_free(recipe);
+    free(w);
+    free(cfg);
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    quantize_opts o = {.device = "auto"};
+    static const char summary[] =
+        "Quantizes a BF16 Gemma 4 checkpoint (Hugging Face layout) as a recipe says, and exports\n"
+        "it in the recipe's format (ModelOpt, compressed-tensors or GPTQ). The output appears in\n"
+        "OUT only when complete (it is written to OUT.partial first); it holds the weights, the\n"
+        "format's JSON files, the tokenizer/template/generation files of the input, and\n"
+        "manifest.json with the sha256 of every tensor. The same input and recipe always give\n"
+        "byte-identical output, on the CPU or the GPU and with any thread count.";
+    const g4q_opt opts[] = {
+        {"--model", G4Q_OPT_STRING, &o.model, "DIR", "input checkpoint folder (BF16)"},
+        {"--recipe", G4Q_OPT_STRING, &o.recipe, "FILE", "recipe YAML (see recipes/)"},
+        {"--out", G4Q_OPT_STRING, &o.out, "DIR", "output folder; must not exist unless --force"},
+        {"--dry-run", G4Q_OPT_FLAG, &o.dry_run, NULL,
+         "print the plan (every tensor, its decision and bytes) and stop"},
+        {"--json", G4Q_OPT_STRING, &o.json, "FILE", "also write a machine-readable report"},
+        {"--device", G4Q_OPT_STRING, &o.device, "DEV",
+         "auto (GPU if present, default), cpu or cuda"},
+        {"--threads", G4Q_OPT_INT, &o.threads, "N", "CPU threads (default: all cores)"},
+        {"--shard-size", G4Q_OPT_SIZE, &o.shard_bytes, "SIZE",
+         "split the weights into shards of at most SIZE (e.g. 5GB); default one file"},
+        {"--force", G4Q_OPT_FLAG, &o.force, NULL, "replace OUT if it exists"},
+        {"--quiet", G4Q_OPT_FLAG, &o.quiet, NULL, "no progress, warnings and errors only"},
+        {"--verbose", G4Q_OPT_FLAG, &o.verbose, NULL, "debug messages"},
+        {NULL, 0, NULL, NULL, NULL},
+    };
+    const g4q_cli cli = {"gemma4q-quantize", "--model DIR --recipe FILE --out OUT [options]",
+                         summary, opts};
+    g4q_ctx ctx;
+    g4q_ctx_init(&ctx);
+    int n_pos = 0, help = 0;
+    g4q_status st = g4q_cli_parse(&ctx, &cli, argc, argv, 1, NULL, 0, &n_pos, &help);
+    if (help)
+        return 0;
+    if (o.quiet) {
+        ctx.log_level = G4Q_LOG_WARN;
+        ctx.progress = -1;
+    }
+    if (o.verbose)
+        ctx.log_level = G4Q_LOG_DEBUG;
+    if (st == G4Q_OK && o.threads < 0)
+        st = g4q_fail(&ctx, G4Q_ERR_USAGE, "--threads %d: expected a positive count", o.threads);
+    if (o.threads > 0) {
+        ctx.threads = o.threads;
+        omp_set_num_threads(o.threads);
+    }
+    if (st == G4Q_OK)
+        st = run(&ctx, &o);
+    return g4q_cli_finish(&cli, &ctx, st);
+}
