@@ -75,9 +75,13 @@ static void test_stop_ids(void)
     CHECK_STATUS(g4q_chat_stop_ids(&ctx, path, ids, 4, &n), G4Q_OK);
     CHECK(n == 1 && ids[0] == 1);
 
-    const char *bad[] = {"{}", "{\"eos_token_id\": \"1\"}", "{\"eos_token_id\": [1, -3]}",
-                         "{\"eos_token_id\": [1, 2.5]}", "{\"eos_token_id\": []}",
-                         "{\"eos_token_id\": [1, 2, 3, 4, 5]}", "{\"eos_token_id\": [1,"};
+    const char *bad[] = {"{}",
+                         "{\"eos_token_id\": \"1\"}",
+                         "{\"eos_token_id\": [1, -3]}",
+                         "{\"eos_token_id\": [1, 2.5]}",
+                         "{\"eos_token_id\": []}",
+                         "{\"eos_token_id\": [1, 2, 3, 4, 5]}",
+                         "{\"eos_token_id\": [1,"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_STATUS(g4q_write_file(&ctx, path, bad[i], strlen(bad[i])), G4Q_OK);
         g4q_status st = g4q_chat_stop_ids(&ctx, path, ids, 4, &n);

@@ -421,7 +421,9 @@ static void test_utf8(void)
     }
 }
 
-#define E(name, dt, shape, off) "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":" off "}"
+/* One header entry as JSON text. */
+#define E(name, dt, shape, off)                                                                    \
+    "\"" name "\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":" off "}"
 
 static void test_hostile_header(void)
 {

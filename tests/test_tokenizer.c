@@ -35,14 +35,14 @@ static const char *HAND_MERGES_PAIRS =
 /* The string form cannot hold the two merges with a space; rank 6 and 7 are left out. */
 static const char *HAND_MERGES_STRINGS =
     "[\"a b\",\"\\u2581 a\",\"b c\",\"ab c\",\"\\u2581 ab\",\"a a\"]";
-#define HAND_ADDED_FMT \
-    "[{\"id\":1,\"content\":\"<bos>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false," \
-    "\"normalized\":false,\"special\":true}," \
-    "{\"id\":13,\"content\":\"<tag>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false," \
-    "\"normalized\":false,\"special\":true}," \
-    "{\"id\":19,\"content\":\"a b\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false," \
-    "\"normalized\":true,\"special\":false}," \
-    "{\"id\":%d,\"content\":\"<r>\",\"single_word\":false,\"lstrip\":true,\"rstrip\":true," \
+#define HAND_ADDED_FMT                                                                             \
+    "[{\"id\":1,\"content\":\"<bos>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"    \
+    "\"normalized\":false,\"special\":true},"                                                      \
+    "{\"id\":13,\"content\":\"<tag>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"    \
+    "\"normalized\":false,\"special\":true},"                                                      \
+    "{\"id\":19,\"content\":\"a b\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"      \
+    "\"normalized\":true,\"special\":false},"                                                      \
+    "{\"id\":%d,\"content\":\"<r>\",\"single_word\":false,\"lstrip\":true,\"rstrip\":true,"        \
     "\"normalized\":false,\"special\":false}]"
 
 /* HAND_ADDED_FMT with the file's id of "<r>" filled in (its own buffer per call site). */
@@ -62,19 +62,20 @@ static const char *GEMMA_DEC =
 
 /* Writes a tokenizer.json built from the parts into dir/name; returns the path in buf. */
 static void write_json(char *buf, size_t n, const char *dir, const char *name, const char *norm,
-                        const char *pretok, const char *dec, const char *merges, const char *added,
-                        const char *model_extra)
+                       const char *pretok, const char *dec, const char *merges, const char *added,
+                       const char *model_extra)
 {
     size_t cap = 16384;
     char *json = malloc(cap);
-    int len = snprintf(json, cap,
-                       "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,"
-                       "\"added_tokens\":%s,\"normalizer\":%s,\"pre_tokenizer\":%s,"
-                       "\"post_processor\":null,\"decoder\":%s,\"model\":{%s\"type\":\"BPE\","
-                       "\"dropout\":null,\"unk_token\":\"<unk>\",\"continuing_subword_prefix\":null,"
-                       "\"end_of_word_suffix\":null,\"fuse_unk\":true,\"byte_fallback\":true,"
-                       "\"ignore_merges\":false,\"vocab\":%s,\"merges\":%s}}",
-                       added, norm, pretok, dec, model_extra, HAND_VOCAB, merges);
+    int len =
+        snprintf(json, cap,
+                 "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,"
+                 "\"added_tokens\":%s,\"normalizer\":%s,\"pre_tokenizer\":%s,"
+                 "\"post_processor\":null,\"decoder\":%s,\"model\":{%s\"type\":\"BPE\","
+                 "\"dropout\":null,\"unk_token\":\"<unk>\",\"continuing_subword_prefix\":null,"
+                 "\"end_of_word_suffix\":null,\"fuse_unk\":true,\"byte_fallback\":true,"
+                 "\"ignore_merges\":false,\"vocab\":%s,\"merges\":%s}}",
+                 added, norm, pretok, dec, model_extra, HAND_VOCAB, merges);
     CHECK(len > 0 && (size_t)len < cap);
     snprintf(buf, n, "%s/%s", dir, name);
     g4q_ctx ctx;
@@ -150,7 +151,10 @@ static void test_handmade(const char *dir)
     /* é is not in the vocab: byte fallback C3 A9. */
     expect_ids(&ctx, tok, "\xc3\xa9", IDS(2, 3), "hand");
     /* ü = C3 BC: <0xBC> missing, so unk; fuse_unk joins consecutive unks. */
-    expect_ids(&ctx, tok, "\xc3\xbc\xc3\xbc" "a", IDS(0, 5), "hand");
+    expect_ids(&ctx, tok,
+               "\xc3\xbc\xc3\xbc"
+               "a",
+               IDS(0, 5), "hand");
     /* A pending unk is emitted after later byte-fallback tokens (HF BPE::merge_word order). */
     expect_ids(&ctx, tok, "\xc3\xbc\xc3\xa9\xc3\xbc", IDS(2, 3, 0), "hand");
     /* Added tokens on the raw text, special or not; never a BOS of our own. */
@@ -168,7 +172,8 @@ static void test_handmade(const char *dir)
                   " a\xc3\xa9");
     /* A byte run that is not valid UTF-8 gives one U+FFFD per byte. */
     expect_decode(&ctx, tok, (const int32_t[]){2, 5, 2, 2}, 4, 0,
-                  "\xef\xbf\xbd" "a\xef\xbf\xbd\xef\xbf\xbd");
+                  "\xef\xbf\xbd"
+                  "a\xef\xbf\xbd\xef\xbf\xbd");
     char *s = NULL;
     CHECK_STATUS(g4q_tok_decode(&ctx, tok, (const int32_t[]){5, 99}, 2, 0, &s, NULL),
                  G4Q_ERR_INVALID);
@@ -218,8 +223,8 @@ static void test_handmade_variants(const char *dir)
         expect_decode(&ctx, tok, (const int32_t[]){5, 6}, 2, 0, "a b");
         g4q_tok_free(tok);
     }
-    write_json(path, sizeof path, dir, "nosplit.json", "null", "null", GEMMA_DEC,
-               HAND_MERGES_PAIRS, "[]", "");
+    write_json(path, sizeof path, dir, "nosplit.json", "null", "null", GEMMA_DEC, HAND_MERGES_PAIRS,
+               "[]", "");
     CHECK_STATUS(g4q_tok_load(&ctx, path, &tok), G4Q_OK);
     if (tok) {
         expect_ids(&ctx, tok, "b c", IDS(6, 18), "nosplit");
@@ -228,8 +233,8 @@ static void test_handmade_variants(const char *dir)
     /* A Sequence normalizer holding the Replace. */
     char seq[512];
     snprintf(seq, sizeof seq, "{\"type\":\"Sequence\",\"normalizers\":[%s]}", GEMMA_NORM);
-    write_json(path, sizeof path, dir, "seq.json", seq, GEMMA_PRETOK, GEMMA_DEC,
-               HAND_MERGES_PAIRS, added, "");
+    write_json(path, sizeof path, dir, "seq.json", seq, GEMMA_PRETOK, GEMMA_DEC, HAND_MERGES_PAIRS,
+               added, "");
     CHECK_STATUS(g4q_tok_load(&ctx, path, &tok), G4Q_OK);
     if (tok) {
         expect_ids(&ctx, tok, "bc a", IDS(12, 9), "seq");
@@ -265,23 +270,28 @@ static void test_refusals(const char *dir)
 {
     expect_refused(dir, "{\"type\":\"NFKC\"}", "null", "null", "[]", "", "NFKC");
     expect_refused(dir, "null", "{\"type\":\"ByteLevel\"}", "null", "[]", "", "ByteLevel");
-    expect_refused(dir, "null", "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\s\"},"
-                   "\"behavior\":\"MergedWithPrevious\",\"invert\":false}", "null", "[]", "",
-                   "Split");
+    expect_refused(dir, "null",
+                   "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\s\"},"
+                   "\"behavior\":\"MergedWithPrevious\",\"invert\":false}",
+                   "null", "[]", "", "Split");
     expect_refused(dir, "null", "null", "{\"type\":\"Metaspace\"}", "[]", "", "Metaspace");
     expect_refused(dir, "null", "null", "null",
                    "[{\"id\":13,\"content\":\"<tag>\",\"single_word\":true,\"lstrip\":false,"
-                   "\"rstrip\":false,\"normalized\":false,\"special\":true}]", "", "single_word");
+                   "\"rstrip\":false,\"normalized\":false,\"special\":true}]",
+                   "", "single_word");
     expect_refused(dir, "null", "null", "null", "[]", "\"continuing_subword_prefix\":\"##\",",
                    "continuing_subword_prefix");
     /* Malformed files are FORMAT errors, never crashes. */
     g4q_ctx ctx;
     g4q_ctx_init(&ctx);
     g4q_tok *tok = NULL;
-    const char *bad[] = {"{", "[]", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1}}}",
-                         "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[[\"a\",\"b\"]]}}",
-                         "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0}}}",
-                         "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a\"]}}"};
+    const char *bad[] = {
+        "{",
+        "[]",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1}}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[[\"a\",\"b\"]]}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0}}}",
+        "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a\"]}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         g4q_status st = g4q_tok_load_json(&ctx, bad[i], strlen(bad[i]), "bad.json", &tok);
         CHECK_MSG(st == G4Q_ERR_FORMAT && !tok, "bad json %zu: %s '%s'", i, g4q_status_name(st),
@@ -296,8 +306,7 @@ static void test_refusals(const char *dir)
 static int gemma_path(char *buf, size_t n)
 {
     const char *shared = getenv("G4Q_SHARED_DIR");
-    if (!shared || !*shared)
-        shared = G4Q_SHARED_DIR;
+    if (!shared || !*shared) shared = G4Q_SHARED_DIR;
     snprintf(buf, n, "%s/data/gemma3-tokenizer.json.gz", shared);
     return g4q_path_exists(buf);
 }
@@ -307,8 +316,7 @@ static int parse_vector(char *line, char *text, size_t *text_len, int32_t *ids, 
                         size_t cap)
 {
     char *tab = strchr(line, '\t');
-    if (!tab)
-        return 0;
+    if (!tab) return 0;
     *tab = 0;
     size_t k = 0;
     for (char *p = line; *p; p++) {
@@ -337,8 +345,7 @@ static int parse_vector(char *line, char *text, size_t *text_len, int32_t *ids, 
     *n_ids = 0;
     for (char *p = tab + 1; *p && *p != '\n' && *n_ids < cap;) {
         ids[(*n_ids)++] = (int32_t)strtol(p, &p, 10);
-        if (*p == ',')
-            p++;
+        if (*p == ',') p++;
     }
     return 1;
 }
@@ -351,8 +358,8 @@ static void test_gemma_vectors(g4q_ctx *ctx, const g4q_tok *tok)
     expect_ids(ctx, tok, "a\n\nb", IDS(236746, 108, 236763), "gemma3");
     expect_ids(ctx, tok, "\xf0\x9f\x98\x80 \xf0\x9d\x94\x98 \x07",
                IDS(242398, 236743, 478, 395, 386, 390, 236743, 245), "gemma3");
-    expect_ids(ctx, tok, "<start_of_turn>user\nHi<end_of_turn>\n", IDS(105, 2364, 107, 10979, 106, 107),
-               "gemma3");
+    expect_ids(ctx, tok, "<start_of_turn>user\nHi<end_of_turn>\n",
+               IDS(105, 2364, 107, 10979, 106, 107), "gemma3");
     CHECK_EQ_INT(g4q_tok_vocab_size(tok), 262145);
     CHECK_EQ_INT(g4q_tok_model_vocab_size(tok), 262144);
     CHECK_EQ_INT(g4q_tok_special_id(tok, "<eos>"), 1);
@@ -364,17 +371,16 @@ static void test_gemma_vectors(g4q_ctx *ctx, const g4q_tok *tok)
 
     char path[4096];
     const char *src = getenv("G4Q_SOURCE_DIR");
-    snprintf(path, sizeof path, "%s/tests/data/tok_gemma3_vectors.txt", src && *src ? src : G4Q_SOURCE_DIR);
+    snprintf(path, sizeof path, "%s/tests/data/tok_gemma3_vectors.txt",
+             src && *src ? src : G4Q_SOURCE_DIR);
     FILE *f = fopen(path, "r");
     CHECK_MSG(f != NULL, "cannot open %s", path);
-    if (!f)
-        return;
+    if (!f) return;
     static char line[65536], text[65536];
     static int32_t want[8192];
     int count = 0;
     while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#' || line[0] == '\n')
-            continue;
+        if (line[0] == '#' || line[0] == '\n') continue;
         size_t tl = 0, nw = 0;
         if (!CHECK_MSG(parse_vector(line, text, &tl, want, &nw, 8191), "bad line in %s", path))
             continue;
@@ -391,17 +397,16 @@ static void test_gemma_vectors(g4q_ctx *ctx, const g4q_tok *tok)
 /* Appends one random code point (UTF-8) drawn from a mix of scripts, spaces and newlines. */
 static size_t rand_char(uint64_t *rng, char *o)
 {
-    static const uint32_t ranges[][2] = {{0x20, 0x7e}, {0x20, 0x20}, {0x0a, 0x0a}, {0x09, 0x09},
-                                         {0xa0, 0x24f}, {0x370, 0x3ff}, {0x400, 0x4ff},
-                                         {0x590, 0x6ff}, {0x900, 0x97f}, {0x3040, 0x30ff},
-                                         {0x4e00, 0x9fff}, {0xac00, 0xd7a3}, {0x2000, 0x206f},
-                                         {0x1f300, 0x1faff}, {0x1d400, 0x1d7ff}, {0xe000, 0xe0ff},
-                                         {0x200d, 0x200d}, {0xfe0f, 0xfe0f}, {0x10000, 0x10ffff}};
+    static const uint32_t ranges[][2] = {
+        {0x20, 0x7e},     {0x20, 0x20},       {0x0a, 0x0a},       {0x09, 0x09},
+        {0xa0, 0x24f},    {0x370, 0x3ff},     {0x400, 0x4ff},     {0x590, 0x6ff},
+        {0x900, 0x97f},   {0x3040, 0x30ff},   {0x4e00, 0x9fff},   {0xac00, 0xd7a3},
+        {0x2000, 0x206f}, {0x1f300, 0x1faff}, {0x1d400, 0x1d7ff}, {0xe000, 0xe0ff},
+        {0x200d, 0x200d}, {0xfe0f, 0xfe0f},   {0x10000, 0x10ffff}};
     size_t nr = sizeof ranges / sizeof ranges[0];
     size_t r = (size_t)(g4q_test_rand(rng) % nr);
     uint32_t cp = ranges[r][0] + (uint32_t)(g4q_test_rand(rng) % (ranges[r][1] - ranges[r][0] + 1));
-    if (cp >= 0xd800 && cp <= 0xdfff)
-        cp = 'x';
+    if (cp >= 0xd800 && cp <= 0xdfff) cp = 'x';
     if (cp < 0x80) {
         o[0] = (char)cp;
         return 1;
@@ -427,8 +432,8 @@ static size_t rand_char(uint64_t *rng, char *o)
 static void test_gemma_roundtrip(g4q_ctx *ctx, const g4q_tok *tok)
 {
     uint64_t rng = g4q_test_seed();
-    static const char *inserts[] = {"<start_of_turn>", "<bos>", "\n\n", "    ", "\t\t", "<unused7>",
-                                    "<eos", "Hello", " the", "<end_of_turn>"};
+    static const char *inserts[] = {"<start_of_turn>", "<bos>", "\n\n",  "    ", "\t\t",
+                                    "<unused7>",       "<eos",  "Hello", " the", "<end_of_turn>"};
     int bad = 0;
     static const size_t sizes[] = {1, 2, 3, 7, 15, 17, 64, 127, 129, 1000};
     for (int iter = 0; iter < 300; iter++) {
@@ -453,9 +458,12 @@ static void test_gemma_roundtrip(g4q_ctx *ctx, const g4q_tok *tok)
             while (back && at < n && at < back_len && back[at] == text[at])
                 at++;
             if (bad++ < 3)
-                CHECK_MSG(0, "round trip %d (%zu bytes, got %zu) differs at byte %zu: %02x %02x %02x %02x vs %02x",
-                          iter, n, back_len, at, (unsigned char)text[at], (unsigned char)text[at + 1],
-                          (unsigned char)text[at + 2], (unsigned char)text[at + 3],
+                CHECK_MSG(0,
+                          "round trip %d (%zu bytes, got %zu) differs at byte %zu: %02x %02x %02x "
+                          "%02x vs %02x",
+                          iter, n, back_len, at, (unsigned char)text[at],
+                          (unsigned char)text[at + 1], (unsigned char)text[at + 2],
+                          (unsigned char)text[at + 3],
                           back && at < back_len ? (unsigned char)back[at] : 0);
         }
         free(back);
@@ -468,7 +476,9 @@ static void test_gemma_roundtrip(g4q_ctx *ctx, const g4q_tok *tok)
  * run that is not valid UTF-8 into U+FFFD per byte. */
 static void test_gemma_invalid(g4q_ctx *ctx, const g4q_tok *tok)
 {
-    const char text[] = "a\xff" "b\xe2\x82" "c\xc0\xaf";
+    const char text[] = "a\xff"
+                        "b\xe2\x82"
+                        "c\xc0\xaf";
     g4q_tok_ids ids = {0};
     CHECK_STATUS(g4q_tok_encode(ctx, tok, text, sizeof text - 1, &ids), G4Q_OK);
     int32_t a = g4q_tok_token_to_id(tok, "a"), b = g4q_tok_token_to_id(tok, "b"),
@@ -481,24 +491,49 @@ static void test_gemma_invalid(g4q_ctx *ctx, const g4q_tok *tok)
     char *s = NULL;
     size_t len = 0;
     CHECK_STATUS(g4q_tok_decode(ctx, tok, ids.ids, ids.n, 0, &s, &len), G4Q_OK);
-    const char *exp = "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd";
+    const char *exp = "a\xef\xbf\xbd"
+                      "b\xef\xbf\xbd\xef\xbf\xbd"
+                      "c\xef\xbf\xbd\xef\xbf\xbd";
     CHECK_MSG(s && strcmp(s, exp) == 0, "decode of invalid bytes: '%s'", s ? s : "");
     free(s);
     g4q_tok_ids_free(&ids);
+
+    /* Random bytes (mostly invalid UTF-8): encode succeeds, every id exists, and the ids decode. */
+    uint64_t rng = g4q_test_seed() ^ 0x5eed;
+    for (int iter = 0; iter < 200; iter++) {
+        unsigned char buf[300];
+        size_t n = 1 + (size_t)(g4q_test_rand(&rng) % sizeof buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (unsigned char)g4q_test_rand(&rng);
+        g4q_tok_ids r = {0};
+        CHECK_STATUS(g4q_tok_encode(ctx, tok, (const char *)buf, n, &r), G4Q_OK);
+        int in_range = r.n > 0;
+        for (size_t i = 0; i < r.n; i++)
+            in_range &= g4q_tok_id_to_token(tok, r.ids[i]) != NULL;
+        CHECK_MSG(in_range, "random bytes %d: %zu ids, some without a token", iter, r.n);
+        char *d = NULL;
+        CHECK_STATUS(g4q_tok_decode(ctx, tok, r.ids, r.n, 0, &d, NULL), G4Q_OK);
+        free(d);
+        g4q_tok_ids_free(&r);
+    }
 }
 
 /* About 1 MB of varied text (prose, code, CJK, emoji, newlines); the time is printed only. */
 static void test_gemma_throughput(g4q_ctx *ctx, const g4q_tok *tok)
 {
     static const char *parts[] = {
-        "The quick brown fox jumps over the lazy dog. ", "Quantization reduces memory traffic; ",
-        "\n\n", "int main(void)\n{\n\tfor (int i = 0; i < n; i++)\n\t\tsum += x[i];\n}\n",
+        "The quick brown fox jumps over the lazy dog. ",
+        "Quantization reduces memory traffic; ",
+        "\n\n",
+        "int main(void)\n{\n\tfor (int i = 0; i < n; i++)\n\t\tsum += x[i];\n}\n",
         "    def forward(self, x):\n        return self.proj(x)\n",
         "\xe6\x9d\xb1\xe4\xba\xac\xe3\x81\xaf\xe6\x97\xa5\xe6\x9c\xac\xe3\x81\xae\xe9\xa6\x96"
         "\xe9\x83\xbd\xe3\x81\xa7\xe3\x81\x99\xe3\x80\x82",
         "\xf0\x9f\x98\x80\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7 ",
         "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82, \xd0\xbc\xd0\xb8\xd1\x80! ",
-        "<start_of_turn>user\n", "1234567890 + 0.5e-3 = ?  ", "https://example.org/a?b=c&d=e "};
+        "<start_of_turn>user\n",
+        "1234567890 + 0.5e-3 = ?  ",
+        "https://example.org/a?b=c&d=e "};
     size_t cap = 1u << 20, n = 0;
     char *text = malloc(cap + 256);
     uint64_t rng = 12345;
@@ -615,10 +650,8 @@ static int mode_decode(int argc, char **argv)
         for (char *p = list; *p;) {
             char *e;
             long v = strtol(p, &e, 10);
-            if (e == p)
-                break;
-            if (n == cap)
-                ids = realloc(ids, (cap *= 2) * sizeof *ids);
+            if (e == p) break;
+            if (n == cap) ids = realloc(ids, (cap *= 2) * sizeof *ids);
             ids[n++] = (int32_t)v;
             p = *e == ',' ? e + 1 : e;
         }
@@ -629,8 +662,7 @@ static int mode_decode(int argc, char **argv)
             rc = 1;
         } else {
             fwrite(s, 1, len, stdout);
-            if (argc > 4)
-                fputc(0, stdout);
+            if (argc > 4) fputc(0, stdout);
         }
         free(s);
         free(ids);
@@ -642,10 +674,8 @@ static int mode_decode(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 4 && strcmp(argv[1], "--encode") == 0)
-        return mode_encode(argc, argv);
-    if (argc >= 4 && strcmp(argv[1], "--decode") == 0)
-        return mode_decode(argc, argv);
+    if (argc >= 4 && strcmp(argv[1], "--encode") == 0) return mode_encode(argc, argv);
+    if (argc >= 4 && strcmp(argv[1], "--decode") == 0) return mode_decode(argc, argv);
     char dir[4096];
     g4q_test_tmpdir(dir, sizeof dir, "tokenizer");
     if (argc == 3 && strcmp(argv[1], "--handmade-json") == 0) {

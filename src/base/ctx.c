@@ -64,7 +64,8 @@ void g4q_log(const g4q_ctx *ctx, g4q_log_level level, const char *fmt, ...)
     fputs(tags[level], f);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(f, fmt, ap);
+    if (fmt)
+        vfprintf(f, fmt, ap);
     va_end(ap);
     fputc('\n', f);
 }

@@ -2,7 +2,7 @@
 
 #include <nettle/sha2.h>
 
-_Static_assert(sizeof(struct sha256_ctx) <= sizeof(((g4q_sha256 *)0)->state),
+_Static_assert(sizeof(struct sha256_ctx) <= sizeof(g4q_sha256),
                "g4q_sha256 storage too small for nettle's sha256_ctx");
 
 void g4q_sha256_init(g4q_sha256 *h)

@@ -16,7 +16,7 @@ extern "C" {
 
 /* Opaque storage big enough for Nettle's sha256_ctx (checked by a static assert in sha256.c). */
 typedef struct g4q_sha256 {
-    _Alignas(8) unsigned char state[128];
+    uint64_t state[16]; /* 128 bytes, 8-byte aligned */
 } g4q_sha256;
 
 void g4q_sha256_init(g4q_sha256 *h);

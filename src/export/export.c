@@ -27,6 +27,7 @@ typedef struct run_state {
     size_t n_outputs;
     g4q_progress progress;
     uint64_t bytes_done;
+    g4q_gpu_quantizer *gpu; /* NULL: CPU path */
 } run_state;
 
 /* Declares every output in processing order: global tensors first, then layer by layer. */
@@ -101,8 +102,11 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
             st = g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "%s: cannot allocate %llu bytes",
                           it->out[o].name, (unsigned long long)it->out[o].nbytes);
     }
-    if (st == G4Q_OK)
-        st = g4q_quantize_item_cpu(rs->ctx, it, it->group >= 0 ? amax[it->group] : 0.0f, bufs);
+    float group_amax = it->group >= 0 ? amax[it->group] : 0.0f;
+    if (st == G4Q_OK && rs->gpu && g4q_gpu_quantizer_supports(it))
+        st = g4q_quantize_item_cuda(rs->ctx, rs->gpu, it, group_amax, bufs);
+    else if (st == G4Q_OK)
+        st = g4q_quantize_item_cpu(rs->ctx, it, group_amax, bufs);
     for (int o = 0; o < it->n_out && st == G4Q_OK; o++)
         st = write_output(rs, &it->out[o], bufs[o]);
     for (int o = 0; o < it->n_out; o++)
@@ -278,12 +282,16 @@ g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ck
                         "recipe '%s' needs calibration: %s; calibration is not implemented yet, "
                         "and gemma4q never invents scales",
                         plan->recipe->name, plan->calibration_reason);
-    if (opts->device == G4Q_DEVICE_CUDA)
-        G4Q_WARN(ctx, "the CUDA quantizers are not wired in yet; quantizing on the CPU");
-    g4q_outdir od;
-    G4Q_TRY(g4q_outdir_begin(ctx, &od, opts->out_dir, opts->overwrite));
     run_state rs = {.ctx = ctx, .plan = plan, .ckpt = ckpt};
-    g4q_status st = run_into(&rs, &od, cfg, opts);
+    if (opts->device == G4Q_DEVICE_CUDA)
+        G4Q_TRY(g4q_gpu_quantizer_create(ctx, &rs.gpu));
+    g4q_outdir od;
+    g4q_status st = g4q_outdir_begin(ctx, &od, opts->out_dir, opts->overwrite);
+    if (st != G4Q_OK) {
+        g4q_gpu_quantizer_free(rs.gpu);
+        return st;
+    }
+    st = run_into(&rs, &od, cfg, opts);
     if (st == G4Q_OK)
         st = g4q_outdir_commit(ctx, &od);
     if (st != G4Q_OK)
@@ -295,7 +303,9 @@ g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ck
         stats->bytes_out = plan->bytes_out;
         stats->seconds = g4q_now_seconds() - t0;
         stats->peak_rss = g4q_peak_rss_bytes();
+        stats->peak_gpu = g4q_gpu_quantizer_peak_bytes(rs.gpu);
     }
+    g4q_gpu_quantizer_free(rs.gpu);
     g4q_stw_free(rs.writer);
     free(rs.hashes);
     return st;

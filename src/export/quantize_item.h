@@ -8,9 +8,36 @@
 
 #include "export/plan.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* CPU reference path. group_amax: the fused group's shared amax when it->group >= 0 (else
  * ignored: the tensor's own amax is used). */
 g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float group_amax,
                                  void **bufs);
 
+
+
+/* ---- GPU path (CUDA builds; elsewhere create() fails with G4Q_ERR_UNSUPPORTED) ---- */
+
+typedef struct g4q_gpu_quantizer g4q_gpu_quantizer;
+
+/* Device buffers for one tensor at a time, grown on demand; reports its peak. */
+g4q_status g4q_gpu_quantizer_create(g4q_ctx *ctx, g4q_gpu_quantizer **out);
+void g4q_gpu_quantizer_free(g4q_gpu_quantizer *q); /* NULL is a no-op */
+/* Most device memory held at once, bytes. */
+size_t g4q_gpu_quantizer_peak_bytes(const g4q_gpu_quantizer *q);
+
+/* 1 if the item's format and scale search have a CUDA kernel (else quantize it on the CPU; the
+ * bytes are the same either way). */
+int g4q_gpu_quantizer_supports(const g4q_plan_item *it);
+
+/* Uploads the item's BF16 weight, quantizes it on the GPU and fills bufs as the CPU path does. */
+g4q_status g4q_quantize_item_cuda(g4q_ctx *ctx, g4q_gpu_quantizer *q, const g4q_plan_item *it,
+                                  float group_amax, void **bufs);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -10,13 +10,15 @@
  * (2 <= N <= G4Q_ST_MAX_HEADER and within the file), the JSON is valid UTF-8 (no overlongs,
  * surrogates or code points past U+10FFFF; no raw control characters) and well formed, its top
  * level is an object, each entry is an object with exactly the keys dtype, shape and data_offsets,
- * "__metadata__" (optional) is an object of string values, each entry has a known dtype, a shape of at most G4Q_MAX_DIMS non-negative dims whose product does not
- * overflow, end - begin equals numel x dtype size, the data ranges lie inside the file, are sorted,
- * contiguous from 0 and non-overlapping, the data end exactly at the end of the file (trailing bytes
- * are an error), and no name appears twice. Shape dims and offsets must be integers in [0, 2^53]
- * (JSON numbers are doubles). Every failure is an error naming the file (and the tensor where
- * there is one): G4Q_ERR_FORMAT for malformed files, G4Q_ERR_UNSUPPORTED for an unknown dtype or
- * more than G4Q_MAX_DIMS dims, G4Q_ERR_NOT_FOUND for a missing file, G4Q_ERR_IO for system errors.
+ * "__metadata__" (optional) is an object of string values with distinct keys, each entry has a
+ * known dtype, a shape of at most G4Q_MAX_DIMS non-negative dims whose product does not overflow,
+ * end - begin equals numel x dtype size, the data ranges lie inside the file, are sorted,
+ * contiguous from 0 and non-overlapping, the data end exactly at the end of the file (trailing
+ * bytes are an error), and no name appears twice. Shape dims and offsets must be integers in
+ * [0, 2^53] (JSON numbers are doubles). Every failure is an error naming the file (and the
+ * tensor where there is one): G4Q_ERR_FORMAT for malformed files, G4Q_ERR_UNSUPPORTED for an
+ * unknown dtype or more than G4Q_MAX_DIMS dims, G4Q_ERR_NOT_FOUND for a missing file, G4Q_ERR_IO
+ * for system errors.
  *
  * Tensor arrays: g4q_st_tensor(f, 0) and g4q_ckpt_tensor(c, 0) point at ONE contiguous array of
  * g4q_st_count(f) / g4q_ckpt_count(c) elements, so callers may index from the first element.
@@ -123,8 +125,10 @@ typedef struct g4q_st_writer_opts {
 /* Prepares writing into directory `dir` (which must exist). Nothing is written yet. The writer
  * keeps ctx for later calls (errors of g4q_stw_* are reported there). It never holds tensor data:
  * each write goes straight to its file with pwrite. Calls must not run concurrently. The header
- * starts with "__metadata__": {"format": "pt", then the metadata_kv pairs} and is padded with
- * spaces to a multiple of 8 bytes, so every shard's data start 8-byte aligned. */
+ * starts with "__metadata__": {"format": "pt", then the metadata_kv pairs} (a "format" pair in
+ * metadata_kv replaces the default; a repeated key or text that is not UTF-8 is G4Q_ERR_INVALID)
+ * and is padded with spaces to a multiple of 8 bytes, so every shard's data start 8-byte aligned.
+ * A missing dir is G4Q_ERR_NOT_FOUND. */
 g4q_status g4q_stw_create(g4q_ctx *ctx, const char *dir, const g4q_st_writer_opts *opts,
                           g4q_st_writer **out);
 
@@ -146,8 +150,11 @@ g4q_status g4q_stw_begin(g4q_st_writer *w);
 g4q_status g4q_stw_write(g4q_st_writer *w, size_t index, uint64_t offset, const void *data,
                          uint64_t n);
 
-/* Checks that every byte of every tensor was written, closes the shards and writes
- * model.safetensors.index.json (metadata.total_size and weight_map) when there are several. */
+/* Checks that every byte of every tensor was written (else G4Q_ERR_INVALID naming the first
+ * incomplete tensor and its file), closes the shards and writes model.safetensors.index.json
+ * ({"metadata": {"total_size": data bytes}, "weight_map": {name: shard}}, names sorted) when there
+ * are several. A finish that failed for missing bytes may be retried after the missing writes;
+ * after an I/O error (or a failed begin) the writer only accepts g4q_stw_free. */
 g4q_status g4q_stw_finish(g4q_st_writer *w);
 
 /* Frees the writer; files already written are left to the caller's outdir abort/commit. */

@@ -160,8 +160,9 @@ static g4q_status open_index(g4q_ctx *ctx, g4q_ckpt *c, const char *ipath)
     qsort(map, nmap, sizeof *map, cmp_map_entry);
     for (i = 1; i < nmap; i++)
         if (strcmp(map[i - 1].name, map[i].name) == 0) {
-            st = g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: tensor '%s' appears twice in weight_map (%s, %s)",
-                          ipath, map[i].name, map[i - 1].shard_name, map[i].shard_name);
+            st = g4q_fail(ctx, G4Q_ERR_FORMAT,
+                          "%s: tensor '%s' appears twice in weight_map (%s, %s)", ipath,
+                          map[i].name, map[i - 1].shard_name, map[i].shard_name);
             goto out;
         }
     c->files = calloc(nshards + 1, sizeof *c->files);

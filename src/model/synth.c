@@ -78,8 +78,13 @@ g4q_status g4q_synth_validate(g4q_ctx *ctx, const g4q_synth_spec *s)
 
 g4q_status g4q_synth_override(g4q_ctx *ctx, g4q_synth_spec *s, int layers, int hidden, int vocab)
 {
-    if (layers < 0 || hidden < 0 || vocab < 0)
-        return g4q_fail(ctx, G4Q_ERR_USAGE, "--layers/--hidden/--vocab must be positive");
+    if (layers < 0)
+        return g4q_fail(ctx, G4Q_ERR_USAGE, "--layers %d: expected 1..%d", layers, G4Q_MAX_LAYERS);
+    if (hidden < 0)
+        return g4q_fail(ctx, G4Q_ERR_USAGE, "--hidden %d: expected a multiple of 128", hidden);
+    if (vocab < 0)
+        return g4q_fail(ctx, G4Q_ERR_USAGE, "--vocab %d: expected %d..%d", vocab,
+                        G4Q_SYNTH_MIN_VOCAB, G4Q_SYNTH_MAX_VOCAB);
     if (layers)
         s->n_layers = layers;
     if (hidden && hidden != s->hidden) {

@@ -11,12 +11,9 @@
  * the Unicode White_Space set), or 0. */
 static size_t space_len(const unsigned char *s, size_t n)
 {
-    if (s[0] == ' ' || (s[0] >= 0x09 && s[0] <= 0x0d) || (s[0] >= 0x1c && s[0] <= 0x1f))
-        return 1;
-    if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
-        return 2;
-    if (n >= 3 && s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80)
-        return 3;
+    if (s[0] == ' ' || (s[0] >= 0x09 && s[0] <= 0x0d) || (s[0] >= 0x1c && s[0] <= 0x1f)) return 1;
+    if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0)) return 2;
+    if (n >= 3 && s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80) return 3;
     if (n >= 3 && s[0] == 0xe2 && s[1] == 0x80 &&
         (s[2] <= 0x8a || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf))
         return 3;
@@ -40,8 +37,7 @@ static const char *trim(const char *s, size_t *len)
         while (c > a && (u[c] & 0xc0) == 0x80 && b - c < 4)
             c--;
         l = space_len(u + c, b - c);
-        if (l == 0 || c + l != b)
-            break;
+        if (l == 0 || c + l != b) break;
         b = c;
     }
     *len = b - a;
@@ -56,8 +52,7 @@ typedef struct sbuf {
 
 static void put(sbuf *b, const char *s, size_t n)
 {
-    if (b->failed)
-        return;
+    if (b->failed) return;
     if (b->cap - b->len < n + 1) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->len < n + 1)
@@ -83,8 +78,7 @@ static void puts_(sbuf *b, const char *s)
 g4q_status g4q_chat_render(g4q_ctx *ctx, const g4q_chat_opts *opts, char **out, size_t *out_len)
 {
     *out = NULL;
-    if (out_len)
-        *out_len = 0;
+    if (out_len) *out_len = 0;
     if (!opts || !opts->user)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "chat template: no user message");
     sbuf b = {0};
@@ -94,8 +88,7 @@ g4q_status g4q_chat_render(g4q_ctx *ctx, const g4q_chat_opts *opts, char **out, 
     puts_(&b, "<bos>");
     if (sys_len > 0 || opts->thinking) {
         puts_(&b, "<|turn>system\n");
-        if (opts->thinking)
-            puts_(&b, "<|think|>");
+        if (opts->thinking) puts_(&b, "<|think|>");
         put(&b, sys, sys_len);
         puts_(&b, "<turn|>\n");
     }
@@ -104,16 +97,14 @@ g4q_status g4q_chat_render(g4q_ctx *ctx, const g4q_chat_opts *opts, char **out, 
     puts_(&b, "<turn|>\n");
     if (opts->add_generation_prompt) {
         puts_(&b, "<|turn>model\n");
-        if (!opts->thinking)
-            puts_(&b, "<|channel>thought\n<channel|>");
+        if (!opts->thinking) puts_(&b, "<|channel>thought\n<channel|>");
     }
     if (b.failed) {
         free(b.p);
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "chat template: out of memory");
     }
     *out = b.p;
-    if (out_len)
-        *out_len = b.len;
+    if (out_len) *out_len = b.len;
     return G4Q_OK;
 }
 
@@ -122,8 +113,10 @@ static g4q_status stop_id(g4q_ctx *ctx, const char *path, const cJSON *v, int32_
 {
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= 2147483647.0 ||
         v->valuedouble != (double)v->valueint)
-        return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: eos_token_id: expected a non-negative integer or "
-                        "a list of them", path);
+        return g4q_fail(ctx, G4Q_ERR_FORMAT,
+                        "%s: eos_token_id: expected a non-negative integer or "
+                        "a list of them",
+                        path);
     if (*n >= cap)
         return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: eos_token_id: more than %zu ids", path, cap);
     ids[(*n)++] = v->valueint;
@@ -138,8 +131,7 @@ g4q_status g4q_chat_stop_ids(g4q_ctx *ctx, const char *path, int32_t *ids, size_
     G4Q_TRY(g4q_read_file(ctx, path, (size_t)16 << 20, &text, &len));
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
-    if (!root)
-        return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: invalid JSON", path);
+    if (!root) return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: invalid JSON", path);
     g4q_status st = G4Q_OK;
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
     if (!eos) {
@@ -153,7 +145,6 @@ g4q_status g4q_chat_stop_ids(g4q_ctx *ctx, const char *path, int32_t *ids, size_
         st = stop_id(ctx, path, eos, ids, cap, n);
     }
     cJSON_Delete(root);
-    if (st != G4Q_OK)
-        *n = 0;
+    if (st != G4Q_OK) *n = 0;
     return st;
 }

@@ -17,9 +17,9 @@ extern "C" {
 #endif
 
 typedef struct g4q_chat_opts {
-    const char *system; /* NULL or empty: no system text */
-    const char *user;   /* the user message; required */
-    int thinking;       /* 0 (default): thinking off; 1: "<|think|>" opens the system turn */
+    const char *system;        /* NULL or empty: no system text */
+    const char *user;          /* the user message; required */
+    int thinking;              /* 0 (default): thinking off; 1: "<|think|>" opens the system turn */
     int add_generation_prompt; /* 1: end with the opened model turn */
 } g4q_chat_opts;
 

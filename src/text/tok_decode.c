@@ -27,8 +27,7 @@ static int sl_bytes(strlist *l, const char *s, size_t n)
         while (cap - l->len < n + 1)
             cap *= 2;
         char *b = realloc(l->buf, cap);
-        if (!b)
-            return 0;
+        if (!b) return 0;
         l->buf = b;
         l->cap = cap;
     }
@@ -43,13 +42,11 @@ static int sl_end(strlist *l)
     if (l->n + 2 > l->cap_n) {
         size_t cap = l->cap_n ? l->cap_n * 2 : 64;
         size_t *o = realloc(l->off, cap * sizeof *o);
-        if (!o)
-            return 0;
+        if (!o) return 0;
         l->off = o;
         l->cap_n = cap;
     }
-    if (l->n == 0)
-        l->off[0] = 0;
+    if (l->n == 0) l->off[0] = 0;
     l->off[++l->n] = l->len;
     return 1;
 }
@@ -67,12 +64,9 @@ static const char *piece(const strlist *l, size_t i, size_t *n)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -81,8 +75,7 @@ static int utf8_valid(const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         size_t len = g4q_tok_utf8_unit(s + i, n - i);
-        if (len == 1 && s[i] >= 0x80)
-            return 0;
+        if (len == 1 && s[i] >= 0x80) return 0;
         i += len;
     }
     return 1;
@@ -91,21 +84,17 @@ static int utf8_valid(const unsigned char *s, size_t n)
 /* Flushes a run of <0xHH> bytes: as one piece if valid UTF-8, else one U+FFFD per byte (HF). */
 static int flush_bytes(strlist *dst, const unsigned char *bytes, size_t nb)
 {
-    if (nb == 0)
-        return 1;
-    if (utf8_valid(bytes, nb))
-        return sl_push(dst, (const char *)bytes, nb);
+    if (nb == 0) return 1;
+    if (utf8_valid(bytes, nb)) return sl_push(dst, (const char *)bytes, nb);
     for (size_t k = 0; k < nb; k++)
-        if (!sl_push(dst, "\xef\xbf\xbd", 3))
-            return 0;
+        if (!sl_push(dst, "\xef\xbf\xbd", 3)) return 0;
     return 1;
 }
 
 static int step_byte_fallback(const strlist *src, strlist *dst)
 {
     unsigned char *bytes = malloc(src->n + 1);
-    if (!bytes)
-        return 0;
+    if (!bytes) return 0;
     size_t nb = 0;
     int ok = 1;
     for (size_t i = 0; ok && i < src->n; i++) {
@@ -158,8 +147,7 @@ static int step_strip(const g4q_tok_dec_step *d, const strlist *src, strlist *ds
         }
         for (int k = 0; k < d->strip_stop && n >= el && memcmp(p + n - el, enc, el) == 0; k++)
             n -= el;
-        if (!sl_push(dst, p, n))
-            return 0;
+        if (!sl_push(dst, p, n)) return 0;
     }
     return 1;
 }
@@ -173,12 +161,10 @@ static int run_step(g4q_ctx *ctx, const g4q_tok_dec_step *d, const strlist *src,
             const char *p = piece(src, i, &n);
             char *r;
             size_t rn;
-            if (g4q_tok_replace_all(ctx, &d->rep, p, n, &r, &rn) != G4Q_OK)
-                return 0;
+            if (g4q_tok_replace_all(ctx, &d->rep, p, n, &r, &rn) != G4Q_OK) return 0;
             int ok = sl_push(dst, r, rn);
             free(r);
-            if (!ok)
-                return 0;
+            if (!ok) return 0;
         }
         return 1;
     case G4Q_TOK_DEC_BYTE_FALLBACK:
@@ -193,15 +179,13 @@ static int run_step(g4q_ctx *ctx, const g4q_tok_dec_step *d, const strlist *src,
 
 static const char *token_of(const g4q_tok *tok, int32_t id, size_t *len)
 {
-    if (id < 0 || id >= tok->n_ids)
-        return NULL;
+    if (id < 0 || id >= tok->n_ids) return NULL;
     int32_t a = tok->added_of_id[id];
     if (a >= 0) {
         *len = tok->added[a].len;
         return tok->added[a].content;
     }
-    if (id >= tok->model_n_ids || tok->piece_len[id] == UINT32_MAX)
-        return NULL;
+    if (id >= tok->model_n_ids || tok->piece_len[id] == UINT32_MAX) return NULL;
     *len = tok->piece_len[id];
     return tok->pieces + tok->piece_off[id];
 }
@@ -210,26 +194,25 @@ g4q_status g4q_tok_decode(g4q_ctx *ctx, const g4q_tok *tok, const int32_t *ids, 
                           unsigned flags, char **out, size_t *out_len)
 {
     *out = NULL;
-    if (out_len)
-        *out_len = 0;
+    if (out_len) *out_len = 0;
     strlist a = {0}, b = {0};
     g4q_status st = G4Q_OK;
     for (size_t i = 0; i < n; i++) {
         size_t len = 0;
         const char *t = token_of(tok, ids[i], &len);
         if (!t) {
-            st = g4q_fail(ctx, G4Q_ERR_INVALID, "decode: id %d at position %zu has no token "
-                          "(vocab size %d)", ids[i], i, tok->n_ids);
+            st = g4q_fail(ctx, G4Q_ERR_INVALID,
+                          "decode: id %d at position %zu has no token "
+                          "(vocab size %d)",
+                          ids[i], i, tok->n_ids);
             goto done;
         }
         if ((flags & G4Q_TOK_DECODE_SKIP_SPECIAL) && (tok->flags[ids[i]] & G4Q_TOKF_SPECIAL))
             continue;
-        if (!sl_push(&a, t, len))
-            goto nomem;
+        if (!sl_push(&a, t, len)) goto nomem;
     }
     for (size_t k = 0; tok->has_decoder && k < tok->n_dec; k++) {
-        if (!run_step(ctx, &tok->dec[k], &a, &b))
-            goto nomem;
+        if (!run_step(ctx, &tok->dec[k], &a, &b)) goto nomem;
         sl_free(&a);
         a = b;
         memset(&b, 0, sizeof b);
@@ -241,12 +224,10 @@ g4q_status g4q_tok_decode(g4q_ctx *ctx, const g4q_tok *tok, const int32_t *ids, 
         if ((!tok->has_decoder && i > 0 && !sl_bytes(&b, " ", 1)) || !sl_bytes(&b, p, pn))
             goto nomem;
     }
-    if (!sl_bytes(&b, "", 0))
-        goto nomem;
+    if (!sl_bytes(&b, "", 0)) goto nomem;
     b.buf[b.len] = 0;
     *out = b.buf;
-    if (out_len)
-        *out_len = b.len;
+    if (out_len) *out_len = b.len;
     b.buf = NULL;
     goto done;
 nomem:
@@ -264,8 +245,7 @@ int32_t g4q_tok_token_to_id(const g4q_tok *tok, const char *token)
      * normalized content, so check the content itself). */
     for (int t = 0; t < 2; t++) {
         const g4q_tok_trie *tr = t == 0 ? &tok->raw_trie : &tok->norm_trie;
-        if (tr->n_nodes == 0 || n == 0)
-            continue;
+        if (tr->n_nodes == 0 || n == 0) continue;
         int32_t node = tr->root[(unsigned char)token[0]];
         for (size_t j = 1; node >= 0 && j < n; j++)
             node = g4q_tok_trie_child(tr, node, (unsigned char)token[j]);

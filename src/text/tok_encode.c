@@ -7,8 +7,7 @@
 
 void g4q_tok_ids_free(g4q_tok_ids *ids)
 {
-    if (!ids)
-        return;
+    if (!ids) return;
     free(ids->ids);
     ids->ids = NULL;
     ids->n = ids->cap = 0;
@@ -19,8 +18,7 @@ static int ids_push(g4q_tok_ids *out, int32_t id)
     if (out->n == out->cap) {
         size_t cap = out->cap ? out->cap * 2 : 256;
         int32_t *p = realloc(out->ids, cap * sizeof *p);
-        if (!p)
-            return 0;
+        if (!p) return 0;
         out->ids = p;
         out->cap = cap;
     }
@@ -31,32 +29,25 @@ static int ids_push(g4q_tok_ids *out, int32_t id)
 size_t g4q_tok_utf8_unit(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     size_t len;
     unsigned lo = 0x80, hi = 0xbf;
     if (c >= 0xc2 && c <= 0xdf) {
         len = 2;
     } else if (c >= 0xe0 && c <= 0xef) {
         len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        if (c == 0xed)
-            hi = 0x9f;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
     } else if (c >= 0xf0 && c <= 0xf4) {
         len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        if (c == 0xf4)
-            hi = 0x8f;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
     } else {
         return 1;
     }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 1;
+    if (n < len || s[1] < lo || s[1] > hi) return 1;
     for (size_t k = 2; k < len; k++)
-        if ((s[k] & 0xc0) != 0x80)
-            return 1;
+        if ((s[k] & 0xc0) != 0x80) return 1;
     return len;
 }
 
@@ -69,14 +60,12 @@ g4q_status g4q_tok_replace_all(g4q_ctx *ctx, const g4q_tok_replace *r, const cha
         count++;
     size_t len = n - count * r->from_len + count * r->to_len;
     char *buf = malloc(len + 1);
-    if (!buf)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "tokenizer: cannot allocate %zu bytes", len + 1);
+    if (!buf) return g4q_fail(ctx, G4Q_ERR_NOMEM, "tokenizer: cannot allocate %zu bytes", len + 1);
     char *w = buf;
     const char *p = s, *end = s + n;
     for (;;) {
         const char *q = memmem(p, (size_t)(end - p), r->from, r->from_len);
-        if (!q)
-            break;
+        if (!q) break;
         memcpy(w, p, (size_t)(q - p));
         w += q - p;
         memcpy(w, r->to, r->to_len);
@@ -95,8 +84,7 @@ g4q_status g4q_tok_normalize(g4q_ctx *ctx, const g4q_tok *tok, const char *s, si
                              size_t *out_len)
 {
     char *cur = malloc(n + 1);
-    if (!cur)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "tokenizer: cannot allocate %zu bytes", n + 1);
+    if (!cur) return g4q_fail(ctx, G4Q_ERR_NOMEM, "tokenizer: cannot allocate %zu bytes", n + 1);
     memcpy(cur, s, n);
     cur[n] = 0;
     size_t len = n;
@@ -105,8 +93,7 @@ g4q_status g4q_tok_normalize(g4q_ctx *ctx, const g4q_tok *tok, const char *s, si
         size_t next_len;
         g4q_status st = g4q_tok_replace_all(ctx, &tok->norm[k], cur, len, &next, &next_len);
         free(cur);
-        if (st != G4Q_OK)
-            return st;
+        if (st != G4Q_OK) return st;
         cur = next;
         len = next_len;
     }
@@ -137,25 +124,19 @@ static void bpe_work_free(bpe_work *w)
 
 static int bpe_reserve(bpe_work *w, size_t n)
 {
-    if (n <= w->cap)
-        return 1;
+    if (n <= w->cap) return 1;
     size_t cap = w->cap ? w->cap : 256;
     while (cap < n)
         cap *= 2;
     int32_t *a = realloc(w->id, cap * sizeof *a);
-    if (a)
-        w->id = a;
+    if (a) w->id = a;
     int32_t *b = realloc(w->prev, cap * sizeof *b);
-    if (b)
-        w->prev = b;
+    if (b) w->prev = b;
     int32_t *c = realloc(w->next, cap * sizeof *c);
-    if (c)
-        w->next = c;
+    if (c) w->next = c;
     uint64_t *h = realloc(w->heap, cap * sizeof *h);
-    if (h)
-        w->heap = h;
-    if (!a || !b || !c || !h)
-        return 0;
+    if (h) w->heap = h;
+    if (!a || !b || !c || !h) return 0;
     w->cap = cap;
     w->heap_cap = cap;
     return 1;
@@ -168,8 +149,7 @@ static void heap_push(bpe_work *w, uint64_t v)
     size_t i = w->heap_n++;
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (w->heap[parent] <= v)
-            break;
+        if (w->heap[parent] <= v) break;
         w->heap[i] = w->heap[parent];
         i = parent;
     }
@@ -183,24 +163,20 @@ static uint64_t heap_pop(bpe_work *w)
     size_t i = 0, n = w->heap_n;
     for (;;) {
         size_t l = 2 * i + 1;
-        if (l >= n)
-            break;
+        if (l >= n) break;
         size_t m = (l + 1 < n && w->heap[l + 1] < w->heap[l]) ? l + 1 : l;
-        if (w->heap[m] >= v)
-            break;
+        if (w->heap[m] >= v) break;
         w->heap[i] = w->heap[m];
         i = m;
     }
-    if (n > 0)
-        w->heap[i] = v;
+    if (n > 0) w->heap[i] = v;
     return top;
 }
 
 static void push_pair(const g4q_tok *tok, bpe_work *w, int32_t pos)
 {
     int32_t nx = w->next[pos];
-    if (nx < 0)
-        return;
+    if (nx < 0) return;
     uint32_t rank;
     int32_t merged;
     if (g4q_tok_merge_find(tok, w->id[pos], w->id[nx], &rank, &merged))
@@ -216,10 +192,18 @@ static size_t bpe_init(const g4q_tok *tok, bpe_work *w, const unsigned char *s, 
     int have_unk = 0;
     for (size_t i = 0; i < n;) {
         size_t len = g4q_tok_utf8_unit(s + i, n - i);
-        int32_t id = g4q_tok_vocab_find(tok, (const char *)s + i, len);
+        int32_t id;
+        if (len == 1 && s[i] >= 0x80)
+            id = -1; /* a stray byte is never a vocab piece */
+        else if (len <= 3)
+            id = tok->bmp_id[len == 1   ? s[i]
+                             : len == 2 ? ((s[i] & 0x1fu) << 6) | (s[i + 1] & 0x3fu)
+                                        : ((s[i] & 0x0fu) << 12) | ((s[i + 1] & 0x3fu) << 6) |
+                                              (s[i + 2] & 0x3fu)];
+        else
+            id = g4q_tok_vocab_find(tok, (const char *)s + i, len);
         if (id >= 0) {
-            if (have_unk)
-                w->id[k++] = tok->unk_id;
+            if (have_unk) w->id[k++] = tok->unk_id;
             have_unk = 0;
             w->id[k++] = id;
         } else {
@@ -230,31 +214,26 @@ static size_t bpe_init(const g4q_tok *tok, bpe_work *w, const unsigned char *s, 
                 for (size_t b = 0; b < len; b++)
                     w->id[k++] = tok->byte_id[s[i + b]];
             } else if (tok->unk_id >= 0) {
-                if (have_unk && !tok->fuse_unk)
-                    w->id[k++] = tok->unk_id;
+                if (have_unk && !tok->fuse_unk) w->id[k++] = tok->unk_id;
                 have_unk = 1;
             }
         }
         i += len;
     }
-    if (have_unk)
-        w->id[k++] = tok->unk_id;
+    if (have_unk) w->id[k++] = tok->unk_id;
     return k;
 }
 
 /* Encodes one pre-tokenized word and appends its ids. */
 static int bpe_word(const g4q_tok *tok, bpe_work *w, const char *s, size_t n, g4q_tok_ids *out)
 {
-    if (n == 0)
-        return 1;
+    if (n == 0) return 1;
     if (tok->ignore_merges) {
         int32_t id = g4q_tok_vocab_find(tok, s, n);
-        if (id >= 0)
-            return ids_push(out, id);
+        if (id >= 0) return ids_push(out, id);
     }
     /* Each byte yields at most one symbol. */
-    if (!bpe_reserve(w, 2 * n + 2))
-        return 0;
+    if (!bpe_reserve(w, 2 * n + 2)) return 0;
     size_t k = bpe_init(tok, w, (const unsigned char *)s, n);
     for (size_t i = 0; i < k; i++) {
         w->prev[i] = (int32_t)i - 1;
@@ -268,26 +247,20 @@ static int bpe_word(const g4q_tok *tok, bpe_work *w, const char *s, size_t n, g4
         int32_t pos = (int32_t)(uint32_t)top;
         uint32_t want_rank = (uint32_t)(top >> 32);
         int32_t nx = w->next[pos];
-        if (w->id[pos] < 0 || nx < 0)
-            continue;
-        uint32_t rank;
-        int32_t merged;
-        /* Stale entry: the pair at pos changed since it was pushed. */
-        if (!g4q_tok_merge_find(tok, w->id[pos], w->id[nx], &rank, &merged) || rank != want_rank)
-            continue;
-        w->id[pos] = merged;
+        if (w->id[pos] < 0 || nx < 0) continue;
+        /* Stale entry: the pair at pos changed since it was pushed (a rank names one pair). */
+        const g4q_tok_merge_rule *r = &tok->rule[want_rank];
+        if (w->id[pos] != r->a || w->id[nx] != r->b) continue;
+        w->id[pos] = r->merged;
         w->id[nx] = -1;
         int32_t nn = w->next[nx];
         w->next[pos] = nn;
-        if (nn >= 0)
-            w->prev[nn] = pos;
-        if (w->prev[pos] >= 0)
-            push_pair(tok, w, w->prev[pos]);
+        if (nn >= 0) w->prev[nn] = pos;
+        if (w->prev[pos] >= 0) push_pair(tok, w, w->prev[pos]);
         push_pair(tok, w, pos);
     }
     for (int32_t i = 0; k > 0 && i >= 0; i = w->next[i])
-        if (!ids_push(out, w->id[i]))
-            return 0;
+        if (!ids_push(out, w->id[i])) return 0;
     return 1;
 }
 
@@ -297,8 +270,7 @@ static int is_space_at(const unsigned char *s, size_t n, size_t *len)
 {
     unsigned c = s[0];
     *len = 1;
-    if (c == ' ' || (c >= 0x09 && c <= 0x0d))
-        return 1;
+    if (c == ' ' || (c >= 0x09 && c <= 0x0d)) return 1;
     if (n >= 2 && c == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0)) {
         *len = 2;
         return 1;
@@ -308,11 +280,12 @@ static int is_space_at(const unsigned char *s, size_t n, size_t *len)
         return 1;
     }
     if (n >= 3 && c == 0xe2 && s[1] == 0x80 &&
-        (s[2] <= 0x8a || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf)) { /* 2000-200A 2028 2029 202F */
+        (s[2] <= 0x8a || s[2] == 0xa8 || s[2] == 0xa9 ||
+         s[2] == 0xaf)) { /* 2000-200A 2028 2029 202F */
         *len = 3;
         return 1;
     }
-    if (n >= 3 && ((c == 0xe2 && s[1] == 0x81 && s[2] == 0x9f) ||      /* U+205F */
+    if (n >= 3 && ((c == 0xe2 && s[1] == 0x81 && s[2] == 0x9f) ||  /* U+205F */
                    (c == 0xe3 && s[1] == 0x80 && s[2] == 0x80))) { /* U+3000 */
         *len = 3;
         return 1;
@@ -329,8 +302,7 @@ static size_t space_run_back(const unsigned char *s, size_t floor, size_t end)
         while (b > floor && (s[b] & 0xc0) == 0x80 && start - b < 4)
             b--;
         size_t len;
-        if (!is_space_at(s + b, start - b, &len) || b + len != start)
-            break;
+        if (!is_space_at(s + b, start - b, &len) || b + len != start) break;
         start = b;
     }
     return start;
@@ -344,7 +316,8 @@ static size_t space_run_fwd(const unsigned char *s, size_t n, size_t pos)
     return pos;
 }
 
-/* Longest added token in trie t starting at s[i]: returns its length (0 if none), *idx its index. */
+/* Longest added token in trie t starting at s[i]: returns its length (0 if none), *idx its index.
+ */
 static size_t trie_match(const g4q_tok_trie *t, const unsigned char *s, size_t n, size_t i,
                          int32_t *idx)
 {
@@ -355,8 +328,7 @@ static size_t trie_match(const g4q_tok_trie *t, const unsigned char *s, size_t n
             best = j - i;
             *idx = t->term[node];
         }
-        if (j >= n)
-            break;
+        if (j >= n) break;
         node = g4q_tok_trie_child(t, node, s[j]);
     }
     return best;
@@ -374,18 +346,15 @@ typedef struct enc_state {
 static int pretok_and_bpe(enc_state *e, const char *s, size_t n)
 {
     const g4q_tok *tok = e->tok;
-    if (!tok->split_pat)
-        return bpe_word(tok, &e->w, s, n, e->out);
+    if (!tok->split_pat) return bpe_word(tok, &e->w, s, n, e->out);
     size_t last = 0;
     const char *p = s;
     for (;;) {
         const char *q = memmem(p, n - (size_t)(p - s), tok->split_pat, tok->split_len);
-        if (!q)
-            break;
+        if (!q) break;
         size_t at = (size_t)(q - s), end = at + tok->split_len;
         size_t start = at > last ? last : at;
-        if (!bpe_word(tok, &e->w, s + start, end - start, e->out))
-            return 0;
+        if (!bpe_word(tok, &e->w, s + start, end - start, e->out)) return 0;
         last = end;
         p = s + end;
     }
@@ -409,15 +378,13 @@ static g4q_status split_added(enc_state *e, const g4q_tok_trie *t, const char *s
         const g4q_tok_added *a = &e->tok->added[idx];
         size_t start = a->lstrip ? space_run_back(u, done, i) : i;
         size_t stop = a->rstrip ? space_run_fwd(u, n, i + len) : i + len;
-        if (start > done)
-            G4Q_TRY(rest(e, s + done, start - done));
+        if (start > done) G4Q_TRY(rest(e, s + done, start - done));
         if (!ids_push(e->out, a->id))
             return g4q_fail(e->ctx, G4Q_ERR_NOMEM, "tokenizer: out of memory");
         done = stop;
         i = stop;
     }
-    if (n > done)
-        G4Q_TRY(rest(e, s + done, n - done));
+    if (n > done) G4Q_TRY(rest(e, s + done, n - done));
     return G4Q_OK;
 }
 
@@ -432,8 +399,7 @@ static g4q_status after_norm_split(enc_state *e, const char *s, size_t n)
  * tokens, pre-tokenize, BPE. */
 static g4q_status raw_segment(enc_state *e, const char *s, size_t n)
 {
-    if (e->tok->n_norm == 0)
-        return split_added(e, &e->tok->norm_trie, s, n, after_norm_split);
+    if (e->tok->n_norm == 0) return split_added(e, &e->tok->norm_trie, s, n, after_norm_split);
     char *norm;
     size_t norm_len;
     G4Q_TRY(g4q_tok_normalize(e->ctx, e->tok, s, n, &norm, &norm_len));

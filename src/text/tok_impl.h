@@ -56,6 +56,16 @@ typedef struct g4q_tok_trie {
     size_t n_edges;
 } g4q_tok_trie;
 
+typedef struct g4q_tok_merge_slot {
+    uint64_t key;
+    uint32_t rank;
+    int32_t merged;
+} g4q_tok_merge_slot;
+
+typedef struct g4q_tok_merge_rule {
+    int32_t a, b, merged;
+} g4q_tok_merge_rule;
+
 /* Per-id flags. */
 enum {
     G4Q_TOKF_MODEL = 1,   /* the id is in the model vocab */
@@ -74,17 +84,23 @@ struct g4q_tok {
     uint32_t *piece_len;
     char *pieces;
     size_t pieces_len;
-    uint8_t *flags;         /* [n_ids] G4Q_TOKF_* */
-    int32_t *added_of_id;   /* [n_ids] index into added, or -1 */
-    int32_t *vocab_slot;    /* hash of model pieces -> id; -1 empty; vocab_mask + 1 slots */
+    uint8_t *flags;       /* [n_ids] G4Q_TOKF_* */
+    int32_t *added_of_id; /* [n_ids] index into added, or -1 */
+    int32_t *vocab_slot;  /* hash of model pieces -> id; -1 empty; vocab_mask + 1 slots */
     size_t vocab_mask;
 
-    /* Merges: key (a << 32 | b) + 1 (0 = empty) -> rank (order in the file) and merged id. */
-    uint64_t *merge_key;
-    uint32_t *merge_rank;
-    int32_t *merge_new;
+    /* Merges: hash slots keyed by (a << 32 | b) + 1 (0 = empty) -> rank (order in the file) and
+     * merged id, one 16-byte slot per probe; and the same by rank (rule[rank]), which the merge
+     * loop uses to check that a queued pair is still current without hashing. */
+    g4q_tok_merge_slot *merge_slot;
     size_t merge_mask;
-    size_t n_merges;
+    g4q_tok_merge_rule *rule; /* [n_rules] */
+    size_t n_rules;
+    size_t n_merges; /* distinct pairs */
+
+    /* Model-vocab id of each BMP code point as a one-character piece (-1 none): the initial BPE
+     * symbols without hashing. [0x10000] */
+    int32_t *bmp_id;
 
     int32_t byte_id[256]; /* id of "<0xHH>", or -1 */
     int32_t unk_id;       /* -1 when unk_token is null */

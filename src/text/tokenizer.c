@@ -47,13 +47,11 @@ static size_t table_size(size_t n)
 
 int32_t g4q_tok_vocab_find(const g4q_tok *tok, const char *s, size_t n)
 {
-    if (!tok->vocab_slot)
-        return -1;
+    if (!tok->vocab_slot) return -1;
     size_t i = (size_t)g4q_tok_hash_bytes(s, n) & tok->vocab_mask;
     for (;;) {
         int32_t id = tok->vocab_slot[i];
-        if (id < 0)
-            return -1;
+        if (id < 0) return -1;
         if (tok->piece_len[id] == n && memcmp(tok->pieces + tok->piece_off[id], s, n) == 0)
             return id;
         i = (i + 1) & tok->vocab_mask;
@@ -62,17 +60,15 @@ int32_t g4q_tok_vocab_find(const g4q_tok *tok, const char *s, size_t n)
 
 int g4q_tok_merge_find(const g4q_tok *tok, int32_t a, int32_t b, uint32_t *rank, int32_t *merged)
 {
-    if (!tok->merge_key)
-        return 0;
+    if (!tok->merge_slot) return 0;
     uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
     size_t i = (size_t)g4q_tok_hash_u64(key) & tok->merge_mask;
     for (;;) {
-        uint64_t k = tok->merge_key[i];
-        if (k == 0)
-            return 0;
-        if (k == key) {
-            *rank = tok->merge_rank[i];
-            *merged = tok->merge_new[i];
+        const g4q_tok_merge_slot *sl = &tok->merge_slot[i];
+        if (sl->key == 0) return 0;
+        if (sl->key == key) {
+            *rank = sl->rank;
+            *merged = sl->merged;
             return 1;
         }
         i = (i + 1) & tok->merge_mask;
@@ -83,15 +79,12 @@ int g4q_tok_merge_find(const g4q_tok *tok, int32_t a, int32_t b, uint32_t *rank,
 
 int32_t g4q_tok_trie_child(const g4q_tok_trie *t, int32_t node, unsigned char c)
 {
-    if (t->edge_mask == 0)
-        return -1;
+    if (t->edge_mask == 0) return -1;
     uint64_t key = (((uint64_t)node << 8) | c) + 1;
     size_t i = (size_t)g4q_tok_hash_u64(key) & t->edge_mask;
     for (;;) {
-        if (t->edge_key[i] == 0)
-            return -1;
-        if (t->edge_key[i] == key)
-            return t->edge_child[i];
+        if (t->edge_key[i] == 0) return -1;
+        if (t->edge_key[i] == key) return t->edge_child[i];
         i = (i + 1) & t->edge_mask;
     }
 }
@@ -107,8 +100,7 @@ static int trie_grow_edges(g4q_tok_trie *t)
         return 0;
     }
     for (size_t i = 0; t->edge_mask && i <= t->edge_mask; i++) {
-        if (t->edge_key[i] == 0)
-            continue;
+        if (t->edge_key[i] == 0) continue;
         size_t j = (size_t)g4q_tok_hash_u64(t->edge_key[i]) & (cap - 1);
         while (keys[j] != 0)
             j = (j + 1) & (cap - 1);
@@ -128,8 +120,7 @@ static int32_t trie_new_node(g4q_tok_trie *t)
     if (t->n_nodes == t->cap_nodes) {
         int32_t cap = t->cap_nodes ? t->cap_nodes * 2 : 64;
         int32_t *term = realloc(t->term, (size_t)cap * sizeof *term);
-        if (!term)
-            return -1;
+        if (!term) return -1;
         t->term = term;
         t->cap_nodes = cap;
     }
@@ -153,8 +144,7 @@ g4q_status g4q_tok_trie_add(g4q_ctx *ctx, g4q_tok_trie *t, const char *s, size_t
             if (2 * (t->n_edges + 1) > t->edge_mask + 1 && !trie_grow_edges(t))
                 return g4q_fail(ctx, G4Q_ERR_NOMEM, "tokenizer: out of memory (trie)");
             child = trie_new_node(t);
-            if (child < 0)
-                return g4q_fail(ctx, G4Q_ERR_NOMEM, "tokenizer: out of memory (trie)");
+            if (child < 0) return g4q_fail(ctx, G4Q_ERR_NOMEM, "tokenizer: out of memory (trie)");
             uint64_t key = (((uint64_t)node << 8) | c) + 1;
             size_t i = (size_t)g4q_tok_hash_u64(key) & t->edge_mask;
             while (t->edge_key[i] != 0)
@@ -162,8 +152,7 @@ g4q_status g4q_tok_trie_add(g4q_ctx *ctx, g4q_tok_trie *t, const char *s, size_t
             t->edge_key[i] = key;
             t->edge_child[i] = child;
             t->n_edges++;
-            if (node == 0)
-                t->root[c] = child;
+            if (node == 0) t->root[c] = child;
         }
         node = child;
     }
@@ -185,8 +174,7 @@ static g4q_status gunzip(g4q_ctx *ctx, const char *path, const char *data, size_
                          size_t *out_len)
 {
     struct archive *a = archive_read_new();
-    if (!a)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: cannot create a libarchive reader", path);
+    if (!a) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: cannot create a libarchive reader", path);
     archive_read_support_filter_gzip(a);
     archive_read_support_format_raw(a);
     g4q_status st = G4Q_OK;
@@ -218,8 +206,7 @@ static g4q_status gunzip(g4q_ctx *ctx, const char *path, const char *data, size_
             st = g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: gzip: %s", path, archive_error_string(a));
             goto done;
         }
-        if (r == 0)
-            break;
+        if (r == 0) break;
         len += (size_t)r;
     }
     buf[len] = 0;
@@ -245,8 +232,7 @@ g4q_status g4q_tok_load(g4q_ctx *ctx, const char *path, g4q_tok **out)
         size_t plain_len = 0;
         g4q_status st = gunzip(ctx, path, raw, n, &plain, &plain_len);
         free(raw);
-        if (st != G4Q_OK)
-            return st;
+        if (st != G4Q_OK) return st;
         raw = plain;
         n = plain_len;
     }
@@ -266,10 +252,11 @@ static g4q_status parse_vocab(g4q_ctx *ctx, g4q_tok *tok, const cJSON *vocab, co
     for (const cJSON *e = vocab->child; e; e = e->next) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= TOK_MAX_ID ||
             e->valuedouble != (double)e->valueint)
-            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: model.vocab['%s']: id is not an integer in "
-                            "[0, 2^30)", name, e->string);
-        if (e->valueint > max_id)
-            max_id = e->valueint;
+            return g4q_fail(ctx, G4Q_ERR_FORMAT,
+                            "%s: model.vocab['%s']: id is not an integer in "
+                            "[0, 2^30)",
+                            name, e->string);
+        if (e->valueint > max_id) max_id = e->valueint;
         count++;
         bytes += strlen(e->string) + 1;
     }
@@ -327,8 +314,10 @@ static g4q_status merge_sides(g4q_ctx *ctx, const cJSON *e, size_t rank, const c
         const char *sp = strchr(s, ' ');
         size_t len = strlen(s);
         if (!sp || strchr(sp + 1, ' ') || len + 1 > tmp_cap)
-            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: model.merges[%zu] '%s': expected exactly one "
-                            "space between the two sides", name, rank, s);
+            return g4q_fail(ctx, G4Q_ERR_FORMAT,
+                            "%s: model.merges[%zu] '%s': expected exactly one "
+                            "space between the two sides",
+                            name, rank, s);
         memcpy(tmp, s, len + 1);
         tmp[sp - s] = 0;
         *a = tmp;
@@ -341,16 +330,14 @@ static g4q_status merge_sides(g4q_ctx *ctx, const cJSON *e, size_t rank, const c
 
 static g4q_status parse_merges(g4q_ctx *ctx, g4q_tok *tok, const cJSON *merges, const char *name)
 {
-    if (!merges || cJSON_IsNull(merges))
-        return G4Q_OK;
+    if (!merges || cJSON_IsNull(merges)) return G4Q_OK;
     if (!cJSON_IsArray(merges))
         return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: model.merges is not an array", name);
     size_t count = (size_t)cJSON_GetArraySize(merges);
     size_t slots = table_size(count);
-    tok->merge_key = calloc(slots, sizeof *tok->merge_key);
-    tok->merge_rank = malloc(slots * sizeof *tok->merge_rank);
-    tok->merge_new = malloc(slots * sizeof *tok->merge_new);
-    if (!tok->merge_key || !tok->merge_rank || !tok->merge_new)
+    tok->merge_slot = calloc(slots, sizeof *tok->merge_slot);
+    tok->rule = malloc((count ? count : 1) * sizeof *tok->rule);
+    if (!tok->merge_slot || !tok->rule)
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory for %zu merges", name, count);
     tok->merge_mask = slots - 1;
     char tmp[1024];
@@ -365,23 +352,25 @@ static g4q_status parse_merges(g4q_ctx *ctx, g4q_tok *tok, const cJSON *merges, 
             return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: model.merges[%zu]: '%s' is not in the vocab",
                             name, rank, ia < 0 ? a : b);
         if (la + lb >= sizeof joined)
-            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: model.merges[%zu]: token too long", name, rank);
+            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: model.merges[%zu]: token too long", name,
+                            rank);
         memcpy(joined, a, la);
         memcpy(joined + la, b, lb);
         int32_t inew = g4q_tok_vocab_find(tok, joined, la + lb);
         if (inew < 0)
-            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: model.merges[%zu]: merged '%.*s' is not in "
-                            "the vocab", name, rank, (int)(la + lb), joined);
+            return g4q_fail(ctx, G4Q_ERR_FORMAT,
+                            "%s: model.merges[%zu]: merged '%.*s' is not in "
+                            "the vocab",
+                            name, rank, (int)(la + lb), joined);
         /* A pair listed twice keeps its last rank, as HF's map construction does. */
         uint64_t key = (((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib) + 1;
         size_t i = (size_t)g4q_tok_hash_u64(key) & tok->merge_mask;
-        while (tok->merge_key[i] != 0 && tok->merge_key[i] != key)
+        while (tok->merge_slot[i].key != 0 && tok->merge_slot[i].key != key)
             i = (i + 1) & tok->merge_mask;
-        if (tok->merge_key[i] == 0)
-            tok->n_merges++;
-        tok->merge_key[i] = key;
-        tok->merge_rank[i] = (uint32_t)rank;
-        tok->merge_new[i] = inew;
+        if (tok->merge_slot[i].key == 0) tok->n_merges++;
+        tok->merge_slot[i] = (g4q_tok_merge_slot){key, (uint32_t)rank, inew};
+        tok->rule[rank] = (g4q_tok_merge_rule){ia, ib, inew};
+        tok->n_rules = rank + 1;
     }
     return G4Q_OK;
 }
@@ -389,8 +378,7 @@ static g4q_status parse_merges(g4q_ctx *ctx, g4q_tok *tok, const cJSON *merges, 
 static int json_bool(const cJSON *o, const char *key, int dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsBool(v))
-        return cJSON_IsTrue(v);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
     return dflt;
 }
 
@@ -407,21 +395,25 @@ static g4q_status need_null(g4q_ctx *ctx, const cJSON *o, const char *key, const
 
 static g4q_status parse_model(g4q_ctx *ctx, g4q_tok *tok, const cJSON *model, const char *name)
 {
-    if (!cJSON_IsObject(model))
-        return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: no 'model' object", name);
+    if (!cJSON_IsObject(model)) return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: no 'model' object", name);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     if (type && !(cJSON_IsString(type) && strcmp(type->valuestring, "BPE") == 0))
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: model.type '%s': only BPE is supported",
                         name, cJSON_IsString(type) ? type->valuestring : "?");
     if (!type && !cJSON_GetObjectItemCaseSensitive(model, "merges"))
-        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: model has no type and no merges; only BPE is "
-                        "supported", name);
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                        "%s: model has no type and no merges; only BPE is "
+                        "supported",
+                        name);
     G4Q_TRY(need_null(ctx, model, "continuing_subword_prefix", "model", name));
     G4Q_TRY(need_null(ctx, model, "end_of_word_suffix", "model", name));
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
-    if (dropout && !cJSON_IsNull(dropout) && !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0))
-        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: model.dropout is set; BPE dropout is not "
-                        "supported", name);
+    if (dropout && !cJSON_IsNull(dropout) &&
+        !(cJSON_IsNumber(dropout) && dropout->valuedouble == 0))
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                        "%s: model.dropout is set; BPE dropout is not "
+                        "supported",
+                        name);
     tok->byte_fallback = json_bool(model, "byte_fallback", 0);
     tok->fuse_unk = json_bool(model, "fuse_unk", 0);
     tok->ignore_merges = json_bool(model, "ignore_merges", 0);
@@ -442,6 +434,27 @@ static g4q_status parse_model(g4q_ctx *ctx, g4q_tok *tok, const cJSON *model, co
         snprintf(s, sizeof s, "<0x%02X>", b);
         tok->byte_id[b] = g4q_tok_vocab_find(tok, s, 6);
     }
+    tok->bmp_id = malloc(0x10000 * sizeof *tok->bmp_id);
+    if (!tok->bmp_id) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+        unsigned char u[3];
+        size_t n = 1;
+        if (cp < 0x80) {
+            u[0] = (unsigned char)cp;
+        } else if (cp < 0x800) {
+            u[0] = (unsigned char)(0xc0 | (cp >> 6));
+            u[1] = (unsigned char)(0x80 | (cp & 0x3f));
+            n = 2;
+        } else {
+            u[0] = (unsigned char)(0xe0 | (cp >> 12));
+            u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+            u[2] = (unsigned char)(0x80 | (cp & 0x3f));
+            n = 3;
+        }
+        /* Surrogates never reach the table (they are not well-formed UTF-8). */
+        tok->bmp_id[cp] =
+            (cp >= 0xd800 && cp <= 0xdfff) ? -1 : g4q_tok_vocab_find(tok, (char *)u, n);
+    }
     return G4Q_OK;
 }
 
@@ -459,34 +472,33 @@ static g4q_status assign_added_id(g4q_ctx *ctx, g4q_tok *tok, size_t k, const ch
     for (size_t j = 0; j < k && id < 0; j++)
         if (tok->added[j].len == len && memcmp(tok->added[j].content, content, len) == 0)
             id = tok->added[j].id;
-    if (id < 0)
-        id = g4q_tok_vocab_find(tok, content, len);
+    if (id < 0) id = g4q_tok_vocab_find(tok, content, len);
     if (id < 0) {
         int32_t count = (int32_t)tok->model_count;
-        id = (*max_added < 0) ? count
-             : (*max_added >= count || count == 0) ? *max_added + 1 : count;
+        id = (*max_added < 0)                      ? count
+             : (*max_added >= count || count == 0) ? *max_added + 1
+                                                   : count;
     }
     if (id != file_id)
-        G4Q_WARN(ctx, "%s: added_tokens[%zu] '%s': the file says id %d, HF tokenizers assigns %d; "
-                 "using %d", name, k, content, file_id, id, id);
+        G4Q_WARN(ctx,
+                 "%s: added_tokens[%zu] '%s': the file says id %d, HF tokenizers assigns %d; "
+                 "using %d",
+                 name, k, content, file_id, id, id);
     if (id >= (int32_t)TOK_MAX_ID)
         return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: added_tokens[%zu]: id out of range", name, k);
-    if (id > *max_added)
-        *max_added = id;
+    if (id > *max_added) *max_added = id;
     tok->added[k].id = id;
     return G4Q_OK;
 }
 
 static g4q_status parse_added(g4q_ctx *ctx, g4q_tok *tok, const cJSON *arr, const char *name)
 {
-    if (!arr || cJSON_IsNull(arr))
-        return G4Q_OK;
+    if (!arr || cJSON_IsNull(arr)) return G4Q_OK;
     if (!cJSON_IsArray(arr))
         return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: added_tokens is not an array", name);
     size_t count = (size_t)cJSON_GetArraySize(arr);
     tok->added = calloc(count ? count : 1, sizeof *tok->added);
-    if (!tok->added)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
+    if (!tok->added) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
     size_t k = 0;
     int32_t max_added = -1;
     for (const cJSON *e = arr->child; e; e = e->next, k++) {
@@ -495,11 +507,15 @@ static g4q_status parse_added(g4q_ctx *ctx, g4q_tok *tok, const cJSON *arr, cons
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= TOK_MAX_ID ||
             id->valuedouble != (double)id->valueint || !cJSON_IsString(content) ||
             content->valuestring[0] == 0)
-            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: added_tokens[%zu]: needs an integer 'id' and "
-                            "a non-empty string 'content'", name, k);
+            return g4q_fail(ctx, G4Q_ERR_FORMAT,
+                            "%s: added_tokens[%zu]: needs an integer 'id' and "
+                            "a non-empty string 'content'",
+                            name, k);
         if (json_bool(e, "single_word", 0))
-            return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: added_tokens[%zu] '%s': single_word is "
-                            "not supported", name, k, content->valuestring);
+            return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                            "%s: added_tokens[%zu] '%s': single_word is "
+                            "not supported",
+                            name, k, content->valuestring);
         g4q_tok_added *a = &tok->added[k];
         G4Q_TRY(assign_added_id(ctx, tok, k, content->valuestring, id->valueint, &max_added, name));
         a->special = (uint8_t)json_bool(e, "special", 0);
@@ -509,12 +525,10 @@ static g4q_status parse_added(g4q_ctx *ctx, g4q_tok *tok, const cJSON *arr, cons
         a->rstrip = (uint8_t)json_bool(e, "rstrip", 0);
         a->len = strlen(content->valuestring);
         a->content = malloc(a->len + 1);
-        if (!a->content)
-            return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
+        if (!a->content) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
         memcpy(a->content, content->valuestring, a->len + 1);
         tok->n_added = k + 1;
-        if (a->id >= tok->n_ids)
-            tok->n_ids = a->id + 1;
+        if (a->id >= tok->n_ids) tok->n_ids = a->id + 1;
     }
     return G4Q_OK;
 }
@@ -530,14 +544,12 @@ static g4q_status build_added(g4q_ctx *ctx, g4q_tok *tok, const char *name)
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
     memset(tok->added_of_id, 0xff, nid * sizeof *tok->added_of_id);
     for (int32_t i = 0; i < tok->model_n_ids; i++)
-        if (tok->piece_len[i] != UINT32_MAX)
-            tok->flags[i] |= G4Q_TOKF_MODEL;
+        if (tok->piece_len[i] != UINT32_MAX) tok->flags[i] |= G4Q_TOKF_MODEL;
     for (size_t k = 0; k < tok->n_added; k++) {
         g4q_tok_added *a = &tok->added[k];
         tok->added_of_id[a->id] = (int32_t)k;
         tok->flags[a->id] |= G4Q_TOKF_ADDED;
-        if (a->special)
-            tok->flags[a->id] |= G4Q_TOKF_SPECIAL;
+        if (a->special) tok->flags[a->id] |= G4Q_TOKF_SPECIAL;
         if (!a->normalized) {
             G4Q_TRY(g4q_tok_trie_add(ctx, &tok->raw_trie, a->content, a->len, (int32_t)k));
         } else {
@@ -562,8 +574,10 @@ static g4q_status parse_replace(g4q_ctx *ctx, const cJSON *o, const char *where,
     const cJSON *str = cJSON_GetObjectItemCaseSensitive(pat, "String");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(o, "content");
     if (!cJSON_IsString(str) || !cJSON_IsString(content))
-        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: %s: Replace needs a String pattern and a "
-                        "string content (Regex patterns are not supported)", name, where);
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                        "%s: %s: Replace needs a String pattern and a "
+                        "string content (Regex patterns are not supported)",
+                        name, where);
     r->from_len = strlen(str->valuestring);
     r->to_len = strlen(content->valuestring);
     if (r->from_len == 0)
@@ -571,8 +585,7 @@ static g4q_status parse_replace(g4q_ctx *ctx, const cJSON *o, const char *where,
                         where);
     r->from = strdup(str->valuestring);
     r->to = strdup(content->valuestring);
-    if (!r->from || !r->to)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
+    if (!r->from || !r->to) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
     return G4Q_OK;
 }
 
@@ -584,24 +597,25 @@ static const char *type_of(const cJSON *o)
 
 static g4q_status parse_normalizer(g4q_ctx *ctx, g4q_tok *tok, const cJSON *n, const char *name)
 {
-    if (!n || cJSON_IsNull(n))
-        return G4Q_OK;
+    if (!n || cJSON_IsNull(n)) return G4Q_OK;
     const cJSON *list = n;
     size_t count = 1;
     if (strcmp(type_of(n), "Sequence") == 0) {
         list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
         if (!cJSON_IsArray(list))
-            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: normalizer.normalizers is not an array", name);
+            return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: normalizer.normalizers is not an array",
+                            name);
         count = (size_t)cJSON_GetArraySize(list);
         list = list->child;
     }
     tok->norm = calloc(count ? count : 1, sizeof *tok->norm);
-    if (!tok->norm)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
+    if (!tok->norm) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
     for (const cJSON *e = list; e && tok->n_norm < count; e = e->next) {
         if (strcmp(type_of(e), "Replace") != 0)
-            return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: normalizer type '%s' is not supported "
-                            "(only Replace, or a Sequence of Replace)", name, type_of(e));
+            return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                            "%s: normalizer type '%s' is not supported "
+                            "(only Replace, or a Sequence of Replace)",
+                            name, type_of(e));
         G4Q_TRY(parse_replace(ctx, e, "normalizer", name, &tok->norm[tok->n_norm]));
         tok->n_norm++;
     }
@@ -610,33 +624,33 @@ static g4q_status parse_normalizer(g4q_ctx *ctx, g4q_tok *tok, const cJSON *n, c
 
 static g4q_status parse_pre_tokenizer(g4q_ctx *ctx, g4q_tok *tok, const cJSON *p, const char *name)
 {
-    if (!p || cJSON_IsNull(p))
-        return G4Q_OK;
+    if (!p || cJSON_IsNull(p)) return G4Q_OK;
     if (strcmp(type_of(p), "Sequence") == 0) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
         if (!cJSON_IsArray(list))
             return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: pre_tokenizer.pretokenizers is not an array",
                             name);
         int n = cJSON_GetArraySize(list);
-        if (n == 0)
-            return G4Q_OK;
+        if (n == 0) return G4Q_OK;
         if (n > 1)
-            return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: pre_tokenizer Sequence of %d: only one "
-                            "Split is supported", name, n);
+            return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                            "%s: pre_tokenizer Sequence of %d: only one "
+                            "Split is supported",
+                            name, n);
         p = list->child;
     }
-    const cJSON *str = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(p, "pattern"),
-                                                        "String");
+    const cJSON *str =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(p, "pattern"), "String");
     const cJSON *beh = cJSON_GetObjectItemCaseSensitive(p, "behavior");
     if (strcmp(type_of(p), "Split") != 0 || !cJSON_IsString(str) || str->valuestring[0] == 0 ||
         !cJSON_IsString(beh) || strcmp(beh->valuestring, "MergedWithPrevious") != 0 ||
         json_bool(p, "invert", 0))
-        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: pre_tokenizer '%s': only Split with a String "
-                        "pattern, behavior MergedWithPrevious and invert false is supported", name,
-                        type_of(p));
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                        "%s: pre_tokenizer '%s': only Split with a String "
+                        "pattern, behavior MergedWithPrevious and invert false is supported",
+                        name, type_of(p));
     tok->split_pat = strdup(str->valuestring);
-    if (!tok->split_pat)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
+    if (!tok->split_pat) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
     tok->split_len = strlen(tok->split_pat);
     return G4Q_OK;
 }
@@ -671,8 +685,7 @@ static g4q_status parse_dec_step(g4q_ctx *ctx, const cJSON *e, const char *name,
         /* content is one character; decode its code point. */
         uint32_t cp = s[0];
         int extra = cp >= 0xf0 ? 3 : cp >= 0xe0 ? 2 : cp >= 0xc0 ? 1 : 0;
-        if (extra)
-            cp &= 0x3fu >> extra;
+        if (extra) cp &= 0x3fu >> extra;
         for (int i = 1; i <= extra; i++) {
             if ((s[i] & 0xc0) != 0x80)
                 return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: decoder Strip: bad content", name);
@@ -687,14 +700,15 @@ static g4q_status parse_dec_step(g4q_ctx *ctx, const cJSON *e, const char *name,
         d->strip_stop = stop->valueint;
         return G4Q_OK;
     }
-    return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: decoder type '%s' is not supported (Replace, "
-                    "ByteFallback, Fuse, Strip, Sequence)", name, t);
+    return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                    "%s: decoder type '%s' is not supported (Replace, "
+                    "ByteFallback, Fuse, Strip, Sequence)",
+                    name, t);
 }
 
 static g4q_status parse_decoder(g4q_ctx *ctx, g4q_tok *tok, const cJSON *d, const char *name)
 {
-    if (!d || cJSON_IsNull(d))
-        return G4Q_OK;
+    if (!d || cJSON_IsNull(d)) return G4Q_OK;
     tok->has_decoder = 1;
     const cJSON *list = d;
     size_t count = 1;
@@ -706,8 +720,7 @@ static g4q_status parse_decoder(g4q_ctx *ctx, g4q_tok *tok, const cJSON *d, cons
         list = list->child;
     }
     tok->dec = calloc(count ? count : 1, sizeof *tok->dec);
-    if (!tok->dec)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
+    if (!tok->dec) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", name);
     for (const cJSON *e = list; e && tok->n_dec < count; e = e->next) {
         G4Q_TRY(parse_dec_step(ctx, e, name, &tok->dec[tok->n_dec]));
         tok->n_dec++;
@@ -719,8 +732,7 @@ static g4q_status parse_decoder(g4q_ctx *ctx, g4q_tok *tok, const cJSON *d, cons
 
 static g4q_status build(g4q_ctx *ctx, g4q_tok *tok, const cJSON *root, const char *name)
 {
-    if (!cJSON_IsObject(root))
-        return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: not a JSON object", name);
+    if (!cJSON_IsObject(root)) return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: not a JSON object", name);
     G4Q_TRY(parse_model(ctx, tok, cJSON_GetObjectItemCaseSensitive(root, "model"), name));
     G4Q_TRY(parse_normalizer(ctx, tok, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), name));
     G4Q_TRY(parse_pre_tokenizer(ctx, tok, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"),
@@ -757,17 +769,16 @@ g4q_status g4q_tok_load_json(g4q_ctx *ctx, const char *json, size_t len, const c
 
 void g4q_tok_free(g4q_tok *tok)
 {
-    if (!tok)
-        return;
+    if (!tok) return;
     free(tok->piece_off);
     free(tok->piece_len);
     free(tok->pieces);
     free(tok->flags);
     free(tok->added_of_id);
     free(tok->vocab_slot);
-    free(tok->merge_key);
-    free(tok->merge_rank);
-    free(tok->merge_new);
+    free(tok->merge_slot);
+    free(tok->rule);
+    free(tok->bmp_id);
     for (size_t k = 0; k < tok->n_added; k++)
         free(tok->added[k].content);
     free(tok->added);

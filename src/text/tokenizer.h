@@ -69,7 +69,8 @@ g4q_status g4q_tok_encode(g4q_ctx *ctx, const g4q_tok *tok, const char *text, si
                           g4q_tok_ids *out);
 
 enum {
-    G4Q_TOK_DECODE_SKIP_SPECIAL = 1u, /* drop added tokens marked special (HF skip_special_tokens) */
+    G4Q_TOK_DECODE_SKIP_SPECIAL =
+        1u, /* drop added tokens marked special (HF skip_special_tokens) */
 };
 
 /* Decodes n ids into a malloc'd NUL-terminated UTF-8 string (*out, *out_len bytes without the NUL;
