@@ -1,6 +1,7 @@
 /*
  * gemma4q-inspect DIR: lists a checkpoint's tensors (name, dtype, shape, bytes), totals per dtype,
- * the model it describes and its quantization config. --json for scripts.
+ * the model it describes and its quantization config. --json for scripts. --check verifies a
+ * quantized export against the loader rules of docs/formats.md (export/check.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +11,14 @@
 
 #include "base/sys.h"
 #include "cli.h"
+#include "export/check.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 
 typedef struct inspect_opts {
     int json;
     int summary_only;
+    int check;
 } inspect_opts;
 
 static void shape_text(const g4q_tensor *t, char *buf, size_t n)
@@ -181,6 +184,29 @@ static g4q_status inspect(g4q_ctx *ctx, const char *dir, const inspect_opts *o)
     return st;
 }
 
+/* --check: the report goes to stdout; problems make the tool fail. */
+static g4q_status check(g4q_ctx *ctx, const char *dir, const inspect_opts *o)
+{
+    g4q_check_report rep;
+    G4Q_TRY(g4q_check_dir(ctx, dir, &rep));
+    if (o->json) {
+        cJSON *j = g4q_check_report_to_cjson(&rep, dir);
+        char *s = j ? cJSON_Print(j) : NULL;
+        if (s)
+            puts(s);
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        g4q_check_report_print(&rep, dir, stdout);
+    }
+    size_t n = rep.n_problems;
+    g4q_check_report_free(&rep);
+    if (n)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "%s: %zu problem%s found by --check", dir, n,
+                        n == 1 ? "" : "s");
+    return G4Q_OK;
+}
+
 int main(int argc, char **argv)
 {
     inspect_opts o = {0};
@@ -192,6 +218,9 @@ int main(int argc, char **argv)
     const g4q_opt opts[] = {
         {"--json", G4Q_OPT_FLAG, &o.json, NULL, "print one JSON object instead of the table"},
         {"--summary", G4Q_OPT_FLAG, &o.summary_only, NULL, "totals only, no per-tensor lines"},
+        {"--check", G4Q_OPT_FLAG, &o.check, NULL,
+         "verify a quantized export against the loader rules (formats.md): tensors, JSON, "
+         "excludes, fused scales, scale ranges; one line per problem, exit code 8 on problems"},
         {NULL, 0, NULL, NULL, NULL},
     };
     const g4q_cli cli = {"gemma4q-inspect", "[options] DIR", summary, opts};
@@ -205,6 +234,6 @@ int main(int argc, char **argv)
     if (st == G4Q_OK && n_pos != 1)
         st = g4q_fail(&ctx, G4Q_ERR_USAGE, "expected one checkpoint directory");
     if (st == G4Q_OK)
-        st = inspect(&ctx, pos[0], &o);
+        st = o.check ? check(&ctx, pos[0], &o) : inspect(&ctx, pos[0], &o);
     return g4q_cli_finish(&cli, &ctx, st);
 }

@@ -13,6 +13,5 @@ gemma4q-mkmodel --preset "$preset" --out "$out" "$@" 2>&1 | tail -n 12
 sync
 t1=$(date +%s.%N)
 bytes=$(du -sb "$out" | cut -f1)
-secs=$(echo "$t1 - $t0" | bc -l)
-printf 'mkmodel %s: %.1f s (including sync), %d bytes, %.2f GB/s\n' "$preset" "$secs" "$bytes" \
-    "$(echo "$bytes / $secs / 1e9" | bc -l)"
+awk -v p="$preset" -v a="$t0" -v b="$t1" -v n="$bytes" 'BEGIN {
+    printf "mkmodel %s: %.1f s (including sync), %d bytes, %.2f GB/s\n", p, b - a, n, n / (b - a) / 1e9 }'

@@ -17,6 +17,6 @@ for r in "${recipes[@]}"; do
     gemma4q-quantize --model "$model" --recipe "$r" --out "$out" --device "$device" \
         --json "$root/$name.report.json" 2>&1 | grep -v '^\r' | tail -n 3
     t1=$(date +%s.%N)
-    printf 'bench quantize %-20s device %-4s wall %6.1f s  output %6.2f GB\n' "$name" "$device" \
-        "$(echo "$t1 - $t0" | bc -l)" "$(echo "$(du -sb "$out" | cut -f1) / 1e9" | bc -l)"
+    awk -v r="$name" -v d="$device" -v a="$t0" -v b="$t1" -v n="$(du -sb "$out" | cut -f1)" \
+        'BEGIN { printf "bench quantize %-20s device %-4s wall %6.1f s  output %6.2f GB\n", r, d, b - a, n / 1e9 }'
 done

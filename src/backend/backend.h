@@ -6,8 +6,9 @@
  * Backends:
  *   CPU  (src/backend/cpu/): host memory, activations fp32, fp32 accumulation, OpenMP. The
  *        readable reference; compared against transformers run in fp32.
- *   CUDA (later): device memory, activations bf16 (act_dtype), cuBLAS/cuBLASLt GEMMs with fp32
- *        accumulation and one bf16 rounding per op output, matching docs/gemma4.md §4.9.
+ *   CUDA (src/backend/cuda/, cuda_backend.h): device memory, activations bf16 (act_dtype),
+ *        cuBLAS GEMMs / own GEMV with fp32 accumulation and one bf16 rounding per op output,
+ *        matching docs/gemma4.md §4.9 (attention rounds scores and probabilities to bf16).
  *
  * Buffers. A g4q_buf is an opaque array of `count` elements of one dtype living where the backend
  * computes (host memory on the CPU, device memory on CUDA). Activations use the backend's
@@ -153,6 +154,11 @@ struct g4q_backend {
 
     /* *amax = max |x[i]| over i < count (0 for count 0; NaN propagates), returned to the host. */
     g4q_status (*amax)(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
+
+    /* ---- reporting (may be NULL) ---- */
+    /* Peak bytes of backend memory held at once since creation (buffers, weights, workspaces):
+     * device memory for CUDA. NULL where the backend does not track it (the CPU backend). */
+    size_t (*mem_peak)(g4q_backend *be);
 };
 
 /* "bf16", "nvfp4", "fp8_block", "int4". */

@@ -174,6 +174,20 @@ static void put_value(sbuf *b, const cJSON *v, int indent, int level)
     }
 }
 
+cJSON *g4q_json_create_float(double x)
+{
+    char tmp[64];
+    if (isfinite(x) && x == floor(x) && fabs(x) < 1e16) {
+        snprintf(tmp, sizeof tmp, "%.1f", x);
+        return cJSON_CreateRaw(tmp);
+    }
+    sbuf b = {0};
+    put_number(&b, x);
+    cJSON *item = cJSON_CreateRaw(b.p ? b.p : "0.0");
+    free(b.p);
+    return item;
+}
+
 g4q_status g4q_json_print(g4q_ctx *ctx, const cJSON *v, int indent, int base_level, char **out)
 {
     sbuf b = {0};

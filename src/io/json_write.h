@@ -21,6 +21,11 @@ extern "C" {
  * splicing into an enclosing document. Returns a malloc'd string in *out (no trailing newline). */
 g4q_status g4q_json_print(g4q_ctx *ctx, const cJSON *v, int indent, int base_level, char **out);
 
+/* A JSON number that prints as a Python float does: always with a fraction or an exponent
+ * ("30.0", "1e-06", "1000000.0"). transformers validates some config fields as float and refuses
+ * 30 where it expects 30.0; cJSON alone cannot tell the two apart. Returns a cJSON raw item. */
+cJSON *g4q_json_create_float(double x);
+
 /* Prints and writes to path with a trailing newline. */
 g4q_status g4q_json_write_file(g4q_ctx *ctx, const char *path, const cJSON *v, int indent);
 

@@ -10,6 +10,7 @@
 
 #include "base/bf16.h"
 #include "base/progress.h"
+#include "io/json_write.h"
 #include "base/sys.h"
 #include "io/json_write.h"
 #include "io/safetensors.h"
@@ -152,7 +153,7 @@ g4q_status g4q_synth_config_json(g4q_ctx *ctx, const g4q_synth_spec *s, cJSON **
     cJSON_AddTrueToObject(tc, "attention_k_eq_v");
     cJSON_AddNumberToObject(tc, "bos_token_id", 2);
     cJSON_AddNumberToObject(tc, "eos_token_id", 1);
-    cJSON_AddNumberToObject(tc, "final_logit_softcapping", 30.0);
+    cJSON_AddItemToObject(tc, "final_logit_softcapping", g4q_json_create_float(30.0));
     cJSON_AddNumberToObject(tc, "global_head_dim", s->global_head_dim);
     cJSON_AddNumberToObject(tc, "head_dim", s->head_dim);
     cJSON_AddStringToObject(tc, "hidden_activation", "gelu_pytorch_tanh");
@@ -173,13 +174,13 @@ g4q_status g4q_synth_config_json(g4q_ctx *ctx, const g4q_synth_spec *s, cJSON **
     cJSON_AddNumberToObject(tc, "num_key_value_heads", s->n_kv_heads);
     cJSON_AddNumberToObject(tc, "num_kv_shared_layers", 0);
     cJSON_AddNumberToObject(tc, "pad_token_id", 0);
-    cJSON_AddNumberToObject(tc, "rms_norm_eps", 1e-6);
-    cJSON_AddNumberToObject(rf, "partial_rotary_factor", 0.25);
-    cJSON_AddNumberToObject(rf, "rope_theta", 1000000.0);
+    cJSON_AddItemToObject(tc, "rms_norm_eps", g4q_json_create_float(1e-6));
+    cJSON_AddItemToObject(rf, "partial_rotary_factor", g4q_json_create_float(0.25));
+    cJSON_AddItemToObject(rf, "rope_theta", g4q_json_create_float(1000000.0));
     cJSON_AddStringToObject(rf, "rope_type", "proportional");
     cJSON_AddItemToObject(rope, "full_attention", rf);
     rf = NULL;
-    cJSON_AddNumberToObject(rs, "rope_theta", 10000.0);
+    cJSON_AddItemToObject(rs, "rope_theta", g4q_json_create_float(10000.0));
     cJSON_AddStringToObject(rs, "rope_type", "default");
     cJSON_AddItemToObject(rope, "sliding_attention", rs);
     rs = NULL;

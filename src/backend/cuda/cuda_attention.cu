@@ -1,0 +1,355 @@
+// CUDA attention over the KV cache plus the new chunk, and the KV-cache store.
+//
+// Numerics follow HF eager attention in bf16 (docs/gemma4.md §4.9): score = bf16(bf16(q·k) ·
+// scale) with an fp32 dot product; p = bf16(softmax(score) in fp32) over the visible keys; out =
+// bf16(Σ p·v) summed in fp32. Because p is rounded AFTER normalisation, the softmax needs the
+// global max and sum before any p·v, so the op runs as four kernels:
+//   1. scores_kernel : S[h, t, j] = score (bf16) for every key j, tiles of RQ query rows of one KV
+//                      head × KT keys; K rows are read once per tile, q from shared memory.
+//   2. softmax_kernel: per (t, h) row, max and sum over the visible keys, P = bf16(e/sum) in place
+//                      (0 for invisible keys).
+//   3. pv_kernel     : partial fp32 sums Σ p·v over one of nsplit key ranges, RQ rows per block,
+//                      2 dims per thread; the key split keeps decode (T = 1) spread over the GPU.
+//   4. finish_kernel : adds the nsplit partials in a fixed order and rounds once to bf16.
+// Keys: j < nc are cache slots 0..nc-1 (nc = min(n_past, cap); slot j holds the position p with
+// p ≡ j mod cap among the cached positions max(0, n_past-cap) .. n_past-1), j >= nc are the new
+// rows. A key at position p is visible to the query at position pq iff p <= pq and (window <= 0
+// or pq - p < window). Scratch (scores and partials) comes from g4q_cuda_scratch.
+#include "backend/cuda/cuda_internal.h"
+
+#define RQ 8          /* query rows per block (scores, pv); the shuffle reduction assumes 8 */
+#define KT 64         /* keys per scores block / per staged P chunk in pv */
+#define SC_THREADS 256
+#define PV_THREADS 128 /* x 2 dims = 256 dims per block */
+#define TARGET_BLOCKS 264
+
+typedef struct att_geom {
+    int T, nh, nkv, hd, group, cap, n_past, nc, nkeys, lo_c, window;
+} att_geom;
+
+static __device__ __forceinline__ float rb(float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+static __device__ __forceinline__ int key_pos(const att_geom &g, int j)
+{
+    if (j >= g.nc) return g.n_past + (j - g.nc);
+    int r = (j - g.lo_c % g.cap + g.cap) % g.cap;
+    return g.lo_c + r;
+}
+
+static __device__ __forceinline__ bool visible(const att_geom &g, int pq, int p)
+{
+    return p <= pq && (g.window <= 0 || pq - p < g.window);
+}
+
+static __device__ __forceinline__ const __nv_bfloat16 *key_row(const att_geom &g,
+                                                              const __nv_bfloat16 *cache,
+                                                              const __nv_bfloat16 *fresh, int j,
+                                                              int kvh)
+{
+    if (j < g.nc) return cache + ((size_t)j * g.nkv + kvh) * g.hd;
+    return fresh + ((size_t)(j - g.nc) * g.nkv + kvh) * g.hd;
+}
+
+/* Sums v[0..7] over the warp; afterwards lane l holds the total of value (l >> 2) (9 shuffles
+ * instead of 8 × 5). */
+static __device__ __forceinline__ float warp_sum8(float v[8], int lane)
+{
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        bool hi = lane & 16;
+        float send = hi ? v[k] : v[k + 4], keep = hi ? v[k + 4] : v[k];
+        v[k] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
+    }
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        bool hi = lane & 8;
+        float send = hi ? v[k] : v[k + 2], keep = hi ? v[k + 2] : v[k];
+        v[k] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
+    }
+    {
+        bool hi = lane & 4;
+        float send = hi ? v[0] : v[1], keep = hi ? v[1] : v[0];
+        v[0] = keep + __shfl_xor_sync(0xffffffffu, send, 4);
+    }
+    v[0] += __shfl_xor_sync(0xffffffffu, v[0], 2);
+    v[0] += __shfl_xor_sync(0xffffffffu, v[0], 1);
+    return v[0];
+}
+
+/* grid (key tiles, row tiles, nkv); dynamic smem: RQ × hd floats of q. */
+template <bool VEC>
+static __global__ void __launch_bounds__(SC_THREADS)
+    scores_kernel(att_geom g, const __nv_bfloat16 *__restrict__ q,
+                  const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ kn,
+                  __nv_bfloat16 *__restrict__ S, float scale)
+{
+    extern __shared__ float qs[];
+    const int kvh = blockIdx.z, nrows = g.T * g.group;
+    const int r0 = blockIdx.y * RQ, j0 = blockIdx.x * KT;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    /* Skip the tile when no row sees any of its keys (e.g. above the causal diagonal). */
+    const int rlast = min(r0 + RQ, nrows) - 1;
+    const int pq_lo = g.n_past + r0 / g.group, pq_hi = g.n_past + rlast / g.group;
+    const int jl = min(j0 + KT, g.nkeys) - 1;
+    if (j0 >= g.nc && g.n_past + (j0 - g.nc) > pq_hi) return;
+    if (jl >= g.nc && j0 >= g.nc && g.window > 0 && pq_lo - (g.n_past + (jl - g.nc)) >= g.window)
+        return;
+    for (int e = threadIdx.x; e < RQ * g.hd; e += SC_THREADS) {
+        int r = r0 + e / g.hd, d = e % g.hd;
+        float v = 0.0f;
+        if (r < nrows) {
+            int t = r / g.group, h = kvh * g.group + r % g.group;
+            v = __bfloat162float(q[((size_t)t * g.nh + h) * g.hd + d]);
+        }
+        qs[e] = v;
+    }
+    __syncthreads();
+    for (int kk = warp; kk < KT; kk += SC_THREADS / 32) {
+        const int j = j0 + kk;
+        if (j >= g.nkeys) break;
+        const int p = key_pos(g, j);
+        const __nv_bfloat16 *kr = key_row(g, kc, kn, j, kvh);
+        float acc[RQ];
+#pragma unroll
+        for (int r = 0; r < RQ; r++)
+            acc[r] = 0.0f;
+        if (VEC) {
+            for (int c = lane; c < g.hd / 8; c += 32) {
+                uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
+                const __nv_bfloat162 *kp = reinterpret_cast<const __nv_bfloat162 *>(&kv);
+                float kf[8];
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    float2 f = __bfloat1622float2(kp[i]);
+                    kf[2 * i] = f.x;
+                    kf[2 * i + 1] = f.y;
+                }
+#pragma unroll
+                for (int r = 0; r < RQ; r++) {
+                    const float4 *qp = reinterpret_cast<const float4 *>(qs + r * g.hd + c * 8);
+                    float4 a = qp[0], b = qp[1];
+                    acc[r] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] +
+                              b.x * kf[4] + b.y * kf[5] + b.z * kf[6] + b.w * kf[7];
+                }
+            }
+        } else {
+            for (int d = lane; d < g.hd; d += 32) {
+                float kf = __bfloat162float(kr[d]);
+#pragma unroll
+                for (int r = 0; r < RQ; r++)
+                    acc[r] = fmaf(qs[r * g.hd + d], kf, acc[r]);
+            }
+        }
+        float tot = warp_sum8(acc, lane);
+        const int r = r0 + (lane >> 2);
+        if ((lane & 3) == 0 && r < nrows) {
+            int t = r / g.group, h = kvh * g.group + r % g.group;
+            if (visible(g, g.n_past + t, p))
+                S[((size_t)h * g.T + t) * g.nkeys + j] = __float2bfloat16_rn(rb(tot) * scale);
+        }
+    }
+}
+
+/* grid (T, nh): P = bf16(exp(s - max) / sum) over the visible keys of row (t, h), 0 elsewhere. */
+static __global__ void softmax_kernel(att_geom g, __nv_bfloat16 *S)
+{
+    __shared__ float red[32];
+    const int t = blockIdx.x, h = blockIdx.y, pq = g.n_past + t;
+    __nv_bfloat16 *row = S + ((size_t)h * g.T + t) * g.nkeys;
+    const int nw = blockDim.x >> 5, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x)
+        if (visible(g, pq, key_pos(g, j))) m = fmaxf(m, __bfloat162float(row[j]));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if (lane == 0) red[warp] = m;
+    __syncthreads();
+    m = -INFINITY;
+    for (int w = 0; w < nw; w++)
+        m = fmaxf(m, red[w]);
+    __syncthreads();
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x)
+        if (visible(g, pq, key_pos(g, j))) sum += expf(__bfloat162float(row[j]) - m);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) red[warp] = sum;
+    __syncthreads();
+    sum = 0.0f;
+    for (int w = 0; w < nw; w++)
+        sum += red[w];
+    const float inv = 1.0f / sum;
+    for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x) {
+        float p = 0.0f;
+        if (visible(g, pq, key_pos(g, j))) p = expf(__bfloat162float(row[j]) - m) * inv;
+        row[j] = __float2bfloat16_rn(p);
+    }
+}
+
+/* grid (dim chunks, row tiles, nkv · nsplit): part[split, t, h·hd + d] = Σ_j p·v over the split's
+ * keys, fp32. */
+static __global__ void __launch_bounds__(PV_THREADS)
+    pv_kernel(att_geom g, const __nv_bfloat16 *__restrict__ P,
+              const __nv_bfloat16 *__restrict__ vc, const __nv_bfloat16 *__restrict__ vn,
+              float *__restrict__ part, int nsplit, int split_len)
+{
+    __shared__ float ps[RQ][KT];
+    const int kvh = blockIdx.z % g.nkv, split = blockIdx.z / g.nkv;
+    const int nrows = g.T * g.group, r0 = blockIdx.y * RQ;
+    const int d = (blockIdx.x * PV_THREADS + threadIdx.x) * 2;
+    const int jb = split * split_len, je = min(jb + split_len, g.nkeys);
+    float acc[RQ][2];
+#pragma unroll
+    for (int r = 0; r < RQ; r++)
+        acc[r][0] = acc[r][1] = 0.0f;
+    for (int j0 = jb; j0 < je; j0 += KT) {
+        __syncthreads();
+        for (int e = threadIdx.x; e < RQ * KT; e += PV_THREADS) {
+            int rr = e / KT, j = j0 + e % KT, r = r0 + rr;
+            float p = 0.0f;
+            if (r < nrows && j < je) {
+                int t = r / g.group, h = kvh * g.group + r % g.group;
+                p = __bfloat162float(P[((size_t)h * g.T + t) * g.nkeys + j]);
+            }
+            ps[rr][e % KT] = p;
+        }
+        __syncthreads();
+        const int n = min(KT, je - j0);
+        for (int k = 0; k < n; k++) {
+            bool any = false;
+#pragma unroll
+            for (int r = 0; r < RQ; r++)
+                any |= ps[r][k] != 0.0f;
+            if (!any || d >= g.hd) continue;
+            const __nv_bfloat16 *vr = key_row(g, vc, vn, j0 + k, kvh);
+            float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
+#pragma unroll
+            for (int r = 0; r < RQ; r++) {
+                acc[r][0] = fmaf(ps[r][k], v.x, acc[r][0]);
+                acc[r][1] = fmaf(ps[r][k], v.y, acc[r][1]);
+            }
+        }
+    }
+    if (d >= g.hd) return;
+    for (int r = 0; r < RQ; r++) {
+        int rr = r0 + r;
+        if (rr >= nrows) break;
+        int t = rr / g.group, h = kvh * g.group + rr % g.group;
+        float *o = part + ((size_t)split * g.T + t) * (size_t)g.nh * g.hd + (size_t)h * g.hd + d;
+        o[0] = acc[r][0];
+        o[1] = acc[r][1];
+    }
+}
+
+static __global__ void finish_kernel(__nv_bfloat16 *out, const float *part, size_t n, int nsplit)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int k = 0; k < nsplit; k++)
+            s += part[(size_t)k * n + i];
+        out[i] = __float2bfloat16_rn(s);
+    }
+}
+
+g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
+                              const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
+                              const g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv,
+                              int hd, int window, float scale)
+{
+    g4q_ctx *ctx = be->ctx;
+    cudaStream_t stream = g4q_cuda_st(be)->stream;
+    if (nkv <= 0 || nh % nkv || cap <= 0 || n_past < 0 || T < 0 || hd <= 0 || hd % 2 ||
+        !g4q_cuda_bf16_ok(q, (size_t)T * nh * hd) || !g4q_cuda_bf16_ok(out, (size_t)T * nh * hd) ||
+        !g4q_cuda_bf16_ok(k_new, (size_t)T * nkv * hd) ||
+        !g4q_cuda_bf16_ok(v_new, (size_t)T * nkv * hd) ||
+        !g4q_cuda_bf16_ok(kc, (size_t)cap * nkv * hd) ||
+        !g4q_cuda_bf16_ok(vc, (size_t)cap * nkv * hd))
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL,
+                        "cuda attention: T %d nh %d nkv %d hd %d cap %d out of range", T, nh, nkv,
+                        hd, cap);
+    if (T == 0) return G4Q_OK;
+    att_geom g;
+    g.T = T, g.nh = nh, g.nkv = nkv, g.hd = hd, g.group = nh / nkv, g.cap = cap;
+    g.n_past = n_past, g.nc = n_past < cap ? n_past : cap, g.window = window;
+    g.lo_c = n_past - cap > 0 ? n_past - cap : 0;
+    g.nkeys = g.nc + T;
+    const unsigned row_tiles = g4q_cuda_blocks((size_t)T * g.group, RQ);
+    const unsigned key_tiles = g4q_cuda_blocks((size_t)g.nkeys, KT);
+    const unsigned dim_chunks = g4q_cuda_blocks((size_t)hd, 2 * PV_THREADS);
+    const size_t base = (size_t)dim_chunks * row_tiles * nkv;
+    int nsplit = (int)((TARGET_BLOCKS + base - 1) / base);
+    if (nsplit > (int)key_tiles) nsplit = (int)key_tiles;
+    if (nsplit < 1) nsplit = 1;
+    const int split_len = (int)(g4q_cuda_blocks((size_t)g.nkeys, (unsigned)nsplit) + KT - 1) / KT * KT;
+    nsplit = (int)g4q_cuda_blocks((size_t)g.nkeys, (unsigned)split_len);
+
+    const size_t s_elems = (size_t)nh * T * g.nkeys, o_elems = (size_t)T * nh * hd;
+    const size_t s_bytes = (s_elems * 2 + 255) / 256 * 256;
+    void *scr;
+    G4Q_TRY(g4q_cuda_scratch(be, s_bytes + (size_t)nsplit * o_elems * sizeof(float), &scr));
+    __nv_bfloat16 *S = (__nv_bfloat16 *)scr;
+    float *part = (float *)((char *)scr + s_bytes);
+
+    const size_t qs_bytes = (size_t)RQ * hd * sizeof(float);
+    if (qs_bytes > 48 * 1024)
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda attention: head_dim %d too large", hd);
+    dim3 sg(key_tiles, row_tiles, (unsigned)nkv);
+    if (hd % 8 == 0)
+        scores_kernel<true><<<sg, SC_THREADS, qs_bytes, stream>>>(
+            g, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)kc->data,
+            (const __nv_bfloat16 *)k_new->data, S, scale);
+    else
+        scores_kernel<false><<<sg, SC_THREADS, qs_bytes, stream>>>(
+            g, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)kc->data,
+            (const __nv_bfloat16 *)k_new->data, S, scale);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    softmax_kernel<<<dim3((unsigned)T, (unsigned)nh), 128, 0, stream>>>(g, S);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    dim3 pg(dim_chunks, row_tiles, (unsigned)(nkv * nsplit));
+    pv_kernel<<<pg, PV_THREADS, 0, stream>>>(g, S, (const __nv_bfloat16 *)vc->data,
+                                              (const __nv_bfloat16 *)v_new->data, part, nsplit,
+                                              split_len);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    unsigned fb = g4q_cuda_blocks(o_elems, 256);
+    finish_kernel<<<fb < 4096 ? fb : 4096, 256, 0, stream>>>((__nv_bfloat16 *)out->data, part,
+                                                              o_elems, nsplit);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}
+
+/* grid (rows to store): copies row t of k_new / v_new into slot (n_past + t) mod cap. */
+static __global__ void kv_store_kernel(__nv_bfloat16 *kc, __nv_bfloat16 *vc,
+                                       const __nv_bfloat16 *kn, const __nv_bfloat16 *vn, int cap,
+                                       int n_past, int first, size_t row)
+{
+    const int t = first + (int)blockIdx.x;
+    const size_t slot = (size_t)(n_past + t) % (size_t)cap;
+    for (size_t i = threadIdx.x; i < row; i += blockDim.x) {
+        kc[slot * row + i] = kn[(size_t)t * row + i];
+        vc[slot * row + i] = vn[(size_t)t * row + i];
+    }
+}
+
+g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4q_buf *k_new,
+                             const g4q_buf *v_new, int cap, int n_past, int T, int nkv, int hd)
+{
+    g4q_ctx *ctx = be->ctx;
+    const size_t row = (size_t)nkv * hd;
+    if (cap <= 0 || n_past < 0 || T < 0 || !g4q_cuda_bf16_ok(kc, (size_t)cap * row) ||
+        !g4q_cuda_bf16_ok(vc, (size_t)cap * row) || !g4q_cuda_bf16_ok(k_new, (size_t)T * row) ||
+        !g4q_cuda_bf16_ok(v_new, (size_t)T * row))
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda kv_store: T %d cap %d out of range", T, cap);
+    const int first = T > cap ? T - cap : 0; /* earlier rows would be overwritten anyway */
+    if (T - first <= 0) return G4Q_OK;
+    kv_store_kernel<<<(unsigned)(T - first), 256, 0, g4q_cuda_st(be)->stream>>>(
+        (__nv_bfloat16 *)kc->data, (__nv_bfloat16 *)vc->data, (const __nv_bfloat16 *)k_new->data,
+        (const __nv_bfloat16 *)v_new->data, cap, n_past, first, row);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}

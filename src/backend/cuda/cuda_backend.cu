@@ -1,0 +1,289 @@
+// CUDA backend: creation and destruction, device memory with peak accounting, upload / download /
+// copy_rows, weight binding. The ops live in cuda_gemm.cu, cuda_norm.cu, cuda_rope.cu,
+// cuda_attention.cu and cuda_elementwise.cu.
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_internal.h"
+#include "base/bf16.h"
+
+#define CUBLAS_WS_BYTES ((size_t)32 << 20)
+#define HOST_CHUNK ((size_t)1 << 20) /* elements converted per staging round */
+
+g4q_status g4q_cuda_alloc(g4q_backend *be, size_t bytes, const char *what, void **out)
+{
+    g4q_ctx *ctx = be->ctx;
+    *out = NULL;
+    if (bytes == 0) return G4Q_OK;
+    cudaError_t e = cudaMalloc(out, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *out = NULL;
+        return g4q_fail(ctx, e == cudaErrorMemoryAllocation ? G4Q_ERR_NOMEM : G4Q_ERR_CUDA,
+                        "cuda backend: %s: cannot allocate %zu bytes of device memory: %s", what,
+                        bytes, cudaGetErrorString(e));
+    }
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    s->cur += bytes;
+    if (s->cur > s->peak) s->peak = s->cur;
+    return G4Q_OK;
+}
+
+void g4q_cuda_release(g4q_backend *be, void *p, size_t bytes)
+{
+    if (!p) return;
+    cudaFree(p);
+    g4q_cuda_st(be)->cur -= bytes;
+}
+
+g4q_status g4q_cuda_scratch(g4q_backend *be, size_t bytes, void **out)
+{
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    g4q_ctx *ctx = be->ctx;
+    if (bytes > s->scratch_bytes) {
+        G4Q_CUDA_CHECK(cudaStreamSynchronize(s->stream)); /* pending kernels may use it */
+        g4q_cuda_release(be, s->scratch, s->scratch_bytes);
+        s->scratch = NULL;
+        s->scratch_bytes = 0;
+        size_t want = bytes + bytes / 4; /* some headroom against repeated growth */
+        G4Q_TRY(g4q_cuda_alloc(be, want, "attention scratch", &s->scratch));
+        s->scratch_bytes = want;
+    }
+    *out = s->scratch;
+    return G4Q_OK;
+}
+
+static void cuda_destroy(g4q_backend *be)
+{
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (s) {
+        if (s->stream) cudaStreamSynchronize(s->stream);
+        g4q_cuda_release(be, s->scratch, s->scratch_bytes);
+        g4q_cuda_release(be, s->blas_ws, s->blas_ws_bytes);
+        g4q_cuda_release(be, s->amax_dev, sizeof(float));
+        g4q_cuda_release(be, s->ids_dev, s->ids_cap * sizeof(int32_t));
+        if (s->blas) cublasDestroy(s->blas);
+        if (s->stream) cudaStreamDestroy(s->stream);
+        free(s);
+    }
+    free(be);
+}
+
+static size_t cuda_mem_peak(g4q_backend *be)
+{
+    return g4q_cuda_st(be)->peak;
+}
+
+static g4q_status cuda_buf_alloc(g4q_backend *be, g4q_dtype dtype, size_t count, g4q_buf **out)
+{
+    *out = NULL;
+    if (dtype != G4Q_DT_F32 && dtype != G4Q_DT_BF16)
+        return g4q_fail(be->ctx, G4Q_ERR_UNSUPPORTED, "cuda backend: %s buffers are not supported",
+                        g4q_dtype_name(dtype));
+    g4q_buf *b = (g4q_buf *)calloc(1, sizeof *b);
+    if (!b) return g4q_fail(be->ctx, G4Q_ERR_NOMEM, "cuda backend: out of host memory");
+    b->dtype = dtype;
+    b->count = count;
+    b->bytes = count * g4q_dtype_size(dtype);
+    g4q_status st = g4q_cuda_alloc(be, b->bytes, "buffer", &b->data);
+    if (st != G4Q_OK) {
+        free(b);
+        return st;
+    }
+    *out = b;
+    return G4Q_OK;
+}
+
+static void cuda_buf_free(g4q_backend *be, g4q_buf *buf)
+{
+    if (!buf) return;
+    cudaStreamSynchronize(g4q_cuda_st(be)->stream);
+    g4q_cuda_release(be, buf->data, buf->bytes);
+    free(buf);
+}
+
+static g4q_status cuda_upload(g4q_backend *be, g4q_buf *dst, size_t off, const float *src,
+                              size_t count)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (off > dst->count || count > dst->count - off)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda upload: [%zu, +%zu) outside %zu", off, count,
+                        dst->count);
+    if (!count) return G4Q_OK;
+    if (dst->dtype == G4Q_DT_F32) {
+        G4Q_CUDA_CHECK(cudaMemcpyAsync((float *)dst->data + off, src, count * sizeof(float),
+                                       cudaMemcpyHostToDevice, s->stream));
+        G4Q_CUDA_CHECK(cudaStreamSynchronize(s->stream));
+        return G4Q_OK;
+    }
+    size_t chunk = count < HOST_CHUNK ? count : HOST_CHUNK;
+    uint16_t *tmp = (uint16_t *)malloc(chunk * sizeof(uint16_t));
+    if (!tmp) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda upload: staging");
+    cudaError_t e = cudaSuccess;
+    for (size_t done = 0; done < count && e == cudaSuccess; done += chunk) {
+        size_t m = count - done < chunk ? count - done : chunk;
+        for (size_t i = 0; i < m; i++)
+            tmp[i] = g4q_f32_to_bf16(src[done + i]);
+        e = cudaMemcpy((uint16_t *)dst->data + off + done, tmp, m * sizeof(uint16_t),
+                       cudaMemcpyHostToDevice);
+    }
+    free(tmp);
+    G4Q_CUDA_CHECK(e);
+    return G4Q_OK;
+}
+
+static g4q_status cuda_download(g4q_backend *be, const g4q_buf *src, size_t off, float *dst,
+                                size_t count)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (off > src->count || count > src->count - off)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda download: [%zu, +%zu) outside %zu", off,
+                        count, src->count);
+    G4Q_CUDA_CHECK(cudaStreamSynchronize(s->stream));
+    if (!count) return G4Q_OK;
+    if (src->dtype == G4Q_DT_F32) {
+        G4Q_CUDA_CHECK(cudaMemcpy(dst, (const float *)src->data + off, count * sizeof(float),
+                                  cudaMemcpyDeviceToHost));
+        return G4Q_OK;
+    }
+    size_t chunk = count < HOST_CHUNK ? count : HOST_CHUNK;
+    uint16_t *tmp = (uint16_t *)malloc(chunk * sizeof(uint16_t));
+    if (!tmp) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda download: staging");
+    cudaError_t e = cudaSuccess;
+    for (size_t done = 0; done < count && e == cudaSuccess; done += chunk) {
+        size_t m = count - done < chunk ? count - done : chunk;
+        e = cudaMemcpy(tmp, (const uint16_t *)src->data + off + done, m * sizeof(uint16_t),
+                       cudaMemcpyDeviceToHost);
+        for (size_t i = 0; e == cudaSuccess && i < m; i++)
+            dst[done + i] = g4q_bf16_to_f32(tmp[i]);
+    }
+    free(tmp);
+    G4Q_CUDA_CHECK(e);
+    return G4Q_OK;
+}
+
+static g4q_status cuda_copy_rows(g4q_backend *be, g4q_buf *dst, size_t dst_row,
+                                 const g4q_buf *src, size_t src_row, size_t nrows, size_t row_len)
+{
+    g4q_ctx *ctx = be->ctx;
+    if ((dst_row + nrows) * row_len > dst->count || (src_row + nrows) * row_len > src->count ||
+        dst->dtype != src->dtype)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda copy_rows: rows out of range");
+    size_t es = g4q_dtype_size(dst->dtype);
+    if (!nrows || !row_len) return G4Q_OK;
+    G4Q_CUDA_CHECK(cudaMemcpyAsync((char *)dst->data + dst_row * row_len * es,
+                                   (const char *)src->data + src_row * row_len * es,
+                                   nrows * row_len * es, cudaMemcpyDeviceToDevice,
+                                   g4q_cuda_st(be)->stream));
+    return G4Q_OK;
+}
+
+static g4q_status cuda_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out)
+{
+    g4q_ctx *ctx = be->ctx;
+    *out = NULL;
+    const char *name = d->name ? d->name : "(unnamed)";
+    if (d->format != G4Q_WF_BF16)
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                        "cuda backend: weight '%s': format %s is not supported yet", name,
+                        g4q_wformat_name(d->format));
+    if (d->rows <= 0 || d->cols <= 0 || !d->data)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "cuda backend: weight '%s': empty", name);
+    g4q_bweight *w = (g4q_bweight *)calloc(1, sizeof *w);
+    if (!w) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda backend: weight '%s'", name);
+    w->format = d->format;
+    w->rows = d->rows;
+    w->cols = d->cols;
+    w->name = name;
+    w->bytes = (size_t)d->rows * (size_t)d->cols * sizeof(uint16_t);
+    g4q_status st = g4q_cuda_alloc(be, w->bytes, name, (void **)&w->data);
+    if (st == G4Q_OK) {
+        cudaError_t e = cudaMemcpy(w->data, d->data, w->bytes, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess)
+            st = g4q_fail(ctx, G4Q_ERR_CUDA, "cuda backend: weight '%s': upload: %s", name,
+                          cudaGetErrorString(e));
+    }
+    if (st != G4Q_OK) {
+        g4q_cuda_release(be, w->data, w->bytes);
+        free(w);
+        return st;
+    }
+    *out = w;
+    return G4Q_OK;
+}
+
+static void cuda_weight_free(g4q_backend *be, g4q_bweight *w)
+{
+    if (!w) return;
+    cudaStreamSynchronize(g4q_cuda_st(be)->stream);
+    g4q_cuda_release(be, w->data, w->bytes);
+    free(w);
+}
+
+static g4q_status cuda_init_state(g4q_backend *be)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        cudaGetLastError();
+        return g4q_fail(ctx, G4Q_ERR_CUDA, "cuda backend: no usable GPU: %s",
+                        e != cudaSuccess ? cudaGetErrorString(e) : "no device");
+    }
+    G4Q_CUDA_CHECK(cudaSetDevice(0));
+    G4Q_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
+    G4Q_CUBLAS_CHECK(cublasCreate(&s->blas));
+    G4Q_CUBLAS_CHECK(cublasSetStream(s->blas, s->stream));
+    G4Q_TRY(g4q_cuda_alloc(be, CUBLAS_WS_BYTES, "cuBLAS workspace", &s->blas_ws));
+    s->blas_ws_bytes = CUBLAS_WS_BYTES;
+    G4Q_CUBLAS_CHECK(cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes));
+    G4Q_CUBLAS_CHECK(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH));
+    G4Q_TRY(g4q_cuda_alloc(be, sizeof(float), "amax result", (void **)&s->amax_dev));
+    return G4Q_OK;
+}
+
+extern "C" g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out)
+{
+    *out = NULL;
+    g4q_backend *be = (g4q_backend *)calloc(1, sizeof *be);
+    g4q_cuda_state *s = (g4q_cuda_state *)calloc(1, sizeof *s);
+    if (!be || !s) {
+        free(be);
+        free(s);
+        return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda backend: out of memory");
+    }
+    be->name = "cuda";
+    be->act_dtype = G4Q_DT_BF16;
+    be->ctx = ctx;
+    be->state = s;
+    be->destroy = cuda_destroy;
+    be->buf_alloc = cuda_buf_alloc;
+    be->buf_free = cuda_buf_free;
+    be->upload = cuda_upload;
+    be->download = cuda_download;
+    be->copy_rows = cuda_copy_rows;
+    be->weight_bind = cuda_weight_bind;
+    be->weight_free = cuda_weight_free;
+    be->matmul = g4q_cuda_matmul;
+    be->rmsnorm = g4q_cuda_rmsnorm;
+    be->rope = g4q_cuda_rope;
+    be->attention = g4q_cuda_attention;
+    be->kv_store = g4q_cuda_kv_store;
+    be->geglu = g4q_cuda_geglu;
+    be->add_scaled = g4q_cuda_add_scaled;
+    be->softcap = g4q_cuda_softcap;
+    be->embed = g4q_cuda_embed;
+    be->amax = g4q_cuda_amax;
+    be->mem_peak = cuda_mem_peak;
+    g4q_status st = cuda_init_state(be);
+    if (st != G4Q_OK) {
+        cuda_destroy(be);
+        return st;
+    }
+    *out = be;
+    return G4Q_OK;
+}

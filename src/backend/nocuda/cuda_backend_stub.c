@@ -1,0 +1,9 @@
+/* The CUDA backend constructor for builds without CUDA (G4Q_CUDA=OFF). */
+#include "backend/cuda/cuda_backend.h"
+
+g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out)
+{
+    *out = NULL;
+    return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                    "cuda backend: this build has no CUDA support (configure with -DG4Q_CUDA=ON)");
+}

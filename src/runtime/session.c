@@ -1,0 +1,247 @@
+#include "runtime/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend/cpu/cpu.h"
+#include "base/sys.h"
+#include "text/chat.h"
+
+/* The CUDA backend lives in src/backend/cuda/cuda_backend.h (with a stub in CPU-only builds).
+ * This one function is the only place that knows whether it exists yet. */
+#if defined(__has_include)
+#if __has_include("backend/cuda/cuda_backend.h")
+#include "backend/cuda/cuda_backend.h"
+#define G4Q_SESSION_HAVE_CUDA_BACKEND 1
+#endif
+#endif
+
+static g4q_status create_cuda_backend(g4q_ctx *ctx, g4q_backend **out)
+{
+#ifdef G4Q_SESSION_HAVE_CUDA_BACKEND
+    return g4q_backend_cuda_create(ctx, out);
+#else
+    *out = NULL;
+    return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                    "the CUDA backend is not part of this build yet; use --device cpu");
+#endif
+}
+
+static g4q_status read_json(g4q_ctx *ctx, const char *path, cJSON **out)
+{
+    char *text = NULL;
+    *out = NULL;
+    G4Q_TRY(g4q_read_file(ctx, path, 64u << 20, &text, NULL));
+    *out = cJSON_Parse(text);
+    free(text);
+    if (!*out) return g4q_fail(ctx, G4Q_ERR_FORMAT, "%s: not valid JSON", path);
+    return G4Q_OK;
+}
+
+g4q_status g4q_session_quant_config(g4q_ctx *ctx, const char *dir, char **json, const char **source)
+{
+    *json = NULL;
+    *source = NULL;
+    static const struct {
+        const char *file, *key;
+    } where[] = {{"hf_quant_config.json", "quantization"}, {"config.json", "quantization_config"}};
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+        char path[4096];
+        G4Q_TRY(g4q_path_join(ctx, path, sizeof path, dir, where[i].file));
+        if (!g4q_path_exists(path)) continue;
+        cJSON *root;
+        G4Q_TRY(read_json(ctx, path, &root));
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, where[i].key);
+        if (q && !cJSON_IsNull(q)) {
+            *json = cJSON_PrintUnformatted(q);
+            *source = where[i].file;
+        }
+        cJSON_Delete(root);
+        if (*source && !*json) return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", path);
+        if (*json) return G4Q_OK;
+    }
+    return G4Q_OK;
+}
+
+/* Stop ids and suppressed ids from generation_config.json (optional). */
+static g4q_status load_generation_config(g4q_session *s)
+{
+    char path[4096];
+    G4Q_TRY(g4q_path_join(s->ctx, path, sizeof path, s->dir, "generation_config.json"));
+    if (!g4q_path_exists(path)) {
+        s->stop_ids[0] = s->cfg->eos_id;
+        s->n_stop = 1;
+        return G4Q_OK;
+    }
+    s->has_generation_config = 1;
+    G4Q_TRY(g4q_chat_stop_ids(s->ctx, path, s->stop_ids, G4Q_SESSION_MAX_IDS, &s->n_stop));
+    cJSON *root;
+    G4Q_TRY(read_json(s->ctx, path, &root));
+    const cJSON *sup = cJSON_GetObjectItemCaseSensitive(root, "suppress_tokens");
+    g4q_status st = G4Q_OK;
+    if (sup && !cJSON_IsNull(sup) && !cJSON_IsArray(sup))
+        st = g4q_fail(s->ctx, G4Q_ERR_FORMAT, "%s: suppress_tokens: expected a list of ids", path);
+    const cJSON *it;
+    const cJSON *list = cJSON_IsArray(sup) ? sup : NULL;
+    cJSON_ArrayForEach(it, list)
+    {
+        if (st != G4Q_OK) break;
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (v < 0 || v != (double)(int64_t)v) {
+            st = g4q_fail(s->ctx, G4Q_ERR_FORMAT,
+                          "%s: suppress_tokens: expected non-negative integers", path);
+        } else if (v < s->cfg->vocab_size) { /* ids the vocabulary does not have are ignored */
+            if (s->n_suppress == G4Q_SESSION_MAX_IDS)
+                st = g4q_fail(s->ctx, G4Q_ERR_FORMAT, "%s: suppress_tokens: more than %d ids", path,
+                              G4Q_SESSION_MAX_IDS);
+            else
+                s->suppress_ids[s->n_suppress++] = (int32_t)v;
+        }
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+static g4q_status refuse_quantized(g4q_ctx *ctx, const char *dir)
+{
+    char *q = NULL;
+    const char *src = NULL;
+    G4Q_TRY(g4q_session_quant_config(ctx, dir, &q, &src));
+    if (!q) return G4Q_OK;
+    free(q);
+    return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                    "%s: quantized weights are not supported by the runtime yet (%s has a "
+                    "quantization config); run the BF16 model, or see it with 'info'",
+                    dir, src);
+}
+
+static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
+{
+    g4q_ctx *ctx = s->ctx;
+    if (!g4q_is_dir(s->dir))
+        return g4q_fail(ctx, G4Q_ERR_NOT_FOUND, "%s: model folder not found", s->dir);
+    G4Q_TRY(refuse_quantized(ctx, s->dir));
+    char path[4096];
+    G4Q_TRY(g4q_path_join(ctx, path, sizeof path, s->dir, "config.json"));
+    if (!g4q_path_exists(path))
+        return g4q_fail(ctx, G4Q_ERR_NOT_FOUND, "%s: no config.json", s->dir);
+    G4Q_TRY(g4q_config_load(ctx, path, s->cfg));
+    G4Q_TRY(g4q_ckpt_open(ctx, s->dir, &s->ckpt));
+    G4Q_TRY(g4q_weights_bind(ctx, s->cfg, g4q_ckpt_tensor(s->ckpt, 0), g4q_ckpt_count(s->ckpt),
+                             s->dir, s->weights));
+    G4Q_TRY(load_generation_config(s));
+    G4Q_TRY(g4q_path_join(ctx, path, sizeof path, s->dir, "tokenizer.json"));
+    if (g4q_path_exists(path)) G4Q_TRY(g4q_tok_load(ctx, path, &s->tok));
+    G4Q_TRY(g4q_device_select(ctx, o->device, &s->device, NULL));
+    if (s->device == G4Q_DEVICE_CUDA)
+        G4Q_TRY(create_cuda_backend(ctx, &s->be));
+    else
+        G4Q_TRY(g4q_backend_cpu_create(ctx, &s->be));
+    return g4q_forward_create(ctx, s->be, s->cfg, s->weights, s->max_chunk, &s->fwd);
+}
+
+g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opts *opts,
+                            g4q_session **out)
+{
+    *out = NULL;
+    g4q_session_opts defaults = {G4Q_DEVICE_AUTO, 0};
+    const g4q_session_opts *o = opts ? opts : &defaults;
+    if (o->max_chunk < 0)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "session: max_chunk %d < 0", o->max_chunk);
+    g4q_session *s = calloc(1, sizeof *s);
+    if (s) {
+        s->cfg = calloc(1, sizeof *s->cfg);
+        s->weights = calloc(1, sizeof *s->weights);
+    }
+    if (!s || !s->cfg || !s->weights) {
+        g4q_session_free(s);
+        return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", dir);
+    }
+    s->ctx = ctx;
+    s->max_chunk = o->max_chunk ? o->max_chunk : 256;
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    if (len >= sizeof s->dir) {
+        g4q_session_free(s);
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "model folder path too long");
+    }
+    memcpy(s->dir, dir, len);
+    g4q_status st = open_parts(s, o);
+    if (st != G4Q_OK) {
+        g4q_session_free(s);
+        return st;
+    }
+    *out = s;
+    return G4Q_OK;
+}
+
+void g4q_session_free(g4q_session *s)
+{
+    if (!s) return;
+    g4q_kvcache_free(s->kv);
+    g4q_forward_free(s->fwd);
+    g4q_backend_free(s->be);
+    g4q_tok_free(s->tok);
+    g4q_ckpt_close(s->ckpt);
+    free(s->weights);
+    free(s->cfg);
+    free(s);
+}
+
+g4q_status g4q_session_reserve(g4q_session *s, int max_ctx)
+{
+    if (max_ctx < 1 || max_ctx > s->cfg->max_position_embeddings)
+        return g4q_fail(s->ctx, G4Q_ERR_INVALID,
+                        "%s: a context of %d tokens is outside 1..%ld (max_position_embeddings)",
+                        s->dir, max_ctx, s->cfg->max_position_embeddings);
+    if (s->kv && s->kv->max_ctx == max_ctx) {
+        g4q_kvcache_reset(s->kv);
+        return G4Q_OK;
+    }
+    g4q_kvcache_free(s->kv);
+    s->kv = NULL;
+    return g4q_kvcache_create(s->ctx, s->be, s->cfg, max_ctx, &s->kv);
+}
+
+g4q_status g4q_session_check_ids(g4q_session *s, const int32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->cfg->vocab_size)
+            return g4q_fail(s->ctx, G4Q_ERR_INVALID,
+                            "token id %ld (index %zu) is outside the vocabulary of %d",
+                            (long)ids[i], i, s->cfg->vocab_size);
+    return G4Q_OK;
+}
+
+g4q_status g4q_session_logits(g4q_session *s, const int32_t *ids, int n, int first_scored, int rows,
+                              g4q_logits_fn fn, void *user)
+{
+    if (n < 1 || first_scored < 0 || first_scored > n)
+        return g4q_fail(s->ctx, G4Q_ERR_INVALID, "session: %d tokens, first scored %d", n,
+                        first_scored);
+    if (!s->kv || s->kv->max_ctx < n)
+        return g4q_fail(s->ctx, G4Q_ERR_INVALID,
+                        "session: %d tokens need a context of at least %d (reserved: %d)", n, n,
+                        s->kv ? s->kv->max_ctx : 0);
+    G4Q_TRY(g4q_session_check_ids(s, ids, (size_t)n));
+    if (rows <= 0) rows = s->max_chunk;
+    g4q_kvcache_reset(s->kv);
+    if (first_scored > 0) G4Q_TRY(g4q_forward_run(s->fwd, s->kv, ids, first_scored, 1, NULL));
+    if (first_scored == n) return G4Q_OK;
+    const size_t V = (size_t)s->cfg->vocab_size;
+    float *logits = malloc((size_t)rows * V * sizeof *logits);
+    if (!logits)
+        return g4q_fail(s->ctx, G4Q_ERR_NOMEM, "session: out of memory for %d x %zu logits", rows,
+                        V);
+    g4q_status st = G4Q_OK;
+    for (int t0 = first_scored; t0 < n && st == G4Q_OK; t0 += rows) {
+        int c = n - t0 < rows ? n - t0 : rows;
+        st = g4q_forward_run(s->fwd, s->kv, ids + t0, c, 0, logits);
+        if (st == G4Q_OK) st = fn(user, t0, c, logits);
+    }
+    free(logits);
+    return st;
+}

@@ -1,0 +1,107 @@
+/*
+ * A runtime session: one model folder opened for inference (config, checkpoint mapping, bound
+ * weights, a backend on the chosen device, the forward pass, a KV cache, the tokenizer and the
+ * generation settings). It is what gemma4q-run's generate / ppl / logits subcommands stand on.
+ *
+ * Files read from DIR:
+ *   config.json              required (src/model/config.h)
+ *   model.safetensors[.index.json] + shards, required (BF16 only for now)
+ *   tokenizer.json           optional: s->tok is NULL when absent
+ *   generation_config.json   optional: "eos_token_id" (int or list) gives the stop ids (else the
+ *                            config's eos id), "suppress_tokens" the ids masked before sampling
+ *                            (ids outside [0, vocab) are ignored, docs/gemma4.md §7.4)
+ * A folder carrying a quantization config (hf_quant_config.json, or "quantization_config" in
+ * config.json) is refused with G4Q_ERR_UNSUPPORTED until the backends run packed formats; use
+ * g4q_session_quant_config to describe it instead.
+ *
+ * Device: "auto" takes the CUDA GPU when one is usable (src/backend/device.h). The CUDA backend is
+ * created through src/backend/cuda/cuda_backend.h when that header exists; until then
+ * --device cuda gives G4Q_ERR_UNSUPPORTED with a clear message.
+ *
+ * Threading: a session is used by one thread at a time.
+ */
+#ifndef G4Q_RUNTIME_SESSION_H
+#define G4Q_RUNTIME_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "backend/device.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/forward.h"
+#include "model/weights.h"
+#include "runtime/kvcache.h"
+#include "text/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define G4Q_SESSION_MAX_IDS 64 /* stop ids / suppressed ids kept at most */
+
+typedef struct g4q_session_opts {
+    g4q_device_kind device; /* requested device: AUTO, CPU or CUDA */
+    int max_chunk;          /* tokens per forward chunk (scratch size); 0 = 256 */
+} g4q_session_opts;
+
+typedef struct g4q_session {
+    g4q_ctx *ctx;           /* not owned */
+    char dir[4096];         /* the model folder */
+    g4q_config *cfg;        /* owned */
+    g4q_ckpt *ckpt;         /* owned; tensor data mapped, not copied */
+    g4q_weights *weights;   /* owned; points into ckpt */
+    g4q_device_kind device; /* the resolved device: CPU or CUDA */
+    g4q_backend *be;        /* owned */
+    g4q_forward *fwd;       /* owned */
+    g4q_kvcache *kv;        /* owned; NULL until g4q_session_reserve */
+    g4q_tok *tok;           /* owned; NULL when the folder has no tokenizer.json */
+    int max_chunk;
+    int32_t stop_ids[G4Q_SESSION_MAX_IDS]; /* generation stop ids */
+    size_t n_stop;
+    int32_t suppress_ids[G4Q_SESSION_MAX_IDS]; /* in-vocab ids masked before sampling */
+    size_t n_suppress;
+    int has_generation_config; /* 1 when generation_config.json was read */
+} g4q_session;
+
+/* Opens the model folder `dir` as described above. On success *out owns everything; free it with
+ * g4q_session_free. Errors name the file: NOT_FOUND (folder/config/checkpoint missing), FORMAT,
+ * SHAPE (weights), UNSUPPORTED (quantized folder, model feature, CUDA backend not built), CUDA. */
+g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opts *opts,
+                            g4q_session **out);
+
+void g4q_session_free(g4q_session *s); /* NULL is a no-op */
+
+/* Makes s->kv a cache of exactly max_ctx positions (1 <= max_ctx <= max_position_embeddings,
+ * else G4Q_ERR_INVALID naming both), reset to n_past = 0. An existing cache of the same size is
+ * reused. */
+g4q_status g4q_session_reserve(g4q_session *s, int max_ctx);
+
+/* Called with the logits of rows t0 .. t0+n-1 of a sequence: logits is [n, vocab] fp32 (after
+ * softcap), valid only during the call. A non-OK return stops the run and is passed on. */
+typedef g4q_status (*g4q_logits_fn)(void *user, int t0, int n, const float *logits);
+
+/* Runs ids[0..n) from position 0 (the cache is reset first and must hold n positions: call
+ * g4q_session_reserve) in pieces of at most `rows` tokens (0 = max_chunk), handing each piece's
+ * logits to fn. Rows [0, first_scored) are only run into the cache and not handed out. Host memory
+ * for logits: rows x vocab floats. Ids outside [0, vocab) give G4Q_ERR_INVALID before anything
+ * runs, naming the index and the id. */
+g4q_status g4q_session_logits(g4q_session *s, const int32_t *ids, int n, int first_scored, int rows,
+                              g4q_logits_fn fn, void *user);
+
+/* Checks ids[0..n) against the model vocabulary: G4Q_ERR_INVALID "token id X (index i) is outside
+ * the vocabulary of V" for the first bad one. */
+g4q_status g4q_session_check_ids(g4q_session *s, const int32_t *ids, size_t n);
+
+/* The quantization config of a folder, without opening the weights: hf_quant_config.json's
+ * "quantization" object, else config.json's "quantization_config". *json receives a malloc'd
+ * compact JSON text (caller frees) and *source the file it came from (static string), or both
+ * NULL when the folder is not quantized. Malformed JSON is G4Q_ERR_FORMAT naming the file. */
+g4q_status g4q_session_quant_config(g4q_ctx *ctx, const char *dir, char **json,
+                                    const char **source);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
