@@ -184,8 +184,7 @@ static void test_rope(pair_be p)
         const int half = c.hd / 2;
         int moved = 0;
         for (size_t i = 0; i < n; i++)
-            if ((int)(i % half) >= c.angles % (half + 1) && (int)((i % c.hd) % half) >= c.angles)
-                moved += r[1][i] != x[i];
+            if ((int)(i % c.hd) % half >= c.angles) moved += r[1][i] != x[i];
         char what[80];
         snprintf(what, sizeof what, "rope hd %d angles %d T %d pos0 %d", c.hd, c.angles, c.T,
                  c.pos0);
@@ -196,4 +195,401 @@ static void test_rope(pair_be p)
             return 4 * BF16_U * (std::fabs(x[base + j]) + std::fabs(x[base + j + half])) + 1e-30;
         });
     }
+}
+
+/* ---- attention. Scores are rounded (|Δs| <= BF16_U·|s|), which moves each probability by a
+ * factor within exp(±2·BF16_U·smax) (numerator and the sum); p is rounded (BF16_U) and the output
+ * once more (BF16_U·|out|). With Σp = 1: |Δout| <= (2·BF16_U·smax + BF16_U)·vmax·1.01 +
+ * BF16_U·|out|, smax and vmax taken over the row's visible keys in double here. */
+struct att_case {
+    int cap, n_past, T, nh, nkv, hd, window;
+};
+
+static void test_attention_case(pair_be p, const att_case &c)
+{
+    const size_t row = (size_t)c.nkv * c.hd;
+    vecf q = randv((size_t)c.T * c.nh * c.hd, 0, 0.25), kn = randv((size_t)c.T * row, 0, 0.25),
+         vn = randv((size_t)c.T * row, 0, 1.0), kc = randv((size_t)c.cap * row, 0, 0.25),
+         vc = randv((size_t)c.cap * row, 0, 1.0);
+    const size_t on = (size_t)c.T * c.nh * c.hd;
+    vecf r[2];
+    g4q_backend *bes[2] = {p.cpu, p.gpu};
+    for (int b = 0; b < 2; b++) {
+        g4q_backend *be = bes[b];
+        g4q_buf *bq = mk(be, q), *bkn = mk(be, kn), *bvn = mk(be, vn), *bkc = mk(be, kc),
+                *bvc = mk(be, vc), *bo = mk(be, {}, on);
+        CHECK_STATUS(be->attention(be, bo, bq, bkn, bvn, bkc, bvc, c.cap, c.n_past, c.T, c.nh,
+                                   c.nkv, c.hd, c.window, 1.0f),
+                     G4Q_OK);
+        r[b] = get(be, bo, on);
+        g4q_buf *all[] = {bq, bkn, bvn, bkc, bvc, bo};
+        for (auto *x : all)
+            be->buf_free(be, x);
+    }
+    /* Per-row smax / vmax over the visible keys: cached positions max(0, n_past-cap)..n_past-1
+     * in slot p % cap, then the chunk. */
+    std::vector<double> smax((size_t)c.T * c.nh), vmax((size_t)c.T * c.nh);
+    const int group = c.nh / c.nkv;
+    for (int t = 0; t < c.T; t++)
+        for (int h = 0; h < c.nh; h++) {
+            const int pq = c.n_past + t, g = h / group;
+            double sm = 0, vm = 0;
+            for (int pos = std::max(0, c.n_past - c.cap); pos <= pq; pos++) {
+                if (c.window > 0 && pq - pos >= c.window) continue;
+                const float *k = pos < c.n_past ? &kc[(size_t)(pos % c.cap) * row + g * c.hd]
+                                                : &kn[(size_t)(pos - c.n_past) * row + g * c.hd];
+                const float *v = pos < c.n_past ? &vc[(size_t)(pos % c.cap) * row + g * c.hd]
+                                                : &vn[(size_t)(pos - c.n_past) * row + g * c.hd];
+                double s = 0;
+                for (int d = 0; d < c.hd; d++) {
+                    s += (double)q[((size_t)t * c.nh + h) * c.hd + d] * k[d];
+                    vm = std::max(vm, (double)std::fabs(v[d]));
+                }
+                sm = std::max(sm, std::fabs(s));
+            }
+            smax[(size_t)t * c.nh + h] = sm, vmax[(size_t)t * c.nh + h] = vm;
+        }
+    char what[120];
+    snprintf(what, sizeof what, "attention cap %d n_past %d T %d nh %d nkv %d hd %d window %d",
+             c.cap, c.n_past, c.T, c.nh, c.nkv, c.hd, c.window);
+    compare(what, r[0], r[1], [&](size_t i) {
+        size_t rw = i / c.hd;
+        return (2 * BF16_U * smax[rw] + BF16_U) * vmax[rw] * 1.01 + BF16_U * std::fabs(r[0][i]) +
+               1e-30;
+    });
+}
+
+static void test_attention(pair_be p)
+{
+    const att_case cases[] = {
+        {8, 0, 7, 4, 2, 256, 8},           /* window 8, chunk inside it */
+        {8, 13, 20, 4, 2, 256, 8},         /* wrapped ring, chunk crossing the window */
+        {1024, 1500, 1, 16, 8, 256, 1024}, /* 12B sliding decode on a wrapped ring */
+        {2048, 1000, 1, 16, 1, 512, 0},    /* 12B full decode, MQA, hd 512 */
+        {129, 0, 129, 4, 1, 512, 0},       /* prefill, full, hd 512 */
+        {1024, 700, 129, 16, 8, 256, 1024}, /* chunk crossing the window over a partial cache */
+        {1024, 0, 1, 2, 1, 256, 1024},     /* first token */
+        {16, 40, 33, 2, 2, 10, 16},        /* head_dim not a multiple of 8 (scalar path) */
+        {7, 3, 1, 3, 3, 64, 0},            /* MHA, tiny */
+    };
+    for (auto &c : cases)
+        test_attention_case(p, c);
+}
+
+/* ---- kv_store: a copy, bit-exact (T crossing the capacity keeps the last cap rows). */
+static void test_kv_store(pair_be p)
+{
+    const int cases[][5] = {{8, 13, 20, 2, 256}, {1024, 1500, 1, 8, 256}, {16, 3, 5, 1, 10}};
+    for (auto &c : cases) {
+        int cap = c[0], n_past = c[1], T = c[2], nkv = c[3], hd = c[4];
+        size_t row = (size_t)nkv * hd;
+        vecf kc = randv(cap * row, 0, 1), vc = randv(cap * row, 0, 1), kn = randv(T * row, 0, 1),
+             vn = randv(T * row, 0, 1);
+        vecf rk[2], rv[2];
+        g4q_backend *bes[2] = {p.cpu, p.gpu};
+        for (int b = 0; b < 2; b++) {
+            g4q_backend *be = bes[b];
+            g4q_buf *a = mk(be, kc), *bb = mk(be, vc), *x = mk(be, kn), *y = mk(be, vn);
+            CHECK_STATUS(be->kv_store(be, a, bb, x, y, cap, n_past, T, nkv, hd), G4Q_OK);
+            rk[b] = get(be, a, kc.size()), rv[b] = get(be, bb, vc.size());
+            be->buf_free(be, a), be->buf_free(be, bb), be->buf_free(be, x), be->buf_free(be, y);
+        }
+        CHECK_MSG(rk[0] == rk[1] && rv[0] == rv[1], "kv_store cap %d n_past %d T %d differs", cap,
+                  n_past, T);
+    }
+}
+
+/* ---- element-wise ops, rounding counts from the file comments of cuda_elementwise.cu. */
+static void test_elementwise(pair_be p)
+{
+    const size_t counts[] = {1, 7, 129, 129 * 1024 + 7};
+    g4q_backend *bes[2] = {p.cpu, p.gpu};
+    for (size_t n : counts) {
+        vecf g = randv(n, 0, 2.0), u = randv(n, 0, 2.0), big = randv(n, 0, 20.0);
+        vecf rg[2], ra[2], ra1[2], rs[2];
+        float am[2];
+        for (int b = 0; b < 2; b++) {
+            g4q_backend *be = bes[b];
+            g4q_buf *bg = mk(be, g), *bu = mk(be, u), *bh = mk(be, u), *bh1 = mk(be, u),
+                    *bs = mk(be, big);
+            CHECK_STATUS(be->geglu(be, bg, bg, bu, n), G4Q_OK); /* y aliases gate */
+            CHECK_STATUS(be->add_scaled(be, bh, bs, n, 0.37f), G4Q_OK);
+            CHECK_STATUS(be->add_scaled(be, bh1, bs, n, 1.0f), G4Q_OK);
+            CHECK_STATUS(be->amax(be, bs, n, &am[b]), G4Q_OK);
+            CHECK_STATUS(be->softcap(be, bs, n, 30.0f), G4Q_OK);
+            rg[b] = get(be, bg, n), ra[b] = get(be, bh, n), ra1[b] = get(be, bh1, n);
+            rs[b] = get(be, bs, n);
+            g4q_buf *all[] = {bg, bu, bh, bh1, bs};
+            for (auto *x : all)
+                be->buf_free(be, x);
+        }
+        char w[64];
+        snprintf(w, sizeof w, "geglu %zu", n); /* gelu rounded, product rounded */
+        compare(w, rg[0], rg[1], [&](size_t i) {
+            return 2.02 * BF16_U * std::fabs(rg[0][i]) + 1e-6 * std::fabs(u[i]) + 1e-30;
+        });
+        snprintf(w, sizeof w, "add_scaled %zu", n); /* sum rounded, product rounded */
+        compare(w, ra[0], ra[1],
+                [&](size_t i) { return 2.02 * BF16_U * std::fabs(ra[0][i]) + 1e-30; });
+        compare(w, ra1[0], ra1[1],
+                [&](size_t i) { return 1.01 * BF16_U * std::fabs(ra1[0][i]) + 1e-30; });
+        /* x/cap rounded (moves tanh by <= BF16_U·|x|/cap, times cap), tanh rounded, ×cap rounded */
+        snprintf(w, sizeof w, "softcap %zu", n);
+        compare(w, rs[0], rs[1], [&](size_t i) {
+            return BF16_U * std::fabs(big[i]) + 2.02 * BF16_U * std::fabs(rs[0][i]) + 1e-30;
+        });
+        CHECK_MSG(am[0] == am[1], "amax %zu: cpu %g gpu %g", n, am[0], am[1]);
+    }
+    /* embed: one rounding of E[id]·scale */
+    const int V = 1000, d = 3840, T = 7;
+    vecf tab = randv((size_t)V * d, 0, 0.05);
+    auto tb = to_bf16(tab);
+    int32_t ids[T];
+    for (int t = 0; t < T; t++)
+        ids[t] = (int32_t)(g4q_test_rand(&g_rng) % V);
+    vecf re[2];
+    for (int b = 0; b < 2; b++) {
+        g4q_backend *be = bes[b];
+        g4q_bweight *bw = bindw(be, tb, V, d);
+        g4q_buf *by = mk(be, {}, (size_t)T * d);
+        CHECK_STATUS(be->embed(be, by, bw, ids, T, 62.0f), G4Q_OK);
+        re[b] = get(be, by, (size_t)T * d);
+        be->weight_free(be, bw), be->buf_free(be, by);
+    }
+    compare("embed", re[0], re[1],
+            [&](size_t i) { return 1.01 * BF16_U * std::fabs(re[0][i]) + 1e-30; });
+    /* unsupported weight formats are refused by name */
+    g4q_weight_desc dsc = {};
+    dsc.format = G4Q_WF_NVFP4, dsc.rows = 16, dsc.cols = 16, dsc.data = tb.data(),
+    dsc.name = "w.nvfp4";
+    g4q_bweight *bw = nullptr;
+    CHECK_STATUS(p.gpu->weight_bind(p.gpu, &dsc, &bw), G4Q_ERR_UNSUPPORTED);
+    CHECK(strstr(g4q_ctx_error(&g_ctx), "w.nvfp4") != nullptr);
+}
+
+/* ---------------------------------------------------------------- whole model */
+
+struct model {
+    g4q_config cfg;
+    g4q_ckpt *ck = nullptr;
+    g4q_weights w;
+};
+
+static g4q_status model_load(const char *dir, model *m)
+{
+    G4Q_TRY(g4q_config_load(&g_ctx, dir, &m->cfg));
+    G4Q_TRY(g4q_ckpt_open(&g_ctx, dir, &m->ck));
+    return g4q_weights_bind(&g_ctx, &m->cfg, g4q_ckpt_tensor(m->ck, 0), g4q_ckpt_count(m->ck), dir,
+                            &m->w);
+}
+
+/* Runs ids through a fresh forward on `be`: one prefill of all T, or (split > 0) a prefill of
+ * `split` tokens and then one decode step per token. Returns [T, vocab] logits. */
+static vecf run_model(g4q_backend *be, const model &m, const std::vector<int32_t> &ids, int split)
+{
+    const int T = (int)ids.size(), V = m.cfg.vocab_size;
+    vecf logits((size_t)T * V, NAN);
+    g4q_forward *f = nullptr;
+    g4q_kvcache *kv = nullptr;
+    if (!CHECK_STATUS(g4q_forward_create(&g_ctx, be, &m.cfg, &m.w, 64, &f), G4Q_OK)) return logits;
+    if (CHECK_STATUS(g4q_kvcache_create(&g_ctx, be, &m.cfg, T, &kv), G4Q_OK)) {
+        if (split <= 0) {
+            CHECK_STATUS(g4q_forward_run(f, kv, ids.data(), T, 0, logits.data()), G4Q_OK);
+        } else {
+            CHECK_STATUS(g4q_forward_run(f, kv, ids.data(), split, 0, logits.data()), G4Q_OK);
+            for (int t = split; t < T; t++)
+                CHECK_STATUS(g4q_forward_run(f, kv, &ids[t], 1, 1, &logits[(size_t)t * V]),
+                             G4Q_OK);
+        }
+    }
+    g4q_kvcache_free(kv);
+    g4q_forward_free(f);
+    return logits;
+}
+
+static void logit_stats(const vecf &a, const vecf &b, int T, int V, double *maxdiff, double *top1,
+                        double *rel)
+{
+    *maxdiff = 0;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++)
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), den += (double)a[i] * a[i];
+    *rel = std::sqrt(num / (den + 1e-300));
+    int agree = 0;
+    for (int t = 0; t < T; t++) {
+        const float *x = &a[(size_t)t * V], *y = &b[(size_t)t * V];
+        agree += std::max_element(x, x + V) - x == std::max_element(y, y + V) - y;
+        for (int i = 0; i < V; i++)
+            *maxdiff = std::max(*maxdiff, (double)std::fabs(x[i] - y[i]));
+    }
+    *top1 = (double)agree / T;
+}
+
+/* A tiny random model (synth preset "tiny", window cut to 16 so 40 tokens cross it twice) through
+ * both backends. bf16 activations against fp32 ones drift through 6 layers, so the check is on
+ * top-1 agreement (>= MODEL_TOP1) and a bounded logit difference (<= MODEL_MAXDIFF of the
+ * softcap 30), plus CUDA prefill+decode against one CUDA prefill (same numerics but other GEMM
+ * and attention-split paths: >= DECODE_TOP1). */
+#define MODEL_TOP1 0.75
+#define MODEL_REL_L2 0.1 /* ~12 bf16 roundings per layer x 6 layers, random walk:          \
+                            sqrt(72)·BF16_U = 3.3%, with 3x room for amplification */
+#define DECODE_TOP1 0.9
+
+static void test_model(pair_be p)
+{
+    g4q_synth_spec spec;
+    if (!CHECK_STATUS(g4q_synth_preset(&g_ctx, "tiny", &spec), G4Q_OK)) return;
+    spec.sliding_window = 16;
+    spec.seed = g4q_test_rand(&g_rng);
+    char dir[512];
+    g4q_test_tmpdir(dir, sizeof dir, "backend_gpu_model");
+    g4q_synth_result res;
+    if (!CHECK_STATUS(g4q_synth_write(&g_ctx, &spec, dir, 0, 0, &res), G4Q_OK)) return;
+    model m;
+    if (!CHECK_STATUS(model_load(dir, &m), G4Q_OK)) {
+        printf("model: %s\n", g4q_ctx_error(&g_ctx));
+        g4q_ckpt_close(m.ck);
+        return;
+    }
+    const int T = 40, V = m.cfg.vocab_size;
+    std::vector<int32_t> ids(T);
+    ids[0] = 2;
+    for (int t = 1; t < T; t++)
+        ids[t] = (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)(V - 16)) + 3;
+    vecf lc = run_model(p.cpu, m, ids, 0), lg = run_model(p.gpu, m, ids, 0),
+         ld = run_model(p.gpu, m, ids, 17);
+    double md, top1, md2, top2, rel, rel2;
+    logit_stats(lc, lg, T, V, &md, &top1, &rel);
+    logit_stats(lg, ld, T, V, &md2, &top2, &rel2);
+    printf("model (tiny, window 16, %d tokens, seed %llu): cpu vs cuda max |logit diff| %.4f, "
+           "relative L2 %.4f, top-1 agreement %.3f\n",
+           T, (unsigned long long)spec.seed, md, rel, top1);
+    printf("model: cuda prefill 17 + 23 decode steps vs one prefill: max |diff| %.4f, top-1 "
+           "%.3f\n",
+           md2, top2);
+    CHECK_MSG(top1 >= MODEL_TOP1 && rel <= MODEL_REL_L2,
+              "cpu vs cuda: top-1 %.3f, relative L2 %.4f, max diff %.4f", top1, rel, md);
+    CHECK_MSG(top2 >= DECODE_TOP1, "cuda decode vs prefill: top-1 %.3f, max diff %.4f", top2, md2);
+    g4q_ckpt_close(m.ck);
+}
+
+/* ---------------------------------------------------------------- --bench MODEL_DIR */
+
+static double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+/* Decode cost parts: the GEMV alone on the 12B's largest shapes (GB/s of weight read), and the
+ * cost of one small launch (add_scaled on d = 3840), each averaged over many back-to-back calls. */
+static void bench_parts(g4q_backend *be)
+{
+    const int64_t shapes[][2] = {{15360, 3840}, {3840, 15360}, {4096, 3840}, {262144, 3840}};
+    for (auto &sh : shapes) {
+        std::vector<uint16_t> w((size_t)(sh[0] * sh[1]));
+        for (size_t i = 0; i < w.size(); i++)
+            w[i] = g4q_f32_to_bf16((float)(g4q_test_normal(&g_rng) * 0.02));
+        g4q_bweight *bw = bindw(be, w, sh[0], sh[1]);
+        g4q_buf *x = mk(be, randv((size_t)sh[1], 0, 1)), *y = mk(be, {}, (size_t)sh[0]);
+        float one;
+        const int reps = 50;
+        be->matmul(be, y, x, bw, 1);
+        be->download(be, y, 0, &one, 1);
+        double a = g4q_now_seconds();
+        for (int r = 0; r < reps; r++)
+            be->matmul(be, y, x, bw, 1);
+        be->download(be, y, 0, &one, 1);
+        double t = (g4q_now_seconds() - a) / reps;
+        printf("bench gemv %lld x %lld: %.1f us = %.0f GB/s\n", (long long)sh[0],
+               (long long)sh[1], t * 1e6, (double)w.size() * 2 / t / 1e9);
+        be->weight_free(be, bw), be->buf_free(be, x), be->buf_free(be, y);
+    }
+    g4q_buf *h = mk(be, randv(3840, 0, 1)), *a2 = mk(be, randv(3840, 0, 1));
+    float one;
+    double a = g4q_now_seconds();
+    for (int r = 0; r < 2000; r++)
+        be->add_scaled(be, h, a2, 3840, 1.0f);
+    be->download(be, h, 0, &one, 1);
+    printf("bench small launch (add_scaled 3840): %.2f us each\n",
+           (g4q_now_seconds() - a) / 2000 * 1e6);
+    be->buf_free(be, h), be->buf_free(be, a2);
+}
+
+static int bench(const char *dir, int prompt, int steps)
+{
+    model m;
+    double t0 = g4q_now_seconds();
+    g4q_backend *be = nullptr;
+    g4q_forward *f = nullptr;
+    g4q_kvcache *kv = nullptr;
+    g4q_status st = model_load(dir, &m);
+    if (st == G4Q_OK) st = g4q_backend_cuda_create(&g_ctx, &be);
+    if (st == G4Q_OK) st = g4q_forward_create(&g_ctx, be, &m.cfg, &m.w, prompt, &f);
+    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, be, &m.cfg, prompt + steps + 16, &kv);
+    const int V = m.cfg.vocab_size;
+    std::vector<int32_t> ids((size_t)prompt + steps + 16);
+    for (auto &x : ids)
+        x = (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)(V - 16)) + 3;
+    vecf logits(V);
+    double t_load = g4q_now_seconds() - t0;
+    std::vector<double> pre, dec;
+    /* Prefill: 1 warm-up + 3 timed. Each run ends with the logits download, which synchronises,
+     * so host time brackets the device work exactly. */
+    for (int r = 0; r < 4 && st == G4Q_OK; r++) {
+        g4q_kvcache_reset(kv);
+        double a = g4q_now_seconds();
+        st = g4q_forward_run(f, kv, ids.data(), prompt, 1, logits.data());
+        if (r) pre.push_back(g4q_now_seconds() - a);
+    }
+    for (int s = 0; s < steps + 8 && st == G4Q_OK; s++) {
+        double a = g4q_now_seconds();
+        st = g4q_forward_run(f, kv, &ids[(size_t)prompt + s], 1, 1, logits.data());
+        if (s >= 8) dec.push_back(g4q_now_seconds() - a);
+    }
+    if (st != G4Q_OK) {
+        fprintf(stderr, "bench: %s\n", g4q_ctx_error(&g_ctx));
+    } else {
+        double tp = median(pre), td = median(dec);
+        printf("bench model %s: load+bind %.1f s\n", dir, t_load);
+        printf("bench prefill %d tokens: median %.1f ms = %.0f tok/s\n", prompt, tp * 1e3,
+               prompt / tp);
+        printf("bench decode (context %d..%d): median %.2f ms/token = %.1f tok/s (min %.2f ms)\n",
+               prompt, prompt + steps + 8, td * 1e3, 1.0 / td,
+               *std::min_element(dec.begin(), dec.end()) * 1e3);
+        printf("bench peak GPU memory (backend) %.2f GB, KV cache %.3f GB\n",
+               (double)be->mem_peak(be) / 1e9, (double)kv->bytes / 1e9);
+        bench_parts(be);
+    }
+    g4q_kvcache_free(kv);
+    g4q_forward_free(f);
+    g4q_backend_free(be);
+    g4q_ckpt_close(m.ck);
+    return st == G4Q_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    g4q_ctx_init(&g_ctx);
+    g_rng = g4q_test_seed();
+    if (argc >= 3 && strcmp(argv[1], "--bench") == 0)
+        return bench(argv[2], argc >= 4 ? atoi(argv[3]) : 1024, argc >= 5 ? atoi(argv[4]) : 64);
+    pair_be p = {nullptr, nullptr};
+    CHECK_STATUS(g4q_backend_cpu_create(&g_ctx, &p.cpu), G4Q_OK);
+    if (!CHECK_STATUS(g4q_backend_cuda_create(&g_ctx, &p.gpu), G4Q_OK)) {
+        printf("cuda backend: %s\n", g4q_ctx_error(&g_ctx));
+        g4q_backend_free(p.cpu);
+        return g4q_test_finish();
+    }
+    test_matmul(p);
+    test_rmsnorm(p);
+    test_rope(p);
+    test_attention(p);
+    test_kv_store(p);
+    test_elementwise(p);
+    test_model(p);
+    printf("cuda backend peak device memory: %.1f MB\n", (double)p.gpu->mem_peak(p.gpu) / 1e6);
+    g4q_backend_free(p.gpu);
+    g4q_backend_free(p.cpu);
+    return g4q_test_finish();
 }

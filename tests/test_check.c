@@ -280,6 +280,52 @@ static void test_modelopt_nvfp4(g4q_ctx *ctx, const char *dir)
     unload(&l);
 }
 
+/* W4A4 (ModelOpt NVFP4) cannot be exported without calibration yet, so the W4A16 export is turned
+ * into one in memory: quant_algo NVFP4, input activations in config_groups, and an input_scale
+ * (0.5) next to every weight_scale_2. */
+static void test_modelopt_w4a4(g4q_ctx *ctx, const char *dir)
+{
+    loaded l;
+    CHECK(load(ctx, dir, &l));
+    static const float half = 0.5f, other = 0.25f;
+    size_t n0 = l.n, added = 0;
+    char(*names)[G4Q_CHECK_ITEM_MAX] = calloc(n0, sizeof *names);
+    l.t = realloc(l.t, 2 * n0 * sizeof *l.t);
+    for (size_t i = 0; i < n0; i++) {
+        const char *suf = strstr(l.t[i].name, ".weight_scale_2");
+        if (!suf || suf[15])
+            continue;
+        snprintf(names[added], sizeof names[added], "%.*s.input_scale", (int)(suf - l.t[i].name),
+                 l.t[i].name);
+        g4q_tensor *t = &l.t[l.n++];
+        *t = l.t[i];
+        t->name = names[added++];
+        t->data = &half;
+    }
+    cJSON *q = cJSON_GetObjectItem(l.hf, "quantization");
+    cJSON_ReplaceItemInObject(q, "quant_algo", cJSON_CreateString("NVFP4"));
+    cJSON *qc = cJSON_GetObjectItem(l.config, "quantization_config");
+    cJSON_ReplaceItemInObject(qc, "quant_algo", cJSON_CreateString("NVFP4"));
+    cJSON *g0 = cJSON_GetObjectItem(cJSON_GetObjectItem(qc, "config_groups"), "group_0");
+    cJSON_AddItemToObject(g0, "input_activations",
+                          cJSON_Duplicate(cJSON_GetObjectItem(g0, "weights"), 1));
+    g4q_check_report rep;
+    CHECK_EQ_INT(run(ctx, &l, &rep), 0);
+    CHECK_EQ_INT(rep.format, G4Q_CHECK_FMT_MO_NVFP4);
+    g4q_check_report_free(&rep);
+    g4q_tensor *t = tensor(&l, L "8.mlp.gate_proj.input_scale");
+    if (CHECK(t != NULL)) {
+        t->data = &other;
+        expect_problem(ctx, &l, "fused-scale", L "8.mlp", "input_scale differs in gate_up");
+    }
+    drop(&l, L "2.self_attn.o_proj.input_scale");
+    expect_problem(ctx, &l, "tensor-missing", L "2.self_attn.o_proj.input_scale", "W4A4 needs it");
+    cJSON_DeleteItemFromObject(g0, "input_activations");
+    expect_problem(ctx, &l, "json-key", "input_activations", "W4A4 config without activations");
+    unload(&l);
+    free(names);
+}
+
 static void test_fp8_block(g4q_ctx *ctx, const char *dir)
 {
     loaded l;
@@ -381,6 +427,8 @@ int main(void)
         test_good(&ctx, out, cases[i].fmt);
         if (cases[i].mutations)
             cases[i].mutations(&ctx, out);
+        if (cases[i].fmt == G4Q_CHECK_FMT_MO_W4A16_NVFP4)
+            test_modelopt_w4a4(&ctx, out);
     }
     g4q_remove_tree(&ctx, g_root);
     return g4q_test_finish();

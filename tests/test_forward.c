@@ -536,7 +536,9 @@ static void ref_forward(const tmodel *m, const int32_t *ids, int T, double *logi
 {
     const g4q_config *c = &m->cfg;
     const int d = c->hidden, I = c->intermediate, V = c->vocab_size;
-    const double eps = c->rms_norm_eps, scale = g4q_round_bf16((float)sqrt((double)d));
+    /* The fp32 CPU backend mirrors transformers run in fp32: the embedding scale is
+     * fp32(sqrt(d)), not the bf16-rounded value a bf16 model uses. */
+    const double eps = c->rms_norm_eps, scale = (float)sqrt((double)d);
     double *h = malloc(sizeof(double) * (size_t)T * d), *a = malloc(sizeof(double) * (size_t)T * d);
     double *o = malloc(sizeof(double) * (size_t)T * d);
     double *g = malloc(sizeof(double) * (size_t)T * I), *u = malloc(sizeof(double) * (size_t)T * I);

@@ -60,6 +60,8 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
     if (st == G4Q_OK && (!o->model || !o->recipe || (!o->out && !o->dry_run)))
         st = g4q_fail(ctx, G4Q_ERR_USAGE, "--model, --recipe and --out are required "
                                           "(--out may be left out with --dry-run)");
+    if (st == G4Q_OK && !g4q_is_dir(o->model))
+        st = g4q_fail(ctx, G4Q_ERR_NOT_FOUND, "--model %s: no such checkpoint folder", o->model);
     if (st == G4Q_OK)
         st = g4q_device_parse(ctx, o->device, &req);
     if (st == G4Q_OK)
@@ -89,7 +91,7 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
         g4q_export_stats stats = {0};
         if (st == G4Q_OK)
             st = g4q_export_run(ctx, &plan, ck, cfg, &eo, &stats);
-        if (st == G4Q_OK) {
+        if (st == G4Q_OK && !o->quiet) {
             fprintf(stderr,
                     "gemma4q: %s -> %s (%s, recipe %s)\n"
                     "gemma4q: %zu tensors, %.3f GB in -> %.3f GB out, %.1f s, peak host RSS "
@@ -97,8 +99,9 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
                     o->model, o->out, g4q_device_name(dev), recipe->name, stats.tensors_out,
                     (double)stats.bytes_in / 1e9, (double)stats.bytes_out / 1e9, stats.seconds,
                     (double)stats.peak_rss / 1e9, (double)stats.peak_gpu / 1e9);
-            if (o->json)
-                st = write_report(ctx, o->json, &plan, &stats, dev, 0);
+        }
+        if (st == G4Q_OK && o->json) {
+            st = write_report(ctx, o->json, &plan, &stats, dev, 0);
         }
     }
     g4q_plan_free(&plan);

@@ -227,8 +227,8 @@ static g4q_status cmd_ppl(g4q_ctx *ctx, const run_opts *o)
         printf("nll_sum     %.6f\n", r.nll_sum);
         printf("nll/token   %.6f\n", r.nll_mean);
         printf("perplexity  %.6f\n", r.ppl);
-        fprintf(stderr, "gemma4q-run: %s, %.2f s, %.1f tok/s\n", s->be->name, r.seconds,
-                r.seconds > 0 ? (double)r.n_scored / r.seconds : 0.0);
+        G4Q_INFO(ctx, "%s, %.2f s, %.1f tok/s", s->be->name, r.seconds,
+                 r.seconds > 0 ? (double)r.n_scored / r.seconds : 0.0);
     }
     free(text);
     g4q_tok_ids_free(&ids);
@@ -276,11 +276,12 @@ static g4q_status cmd_logits(g4q_ctx *ctx, const run_opts *o)
         st = g4q_session_logits(s, ids.ids, (int)ids.n, 0, 0, write_rows, &lo);
         t = g4q_now_seconds() - t;
         if (st == G4Q_OK)
-            fprintf(stderr, "gemma4q-run: %s: %zu x %d float32 logits (%s, %.3f s)\n", o->out,
-                    ids.n, lo.vocab, s->be->name, t);
+            G4Q_INFO(ctx, "%s: %zu x %d float32 logits (%s, %.3f s)", o->out, ids.n, lo.vocab,
+                     s->be->name, t);
     }
     if (lo.f && fclose(lo.f) != 0 && st == G4Q_OK)
         st = g4q_fail(ctx, g4q_status_from_write_errno(errno), "%s: close failed", o->out);
+    if (lo.f && st != G4Q_OK) remove(o->out); /* never leave a partial logits file behind */
     g4q_tok_ids_free(&ids);
     g4q_session_free(s);
     return st;

@@ -87,8 +87,16 @@ static g4q_status group_amaxes(run_state *rs, int layer, float *amax)
 
 static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const float *amax)
 {
-    if (it->format == G4Q_PF_KEEP)
+    if (it->format == G4Q_PF_KEEP) {
+        /* Kept weights are copied bit-exact, but a NaN or infinity is refused all the same: it
+         * would make the exported model produce garbage. */
+        if (it->src->dtype == G4Q_DT_BF16) {
+            float unused;
+            G4Q_TRY(g4q_quant_amax_bf16(rs->ctx, it->src->name, it->src->data, it->src->numel,
+                                        &unused));
+        }
         return write_output(rs, &it->out[0], it->src->data);
+    }
     for (int o = 0; o < it->n_out; o++)
         if (it->out[o].kind == G4Q_OUT_INPUT_SCALE)
             return g4q_fail(rs->ctx, G4Q_ERR_NEEDS_CALIBRATION,
@@ -131,6 +139,9 @@ static g4q_status process_all(run_state *rs, const int *order, size_t n_order)
                 break;
         }
         st = process_item(rs, it, amax);
+        if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
+            g4q_error_prefix(rs->ctx, "%s",
+                             g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
         g4q_ckpt_release(rs->ckpt, it->src);
         rs->bytes_done += it->src->nbytes;
         g4q_progress_update(&rs->progress, rs->bytes_done);

@@ -275,6 +275,16 @@ static g4q_status logits_rows(g4q_forward *f, int r0, int n, float *out)
     return G4Q_OK;
 }
 
+/* transformers multiplies the embeddings by sqrt(hidden) converted to the weights' dtype
+ * (modeling_gemma4_unified.py, Gemma4UnifiedTextScaledWordEmbedding): 62.0 for a bf16 model of
+ * width 3840, 61.967735 in fp32. Backends with bf16 activations mirror the bf16 model, the fp32
+ * CPU backend the fp32 one. */
+static float embed_scale(const g4q_backend *be, const g4q_config *c)
+{
+    float s = (float)sqrt((double)c->hidden);
+    return be->act_dtype == G4Q_DT_BF16 ? (float)c->embed_scale : s;
+}
+
 g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
                            int last_only, float *logits)
 {
@@ -298,7 +308,7 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
     const size_t V = (size_t)c->vocab_size;
     for (int t0 = 0; t0 < T; t0 += f->max_chunk) {
         const int C = T - t0 < f->max_chunk ? T - t0 : f->max_chunk;
-        G4Q_TRY(f->be->embed(f->be, f->h, f->embed, ids + t0, C, (float)c->embed_scale));
+        G4Q_TRY(f->be->embed(f->be, f->h, f->embed, ids + t0, C, embed_scale(f->be, c)));
         for (int l = 0; l < c->n_layers; l++)
             G4Q_TRY(layer(f, kv, l, C));
         kv->n_past += C;

@@ -6,28 +6,9 @@
 #include <cjson/cJSON.h>
 
 #include "backend/cpu/cpu.h"
+#include "backend/cuda/cuda_backend.h"
 #include "base/sys.h"
 #include "text/chat.h"
-
-/* The CUDA backend lives in src/backend/cuda/cuda_backend.h (with a stub in CPU-only builds).
- * This one function is the only place that knows whether it exists yet. */
-#if defined(__has_include)
-#if __has_include("backend/cuda/cuda_backend.h")
-#include "backend/cuda/cuda_backend.h"
-#define G4Q_SESSION_HAVE_CUDA_BACKEND 1
-#endif
-#endif
-
-static g4q_status create_cuda_backend(g4q_ctx *ctx, g4q_backend **out)
-{
-#ifdef G4Q_SESSION_HAVE_CUDA_BACKEND
-    return g4q_backend_cuda_create(ctx, out);
-#else
-    *out = NULL;
-    return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
-                    "the CUDA backend is not part of this build yet; use --device cpu");
-#endif
-}
 
 static g4q_status read_json(g4q_ctx *ctx, const char *path, cJSON **out)
 {
@@ -136,7 +117,7 @@ static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
     if (g4q_path_exists(path)) G4Q_TRY(g4q_tok_load(ctx, path, &s->tok));
     G4Q_TRY(g4q_device_select(ctx, o->device, &s->device, NULL));
     if (s->device == G4Q_DEVICE_CUDA)
-        G4Q_TRY(create_cuda_backend(ctx, &s->be));
+        G4Q_TRY(g4q_backend_cuda_create(ctx, &s->be));
     else
         G4Q_TRY(g4q_backend_cpu_create(ctx, &s->be));
     return g4q_forward_create(ctx, s->be, s->cfg, s->weights, s->max_chunk, &s->fwd);

@@ -14,9 +14,9 @@
  * config.json) is refused with G4Q_ERR_UNSUPPORTED until the backends run packed formats; use
  * g4q_session_quant_config to describe it instead.
  *
- * Device: "auto" takes the CUDA GPU when one is usable (src/backend/device.h). The CUDA backend is
- * created through src/backend/cuda/cuda_backend.h when that header exists; until then
- * --device cuda gives G4Q_ERR_UNSUPPORTED with a clear message.
+ * Device: "auto" takes the CUDA GPU when one is usable (src/backend/device.h), else the CPU
+ * backend; "cuda" creates src/backend/cuda/cuda_backend.h's backend (G4Q_ERR_CUDA without a usable
+ * GPU; G4Q_ERR_UNSUPPORTED in builds without CUDA).
  *
  * Threading: a session is used by one thread at a time.
  */
