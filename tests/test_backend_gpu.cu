@@ -205,7 +205,8 @@ struct att_case {
     int cap, n_past, T, nh, nkv, hd, window;
 };
 
-static void test_attention_case(pair_be p, const att_case &c)
+/* step: the GPU reads n_past from its step position (G4Q_STEP_POS, T == 1 only). */
+static void test_attention_case(pair_be p, const att_case &c, bool step = false)
 {
     const size_t row = (size_t)c.nkv * c.hd;
     vecf q = randv((size_t)c.T * c.nh * c.hd, 0, 0.25), kn = randv((size_t)c.T * row, 0, 0.25),
@@ -218,8 +219,13 @@ static void test_attention_case(pair_be p, const att_case &c)
         g4q_backend *be = bes[b];
         g4q_buf *bq = mk(be, q), *bkn = mk(be, kn), *bvn = mk(be, vn), *bkc = mk(be, kc),
                 *bvc = mk(be, vc), *bo = mk(be, {}, on);
-        CHECK_STATUS(be->attention(be, bo, bq, bkn, bvn, bkc, bvc, c.cap, c.n_past, c.T, c.nh,
-                                   c.nkv, c.hd, c.window, 1.0f),
+        int np = c.n_past;
+        if (step && be == p.gpu) {
+            CHECK_STATUS(be->step_pos(be, c.n_past), G4Q_OK);
+            np = G4Q_STEP_POS;
+        }
+        CHECK_STATUS(be->attention(be, bo, bq, bkn, bvn, bkc, bvc, c.cap, np, c.T, c.nh, c.nkv,
+                                   c.hd, c.window, 1.0f),
                      G4Q_OK);
         r[b] = get(be, bo, on);
         g4q_buf *all[] = {bq, bkn, bvn, bkc, bvc, bo};
@@ -250,8 +256,8 @@ static void test_attention_case(pair_be p, const att_case &c)
             smax[(size_t)t * c.nh + h] = sm, vmax[(size_t)t * c.nh + h] = vm;
         }
     char what[120];
-    snprintf(what, sizeof what, "attention cap %d n_past %d T %d nh %d nkv %d hd %d window %d",
-             c.cap, c.n_past, c.T, c.nh, c.nkv, c.hd, c.window);
+    snprintf(what, sizeof what, "attention%s cap %d n_past %d T %d nh %d nkv %d hd %d window %d",
+             step ? " (step position)" : "", c.cap, c.n_past, c.T, c.nh, c.nkv, c.hd, c.window);
     compare(what, r[0], r[1], [&](size_t i) {
         size_t rw = i / c.hd;
         return (2 * BF16_U * smax[rw] + BF16_U) * vmax[rw] * 1.01 + BF16_U * std::fabs(r[0][i]) +
@@ -274,6 +280,16 @@ static void test_attention(pair_be p)
     };
     for (auto &c : cases)
         test_attention_case(p, c);
+    /* Decode with the step position: wrapped rings, windows, MQA with 16 heads, hd % 8 != 0,
+     * the first token, a ring exactly full. */
+    const att_case step_cases[] = {
+        {1024, 1500, 1, 16, 8, 256, 1024}, {2048, 1000, 1, 16, 1, 512, 0},
+        {1024, 0, 1, 2, 1, 256, 1024},     {7, 3, 1, 3, 3, 64, 0},
+        {16, 40, 1, 2, 2, 10, 16},         {16, 16, 1, 4, 1, 128, 16},
+        {300, 299, 1, 16, 1, 512, 0},      {64, 200, 1, 4, 2, 64, 64},
+    };
+    for (auto &c : step_cases)
+        test_attention_case(p, c, true);
 }
 
 /* ---- kv_store: a copy, bit-exact (T crossing the capacity keeps the last cap rows). */
@@ -291,6 +307,15 @@ static void test_kv_store(pair_be p)
             g4q_backend *be = bes[b];
             g4q_buf *a = mk(be, kc), *bb = mk(be, vc), *x = mk(be, kn), *y = mk(be, vn);
             CHECK_STATUS(be->kv_store(be, a, bb, x, y, cap, n_past, T, nkv, hd), G4Q_OK);
+            if (be == p.gpu && T == 1) { /* the step position stores to the same slot */
+                g4q_buf *a2 = mk(be, kc), *b2 = mk(be, vc);
+                CHECK_STATUS(be->step_pos(be, n_past), G4Q_OK);
+                CHECK_STATUS(be->kv_store(be, a2, b2, x, y, cap, G4Q_STEP_POS, 1, nkv, hd), G4Q_OK);
+                CHECK_MSG(get(be, a2, kc.size()) == get(be, a, kc.size()) &&
+                              get(be, b2, vc.size()) == get(be, bb, vc.size()),
+                          "kv_store step position cap %d n_past %d differs", cap, n_past);
+                be->buf_free(be, a2), be->buf_free(be, b2);
+            }
             rk[b] = get(be, a, kc.size()), rv[b] = get(be, bb, vc.size());
             be->buf_free(be, a), be->buf_free(be, bb), be->buf_free(be, x), be->buf_free(be, y);
         }
@@ -365,6 +390,154 @@ static void test_elementwise(pair_be p)
     g4q_bweight *bw = nullptr;
     CHECK_STATUS(p.gpu->weight_bind(p.gpu, &dsc, &bw), G4Q_ERR_UNSUPPORTED);
     CHECK(strstr(g4q_ctx_error(&g_ctx), "w.nvfp4") != nullptr);
+}
+
+/* ---- fused decode ops (backend.h "decode steps"). matmul3 and matmul_geglu run the same GEMV
+ * sums as matmul, so they must equal the GPU's own plain ops bit for bit. The norm fusions sum
+ * squares in another fp32 order (inv may move by an fp32 ulp, a normed value by one bf16 ulp in
+ * rare ties), so they are compared with the plain GPU sequence within 2 bf16 ulps of the values
+ * involved; the plain ops themselves are checked against the CPU above. */
+static void test_fused_gemv(g4q_backend *be)
+{
+    const int ns[] = {1, 2, 4, 7};
+    for (int n : ns) {
+        const int in = 136, r[3] = {40, 17, 9};
+        vecf x = randv((size_t)n * in, 0, 1.0);
+        g4q_buf *bx = mk(be, x), *y[3], *z[3];
+        g4q_bweight *w[3];
+        for (int i = 0; i < 3; i++) {
+            w[i] = bindw(be, to_bf16(randv((size_t)r[i] * in, 0, 0.1)), r[i], in);
+            y[i] = mk(be, {}, (size_t)n * r[i]), z[i] = mk(be, {}, (size_t)n * r[i]);
+        }
+        for (int with2 = 0; with2 < 2; with2++) {
+            CHECK_STATUS(be->matmul3(be, bx, n, y[0], w[0], y[1], w[1], with2 ? y[2] : nullptr,
+                                     with2 ? w[2] : nullptr),
+                         G4Q_OK);
+            for (int i = 0; i < 2 + with2; i++) {
+                CHECK_STATUS(be->matmul(be, z[i], bx, w[i], n), G4Q_OK);
+                CHECK_MSG(get(be, y[i], (size_t)n * r[i]) == get(be, z[i], (size_t)n * r[i]),
+                          "matmul3 n %d weight %d differs from matmul", n, i);
+            }
+        }
+        /* gate/up: same shape */
+        g4q_bweight *wu = bindw(be, to_bf16(randv((size_t)r[0] * in, 0, 0.1)), r[0], in);
+        CHECK_STATUS(be->matmul_geglu(be, y[0], y[1], bx, w[0], wu, n), G4Q_OK);
+        CHECK_STATUS(be->matmul(be, z[0], bx, w[0], n), G4Q_OK);
+        CHECK_STATUS(be->matmul(be, z[1], bx, wu, n), G4Q_OK);
+        CHECK_STATUS(be->geglu(be, z[0], z[0], z[1], (size_t)n * r[0]), G4Q_OK);
+        CHECK_MSG(get(be, y[0], (size_t)n * r[0]) == get(be, z[0], (size_t)n * r[0]),
+                  "matmul_geglu n %d differs from matmul, matmul, geglu", n);
+        be->weight_free(be, wu), be->buf_free(be, bx);
+        for (int i = 0; i < 3; i++)
+            be->weight_free(be, w[i]), be->buf_free(be, y[i]), be->buf_free(be, z[i]);
+    }
+}
+
+static void compare_ulps(const char *what, const vecf &ref, const vecf &got, double ulps)
+{
+    compare(what, ref, got, [&](size_t i) { return ulps * BF16_U * std::fabs(ref[i]) + 1e-30; });
+}
+
+static void test_fused_norms(g4q_backend *be)
+{
+    const float eps = 1e-6f;
+    /* qkv_norm_rope: T, nh, nkv, hd, angles, pos0, step */
+    const int cases[][7] = {{1, 16, 8, 256, 128, 1500, 1}, {1, 16, 1, 512, 64, 70000, 1},
+                            {5, 4, 2, 64, 32, 3, 0},        {3, 3, 3, 10, 3, 0, 0}};
+    for (auto &c : cases)
+        for (int from_k = 0; from_k < 2; from_k++) {
+            const int T = c[0], nh = c[1], nkv = c[2], hd = c[3];
+            g4q_layer_config lc = {};
+            lc.head_dim = hd, lc.rope_angles = c[4], lc.rope.theta = 1e4;
+            vecf tab((size_t)hd / 2);
+            g4q_forward_rope_table(&lc, tab.data());
+            vecf q = randv((size_t)T * nh * hd, 0, 2.0), k = randv((size_t)T * nkv * hd, 0, 2.0),
+                 v = randv((size_t)T * nkv * hd, 0, 2.0);
+            auto qw = to_bf16(randv((size_t)hd, 1.0, 0.3));
+            auto kw = to_bf16(randv((size_t)hd, 1.0, 0.3));
+            vecf r[2][3];
+            for (int fused = 0; fused < 2; fused++) {
+                g4q_buf *bq = mk(be, q), *bk = mk(be, k), *bv = mk(be, v), *bt = nullptr;
+                g4q_bweight *wq = bindw(be, qw, 1, hd), *wk = bindw(be, kw, 1, hd);
+                CHECK_STATUS(be->buf_alloc(be, G4Q_DT_F32, tab.size(), &bt), G4Q_OK);
+                CHECK_STATUS(be->upload(be, bt, 0, tab.data(), tab.size()), G4Q_OK);
+                int pos = c[5];
+                if (c[6]) {
+                    CHECK_STATUS(be->step_pos(be, c[5]), G4Q_OK);
+                    pos = G4Q_STEP_POS;
+                }
+                if (fused) {
+                    CHECK_STATUS(be->qkv_norm_rope(be, bq, bk, bv, from_k, wq, wk, bt, T, nh, nkv,
+                                                   hd, pos, eps),
+                                 G4Q_OK);
+                } else {
+                    CHECK_STATUS(be->rmsnorm(be, bv, from_k ? bk : bv, nullptr, T * nkv, hd, eps),
+                                 G4Q_OK);
+                    CHECK_STATUS(be->rmsnorm(be, bq, bq, wq, T * nh, hd, eps), G4Q_OK);
+                    CHECK_STATUS(be->rmsnorm(be, bk, bk, wk, T * nkv, hd, eps), G4Q_OK);
+                    CHECK_STATUS(be->rope(be, bq, bt, T, nh, hd, pos), G4Q_OK);
+                    CHECK_STATUS(be->rope(be, bk, bt, T, nkv, hd, pos), G4Q_OK);
+                }
+                r[fused][0] = get(be, bq, q.size()), r[fused][1] = get(be, bk, k.size());
+                r[fused][2] = get(be, bv, v.size());
+                be->weight_free(be, wq), be->weight_free(be, wk);
+                g4q_buf *all[] = {bq, bk, bv, bt};
+                for (auto *x : all)
+                    be->buf_free(be, x);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "qkv_norm_rope T %d nh %d nkv %d hd %d v_from_k %d", T, nh,
+                     nkv, hd, from_k);
+            /* a rotated value mixes two normed values: bounded by both magnitudes */
+            for (int b = 0; b < 2; b++) {
+                const vecf &ref = r[0][b];
+                compare(what, ref, r[1][b], [&](size_t i) {
+                    size_t base = i / hd * hd, j = i % hd % (hd / 2);
+                    return 4 * BF16_U *
+                               (std::fabs(ref[base + j]) + std::fabs(ref[base + j + hd / 2])) +
+                           1e-30;
+                });
+            }
+            compare_ulps(what, r[0][2], r[1][2], 2.02);
+        }
+    /* norm_add_norm on rows x n: scale 1, a layer scalar, and without the last norm */
+    const int shapes[][2] = {{1, 3840}, {5, 256}, {3, 100}};
+    for (auto &sh : shapes)
+        for (int variant = 0; variant < 3; variant++) {
+            const int rows = sh[0], n = sh[1];
+            const float scale = variant == 1 ? 0.37f : 1.0f;
+            const bool with_out = variant != 2;
+            vecf h = randv((size_t)rows * n, 0, 3.0), a = randv((size_t)rows * n, 0, 3.0);
+            auto wp = to_bf16(randv((size_t)n, 1.0, 0.5));
+            auto wn = to_bf16(randv((size_t)n, 1.0, 0.5));
+            vecf rh[2], ro[2];
+            for (int fused = 0; fused < 2; fused++) {
+                g4q_buf *bh = mk(be, h), *ba = mk(be, a);
+                g4q_bweight *w1 = bindw(be, wp, 1, n), *w2 = bindw(be, wn, 1, n);
+                if (fused) {
+                    CHECK_STATUS(be->norm_add_norm(be, bh, ba, w1, scale, with_out ? ba : nullptr,
+                                                   w2, rows, n, eps),
+                                 G4Q_OK);
+                } else {
+                    CHECK_STATUS(be->rmsnorm(be, ba, ba, w1, rows, n, eps), G4Q_OK);
+                    CHECK_STATUS(be->add_scaled(be, bh, ba, h.size(), scale), G4Q_OK);
+                    if (with_out) CHECK_STATUS(be->rmsnorm(be, ba, bh, w2, rows, n, eps), G4Q_OK);
+                }
+                rh[fused] = get(be, bh, h.size()), ro[fused] = get(be, ba, a.size());
+                be->weight_free(be, w1), be->weight_free(be, w2);
+                be->buf_free(be, bh), be->buf_free(be, ba);
+            }
+            char what[80];
+            snprintf(what, sizeof what, "norm_add_norm %d x %d variant %d (h)", rows, n, variant);
+            compare(what, rh[0], rh[1], [&](size_t i) {
+                return 2.02 * BF16_U * (std::fabs(rh[0][i]) + std::fabs(h[i])) + 1e-30;
+            });
+            if (with_out) {
+                snprintf(what, sizeof what, "norm_add_norm %d x %d variant %d (out)", rows, n,
+                         variant);
+                compare_ulps(what, ro[0], ro[1], 4.04);
+            }
+        }
 }
 
 /* ---------------------------------------------------------------- whole model */
@@ -473,6 +646,69 @@ static void test_model(pair_be p)
     g4q_ckpt_close(m.ck);
 }
 
+/* Decode through recorded graphs must give the same logits bit for bit as the same steps launched
+ * op by op: 1 prefill token and 39 decode steps of the tiny model with window 16 (the ring wraps
+ * twice). In the graph run a device buffer is freed at step 20, which must make the recording
+ * stale and force a new one. */
+static vecf run_decode(g4q_backend *be, const model &m, const std::vector<int32_t> &ids,
+                       int graphs)
+{
+    const int T = (int)ids.size(), V = m.cfg.vocab_size;
+    vecf logits((size_t)T * V, NAN);
+    g4q_forward *f = nullptr;
+    g4q_kvcache *kv = nullptr;
+    if (!CHECK_STATUS(g4q_forward_create(&g_ctx, be, &m.cfg, &m.w, 8, &f), G4Q_OK)) return logits;
+    g4q_forward_set_graphs(f, graphs);
+    if (CHECK_STATUS(g4q_kvcache_create(&g_ctx, be, &m.cfg, T, &kv), G4Q_OK))
+        for (int t = 0; t < T; t++) {
+            if (graphs && t == 20) be->buf_free(be, mk(be, {}, 1000));
+            if (!CHECK_STATUS(g4q_forward_run(f, kv, &ids[t], 1, 1, &logits[(size_t)t * V]),
+                              G4Q_OK))
+                break;
+        }
+    g4q_kvcache_free(kv);
+    g4q_forward_free(f);
+    return logits;
+}
+
+static void test_graph(pair_be p)
+{
+    g4q_synth_spec spec;
+    if (!CHECK_STATUS(g4q_synth_preset(&g_ctx, "tiny", &spec), G4Q_OK)) return;
+    spec.sliding_window = 16;
+    spec.seed = g4q_test_rand(&g_rng);
+    char dir[512];
+    g4q_test_tmpdir(dir, sizeof dir, "backend_gpu_graph");
+    g4q_synth_result res;
+    if (!CHECK_STATUS(g4q_synth_write(&g_ctx, &spec, dir, 0, 0, &res), G4Q_OK)) return;
+    model m;
+    if (!CHECK_STATUS(model_load(dir, &m), G4Q_OK)) {
+        g4q_ckpt_close(m.ck);
+        return;
+    }
+    const int T = 40, V = m.cfg.vocab_size;
+    std::vector<int32_t> ids(T);
+    ids[0] = 2;
+    for (int t = 1; t < T; t++)
+        ids[t] = (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)(V - 16)) + 3;
+    vecf direct = run_decode(p.gpu, m, ids, 0), graphed = run_decode(p.gpu, m, ids, 1);
+    size_t differ = 0, nan = 0;
+    for (size_t i = 0; i < direct.size(); i++) {
+        differ += memcmp(&direct[i], &graphed[i], sizeof(float)) != 0;
+        nan += direct[i] != direct[i];
+    }
+    printf("graph: %d decode steps (window 16) replayed vs op by op: %zu of %zu logits differ\n",
+           T, differ, direct.size());
+    CHECK_MSG(!differ && !nan, "graph replay: %zu logits differ, %zu NaN", differ, nan);
+    /* and the step path agrees with one prefill (other GEMM / attention paths) */
+    vecf pre = run_model(p.gpu, m, ids, 0);
+    double md, top1, rel;
+    logit_stats(pre, graphed, T, V, &md, &top1, &rel);
+    printf("graph: decode vs one prefill: max |diff| %.4f, top-1 %.3f\n", md, top1);
+    CHECK_MSG(top1 >= DECODE_TOP1, "graph decode vs prefill: top-1 %.3f", top1);
+    g4q_ckpt_close(m.ck);
+}
+
 /* ---------------------------------------------------------------- --bench MODEL_DIR */
 
 static double median(std::vector<double> v)
@@ -505,6 +741,25 @@ static void bench_parts(g4q_backend *be)
                (long long)sh[1], t * 1e6, (double)w.size() * 2 / t / 1e9);
         be->weight_free(be, bw), be->buf_free(be, x), be->buf_free(be, y);
     }
+    if (be->matmul_geglu) { /* gate and up of the 12B in one launch */
+        std::vector<uint16_t> w((size_t)15360 * 3840);
+        for (size_t i = 0; i < w.size(); i++)
+            w[i] = g4q_f32_to_bf16((float)(g4q_test_normal(&g_rng) * 0.02));
+        g4q_bweight *wg = bindw(be, w, 15360, 3840), *wu = bindw(be, w, 15360, 3840);
+        g4q_buf *x = mk(be, randv(3840, 0, 1)), *y = mk(be, {}, 15360), *t = mk(be, {}, 15360);
+        float one;
+        be->matmul_geglu(be, y, t, x, wg, wu, 1);
+        be->download(be, y, 0, &one, 1);
+        double a = g4q_now_seconds();
+        for (int r = 0; r < 50; r++)
+            be->matmul_geglu(be, y, t, x, wg, wu, 1);
+        be->download(be, y, 0, &one, 1);
+        double tt = (g4q_now_seconds() - a) / 50;
+        printf("bench gemv+geglu 2 x 15360 x 3840: %.1f us = %.0f GB/s\n", tt * 1e6,
+               (double)w.size() * 4 / tt / 1e9);
+        be->weight_free(be, wg), be->weight_free(be, wu);
+        be->buf_free(be, x), be->buf_free(be, y), be->buf_free(be, t);
+    }
     g4q_buf *h = mk(be, randv(3840, 0, 1)), *a2 = mk(be, randv(3840, 0, 1));
     float one;
     double a = g4q_now_seconds();
@@ -526,9 +781,9 @@ static int bench(const char *dir, int prompt, int steps)
     g4q_status st = model_load(dir, &m);
     if (st == G4Q_OK) st = g4q_backend_cuda_create(&g_ctx, &be);
     if (st == G4Q_OK) st = g4q_forward_create(&g_ctx, be, &m.cfg, &m.w, prompt, &f);
-    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, be, &m.cfg, prompt + steps + 16, &kv);
+    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, be, &m.cfg, prompt + steps + 40, &kv);
     const int V = m.cfg.vocab_size;
-    std::vector<int32_t> ids((size_t)prompt + steps + 16);
+    std::vector<int32_t> ids((size_t)prompt + steps + 40);
     for (auto &x : ids)
         x = (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)(V - 16)) + 3;
     vecf logits(V);
@@ -547,6 +802,14 @@ static int bench(const char *dir, int prompt, int steps)
         st = g4q_forward_run(f, kv, &ids[(size_t)prompt + s], 1, 1, logits.data());
         if (s >= 8) dec.push_back(g4q_now_seconds() - a);
     }
+    /* the same steps launched op by op (no graph), 8 warm-up + 16 timed, for the launch cost */
+    std::vector<double> dec_direct;
+    if (f) g4q_forward_set_graphs(f, 0);
+    for (int s = steps + 8; s < steps + 32 && st == G4Q_OK; s++) {
+        double a = g4q_now_seconds();
+        st = g4q_forward_run(f, kv, &ids[(size_t)prompt + s], 1, 1, logits.data());
+        if (s >= steps + 16) dec_direct.push_back(g4q_now_seconds() - a);
+    }
     if (st != G4Q_OK) {
         fprintf(stderr, "bench: %s\n", g4q_ctx_error(&g_ctx));
     } else {
@@ -557,6 +820,9 @@ static int bench(const char *dir, int prompt, int steps)
         printf("bench decode (context %d..%d): median %.2f ms/token = %.1f tok/s (min %.2f ms)\n",
                prompt, prompt + steps + 8, td * 1e3, 1.0 / td,
                *std::min_element(dec.begin(), dec.end()) * 1e3);
+        printf("bench decode without graph replay (ops launched one by one): median %.2f ms/token "
+               "= %.1f tok/s\n",
+               median(dec_direct) * 1e3, 1.0 / median(dec_direct));
         printf("bench peak GPU memory (backend) %.2f GB, KV cache %.3f GB\n",
                (double)be->mem_peak(be) / 1e9, (double)kv->bytes / 1e9);
         bench_parts(be);
@@ -587,7 +853,10 @@ int main(int argc, char **argv)
     test_attention(p);
     test_kv_store(p);
     test_elementwise(p);
+    test_fused_gemv(p.gpu);
+    test_fused_norms(p.gpu);
     test_model(p);
+    test_graph(p);
     printf("cuda backend peak device memory: %.1f MB\n", (double)p.gpu->mem_peak(p.gpu) / 1e6);
     g4q_backend_free(p.gpu);
     g4q_backend_free(p.cpu);

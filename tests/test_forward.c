@@ -332,6 +332,9 @@ static void test_elementwise(g4q_backend *be)
     CHECK_MSG(!bad_e, "embed: %d values off", bad_e);
     g4q_weight_desc nv = {.format = G4Q_WF_NVFP4, .rows = 1, .cols = 16, .data = E, .name = "q"};
     g4q_bweight *bad_w = NULL;
+    /* NVFP4 without its scales is refused (packed formats: tests/test_forward_quant.c). */
+    CHECK_STATUS(be->weight_bind(be, &nv, &bad_w), G4Q_ERR_INVALID);
+    nv.format = G4Q_WF_COUNT;
     CHECK_STATUS(be->weight_bind(be, &nv, &bad_w), G4Q_ERR_UNSUPPORTED);
     free(g), free(u), free(x), free(y), free(sx), free(h), free(E), free(eo);
     be->buf_free(be, bg), be->buf_free(be, bu), be->buf_free(be, bx), be->buf_free(be, be_out);

@@ -1,18 +1,22 @@
 /*
  * gemma4q-run SUBCOMMAND [options]: runs a Gemma 4 checkpoint. generate (streamed text), ppl
- * (strided perplexity), logits (raw fp32 logits of one prefill, for tests and oracles), tokenize /
+ * (strided perplexity), compare (a quantized export against its BF16 model), logits (raw fp32 logits of one prefill, for tests and oracles), tokenize /
  * detokenize, info. Thin: parses options, calls src/runtime (session, sample, generate, ppl).
  */
 #include <errno.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "base/sys.h"
 #include "cli.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "runtime/compare.h"
 #include "runtime/generate.h"
 #include "runtime/ppl.h"
 #include "runtime/sample.h"
@@ -23,15 +27,16 @@
 #define MAX_TEXT_BYTES (1u << 30) /* text files read by ppl / tokenize */
 
 typedef struct run_opts {
-    const char *model, *device, *tokenizer, *prompt, *system, *file, *text, *ids, *out;
-    int max_tokens, chat, threads, top_k, seed, ctx_len, window, stride, quiet, verbose;
+    const char *model, *quantized, *device, *tokenizer, *prompt, *system, *file, *text, *ids, *out;
+    int max_tokens, chat, threads, top_k, seed, ctx_len, window, stride, cmp_stride, quiet, verbose,
+        json;
     double temperature, top_p;
 } run_opts;
 
 typedef g4q_status (*sub_fn)(g4q_ctx *ctx, const run_opts *o);
 
-enum { GEN = 1, PPL = 2, LOG = 4, TOK = 8, DETOK = 16, INFO = 32 };
-#define RUNS (GEN | PPL | LOG)
+enum { GEN = 1, PPL = 2, LOG = 4, TOK = 8, DETOK = 16, INFO = 32, CMP = 64 };
+#define RUNS (GEN | PPL | LOG | CMP)
 
 typedef struct sub_opt {
     unsigned subs; /* the subcommands that take it */
@@ -233,6 +238,85 @@ static g4q_status cmd_ppl(g4q_ctx *ctx, const run_opts *o)
     free(text);
     g4q_tok_ids_free(&ids);
     g4q_session_free(s);
+    return st;
+}
+
+/* ---------------------------------------------------------------- compare */
+
+static g4q_status open_dir(g4q_ctx *ctx, const run_opts *o, const char *dir, g4q_session **s)
+{
+    run_opts o2 = *o;
+    o2.model = dir;
+    return open_session(ctx, &o2, s);
+}
+
+static void print_compare(const run_opts *o, int stride, const g4q_compare_result *r)
+{
+    if (o->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "reference", o->model);
+        cJSON_AddStringToObject(j, "candidate", o->quantized);
+        cJSON_AddNumberToObject(j, "tokens", (double)r->n_tokens);
+        cJSON_AddNumberToObject(j, "scored", (double)r->n_scored);
+        cJSON_AddNumberToObject(j, "windows", r->n_windows);
+        cJSON_AddNumberToObject(j, "window", o->window);
+        cJSON_AddNumberToObject(j, "stride", stride);
+        cJSON_AddNumberToObject(j, "kl_mean", r->kl_mean);
+        cJSON_AddNumberToObject(j, "kl_max", r->kl_max);
+        cJSON_AddNumberToObject(j, "kl_max_token", (double)r->kl_max_token);
+        cJSON_AddNumberToObject(j, "top1_agreement", r->top1_rate);
+        cJSON_AddNumberToObject(j, "top1_agree", (double)r->top1_agree);
+        cJSON_AddNumberToObject(j, "nll_ref", r->nll_ref);
+        cJSON_AddNumberToObject(j, "nll_cand", r->nll_cand);
+        cJSON_AddNumberToObject(j, "ppl_ref", r->ppl_ref);
+        cJSON_AddNumberToObject(j, "ppl_cand", r->ppl_cand);
+        cJSON_AddNumberToObject(j, "seconds", r->seconds);
+        char *text = cJSON_Print(j);
+        if (text) printf("%s\n", text);
+        free(text);
+        cJSON_Delete(j);
+        return;
+    }
+    printf("reference   %s\n", o->model);
+    printf("candidate   %s\n", o->quantized);
+    printf("tokens      %lld (%lld scored; %d windows, window %d, stride %d)\n",
+           (long long)r->n_tokens, (long long)r->n_scored, r->n_windows, o->window, stride);
+    printf("kl_mean     %.6g nats/token  (KL(P_ref || P_cand))\n", r->kl_mean);
+    printf("kl_max      %.6g (predicting token %lld)\n", r->kl_max, (long long)r->kl_max_token);
+    printf("top1        %.6f (%lld of %lld positions agree)\n", r->top1_rate,
+           (long long)r->top1_agree, (long long)r->n_scored);
+    printf("ppl_ref     %.6f (nll/token %.6f)\n", r->ppl_ref, r->nll_ref);
+    printf("ppl_cand    %.6f (nll/token %.6f)\n", r->ppl_cand, r->nll_cand);
+}
+
+static g4q_status cmd_compare(g4q_ctx *ctx, const run_opts *o)
+{
+    if (!o->model) return g4q_fail(ctx, G4Q_ERR_USAGE, "--model BF16_DIR is required");
+    if (!o->quantized) return g4q_fail(ctx, G4Q_ERR_USAGE, "--quantized DIR is required");
+    if (!o->file == !o->ids) return g4q_fail(ctx, G4Q_ERR_USAGE, "give exactly one of --file and --ids");
+    g4q_session *ref = NULL, *cand = NULL;
+    g4q_tok_ids ids = {0};
+    char *text = NULL;
+    size_t len = 0;
+    g4q_status st = o->file ? g4q_read_file(ctx, o->file, MAX_TEXT_BYTES, &text, &len)
+                            : parse_ids(ctx, o->ids, &ids);
+    if (st == G4Q_OK) st = open_dir(ctx, o, o->model, &ref);
+    if (st == G4Q_OK) st = open_dir(ctx, o, o->quantized, &cand);
+    if (st == G4Q_OK && text) st = need_tokenizer(ctx, ref);
+    if (st == G4Q_OK && text) st = encode(ctx, ref->tok, text, len, ref->cfg->bos_id, &ids);
+    const int stride = o->cmp_stride ? o->cmp_stride : (o->window / 2 > 0 ? o->window / 2 : 1);
+    g4q_compare_opts co = {.window = o->window, .stride = stride, .progress = 1};
+    g4q_compare_result r;
+    if (st == G4Q_OK) st = g4q_compare_run(ref, cand, ids.ids, (int64_t)ids.n, &co, &r);
+    if (st == G4Q_OK) {
+        print_compare(o, stride, &r);
+        G4Q_INFO(ctx, "%s, %.2f s, %.1f tok/s (both models)", ref->be->name, r.seconds,
+                 r.seconds > 0 ? (double)r.n_scored / r.seconds : 0.0);
+    }
+    free(text);
+    g4q_tok_ids_free(&ids);
+    g4q_session_free(cand);
+    g4q_session_free(ref);
     return st;
 }
 
@@ -453,6 +537,14 @@ static const subcmd SUBS[] = {
      "window's context (the Hugging Face strided evaluation; with --stride equal to --window\n"
      "each window's first token has no context and is not scored). Prints tokens, NLL/token\n"
      "and perplexity."},
+    {"compare", CMP, cmd_compare, "compare a quantized model with its BF16 model on the same text",
+     "--model BF16_DIR --quantized DIR (--file TEXT_FILE | --ids IDS) [options]",
+     "Runs the reference (--model, normally BF16) and the candidate (--quantized) on the same\n"
+     "tokens (<bos> + the text of --file, or --ids as given) in the windows of 'ppl' and prints,\n"
+     "over the scored positions: the mean and largest KL(P_ref || P_cand) in nats (exact, over\n"
+     "the full vocabulary), the top-1 agreement, and each model's perplexity. Both models are\n"
+     "loaded at once. Quantized checkpoints run weight-only (activations are not quantized).\n"
+     "--json prints one JSON object instead."},
     {"logits", LOG, cmd_logits, "write the float32 logits of one prefill of token ids",
      "--model DIR --ids 2,17,42 --out FILE [options]",
      "Runs one prefill of the ids from position 0 and writes the logits (after soft-capping) as\n"
@@ -474,7 +566,7 @@ static const subcmd SUBS[] = {
 static void top_help(FILE *f)
 {
     fprintf(f, "usage: gemma4q-run SUBCOMMAND [options]\n\n"
-               "Runs a Gemma 4 checkpoint folder (BF16) on the CPU or a CUDA GPU.\n\n"
+               "Runs a Gemma 4 checkpoint folder (BF16 or quantized) on the CPU or a CUDA GPU.\n\n"
                "subcommands:\n");
     for (size_t i = 0; i < N_SUBS; i++) {
         fprintf(f, "  %-12s %s\n", SUBS[i].name, SUBS[i].brief);
@@ -486,7 +578,11 @@ int main(int argc, char **argv)
 {
     run_opts o = {.device = "auto", .max_tokens = 64, .top_p = 1.0, .window = 1024, .stride = 512};
     const sub_opt all[] = {
-        {GEN | PPL | LOG | INFO, {"--model", G4Q_OPT_STRING, &o.model, "DIR", "model folder"}},
+        {GEN | PPL | LOG | INFO | CMP,
+         {"--model", G4Q_OPT_STRING, &o.model, "DIR", "model folder (compare: the reference)"}},
+        {CMP,
+         {"--quantized", G4Q_OPT_STRING, &o.quantized, "DIR",
+          "the model compared with --model (normally its quantized export)"}},
         {TOK | DETOK,
          {"--tokenizer", G4Q_OPT_STRING, &o.tokenizer, "FILE",
           "tokenizer.json (plain or gzip-compressed)"}},
@@ -505,19 +601,23 @@ int main(int argc, char **argv)
         {GEN,
          {"--ctx", G4Q_OPT_INT, &o.ctx_len, "N",
           "KV cache positions (default: prompt + max-tokens)"}},
-        {PPL | TOK, {"--file", G4Q_OPT_STRING, &o.file, "FILE", "UTF-8 text file"}},
-        {PPL, {"--window", G4Q_OPT_INT, &o.window, "W", "tokens per window (default 1024)"}},
+        {PPL | TOK | CMP, {"--file", G4Q_OPT_STRING, &o.file, "FILE", "UTF-8 text file"}},
+        {PPL | CMP, {"--window", G4Q_OPT_INT, &o.window, "W", "tokens per window (default 1024)"}},
         {PPL, {"--stride", G4Q_OPT_INT, &o.stride, "S", "window step, 1..W (default 512)"}},
+        {CMP,
+         {"--stride", G4Q_OPT_INT, &o.cmp_stride, "S", "window step, 1..W (default W/2, at least 1)"}},
+        {CMP, {"--json", G4Q_OPT_FLAG, &o.json, NULL, "print the results as one JSON object"}},
         {TOK, {"--text", G4Q_OPT_STRING, &o.text, "TEXT", "text to encode"}},
-        {LOG | DETOK, {"--ids", G4Q_OPT_STRING, &o.ids, "IDS", "comma-separated token ids"}},
+        {LOG | DETOK | CMP,
+         {"--ids", G4Q_OPT_STRING, &o.ids, "IDS", "comma-separated token ids"}},
         {LOG, {"--out", G4Q_OPT_STRING, &o.out, "FILE", "output file (float32 [n_ids, vocab])"}},
-        {GEN | PPL | LOG,
+        {RUNS,
          {"--device", G4Q_OPT_STRING, &o.device, "DEV",
           "auto (GPU if present, default), cpu or cuda"}},
-        {GEN | PPL | LOG,
+        {RUNS,
          {"--threads", G4Q_OPT_INT, &o.threads, "N", "CPU threads (default: all cores)"}},
-        {GEN | PPL | LOG, {"--quiet", G4Q_OPT_FLAG, &o.quiet, NULL, "warnings and errors only"}},
-        {GEN | PPL | LOG, {"--verbose", G4Q_OPT_FLAG, &o.verbose, NULL, "debug messages"}},
+        {RUNS, {"--quiet", G4Q_OPT_FLAG, &o.quiet, NULL, "warnings and errors only"}},
+        {RUNS, {"--verbose", G4Q_OPT_FLAG, &o.verbose, NULL, "debug messages"}},
     };
     const size_t n_all = sizeof all / sizeof all[0];
     g4q_ctx ctx;

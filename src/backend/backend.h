@@ -40,33 +40,77 @@
 extern "C" {
 #endif
 
-/* Storage format of a bound weight W[rows = out, cols = in] (docs/formats.md). */
+/* Storage format of a bound weight W[rows = out, cols = in] (docs/formats.md). Every packed
+ * format is dequantized inside the GEMM, a few rows or one tile at a time, into fp32 values that
+ * are bit-identical to the src/quant decoders (quant.h), so a backend's matmul differs from
+ * x · dequant(W)ᵀ only by its accumulation order:
+ *
+ *   G4Q_WF_BF16: data bf16 [rows, cols].
+ *
+ *   G4Q_WF_NVFP4 (§2.1, §6): cols % 16 == 0.
+ *       data   u8 [rows, cols/2]: element (r, 2j) in the LOW nibble of byte (r, j), (r, 2j+1) in
+ *              the high nibble; nibbles are E2M1 codes.
+ *       scale  E4M3 bytes [rows, cols/16], plain row-major.
+ *       scale2 one fp32 (may be unaligned: read it with memcpy).
+ *       w[r, c] = fl32(fl32(E2M1(code) · E4M3(scale[r, c/16])) · scale2)   (ModelOpt
+ *                 weight_scale_2; the inner product is exact), or with G4Q_WD_GLOBAL_RECIPROCAL
+ *                 (compressed-tensors weight_global_scale, the reciprocal convention)
+ *                 w[r, c] = fl32(fl32(E2M1 · E4M3) ÷ scale2)   (fp32 division: 1/scale2 is not
+ *                 exact in fp32, so the flag cannot be folded into the scale at bind time).
+ *
+ *   G4Q_WF_FP8_BLOCK (§4, and §3 with a flag):
+ *       data   E4M3 bytes [rows, cols].
+ *       scale  fp32 [ceil(rows/128), ceil(cols/128)] row-major (fp8_pb_wo's [R, 1, C, 1] has the
+ *              same bytes); partial edge blocks allowed. With G4Q_WD_FP8_PER_TENSOR, scale is ONE
+ *              fp32 for the whole tensor (ModelOpt FP8 per-tensor weights).
+ *       w[r, c] = fl32(E4M3(data[r, c]) · scale[r/128, c/128]).
+ *
+ *   G4Q_WF_INT4 (§5.2, §5.3): symmetric signed q in [-8, 7] stored as the nibble q + 8, eight
+ *       nibbles per little-endian 32-bit word, the first element in bits 0..3. `group` inputs per
+ *       scale (group % 8 == 0, cols % group == 0, cols % 8 == 0); scale_dtype F16, BF16 or F32.
+ *       Default layout (compressed-tensors pack-quantized, "row-major"):
+ *         data  int32 [rows, cols/8]      word [r, i] holds q[r, 8i .. 8i+7]
+ *         scale scale_dtype [rows, cols/group]
+ *       With G4Q_WD_INT4_GPTQ (GPTQ v1, "transposed"):
+ *         data  int32 [cols/8, rows]      word [i, r] holds q[r, 8i .. 8i+7]
+ *         scale scale_dtype [cols/group, rows]
+ *         (qzeros are not passed: the loader accepts only the symmetric 0x77777777 words, i.e.
+ *         zero point 8, and g_idx only as i / group.)
+ *       w[r, c] = fl32((float)q · scale).
+ */
 typedef enum {
-    G4Q_WF_BF16 = 0,      /* data: bf16 [rows, cols] */
-    G4Q_WF_NVFP4 = 1,     /* data: u8 [rows, cols/2] E2M1 pairs; scale: E4M3 [rows, cols/16];
-                             scale2: one fp32 global scale. Not implemented yet. */
-    G4Q_WF_FP8_BLOCK = 2, /* data: E4M3 [rows, cols]; scale: fp32 [ceil(rows/128), ceil(cols/128)].
-                             Not implemented yet. */
-    G4Q_WF_INT4 = 3,      /* data: packed int4 [rows, cols/2]; scale: per group of `group` inputs.
-                             Not implemented yet. */
+    G4Q_WF_BF16 = 0,
+    G4Q_WF_NVFP4 = 1,
+    G4Q_WF_FP8_BLOCK = 2,
+    G4Q_WF_INT4 = 3,
     G4Q_WF_COUNT
 } g4q_wformat;
 
-/* Describes weight bytes in host memory to bind. Unused fields are 0 / NULL. */
+/* g4q_weight_desc.flags */
+#define G4Q_WD_GLOBAL_RECIPROCAL 1u /* NVFP4: scale2 is compressed-tensors' weight_global_scale */
+#define G4Q_WD_FP8_PER_TENSOR 2u    /* FP8_BLOCK: scale is one fp32 for the whole tensor */
+#define G4Q_WD_INT4_GPTQ 4u         /* INT4: GPTQ transposed layout */
+
+/* Describes weight bytes in host memory to bind. Unused fields are 0 / NULL. The pointers may be
+ * unaligned (safetensors data offsets are not aligned): backends read multi-byte values with
+ * memcpy or copy them first. */
 typedef struct g4q_weight_desc {
     g4q_wformat format;
-    int64_t rows;       /* out features (1 for a norm weight vector) */
-    int64_t cols;       /* in features (length of a norm weight vector) */
-    const void *data;   /* format-specific packed elements, see g4q_wformat */
-    const void *scale;  /* block scales (packed formats) */
-    const void *scale2; /* global/second-level scale (NVFP4) */
-    int group;          /* inputs per scale group (INT4), 0 otherwise */
-    const char *name;   /* tensor name for messages; not owned */
+    int64_t rows;          /* out features (1 for a norm weight vector) */
+    int64_t cols;          /* in features (length of a norm weight vector) */
+    const void *data;      /* format-specific packed elements, see g4q_wformat */
+    const void *scale;     /* block / group scales (packed formats) */
+    const void *scale2;    /* global/second-level scale (NVFP4): one fp32 */
+    int group;             /* inputs per scale group (INT4), 0 otherwise */
+    const char *name;      /* tensor name for messages; not owned */
+    unsigned flags;        /* G4Q_WD_* */
+    g4q_dtype scale_dtype; /* INT4: F16, BF16 or F32 scales; ignored otherwise */
 } g4q_weight_desc;
 
 typedef struct g4q_buf g4q_buf;         /* defined by each backend */
 typedef struct g4q_bweight g4q_bweight; /* defined by each backend */
 typedef struct g4q_backend g4q_backend;
+typedef struct g4q_graph g4q_graph;   /* a recorded op sequence (graph_begin) */
 
 struct g4q_backend {
     const char *name;    /* "cpu", "cuda" */
@@ -92,12 +136,15 @@ struct g4q_backend {
                             size_t src_row, size_t nrows, size_t row_len);
 
     /* Binds a weight (see the file comment for ownership). Unsupported formats give
-     * G4Q_ERR_UNSUPPORTED naming desc->name. */
+     * G4Q_ERR_UNSUPPORTED naming desc->name; a desc inconsistent with its format (shape not a
+     * multiple of the block, missing scale, bad group or scale_dtype, non-finite or non-positive
+     * scale2) gives G4Q_ERR_INVALID naming it. Norm weights and the embedding table are BF16. */
     g4q_status (*weight_bind)(g4q_backend *be, const g4q_weight_desc *desc, g4q_bweight **out);
     void (*weight_free)(g4q_backend *be, g4q_bweight *w); /* NULL is a no-op */
 
     /* ---- ops ---- */
-    /* y[n, rows(W)] = x[n, cols(W)] · Wᵀ, fp32 accumulation. */
+    /* y[n, rows(W)] = x[n, cols(W)] · Wᵀ, fp32 accumulation, W dequantized on the fly as
+     * described at g4q_wformat (never expanded to a full-size copy). */
     g4q_status (*matmul)(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                          int n);
 
@@ -159,7 +206,62 @@ struct g4q_backend {
     /* Peak bytes of backend memory held at once since creation (buffers, weights, workspaces):
      * device memory for CUDA. NULL where the backend does not track it (the CPU backend). */
     size_t (*mem_peak)(g4q_backend *be);
+
+    /* ---- decode steps (all may be NULL; the model then uses the ops above) ----
+     * Fused ops compute exactly what the sequence of plain ops in their comment computes, with
+     * the same bf16 rounding points (docs/gemma4.md §4.9); only fp32 summation orders may differ.
+     * They exist to cut kernel launches per decode token. */
+
+    /* y0 = x·W0ᵀ, y1 = x·W1ᵀ and (W2 non-NULL) y2 = x·W2ᵀ for n rows of x: three matmuls in one
+     * pass (q/k/v). All weights have the same cols. */
+    g4q_status (*matmul3)(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *y0,
+                          const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1, g4q_buf *y2,
+                          const g4q_bweight *w2);
+
+    /* y = geglu(x·Wgᵀ, x·Wuᵀ) for n rows ([n, rows(Wg)]); tmp [n, rows(Wu)] is scratch the
+     * backend may use for x·Wuᵀ. Equals matmul(y, Wg); matmul(tmp, Wu); geglu(y, y, tmp). */
+    g4q_status (*matmul_geglu)(g4q_backend *be, g4q_buf *y, g4q_buf *tmp, const g4q_buf *x,
+                               const g4q_bweight *wg, const g4q_bweight *wu, int n);
+
+    /* Per-head norms and RoPE of the attention inputs q[T, nh, hd], k, v [T, nkv, hd], in place:
+     *   v = rmsnorm(v_from_k ? k : v, NULL)        (v_from_k: the RAW k, before k_norm)
+     *   q = rope(rmsnorm(q, qw)), k = rope(rmsnorm(k, kw))    at positions pos0 .. pos0+T-1
+     * i.e. rmsnorm(v, ..., T·nkv, hd); rmsnorm(q, q, qw, T·nh, hd); rmsnorm(k, k, kw, T·nkv, hd);
+     * rope(q, inv_freq, T, nh, hd, pos0); rope(k, ...). pos0 may be G4Q_STEP_POS. */
+    g4q_status (*qkv_norm_rope)(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v,
+                                int v_from_k, const g4q_bweight *qw, const g4q_bweight *kw,
+                                const g4q_buf *inv_freq, int T, int nh, int nkv, int hd, int pos0,
+                                float eps);
+
+    /* The residual update between two norms, per row of n (rows rows):
+     *   a = rmsnorm(a, w_post); h = (h + a) · scale; out = rmsnorm(h, w_next)
+     * i.e. rmsnorm(a, a, w_post); add_scaled(h, a, rows·n, scale); rmsnorm(out, h, w_next).
+     * out NULL (w_next ignored) skips the last norm. out may equal a; a's contents are undefined
+     * afterwards unless out == a. */
+    g4q_status (*norm_add_norm)(g4q_backend *be, g4q_buf *h, g4q_buf *a, const g4q_bweight *w_post,
+                                float scale, g4q_buf *out, const g4q_bweight *w_next, int rows,
+                                int n, float eps);
+
+    /* Step position: sets the device-side position that rope (pos0), attention and kv_store
+     * (n_past) use when passed G4Q_STEP_POS instead of a position. Enqueued in order with the
+     * ops, so a recorded graph that reads it serves every step. attention and kv_store accept
+     * G4Q_STEP_POS only for T == 1. */
+    g4q_status (*step_pos)(g4q_backend *be, int n_past);
+
+    /* Graph capture of an op sequence. graph_begin starts recording: the ops after it are only
+     * recorded (nothing runs, no op may download, amax or embed) until graph_end returns the
+     * recording in *out. graph_launch runs it; when device memory was freed since the recording
+     * (buffers the recording points into may be gone) it runs nothing and sets *stale = 1
+     * (0 otherwise): free the graph and record again. A failed graph_begin/graph_end leaves no
+     * recording open. */
+    g4q_status (*graph_begin)(g4q_backend *be);
+    g4q_status (*graph_end)(g4q_backend *be, g4q_graph **out);
+    g4q_status (*graph_launch)(g4q_backend *be, g4q_graph *g, int *stale);
+    void (*graph_free)(g4q_backend *be, g4q_graph *g); /* NULL is a no-op */
 };
+
+/* Position argument meaning "the backend's step position" (backend member step_pos). */
+#define G4Q_STEP_POS (-1)
 
 /* "bf16", "nvfp4", "fp8_block", "int4". */
 const char *g4q_wformat_name(g4q_wformat f);

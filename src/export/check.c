@@ -36,7 +36,7 @@ static const char *const multimodal_linears[] = {
 
 /* ---- report ---- */
 
-static void add_v(g4q_check_state *s, const char *item, const char *rule, const char *fmt,
+__attribute__((format(printf, 4, 0))) static void add_v(g4q_check_state *s, const char *item, const char *rule, const char *fmt,
                   va_list ap)
 {
     g4q_check_report *r = s->rep;

@@ -5,6 +5,7 @@
 
 #include "base/bf16.h"
 #include "model/forward.h"
+#include "model/qlinear.h"
 
 #define LOGIT_ROWS 16 /* positions whose logits are computed at once (bounds the logits buffer) */
 
@@ -19,6 +20,7 @@ struct g4q_forward {
     g4q_ctx *ctx;
     g4q_backend *be;
     const g4q_config *cfg;
+    const g4q_qlinears *ql; /* NULL: every Linear BF16 */
     int max_chunk;
     int logit_rows;
     g4q_bweight *embed, *norm;
@@ -33,6 +35,12 @@ struct g4q_forward {
     g4q_buf *g, *u;  /* [C, I] */
     g4q_buf *hl;     /* [LR, d] final-normed rows */
     g4q_buf *logits; /* [LR, vocab] */
+    /* Decode steps (T == 1) on a backend with step_pos: position ops read the step position. */
+    int step;                    /* inside a decode step: position arguments are G4Q_STEP_POS */
+    int graphs;                  /* record decode steps once and replay them (default on) */
+    g4q_graph *graph;            /* recorded step body, or NULL */
+    const g4q_kvcache *graph_kv; /* the cache it was recorded against */
+    int graph_logits;            /* whether it computes the logits */
 };
 
 static g4q_status bind(g4q_forward *f, const g4q_tensor *t, const char *what, int layer,
@@ -51,6 +59,21 @@ static g4q_status bind(g4q_forward *f, const g4q_tensor *t, const char *what, in
     return f->be->weight_bind(f->be, &d, out);
 }
 
+/* A projection of layer l: its packed descriptor when the checkpoint stores it quantized, else
+ * the BF16 tensor. */
+static g4q_status bind_linear(g4q_forward *f, const g4q_tensor *t, g4q_weight_role role,
+                              const char *what, int layer, int64_t rows, int64_t cols,
+                              g4q_bweight **out)
+{
+    const g4q_qlinear *q = f->ql ? &f->ql->layers[layer][g4q_qlinear_slot(role)] : NULL;
+    if (!q || q->format == G4Q_QL_BF16) return bind(f, t, what, layer, rows, cols, out);
+    if (q->desc.rows != rows || q->desc.cols != cols)
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "forward: Linear '%s': [%lld, %lld], expected "
+                        "[%lld, %lld]", q->module, (long long)q->desc.rows,
+                        (long long)q->desc.cols, (long long)rows, (long long)cols);
+    return f->be->weight_bind(f->be, &q->desc, out);
+}
+
 static g4q_status bind_layer(g4q_forward *f, int l, const g4q_layer_weights *lw)
 {
     const g4q_config *c = f->cfg;
@@ -59,13 +82,13 @@ static g4q_status bind_layer(g4q_forward *f, int l, const g4q_layer_weights *lw)
     const int64_t qo = (int64_t)c->n_heads * lc->head_dim,
                   kvo = (int64_t)lc->n_kv_heads * lc->head_dim;
     fwd_layer *fl = &f->layers[l];
-    G4Q_TRY(bind(f, lw->q_proj, "q_proj", l, qo, d, &fl->q));
-    G4Q_TRY(bind(f, lw->k_proj, "k_proj", l, kvo, d, &fl->k));
-    if (lc->has_v_proj) G4Q_TRY(bind(f, lw->v_proj, "v_proj", l, kvo, d, &fl->v));
-    G4Q_TRY(bind(f, lw->o_proj, "o_proj", l, d, qo, &fl->o));
-    G4Q_TRY(bind(f, lw->gate_proj, "gate_proj", l, I, d, &fl->gate));
-    G4Q_TRY(bind(f, lw->up_proj, "up_proj", l, I, d, &fl->up));
-    G4Q_TRY(bind(f, lw->down_proj, "down_proj", l, d, I, &fl->down));
+    G4Q_TRY(bind_linear(f, lw->q_proj, G4Q_W_Q_PROJ, "q_proj", l, qo, d, &fl->q));
+    G4Q_TRY(bind_linear(f, lw->k_proj, G4Q_W_K_PROJ, "k_proj", l, kvo, d, &fl->k));
+    if (lc->has_v_proj) G4Q_TRY(bind_linear(f, lw->v_proj, G4Q_W_V_PROJ, "v_proj", l, kvo, d, &fl->v));
+    G4Q_TRY(bind_linear(f, lw->o_proj, G4Q_W_O_PROJ, "o_proj", l, d, qo, &fl->o));
+    G4Q_TRY(bind_linear(f, lw->gate_proj, G4Q_W_GATE_PROJ, "gate_proj", l, I, d, &fl->gate));
+    G4Q_TRY(bind_linear(f, lw->up_proj, G4Q_W_UP_PROJ, "up_proj", l, I, d, &fl->up));
+    G4Q_TRY(bind_linear(f, lw->down_proj, G4Q_W_DOWN_PROJ, "down_proj", l, d, I, &fl->down));
     G4Q_TRY(bind(f, lw->q_norm, "q_norm", l, 1, lc->head_dim, &fl->q_norm));
     G4Q_TRY(bind(f, lw->k_norm, "k_norm", l, 1, lc->head_dim, &fl->k_norm));
     G4Q_TRY(bind(f, lw->input_layernorm, "input_layernorm", l, 1, d, &fl->in_ln));
@@ -146,6 +169,13 @@ static g4q_status alloc_scratch(g4q_forward *f)
 g4q_status g4q_forward_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
                               const g4q_weights *w, int max_chunk, g4q_forward **out)
 {
+    return g4q_forward_create_q(ctx, be, cfg, w, NULL, max_chunk, out);
+}
+
+g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
+                                const g4q_weights *w, const g4q_qlinears *ql, int max_chunk,
+                                g4q_forward **out)
+{
     *out = NULL;
     if (max_chunk < 1)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "forward: max_chunk %d < 1", max_chunk);
@@ -165,8 +195,10 @@ g4q_status g4q_forward_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *c
     f->ctx = ctx;
     f->be = be;
     f->cfg = cfg;
+    f->ql = ql;
     f->max_chunk = max_chunk;
     f->logit_rows = max_chunk < LOGIT_ROWS ? max_chunk : LOGIT_ROWS;
+    f->graphs = 1;
     g4q_status st =
         bind(f, w->embed_tokens, "embed_tokens", -1, cfg->vocab_size, cfg->hidden, &f->embed);
     if (st == G4Q_OK) st = bind(f, w->norm, "norm", -1, 1, cfg->hidden, &f->norm);
@@ -185,6 +217,7 @@ void g4q_forward_free(g4q_forward *f)
 {
     if (!f) return;
     g4q_backend *be = f->be;
+    if (f->graph) be->graph_free(be, f->graph);
     g4q_bweight **ws[] = {&f->embed, &f->norm};
     for (size_t i = 0; i < 2; i++)
         be->weight_free(be, *ws[i]);
@@ -213,46 +246,97 @@ static g4q_status attention_block(g4q_forward *f, g4q_kvcache *kv, int l, int C)
     const fwd_layer *fl = &f->layers[l];
     const int H = c->n_heads, nkv = lc->n_kv_heads, hd = lc->head_dim;
     const float eps = (float)c->rms_norm_eps;
-    G4Q_TRY(be->matmul(be, f->q, f->a, fl->q, C));
-    G4Q_TRY(be->matmul(be, f->k, f->a, fl->k, C));
-    if (fl->v) /* sliding: v = v_norm(x·Wvᵀ) */
-        G4Q_TRY(be->matmul(be, f->v, f->a, fl->v, C));
-    /* k_eq_v: v = v_norm(k_raw), taken before k_norm touches k in place. */
-    G4Q_TRY(be->rmsnorm(be, f->v, fl->v ? f->v : f->k, NULL, C * nkv, hd, eps));
-    G4Q_TRY(be->rmsnorm(be, f->q, f->q, fl->q_norm, C * H, hd, eps));
-    G4Q_TRY(be->rmsnorm(be, f->k, f->k, fl->k_norm, C * nkv, hd, eps));
+    const int pos = f->step ? G4Q_STEP_POS : kv->n_past;
     const g4q_buf *tab = f->rope[lc->type == G4Q_LAYER_FULL];
-    G4Q_TRY(be->rope(be, f->q, tab, C, H, hd, kv->n_past));
-    G4Q_TRY(be->rope(be, f->k, tab, C, nkv, hd, kv->n_past));
+    if (be->matmul3) {
+        G4Q_TRY(be->matmul3(be, f->a, C, f->q, fl->q, f->k, fl->k, fl->v ? f->v : NULL, fl->v));
+    } else {
+        G4Q_TRY(be->matmul(be, f->q, f->a, fl->q, C));
+        G4Q_TRY(be->matmul(be, f->k, f->a, fl->k, C));
+        if (fl->v) /* sliding: v = v_norm(x·Wvᵀ) */
+            G4Q_TRY(be->matmul(be, f->v, f->a, fl->v, C));
+    }
+    if (be->qkv_norm_rope) {
+        G4Q_TRY(be->qkv_norm_rope(be, f->q, f->k, f->v, !fl->v, fl->q_norm, fl->k_norm, tab, C, H,
+                                  nkv, hd, pos, eps));
+    } else {
+        /* k_eq_v: v = v_norm(k_raw), taken before k_norm touches k in place. */
+        G4Q_TRY(be->rmsnorm(be, f->v, fl->v ? f->v : f->k, NULL, C * nkv, hd, eps));
+        G4Q_TRY(be->rmsnorm(be, f->q, f->q, fl->q_norm, C * H, hd, eps));
+        G4Q_TRY(be->rmsnorm(be, f->k, f->k, fl->k_norm, C * nkv, hd, eps));
+        G4Q_TRY(be->rope(be, f->q, tab, C, H, hd, pos));
+        G4Q_TRY(be->rope(be, f->k, tab, C, nkv, hd, pos));
+    }
     const g4q_kv_layer *kl = &kv->layers[l];
     const int window = lc->type == G4Q_LAYER_SLIDING ? c->sliding_window : 0;
     /* Attend over the old cache plus the chunk, and only then store the chunk (§5 trap). */
-    G4Q_TRY(be->attention(be, f->att, f->q, f->k, f->v, kl->k, kl->v, kl->cap, kv->n_past, C, H,
-                          nkv, hd, window, 1.0f));
-    G4Q_TRY(be->kv_store(be, kl->k, kl->v, f->k, f->v, kl->cap, kv->n_past, C, nkv, hd));
+    G4Q_TRY(be->attention(be, f->att, f->q, f->k, f->v, kl->k, kl->v, kl->cap, pos, C, H, nkv, hd,
+                          window, 1.0f));
+    G4Q_TRY(be->kv_store(be, kl->k, kl->v, f->k, f->v, kl->cap, pos, C, nkv, hd));
     return be->matmul(be, f->a, f->att, fl->o, C);
 }
 
-static g4q_status layer(g4q_forward *f, g4q_kvcache *kv, int l, int C)
+/* The residual update after a block whose output is in f->a, per row of C:
+ *   h = (h + rmsnorm(a, w_post)) · scale, then out = rmsnorm(h, w_next) when out is non-NULL. */
+static g4q_status residual(g4q_forward *f, const g4q_bweight *w_post, float scale,
+                           const g4q_bweight *w_next, g4q_buf *out, int C)
+{
+    g4q_backend *be = f->be;
+    const int d = f->cfg->hidden;
+    const float eps = (float)f->cfg->rms_norm_eps;
+    if (be->norm_add_norm)
+        return be->norm_add_norm(be, f->h, f->a, w_post, scale, out, w_next, C, d, eps);
+    G4Q_TRY(be->rmsnorm(be, f->a, f->a, w_post, C, d, eps));
+    G4Q_TRY(be->add_scaled(be, f->h, f->a, (size_t)C * (size_t)d, scale));
+    return out ? be->rmsnorm(be, out, f->h, w_next, C, d, eps) : G4Q_OK;
+}
+
+/* Layer l for the C tokens whose input_layernorm(h) is in f->a. Afterwards out (if non-NULL)
+ * holds rmsnorm(h, w_next): the next layer's input norm, or the final norm after the last. */
+static g4q_status layer(g4q_forward *f, g4q_kvcache *kv, int l, int C, const g4q_bweight *w_next,
+                        g4q_buf *out)
 {
     g4q_backend *be = f->be;
     const g4q_config *c = f->cfg;
     const fwd_layer *fl = &f->layers[l];
-    const int d = c->hidden;
-    const size_t nd = (size_t)C * (size_t)d;
-    const float eps = (float)c->rms_norm_eps;
-    G4Q_TRY(be->rmsnorm(be, f->a, f->h, fl->in_ln, C, d, eps));
     G4Q_TRY(attention_block(f, kv, l, C));
-    G4Q_TRY(be->rmsnorm(be, f->a, f->a, fl->post_attn_ln, C, d, eps));
-    G4Q_TRY(be->add_scaled(be, f->h, f->a, nd, 1.0f));
-    G4Q_TRY(be->rmsnorm(be, f->a, f->h, fl->pre_ff_ln, C, d, eps));
-    G4Q_TRY(be->matmul(be, f->g, f->a, fl->gate, C));
-    G4Q_TRY(be->matmul(be, f->u, f->a, fl->up, C));
-    G4Q_TRY(be->geglu(be, f->g, f->g, f->u, (size_t)C * (size_t)c->intermediate));
+    G4Q_TRY(residual(f, fl->post_attn_ln, 1.0f, fl->pre_ff_ln, f->a, C));
+    if (be->matmul_geglu) {
+        G4Q_TRY(be->matmul_geglu(be, f->g, f->u, f->a, fl->gate, fl->up, C));
+    } else {
+        G4Q_TRY(be->matmul(be, f->g, f->a, fl->gate, C));
+        G4Q_TRY(be->matmul(be, f->u, f->a, fl->up, C));
+        G4Q_TRY(be->geglu(be, f->g, f->g, f->u, (size_t)C * (size_t)c->intermediate));
+    }
     G4Q_TRY(be->matmul(be, f->a, f->g, fl->down, C));
-    G4Q_TRY(be->rmsnorm(be, f->a, f->a, fl->post_ff_ln, C, d, eps));
     /* h = (h + post_ff(m)) · layer_scalar: the scalar scales the whole residual stream. */
-    return be->add_scaled(be, f->h, f->a, nd, fl->scalar);
+    return residual(f, fl->post_ff_ln, fl->scalar, w_next, out, C);
+}
+
+/* All layers over the C tokens embedded in f->h; final (if non-NULL) receives rmsnorm(h, norm)
+ * of the C rows (C <= logit_rows then). */
+static g4q_status layers(g4q_forward *f, g4q_kvcache *kv, int C, g4q_buf *final)
+{
+    const g4q_config *c = f->cfg;
+    G4Q_TRY(f->be->rmsnorm(f->be, f->a, f->h, f->layers[0].in_ln, C, c->hidden,
+                           (float)c->rms_norm_eps));
+    for (int l = 0; l < c->n_layers; l++) {
+        const int last = l + 1 == c->n_layers;
+        G4Q_TRY(layer(f, kv, l, C, last ? f->norm : f->layers[l + 1].in_ln, last ? final : f->a));
+    }
+    return G4Q_OK;
+}
+
+/* f->logits rows [0, m) = softcap(f->hl rows [0, m) · Eᵀ): the tied head, unscaled. */
+static g4q_status head(g4q_forward *f, int m)
+{
+    g4q_backend *be = f->be;
+    const g4q_config *c = f->cfg;
+    G4Q_TRY(be->matmul(be, f->logits, f->hl, f->embed, m));
+    if (c->final_logit_softcapping > 0)
+        G4Q_TRY(be->softcap(be, f->logits, (size_t)m * (size_t)c->vocab_size,
+                            (float)c->final_logit_softcapping));
+    return G4Q_OK;
 }
 
 /* Logits of chunk rows [r0, r0+n) into host out[n, vocab]. */
@@ -266,9 +350,7 @@ static g4q_status logits_rows(g4q_forward *f, int r0, int n, float *out)
         G4Q_TRY(
             be->copy_rows(be, f->hl, 0, f->h, (size_t)(r0 + done), (size_t)m, (size_t)c->hidden));
         G4Q_TRY(be->rmsnorm(be, f->hl, f->hl, f->norm, m, c->hidden, (float)c->rms_norm_eps));
-        G4Q_TRY(be->matmul(be, f->logits, f->hl, f->embed, m)); /* tied head, unscaled */
-        if (c->final_logit_softcapping > 0)
-            G4Q_TRY(be->softcap(be, f->logits, (size_t)m * V, (float)c->final_logit_softcapping));
+        G4Q_TRY(head(f, m));
         G4Q_TRY(be->download(be, f->logits, 0, out + (size_t)done * V, (size_t)m * V));
         done += m;
     }
@@ -283,6 +365,72 @@ static float embed_scale(const g4q_backend *be, const g4q_config *c)
 {
     float s = (float)sqrt((double)c->hidden);
     return be->act_dtype == G4Q_DT_BF16 ? (float)c->embed_scale : s;
+}
+
+/* The device work of one decode step after the embedding: all layers and, with want_logits,
+ * the final norm and head into f->logits row 0. */
+static g4q_status step_body(g4q_forward *f, g4q_kvcache *kv, int want_logits)
+{
+    G4Q_TRY(layers(f, kv, 1, want_logits ? f->hl : NULL));
+    return want_logits ? head(f, 1) : G4Q_OK;
+}
+
+static void drop_graph(g4q_forward *f)
+{
+    f->be->graph_free(f->be, f->graph);
+    f->graph = NULL;
+}
+
+/* step_body through a recorded graph: replays the recording of this cache when there is a valid
+ * one; otherwise runs the body directly (which also sizes the backend's workspaces) and records
+ * it for the next steps. */
+static g4q_status step_graphed(g4q_forward *f, g4q_kvcache *kv, int want_logits)
+{
+    g4q_backend *be = f->be;
+    if (f->graph && (f->graph_kv != kv || f->graph_logits != want_logits)) drop_graph(f);
+    if (f->graph) {
+        int stale = 0;
+        G4Q_TRY(be->graph_launch(be, f->graph, &stale));
+        if (!stale) return G4Q_OK;
+        drop_graph(f);
+    }
+    G4Q_TRY(step_body(f, kv, want_logits));
+    G4Q_TRY(be->graph_begin(be));
+    g4q_status st = step_body(f, kv, want_logits);
+    g4q_graph *g = NULL;
+    g4q_status st_end = be->graph_end(be, &g);
+    if (st != G4Q_OK) {
+        be->graph_free(be, g);
+        return st;
+    }
+    G4Q_TRY(st_end);
+    f->graph = g;
+    f->graph_kv = kv;
+    f->graph_logits = want_logits;
+    return G4Q_OK;
+}
+
+/* One token (T == 1) on a backend with step positions: the position-dependent ops read the
+ * backend's step position, so the same recorded graph serves every step. */
+static g4q_status decode_step(g4q_forward *f, g4q_kvcache *kv, const int32_t *id, float *logits)
+{
+    g4q_backend *be = f->be;
+    const g4q_config *c = f->cfg;
+    G4Q_TRY(be->embed(be, f->h, f->embed, id, 1, embed_scale(be, c)));
+    G4Q_TRY(be->step_pos(be, kv->n_past));
+    f->step = 1;
+    g4q_status st = f->graphs && be->graph_begin ? step_graphed(f, kv, logits != NULL)
+                                                 : step_body(f, kv, logits != NULL);
+    f->step = 0;
+    G4Q_TRY(st);
+    kv->n_past += 1;
+    return logits ? be->download(be, f->logits, 0, logits, (size_t)c->vocab_size) : G4Q_OK;
+}
+
+void g4q_forward_set_graphs(g4q_forward *f, int on)
+{
+    f->graphs = on != 0;
+    if (!f->graphs && f->graph) drop_graph(f);
 }
 
 g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
@@ -305,12 +453,12 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
             return g4q_fail(f->ctx, G4Q_ERR_INVALID,
                             "forward: token %d (index %d) outside the vocabulary of %d",
                             (int)ids[t], t, c->vocab_size);
+    if (T == 1 && f->be->step_pos) return decode_step(f, kv, ids, logits);
     const size_t V = (size_t)c->vocab_size;
     for (int t0 = 0; t0 < T; t0 += f->max_chunk) {
         const int C = T - t0 < f->max_chunk ? T - t0 : f->max_chunk;
         G4Q_TRY(f->be->embed(f->be, f->h, f->embed, ids + t0, C, embed_scale(f->be, c)));
-        for (int l = 0; l < c->n_layers; l++)
-            G4Q_TRY(layer(f, kv, l, C));
+        G4Q_TRY(layers(f, kv, C, NULL));
         kv->n_past += C;
         if (!logits) continue;
         if (!last_only)

@@ -43,11 +43,21 @@ extern "C" {
 
 typedef struct g4q_forward g4q_forward;
 
-/* Binds every text weight of `w` to `be` (BF16 only for now) and allocates scratch for chunks of
+/* Binds every text weight of `w` to `be` (all BF16) and allocates scratch for chunks of
  * max_chunk >= 1 tokens. cfg, w and the tensor data must outlive the result; be too. Tensor
  * problems (NULL slot, wrong dtype or element count) give G4Q_ERR_SHAPE naming the tensor. */
 g4q_status g4q_forward_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
                               const g4q_weights *w, int max_chunk, g4q_forward **out);
+
+/* g4q_forward_create for a checkpoint with quantized Linears (src/model/qlinear.h): each
+ * projection whose ql entry is not G4Q_QL_BF16 is bound from its packed descriptor (the
+ * backend's weight_bind; a backend without that format gives G4Q_ERR_UNSUPPORTED naming the
+ * module), the others from w as BF16. ql (NULL = all BF16) and the tensor data it points into
+ * must outlive the result. */
+typedef struct g4q_qlinears g4q_qlinears;
+g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
+                                const g4q_weights *w, const g4q_qlinears *ql, int max_chunk,
+                                g4q_forward **out);
 
 void g4q_forward_free(g4q_forward *f); /* NULL is a no-op */
 
@@ -59,6 +69,11 @@ void g4q_forward_free(g4q_forward *f); /* NULL is a no-op */
  * On an error during the run the cache contents are undefined (reset it). */
 g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
                            int last_only, float *logits);
+
+/* Decode steps (T == 1) on a backend with step positions and graphs (CUDA) are recorded once per
+ * KV cache and replayed; on (the default) or off (every op launched one by one, same results
+ * bit for bit). */
+void g4q_forward_set_graphs(g4q_forward *f, int on);
 
 /* Fills inv_freq[0 .. lc->head_dim/2) with the layer's RoPE table as described above. */
 void g4q_forward_rope_table(const g4q_layer_config *lc, float *inv_freq);

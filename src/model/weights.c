@@ -349,6 +349,18 @@ static long find_spec(const spec_index *ix, const char *name)
     return -1;
 }
 
+/* A Linear weight: the seven layer projections and the 2-D multimodal weights. */
+static int spec_is_linear(const g4q_weight_spec *s)
+{
+    static const int lin[] = {
+#define G4Q_X_W(e, suffix, l) l,
+        G4Q_WEIGHT_ROLE_TABLE(G4Q_X_W)
+#undef G4Q_X_W
+    };
+    if (s->role == G4Q_W_MULTIMODAL) return s->ndim == 2;
+    return (unsigned)s->role < G4Q_W_ROLE_COUNT && lin[s->role];
+}
+
 static void assign_slots(const g4q_config *cfg, const g4q_weight_spec *specs, size_t ns,
                          const g4q_tensor *tensors, const long *found, g4q_weights *out)
 {
@@ -370,6 +382,14 @@ static void assign_slots(const g4q_config *cfg, const g4q_weight_spec *specs, si
 g4q_status g4q_weights_bind(g4q_ctx *ctx, const g4q_config *cfg, const g4q_tensor *tensors,
                             size_t n, const char *label, g4q_weights *out)
 {
+    return g4q_weights_bind_partial(ctx, cfg, tensors, n, label, NULL, NULL, 0, out);
+}
+
+g4q_status g4q_weights_bind_partial(g4q_ctx *ctx, const g4q_config *cfg,
+                                    const g4q_tensor *tensors, size_t n, const char *label,
+                                    const uint8_t *skip, const char *const *packed,
+                                    size_t n_packed, g4q_weights *out)
+{
     memset(out, 0, sizeof *out);
     size_t ns = g4q_weights_expected_count(cfg);
     g4q_weight_spec *specs = malloc(ns * sizeof *specs);
@@ -390,9 +410,19 @@ g4q_status g4q_weights_bind(g4q_ctx *ctx, const g4q_config *cfg, const g4q_tenso
     }
     qsort_r(idx, ns, sizeof *idx, cmp_idx, specs);
     spec_index ix = {specs, idx, ns};
+    for (size_t j = 0; j < n_packed; j++) {
+        long k = find_spec(&ix, packed[j]);
+        if (k < 0 || !spec_is_linear(&specs[k])) {
+            st = g4q_fail(ctx, G4Q_ERR_INTERNAL, "%s: '%s' is not a Linear weight", label,
+                          packed[j]);
+            goto done;
+        }
+        found[k] = -2; /* stored packed: validated by the caller, slot stays NULL */
+    }
 
     for (size_t i = 0; i < n; i++) {
         const g4q_tensor *t = &tensors[i];
+        if (skip && skip[i]) continue;
         if (!t->name) {
             problem(p, PK_UNEXPECTED, "tensor #%zu has no name", i);
             continue;
@@ -400,6 +430,9 @@ g4q_status g4q_weights_bind(g4q_ctx *ctx, const g4q_config *cfg, const g4q_tenso
         long k = find_spec(&ix, t->name);
         if (k < 0) {
             report_unexpected(p, cfg, t->name);
+        } else if (found[k] == -2) {
+            problem(p, PK_UNEXPECTED, "tensor '%s': unexpected beside the packed form of this "
+                    "Linear", t->name);
         } else if (found[k] >= 0) {
             problem(p, PK_UNEXPECTED, "tensor '%s': given twice", t->name);
         } else {
@@ -408,7 +441,7 @@ g4q_status g4q_weights_bind(g4q_ctx *ctx, const g4q_config *cfg, const g4q_tenso
         }
     }
     for (size_t k = 0; k < ns; k++) {
-        if (found[k] < 0) {
+        if (found[k] == -1) {
             char want[96];
             fmt_shape(want, sizeof want, specs[k].ndim, specs[k].shape);
             problem(p, PK_MISSING, "tensor '%s': missing (expected %s %s)", specs[k].name,

@@ -148,6 +148,22 @@ size_t g4q_weights_expected(const g4q_config *cfg, g4q_weight_order order, g4q_w
 g4q_status g4q_weights_bind(g4q_ctx *ctx, const g4q_config *cfg, const g4q_tensor *tensors,
                             size_t n, const char *label, g4q_weights *out);
 
+/* g4q_weights_bind for a checkpoint whose Linear weights may be stored packed (quantized), as
+ * src/model/qlinear.h does it:
+ *   - skip[i] != 0 (skip may be NULL): tensor i is not looked at here (the caller validates it,
+ *     e.g. `<m>.weight_scale`, or a U8 `<m>.weight` of NVFP4);
+ *   - packed[0 .. n_packed): full names of expected Linear weights ("<m>.weight", a layer
+ *     projection or a 2-D multimodal weight) that are stored in packed form: they are not
+ *     required, their slot stays NULL (a multimodal entry is NULL), and an unskipped tensor of
+ *     that name is an "unexpected" problem. A name that is no expected Linear weight is
+ *     G4Q_ERR_INTERNAL.
+ * Everything else is checked and reported exactly as g4q_weights_bind does, which is this call
+ * with (NULL, NULL, 0). */
+g4q_status g4q_weights_bind_partial(g4q_ctx *ctx, const g4q_config *cfg,
+                                    const g4q_tensor *tensors, size_t n, const char *label,
+                                    const uint8_t *skip, const char *const *packed,
+                                    size_t n_packed, g4q_weights *out);
+
 /* A slot by role: layer tensors for roles G4Q_W_LAYER_SCALAR..G4Q_W_POST_FF_LN (layer in range),
  * embed_tokens and norm for G4Q_W_EMBED / G4Q_W_NORM (layer ignored). NULL otherwise. */
 const g4q_tensor *g4q_weights_get(const g4q_weights *w, int layer, g4q_weight_role role);

@@ -1,5 +1,6 @@
 #include "runtime/session.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,17 +86,31 @@ static g4q_status load_generation_config(g4q_session *s)
     return st;
 }
 
-static g4q_status refuse_quantized(g4q_ctx *ctx, const char *dir)
+/* Logs what the checkpoint's Linears are stored as, and the ways the runtime departs from it. */
+static void describe_quantization(g4q_session *s, const char *qsrc)
 {
-    char *q = NULL;
-    const char *src = NULL;
-    G4Q_TRY(g4q_session_quant_config(ctx, dir, &q, &src));
-    if (!q) return G4Q_OK;
-    free(q);
-    return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
-                    "%s: quantized weights are not supported by the runtime yet (%s has a "
-                    "quantization config); run the BF16 model, or see it with 'info'",
-                    dir, src);
+    const g4q_qlinears *q = s->qlin;
+    size_t nq = g4q_qlinears_quantized(q);
+    if (nq == 0) {
+        if (qsrc)
+            G4Q_WARN(s->ctx, "%s: %s declares a quantization, but every Linear is stored BF16; "
+                     "running it as a BF16 model", s->dir, qsrc);
+        return;
+    }
+    char list[256] = "";
+    size_t len = 0;
+    for (int f = 1; f < G4Q_QL_COUNT && len < sizeof list; f++)
+        if (q->count[f])
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%zu %s", len ? ", " : "",
+                                    q->count[f], g4q_qlinear_format_name((g4q_qlinear_format)f));
+    G4Q_INFO(s->ctx, "%s: quantized Linears: %s; %zu BF16", s->dir, list, q->count[G4Q_QL_BF16]);
+    if (q->n_input_scales)
+        G4Q_WARN(s->ctx, "%s: %zu Linears carry activation scales (W4A4/W8A8): running them "
+                 "weight-only, activations are not quantized (as vLLM runs NVFP4 on Hopper)",
+                 s->dir, q->n_input_scales);
+    if (q->n_kv_scales)
+        G4Q_INFO(s->ctx, "%s: %zu KV-cache scales ignored (the KV cache is not quantized)", s->dir,
+                 q->n_kv_scales);
 }
 
 static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
@@ -103,15 +118,16 @@ static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
     g4q_ctx *ctx = s->ctx;
     if (!g4q_is_dir(s->dir))
         return g4q_fail(ctx, G4Q_ERR_NOT_FOUND, "%s: model folder not found", s->dir);
-    G4Q_TRY(refuse_quantized(ctx, s->dir));
     char path[4096];
     G4Q_TRY(g4q_path_join(ctx, path, sizeof path, s->dir, "config.json"));
     if (!g4q_path_exists(path))
         return g4q_fail(ctx, G4Q_ERR_NOT_FOUND, "%s: no config.json", s->dir);
     G4Q_TRY(g4q_config_load(ctx, path, s->cfg));
+    G4Q_TRY(g4q_session_quant_config(ctx, s->dir, &s->quant_json, &s->quant_source));
     G4Q_TRY(g4q_ckpt_open(ctx, s->dir, &s->ckpt));
-    G4Q_TRY(g4q_weights_bind(ctx, s->cfg, g4q_ckpt_tensor(s->ckpt, 0), g4q_ckpt_count(s->ckpt),
-                             s->dir, s->weights));
+    G4Q_TRY(g4q_qlinears_bind(ctx, s->cfg, g4q_ckpt_tensor(s->ckpt, 0), g4q_ckpt_count(s->ckpt),
+                              s->dir, s->weights, s->qlin));
+    describe_quantization(s, s->quant_source);
     G4Q_TRY(load_generation_config(s));
     G4Q_TRY(g4q_path_join(ctx, path, sizeof path, s->dir, "tokenizer.json"));
     if (g4q_path_exists(path)) G4Q_TRY(g4q_tok_load(ctx, path, &s->tok));
@@ -120,7 +136,7 @@ static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
         G4Q_TRY(g4q_backend_cuda_create(ctx, &s->be));
     else
         G4Q_TRY(g4q_backend_cpu_create(ctx, &s->be));
-    return g4q_forward_create(ctx, s->be, s->cfg, s->weights, s->max_chunk, &s->fwd);
+    return g4q_forward_create_q(ctx, s->be, s->cfg, s->weights, s->qlin, s->max_chunk, &s->fwd);
 }
 
 g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opts *opts,
@@ -135,8 +151,9 @@ g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opt
     if (s) {
         s->cfg = calloc(1, sizeof *s->cfg);
         s->weights = calloc(1, sizeof *s->weights);
+        s->qlin = calloc(1, sizeof *s->qlin);
     }
-    if (!s || !s->cfg || !s->weights) {
+    if (!s || !s->cfg || !s->weights || !s->qlin) {
         g4q_session_free(s);
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", dir);
     }
@@ -168,6 +185,8 @@ void g4q_session_free(g4q_session *s)
     g4q_tok_free(s->tok);
     g4q_ckpt_close(s->ckpt);
     free(s->weights);
+    free(s->qlin);
+    free(s->quant_json);
     free(s->cfg);
     free(s);
 }

@@ -5,14 +5,20 @@
  *
  * Files read from DIR:
  *   config.json              required (src/model/config.h)
- *   model.safetensors[.index.json] + shards, required (BF16 only for now)
+ *   model.safetensors[.index.json] + shards, required: a BF16 model or a quantized export
+ *                            (ModelOpt NVFP4 / W4A16_NVFP4 / FP8 / fp8_pb_wo, compressed-tensors
+ *                            nvfp4-pack-quantized / pack-quantized, GPTQ v1). The stored form of
+ *                            each Linear is detected from its tensors (src/model/qlinear.h), not
+ *                            from the JSON; packed weights stay packed and are dequantized
+ *                            inside the backend's GEMM.
  *   tokenizer.json           optional: s->tok is NULL when absent
  *   generation_config.json   optional: "eos_token_id" (int or list) gives the stop ids (else the
  *                            config's eos id), "suppress_tokens" the ids masked before sampling
  *                            (ids outside [0, vocab) are ignored, docs/gemma4.md §7.4)
- * A folder carrying a quantization config (hf_quant_config.json, or "quantization_config" in
- * config.json) is refused with G4Q_ERR_UNSUPPORTED until the backends run packed formats; use
- * g4q_session_quant_config to describe it instead.
+ * Quantized checkpoints run weight-only: activation scales (W4A4 / W8A8 input_scale) and KV
+ * scales are validated and ignored, which is said once on stderr (WARN level for activations).
+ * The quantization config (hf_quant_config.json / config.json) is only read for messages; a
+ * folder that declares one but stores every Linear BF16 runs as BF16 with a warning.
  *
  * Device: "auto" takes the CUDA GPU when one is usable (src/backend/device.h), else the CPU
  * backend; "cuda" creates src/backend/cuda/cuda_backend.h's backend (G4Q_ERR_CUDA without a usable
@@ -31,6 +37,7 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/forward.h"
+#include "model/qlinear.h"
 #include "model/weights.h"
 #include "runtime/kvcache.h"
 #include "text/tokenizer.h"
@@ -51,7 +58,10 @@ typedef struct g4q_session {
     char dir[4096];         /* the model folder */
     g4q_config *cfg;        /* owned */
     g4q_ckpt *ckpt;         /* owned; tensor data mapped, not copied */
-    g4q_weights *weights;   /* owned; points into ckpt */
+    g4q_weights *weights;   /* owned; points into ckpt (quantized Linears' slots are NULL) */
+    g4q_qlinears *qlin;     /* owned; stored form of every Linear, points into ckpt */
+    char *quant_json;       /* owned; the quantization config as compact JSON, or NULL */
+    const char *quant_source; /* static: the file quant_json came from, or NULL */
     g4q_device_kind device; /* the resolved device: CPU or CUDA */
     g4q_backend *be;        /* owned */
     g4q_forward *fwd;       /* owned */
@@ -67,7 +77,8 @@ typedef struct g4q_session {
 
 /* Opens the model folder `dir` as described above. On success *out owns everything; free it with
  * g4q_session_free. Errors name the file: NOT_FOUND (folder/config/checkpoint missing), FORMAT,
- * SHAPE (weights), UNSUPPORTED (quantized folder, model feature, CUDA backend not built), CUDA. */
+ * SHAPE (weights), NUMERIC (a bad global scale), UNSUPPORTED (a packed form the runtime or the
+ * backend does not run, model feature, CUDA backend not built), CUDA. */
 g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opts *opts,
                             g4q_session **out);
 

@@ -87,10 +87,9 @@ static g4q_status cpu_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q
 {
     *out = NULL;
     const char *name = d->name ? d->name : "(unnamed)";
-    if (d->format != G4Q_WF_BF16)
+    if ((unsigned)d->format >= G4Q_WF_COUNT)
         return g4q_fail(be->ctx, G4Q_ERR_UNSUPPORTED,
-                        "cpu backend: weight '%s': format %s is not supported yet", name,
-                        g4q_wformat_name(d->format));
+                        "cpu backend: weight '%s': unknown format %d", name, (int)d->format);
     if (d->rows <= 0 || d->cols <= 0 || !d->data)
         return g4q_fail(be->ctx, G4Q_ERR_INVALID, "cpu backend: weight '%s': empty", name);
     g4q_bweight *w = calloc(1, sizeof *w);
@@ -100,6 +99,13 @@ static g4q_status cpu_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q
     w->cols = d->cols;
     w->data = d->data;
     w->name = name;
+    if (d->format != G4Q_WF_BF16) {
+        g4q_status st = g4q_cpu_bind_packed(be, d, w);
+        if (st != G4Q_OK) {
+            free(w);
+            return st;
+        }
+    }
     *out = w;
     return G4Q_OK;
 }
@@ -107,6 +113,8 @@ static g4q_status cpu_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q
 static void cpu_weight_free(g4q_backend *be, g4q_bweight *w)
 {
     (void)be;
+    if (!w) return;
+    free(w->lut);
     free(w);
 }
 
@@ -115,7 +123,7 @@ static g4q_status cpu_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, con
                               int rows, int n, float eps)
 {
     if ((size_t)rows * (size_t)n > x->count || (size_t)rows * (size_t)n > y->count ||
-        (w && w->rows * w->cols != n))
+        (w && (w->rows * w->cols != n || w->format != G4Q_WF_BF16)))
         return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu rmsnorm: %d x %d out of range", rows, n);
     const uint16_t *wd = w ? w->data : NULL;
 #pragma omp parallel for num_threads(g4q_cpu_threads(be, (size_t)rows *(size_t)n)) schedule(static)
@@ -183,7 +191,7 @@ static g4q_status cpu_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *tabl
                             const int32_t *ids, int T, float scale)
 {
     int64_t d = table->cols;
-    if ((size_t)T * (size_t)d > y->count)
+    if ((size_t)T * (size_t)d > y->count || table->format != G4Q_WF_BF16)
         return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu embed: %d rows out of range", T);
     for (int t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= table->rows)
@@ -191,7 +199,7 @@ static g4q_status cpu_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *tabl
                             (int)ids[t]);
 #pragma omp parallel for num_threads(g4q_cpu_threads(be, (size_t)T *(size_t)d)) schedule(static)
     for (int t = 0; t < T; t++) {
-        const uint16_t *row = table->data + (size_t)ids[t] * (size_t)d;
+        const uint16_t *row = (const uint16_t *)table->data + (size_t)ids[t] * (size_t)d;
         float *yr = y->data + (size_t)t * (size_t)d;
         for (int64_t i = 0; i < d; i++)
             yr[i] = g4q_bf16_to_f32(row[i]) * scale;

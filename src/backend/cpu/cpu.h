@@ -1,8 +1,8 @@
 /*
  * The CPU backend: host memory, fp32 activations and KV caches, fp32 accumulation, OpenMP over
- * rows / output features with ctx->threads threads (0 = the OpenMP default). BF16 weights are
- * widened to fp32 on the fly, a few rows at a time; nothing is expanded to a full fp32 copy.
- * Only G4Q_WF_BF16 weights are supported so far; buffers are F32 only.
+ * rows / output features with ctx->threads threads (0 = the OpenMP default). Weights (BF16 and
+ * every packed format of backend.h) are widened to fp32 on the fly, 16 rows at a time into a
+ * per-thread scratch; nothing is expanded to a full fp32 copy. Buffers are F32 only.
  */
 #ifndef G4Q_BACKEND_CPU_CPU_H
 #define G4Q_BACKEND_CPU_CPU_H

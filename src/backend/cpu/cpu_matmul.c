@@ -1,8 +1,10 @@
 /*
- * CPU GEMM: y[n, out] = x[n, in] · Wᵀ with W bf16 [out, in], fp32 accumulation.
+ * CPU GEMM: y[n, out] = x[n, in] · Wᵀ with W [out, in] in any format of backend.h, fp32
+ * accumulation.
  *
  * OpenMP splits the output features into blocks of MM_ROWS rows of W. Each thread widens its
- * block to fp32 once (MM_ROWS · in floats, private scratch) and then computes the block's
+ * block to fp32 once (MM_ROWS · in floats, private scratch; packed formats are dequantized there
+ * by g4q_cpu_decode_rows, bit-identical to the src/quant decoders) and then computes the block's
  * outputs for every token, four rows at a time so each x value loaded feeds four accumulators.
  * The inner loops are `omp simd` reductions, so each dot product is summed in several fp32
  * partial sums (a reduction order different from a plain loop, same precision class).
@@ -11,7 +13,6 @@
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_internal.h"
-#include "base/bf16.h"
 
 #define MM_ROWS 16
 
@@ -72,10 +73,7 @@ g4q_status g4q_cpu_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g
             if (!wf) continue;
             const int64_t r0 = b * MM_ROWS;
             const int nr = (int)(out - r0 < MM_ROWS ? out - r0 : MM_ROWS);
-            const uint16_t *src = w->data + r0 * in;
-#pragma omp simd
-            for (int64_t k = 0; k < (int64_t)nr * in; k++)
-                wf[k] = g4q_bits_f32((uint32_t)src[k] << 16); /* bf16 -> fp32 is exact */
+            g4q_cpu_decode_rows(w, r0, nr, wf);
             for (int i = 0; i < n; i++)
                 block_token(wf, nr, x->data + (int64_t)i * in, in, y->data + (int64_t)i * out + r0);
         }

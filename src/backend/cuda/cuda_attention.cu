@@ -264,7 +264,8 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
 {
     g4q_ctx *ctx = be->ctx;
     cudaStream_t stream = g4q_cuda_st(be)->stream;
-    if (nkv <= 0 || nh % nkv || cap <= 0 || n_past < 0 || T < 0 || hd <= 0 || hd % 2 ||
+    if (nkv <= 0 || nh % nkv || cap <= 0 || (n_past < 0 && n_past != G4Q_STEP_POS) || T < 0 ||
+        hd <= 0 || hd % 2 ||
         !g4q_cuda_bf16_ok(q, (size_t)T * nh * hd) || !g4q_cuda_bf16_ok(out, (size_t)T * nh * hd) ||
         !g4q_cuda_bf16_ok(k_new, (size_t)T * nkv * hd) ||
         !g4q_cuda_bf16_ok(v_new, (size_t)T * nkv * hd) ||
@@ -273,6 +274,12 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
         return g4q_fail(ctx, G4Q_ERR_INTERNAL,
                         "cuda attention: T %d nh %d nkv %d hd %d cap %d out of range", T, nh, nkv,
                         hd, cap);
+    if (n_past == G4Q_STEP_POS) {
+        if (T != 1)
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda attention: step position with T %d", T);
+        return g4q_cuda_attention_step(be, out, q, k_new, v_new, kc, vc, cap, nh, nkv, hd, window,
+                                       scale);
+    }
     if (T == 0) return G4Q_OK;
     att_geom g;
     g.T = T, g.nh = nh, g.nkv = nkv, g.hd = hd, g.group = nh / nkv, g.cap = cap;
@@ -323,11 +330,13 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
     return G4Q_OK;
 }
 
-/* grid (rows to store): copies row t of k_new / v_new into slot (n_past + t) mod cap. */
+/* grid (rows to store): copies row t of k_new / v_new into slot (n_past + t) mod cap; n_past from
+ * the step position when pos_dev is set. */
 static __global__ void kv_store_kernel(__nv_bfloat16 *kc, __nv_bfloat16 *vc,
                                        const __nv_bfloat16 *kn, const __nv_bfloat16 *vn, int cap,
-                                       int n_past, int first, size_t row)
+                                       int n_past, const int *pos_dev, int first, size_t row)
 {
+    if (pos_dev) n_past = *pos_dev;
     const int t = first + (int)blockIdx.x;
     const size_t slot = (size_t)(n_past + t) % (size_t)cap;
     for (size_t i = threadIdx.x; i < row; i += blockDim.x) {
@@ -341,7 +350,8 @@ g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4
 {
     g4q_ctx *ctx = be->ctx;
     const size_t row = (size_t)nkv * hd;
-    if (cap <= 0 || n_past < 0 || T < 0 || !g4q_cuda_bf16_ok(kc, (size_t)cap * row) ||
+    const int step = n_past == G4Q_STEP_POS;
+    if (cap <= 0 || (n_past < 0 && !step) || (step && T != 1) || T < 0 || !g4q_cuda_bf16_ok(kc, (size_t)cap * row) ||
         !g4q_cuda_bf16_ok(vc, (size_t)cap * row) || !g4q_cuda_bf16_ok(k_new, (size_t)T * row) ||
         !g4q_cuda_bf16_ok(v_new, (size_t)T * row))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda kv_store: T %d cap %d out of range", T, cap);
@@ -349,7 +359,8 @@ g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4
     if (T - first <= 0) return G4Q_OK;
     kv_store_kernel<<<(unsigned)(T - first), 256, 0, g4q_cuda_st(be)->stream>>>(
         (__nv_bfloat16 *)kc->data, (__nv_bfloat16 *)vc->data, (const __nv_bfloat16 *)k_new->data,
-        (const __nv_bfloat16 *)v_new->data, cap, n_past, first, row);
+        (const __nv_bfloat16 *)v_new->data, cap, n_past, step ? g4q_cuda_st(be)->pos_dev : nullptr,
+        first, row);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }

@@ -35,6 +35,7 @@ void g4q_cuda_release(g4q_backend *be, void *p, size_t bytes)
     if (!p) return;
     cudaFree(p);
     g4q_cuda_st(be)->cur -= bytes;
+    g4q_cuda_st(be)->epoch++;
 }
 
 g4q_status g4q_cuda_scratch(g4q_backend *be, size_t bytes, void **out)
@@ -42,6 +43,10 @@ g4q_status g4q_cuda_scratch(g4q_backend *be, size_t bytes, void **out)
     g4q_cuda_state *s = g4q_cuda_st(be);
     g4q_ctx *ctx = be->ctx;
     if (bytes > s->scratch_bytes) {
+        if (s->capturing)
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL,
+                            "cuda backend: attention scratch must grow while recording a graph "
+                            "(run the sequence once before recording it)");
         G4Q_CUDA_CHECK(cudaStreamSynchronize(s->stream)); /* pending kernels may use it */
         g4q_cuda_release(be, s->scratch, s->scratch_bytes);
         s->scratch = NULL;
@@ -63,6 +68,7 @@ static void cuda_destroy(g4q_backend *be)
         g4q_cuda_release(be, s->blas_ws, s->blas_ws_bytes);
         g4q_cuda_release(be, s->amax_dev, sizeof(float));
         g4q_cuda_release(be, s->ids_dev, s->ids_cap * sizeof(int32_t));
+        g4q_cuda_release(be, s->pos_dev, sizeof(int));
         if (s->blas) cublasDestroy(s->blas);
         if (s->stream) cudaStreamDestroy(s->stream);
         free(s);
@@ -243,6 +249,8 @@ static g4q_status cuda_init_state(g4q_backend *be)
     G4Q_CUBLAS_CHECK(cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes));
     G4Q_CUBLAS_CHECK(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH));
     G4Q_TRY(g4q_cuda_alloc(be, sizeof(float), "amax result", (void **)&s->amax_dev));
+    G4Q_TRY(g4q_cuda_alloc(be, sizeof(int), "step position", (void **)&s->pos_dev));
+    G4Q_CUDA_CHECK(cudaMemset(s->pos_dev, 0, sizeof(int)));
     return G4Q_OK;
 }
 
@@ -279,6 +287,15 @@ extern "C" g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out)
     be->embed = g4q_cuda_embed;
     be->amax = g4q_cuda_amax;
     be->mem_peak = cuda_mem_peak;
+    be->matmul3 = g4q_cuda_matmul3;
+    be->matmul_geglu = g4q_cuda_matmul_geglu;
+    be->qkv_norm_rope = g4q_cuda_qkv_norm_rope;
+    be->norm_add_norm = g4q_cuda_norm_add_norm;
+    be->step_pos = g4q_cuda_step_pos;
+    be->graph_begin = g4q_cuda_graph_begin;
+    be->graph_end = g4q_cuda_graph_end;
+    be->graph_launch = g4q_cuda_graph_launch;
+    be->graph_free = g4q_cuda_graph_free;
     g4q_status st = cuda_init_state(be);
     if (st != G4Q_OK) {
         cuda_destroy(be);

@@ -1,6 +1,9 @@
 // CUDA GEMM y[n, rows] = x[n, cols] · Wᵀ, W bf16 [rows, cols], x and y bf16, fp32 accumulation
 // and one bf16 rounding of each output.
 //
+// matmul3 (q/k/v over one x) and matmul_geglu (gate and up read by the same warp, GeGLU applied
+// before the store) use the same GEMV in one launch for small n, and fall back to separate ops.
+//
 // Decode (n <= GEMV_MAX_N tokens) is bound by reading W once: an own GEMV kernel where each warp
 // owns one output row and streams it with 16-byte loads (GEMV_UNROLL loads in flight per lane),
 // the n token rows of x coming from L1/L2. Needs cols % 8 == 0 (16-byte aligned rows); other
@@ -23,56 +26,123 @@ static __device__ __forceinline__ void dot8(const uint4 &w, const uint4 &x, floa
     }
 }
 
-template <int N>
-static __global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(const uint4 *__restrict__ w, const uint4 *__restrict__ x,
-                __nv_bfloat16 *__restrict__ y, int64_t rows, int chunks)
+/* Up to three weights of the same cols over one x, rows laid end to end (matmul3), or with
+ * GEGLU a gate and an up weight of the same shape whose outputs combine as geglu does:
+ * y = bf16(bf16(gelu_tanh(bf16(x·g))) · bf16(x·u)). */
+struct gemv_seg {
+    const uint4 *w;
+    __nv_bfloat16 *y;
+    int64_t rows;
+};
+/* Segments as separate members: a run-time index into a kernel parameter array would copy the
+ * parameters to local memory. Unused segments have rows 0. */
+struct gemv_args {
+    gemv_seg s0, s1, s2;
+    const uint4 *x;
+    const uint4 *wu; /* GEGLU: the up weight (seg[0] is the gate) */
+    int chunks;
+};
+
+static __device__ __forceinline__ float gemv_rb(float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+template <int N, bool GEGLU>
+static __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_args a)
 {
     const int lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
-    if (row >= rows) return;
-    const uint4 *wr = w + row * chunks;
-    float acc[N];
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    gemv_seg sg = a.s0;
+    if (row >= a.s0.rows) {
+        row -= a.s0.rows;
+        sg = a.s1;
+        if (row >= a.s1.rows) row -= a.s1.rows, sg = a.s2;
+    }
+    if (row >= sg.rows) return;
+    const int chunks = a.chunks;
+    const int64_t rows = sg.rows;
+    const uint4 *wr = sg.w + row * chunks;
+    const uint4 *ur = GEGLU ? a.wu + row * chunks : nullptr;
+    const uint4 *x = a.x;
+    float acc[N], accu[N];
 #pragma unroll
     for (int t = 0; t < N; t++)
-        acc[t] = 0.0f;
+        acc[t] = accu[t] = 0.0f;
     for (int c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
-        uint4 wv[GEMV_UNROLL];
+        uint4 wv[GEMV_UNROLL], uv[GEMV_UNROLL];
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
             int c = c0 + u * 32;
             wv[u] = c < chunks ? __ldcs(wr + c) : make_uint4(0, 0, 0, 0);
+            if (GEGLU) uv[u] = c < chunks ? __ldcs(ur + c) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
             int c = c0 + u * 32;
             if (c < chunks) {
 #pragma unroll
-                for (int t = 0; t < N; t++)
-                    dot8(wv[u], __ldg(x + (int64_t)t * chunks + c), acc[t]);
+                for (int t = 0; t < N; t++) {
+                    const uint4 xv = __ldg(x + (int64_t)t * chunks + c);
+                    dot8(wv[u], xv, acc[t]);
+                    if (GEGLU) dot8(uv[u], xv, accu[t]);
+                }
             }
         }
     }
 #pragma unroll
     for (int t = 0; t < N; t++) {
-        float a = acc[t];
+        float g = acc[t], up = accu[t];
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-            a += __shfl_xor_sync(0xffffffffu, a, o);
-        if (lane == 0) y[(int64_t)t * rows + row] = __float2bfloat16_rn(a);
+        for (int o = 16; o > 0; o >>= 1) {
+            g += __shfl_xor_sync(0xffffffffu, g, o);
+            if (GEGLU) up += __shfl_xor_sync(0xffffffffu, up, o);
+        }
+        if (lane == 0) {
+            if (GEGLU) {
+                const float k0 = 0.7978845608028654f; /* sqrt(2/pi), as geglu_kernel */
+                const float xg = gemv_rb(g);
+                const float gl = gemv_rb(0.5f * xg * (1.0f + tanhf(k0 * (xg + 0.044715f * xg * xg * xg))));
+                g = gl * gemv_rb(up);
+            }
+            sg.y[(int64_t)t * rows + row] = __float2bfloat16_rn(g);
+        }
     }
 }
 
-template <int N>
-static g4q_status launch_gemv(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w)
+template <bool GEGLU>
+static g4q_status launch_gemv(g4q_backend *be, const gemv_args &a, int n)
 {
     g4q_ctx *ctx = be->ctx;
-    unsigned blocks = g4q_cuda_blocks((size_t)w->rows, GEMV_WARPS);
-    gemv_kernel<N><<<blocks, GEMV_WARPS * 32, 0, g4q_cuda_st(be)->stream>>>(
-        (const uint4 *)w->data, (const uint4 *)x->data, (__nv_bfloat16 *)y->data, w->rows,
-        (int)(w->cols / 8));
+    const int64_t total = a.s0.rows + a.s1.rows + a.s2.rows;
+    const unsigned blocks = g4q_cuda_blocks((size_t)total, GEMV_WARPS);
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    switch (n) {
+    case 1: gemv_kernel<1, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
+    case 2: gemv_kernel<2, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
+    case 3: gemv_kernel<3, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
+    default: gemv_kernel<4, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
+    }
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
+}
+
+/* The GEMV applies: n small, bf16 weight with 16-byte rows. */
+static bool gemv_ok(const g4q_bweight *w, int n)
+{
+    return n >= 1 && n <= GEMV_MAX_N && w->format == G4Q_WF_BF16 && w->cols % 8 == 0 &&
+           w->cols / 8 <= INT32_MAX;
+}
+
+static gemv_args gemv_one(g4q_buf *y, const g4q_buf *x, const g4q_bweight *w)
+{
+    gemv_args a = {};
+    a.s0.w = (const uint4 *)w->data;
+    a.s0.y = (__nv_bfloat16 *)y->data;
+    a.s0.rows = w->rows;
+    a.x = (const uint4 *)x->data;
+    a.chunks = (int)(w->cols / 8);
+    return a;
 }
 
 g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
@@ -86,14 +156,7 @@ g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const 
                         "cuda matmul: weight '%s' [%lld, %lld]: %d rows do not fit the buffers",
                         w->name, (long long)out, (long long)in, n);
     if (n == 0) return G4Q_OK;
-    if (n <= GEMV_MAX_N && in % 8 == 0 && in / 8 <= INT32_MAX) {
-        switch (n) {
-        case 1: return launch_gemv<1>(be, y, x, w);
-        case 2: return launch_gemv<2>(be, y, x, w);
-        case 3: return launch_gemv<3>(be, y, x, w);
-        default: return launch_gemv<4>(be, y, x, w);
-        }
-    }
+    if (gemv_ok(w, n)) return launch_gemv<false>(be, gemv_one(y, x, w), n);
     if (out > INT32_MAX || in > INT32_MAX)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda matmul: weight '%s' too large for cuBLAS",
                         w->name);
@@ -104,4 +167,49 @@ g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const 
                                   CUDA_R_16BF, (int)in, &beta, y->data, CUDA_R_16BF, (int)out,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return G4Q_OK;
+}
+
+g4q_status g4q_cuda_matmul3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *y0,
+                            const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1,
+                            g4q_buf *y2, const g4q_bweight *w2)
+{
+    g4q_ctx *ctx = be->ctx;
+    const g4q_bweight *w[3] = {w0, w1, w2};
+    g4q_buf *y[3] = {y0, y1, y2};
+    const int nw = w2 ? 3 : 2;
+    bool one = true;
+    for (int i = 0; i < nw; i++) {
+        if (w[i]->cols != w0->cols || !g4q_cuda_bf16_ok(y[i], (size_t)n * (size_t)w[i]->rows))
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda matmul3: weight '%s' does not fit",
+                            w[i]->name);
+        one = one && gemv_ok(w[i], n);
+    }
+    if (!one || !g4q_cuda_bf16_ok(x, (size_t)n * (size_t)w0->cols)) {
+        for (int i = 0; i < nw; i++)
+            G4Q_TRY(g4q_cuda_matmul(be, y[i], x, w[i], n));
+        return G4Q_OK;
+    }
+    gemv_args a = gemv_one(y0, x, w0);
+    a.s1 = {(const uint4 *)w1->data, (__nv_bfloat16 *)y1->data, w1->rows};
+    if (w2) a.s2 = {(const uint4 *)w2->data, (__nv_bfloat16 *)y2->data, w2->rows};
+    return launch_gemv<false>(be, a, n);
+}
+
+g4q_status g4q_cuda_matmul_geglu(g4q_backend *be, g4q_buf *y, g4q_buf *tmp, const g4q_buf *x,
+                                 const g4q_bweight *wg, const g4q_bweight *wu, int n)
+{
+    g4q_ctx *ctx = be->ctx;
+    const size_t count = (size_t)n * (size_t)wg->rows;
+    if (wg->rows != wu->rows || wg->cols != wu->cols || !g4q_cuda_bf16_ok(y, count) ||
+        !g4q_cuda_bf16_ok(tmp, count) || !g4q_cuda_bf16_ok(x, (size_t)n * (size_t)wg->cols))
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda matmul_geglu: weights '%s', '%s' do not fit",
+                        wg->name, wu->name);
+    if (!gemv_ok(wg, n) || !gemv_ok(wu, n)) {
+        G4Q_TRY(g4q_cuda_matmul(be, y, x, wg, n));
+        G4Q_TRY(g4q_cuda_matmul(be, tmp, x, wu, n));
+        return g4q_cuda_geglu(be, y, y, tmp, count);
+    }
+    gemv_args a = gemv_one(y, x, wg);
+    a.wu = (const uint4 *)wu->data;
+    return launch_gemv<true>(be, a, n);
 }

@@ -2,6 +2,7 @@
 // One block per token: θ_i = fp32(fp32(p) · inv_freq[i]); c = bf16(cos θ), s = bf16(sin θ) with
 // cos/sin taken in double and rounded (the CPU reference does the same before its fp32 use), then
 //   y[i] = bf16(bf16(x[i]·c) − bf16(x[i+h]·s)),  y[i+h] = bf16(bf16(x[i+h]·c) + bf16(x[i]·s)).
+// pos0 G4Q_STEP_POS reads the position from the step position (device memory).
 // Angles with inv_freq 0 give c = 1, s = 0 and leave x unchanged bit for bit.
 #include "backend/cuda/cuda_internal.h"
 
@@ -11,11 +12,11 @@ static __device__ __forceinline__ float rb(float v)
 }
 
 static __global__ void rope_kernel(__nv_bfloat16 *x, const float *inv_freq, int heads, int hd,
-                                   int pos0)
+                                   int pos0, const int *pos_dev)
 {
     extern __shared__ float cs[]; /* cos [half], sin [half] */
     const int half = hd / 2;
-    const float p = (float)(pos0 + (int)blockIdx.x);
+    const float p = (float)((pos_dev ? *pos_dev : pos0) + (int)blockIdx.x);
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float th = p * inv_freq[i];
         cs[i] = rb((float)cos((double)th));
@@ -38,13 +39,14 @@ g4q_status g4q_cuda_rope(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, i
 {
     g4q_ctx *ctx = be->ctx;
     const int half = hd / 2;
-    if (hd <= 0 || hd % 2 || T < 0 || heads <= 0 || inv_freq->dtype != G4Q_DT_F32 ||
+    if (hd <= 0 || hd % 2 || T < 0 || heads <= 0 || (pos0 < 0 && pos0 != G4Q_STEP_POS) || inv_freq->dtype != G4Q_DT_F32 ||
         (size_t)half > inv_freq->count || !g4q_cuda_bf16_ok(x, (size_t)T * heads * hd))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda rope: T %d heads %d hd %d out of range", T,
                         heads, hd);
     if (T == 0) return G4Q_OK;
     rope_kernel<<<(unsigned)T, 128, sizeof(float) * (size_t)hd, g4q_cuda_st(be)->stream>>>(
-        (__nv_bfloat16 *)x->data, (const float *)inv_freq->data, heads, hd, pos0);
+        (__nv_bfloat16 *)x->data, (const float *)inv_freq->data, heads, hd, pos0,
+        pos0 == G4Q_STEP_POS ? g4q_cuda_st(be)->pos_dev : nullptr);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }

@@ -1,0 +1,240 @@
+// CUDA decode attention (T = 1) with n_past read from the step position (device memory), so that
+// one recorded graph serves every decode step: the launch shapes depend only on cap, nh, nkv, hd.
+//
+// Same numerics as cuda_attention.cu (docs/gemma4.md §4.9): score s = bf16(bf16(q·k) · scale)
+// with an fp32 dot product, p = bf16(exp(s - max) / sum) over the visible keys, out = bf16(Σ p·v)
+// summed in fp32. Keys j < nc (nc = min(n_past, cap)) are cache slots, key nc is the new token;
+// nkeys = nc + 1 <= cap + 1. The keys are cut into nsplit fixed ranges of split_len (chosen from
+// cap on the host); ranges past nkeys do nothing. Three kernels:
+//   1. step_scores_kernel (split, kv head): S[h, j] = s for its keys (-inf for keys outside the
+//      window), and per query head the range's max m and Σ exp(s - m) in fp32.
+//   2. step_pv_kernel (split, query head): global max M and sum Σ l·exp(m - M) over the active
+//      ranges in a fixed order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in fp32.
+//   3. step_finish_kernel: out = bf16(Σ partials) over the active ranges in a fixed order.
+// The fp32 sums run in other orders than cuda_attention.cu's, so the two paths may differ in the
+// last bit; each is deterministic.
+#include "backend/cuda/cuda_internal.h"
+
+#define ST_THREADS 256 /* scores: 8 warps, one key per warp at a time */
+#define PV_THREADS 128 /* pv: 2 dims per thread per pass of 256 dims */
+#define PV_KT 64       /* keys staged per pv round */
+#define MAX_GROUP 16   /* query heads per KV head handled in registers */
+#define TARGET_BLOCKS 264
+#define MIN_SPLIT 64
+
+typedef struct step_geom {
+    int nh, nkv, hd, group, cap, window, split_len, nsplit, ldS;
+    float scale;
+} step_geom;
+
+static __device__ __forceinline__ float rb(float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+/* Position of key j for a query at n_past (nc cached keys, the oldest at lo). */
+static __device__ __forceinline__ int step_key_pos(const step_geom &g, int n_past, int nc, int j)
+{
+    if (j >= nc) return n_past;
+    const int lo = n_past - g.cap > 0 ? n_past - g.cap : 0;
+    return lo + (j - lo % g.cap + g.cap) % g.cap;
+}
+
+/* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. */
+static __global__ void __launch_bounds__(ST_THREADS)
+    step_scores_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ q,
+                       const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ kn,
+                       __nv_bfloat16 *__restrict__ S, float2 *__restrict__ stats)
+{
+    extern __shared__ float qs[];
+    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
+    const int split = blockIdx.x, kvh = blockIdx.y;
+    const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
+    if (jb >= nkeys) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int e = threadIdx.x; e < g.group * g.hd; e += ST_THREADS)
+        qs[e] = __bfloat162float(q[(size_t)kvh * g.group * g.hd + e]);
+    __syncthreads();
+    const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0; /* 16-byte rows only when hd % 8 == 0 */
+    for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
+        const __nv_bfloat16 *kr = j < nc ? kc + ((size_t)j * g.nkv + kvh) * g.hd
+                                         : kn + (size_t)kvh * g.hd;
+        const int p = step_key_pos(g, n_past, nc, j);
+        const bool vis = g.window <= 0 || n_past - p < g.window;
+        float acc[MAX_GROUP];
+#pragma unroll
+        for (int r = 0; r < MAX_GROUP; r++)
+            acc[r] = 0.0f;
+        for (int c = lane; c < hd8; c += 32) {
+            uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
+            const __nv_bfloat162 *kp = reinterpret_cast<const __nv_bfloat162 *>(&kv);
+            float kf[8];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float2 f = __bfloat1622float2(kp[i]);
+                kf[2 * i] = f.x;
+                kf[2 * i + 1] = f.y;
+            }
+#pragma unroll
+            for (int r = 0; r < MAX_GROUP; r++) {
+                if (r >= g.group) break;
+                const float *qp = qs + r * g.hd + c * 8;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    acc[r] = fmaf(qp[i], kf[i], acc[r]);
+            }
+        }
+        for (int d = hd8 * 8 + lane; d < g.hd; d += 32) {
+            const float kf = __bfloat162float(kr[d]);
+#pragma unroll
+            for (int r = 0; r < MAX_GROUP; r++) {
+                if (r >= g.group) break;
+                acc[r] = fmaf(qs[r * g.hd + d], kf, acc[r]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < MAX_GROUP; r++) {
+            if (r >= g.group) break;
+            float a = acc[r];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                a += __shfl_xor_sync(0xffffffffu, a, o);
+            if (lane == r) {
+                const int h = kvh * g.group + r;
+                S[(size_t)h * g.ldS + j] =
+                    vis ? __float2bfloat16_rn(rb(a) * g.scale) : __float2bfloat16_rn(-INFINITY);
+            }
+        }
+    }
+    __syncthreads(); /* the block's S writes are visible to the whole block after this */
+    for (int r = warp; r < g.group; r += ST_THREADS / 32) {
+        const __nv_bfloat16 *row = S + (size_t)(kvh * g.group + r) * g.ldS;
+        float m = -INFINITY;
+        for (int j = jb + lane; j < je; j += 32)
+            m = fmaxf(m, __bfloat162float(row[j]));
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        float l = 0.0f;
+        if (m > -INFINITY)
+            for (int j = jb + lane; j < je; j += 32)
+                l += expf(__bfloat162float(row[j]) - m);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            l += __shfl_xor_sync(0xffffffffu, l, o);
+        if (lane == 0) stats[(size_t)split * g.nh + kvh * g.group + r] = make_float2(m, l);
+    }
+}
+
+/* grid (nsplit, nh), PV_THREADS: part[split, h, d] = Σ p·v over the split's keys. */
+static __global__ void __launch_bounds__(PV_THREADS)
+    step_pv_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ S,
+                   const float2 *__restrict__ stats, const __nv_bfloat16 *__restrict__ vc,
+                   const __nv_bfloat16 *__restrict__ vn, float *__restrict__ part)
+{
+    __shared__ float ps[PV_KT];
+    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
+    const int split = blockIdx.x, h = blockIdx.y, kvh = h / g.group;
+    const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
+    if (jb >= nkeys) return;
+    const int nact = (nkeys + g.split_len - 1) / g.split_len;
+    float M = -INFINITY;
+    for (int s = 0; s < nact; s++)
+        M = fmaxf(M, stats[(size_t)s * g.nh + h].x);
+    float sum = 0.0f;
+    for (int s = 0; s < nact; s++) {
+        const float2 st = stats[(size_t)s * g.nh + h];
+        if (st.x > -INFINITY) sum += st.y * expf(st.x - M);
+    }
+    const float inv = 1.0f / sum;
+    const __nv_bfloat16 *row = S + (size_t)h * g.ldS;
+    for (int d0 = 0; d0 < g.hd; d0 += 2 * PV_THREADS) {
+        const int d = d0 + 2 * threadIdx.x;
+        float a0 = 0.0f, a1 = 0.0f;
+        for (int j0 = jb; j0 < je; j0 += PV_KT) {
+            const int n = min(PV_KT, je - j0);
+            __syncthreads();
+            for (int k = threadIdx.x; k < n; k += PV_THREADS)
+                ps[k] = rb(expf(__bfloat162float(row[j0 + k]) - M) * inv);
+            __syncthreads();
+            if (d >= g.hd) continue;
+            for (int k = 0; k < n; k++) {
+                const float p = ps[k];
+                if (p == 0.0f) continue;
+                const int j = j0 + k;
+                const __nv_bfloat16 *vr = j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd
+                                                 : vn + (size_t)kvh * g.hd;
+                const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
+                a0 = fmaf(p, v.x, a0);
+                a1 = fmaf(p, v.y, a1);
+            }
+        }
+        if (d < g.hd) {
+            float *o = part + ((size_t)split * g.nh + h) * g.hd + d;
+            o[0] = a0;
+            o[1] = a1;
+        }
+    }
+}
+
+static __global__ void step_finish_kernel(step_geom g, const int *__restrict__ pos,
+                                          __nv_bfloat16 *__restrict__ out,
+                                          const float *__restrict__ part)
+{
+    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
+    const int nact = (nkeys + g.split_len - 1) / g.split_len;
+    const size_t n = (size_t)g.nh * g.hd;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float s = 0.0f;
+        for (int k = 0; k < nact; k++)
+            s += part[(size_t)k * n + i];
+        out[i] = __float2bfloat16_rn(s);
+    }
+}
+
+g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
+                                   const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
+                                   const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
+                                   float scale)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *st = g4q_cuda_st(be);
+    const int group = nh / nkv;
+    if (group > MAX_GROUP || hd % 2 || (size_t)group * hd * sizeof(float) > 48 * 1024)
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                        "cuda attention: step position with %d query heads per KV head, head_dim "
+                        "%d (at most %d heads, 48 KB of q)",
+                        group, hd, MAX_GROUP);
+    step_geom g;
+    g.nh = nh, g.nkv = nkv, g.hd = hd, g.group = group, g.cap = cap, g.window = window;
+    g.scale = scale;
+    /* Fixed ranges over the at most cap + 1 keys: about TARGET_BLOCKS scores blocks. */
+    const int maxkeys = cap + 1;
+    int per = (int)((size_t)maxkeys * nkv / TARGET_BLOCKS);
+    g.split_len = per < MIN_SPLIT ? MIN_SPLIT : per;
+    g.nsplit = (maxkeys + g.split_len - 1) / g.split_len;
+    g.ldS = (maxkeys + 7) / 8 * 8;
+    const size_t s_bytes = ((size_t)nh * g.ldS * 2 + 255) / 256 * 256;
+    const size_t st_bytes = ((size_t)g.nsplit * nh * sizeof(float2) + 255) / 256 * 256;
+    const size_t p_bytes = (size_t)g.nsplit * nh * hd * sizeof(float);
+    void *scr;
+    G4Q_TRY(g4q_cuda_scratch(be, s_bytes + st_bytes + p_bytes, &scr));
+    __nv_bfloat16 *S = (__nv_bfloat16 *)scr;
+    float2 *stats = (float2 *)((char *)scr + s_bytes);
+    float *part = (float *)((char *)scr + s_bytes + st_bytes);
+    step_scores_kernel<<<dim3((unsigned)g.nsplit, (unsigned)nkv), ST_THREADS,
+                         (size_t)group * hd * sizeof(float), st->stream>>>(
+        g, st->pos_dev, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)kc->data,
+        (const __nv_bfloat16 *)k_new->data, S, stats);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    step_pv_kernel<<<dim3((unsigned)g.nsplit, (unsigned)nh), PV_THREADS, 0, st->stream>>>(
+        g, st->pos_dev, S, stats, (const __nv_bfloat16 *)vc->data,
+        (const __nv_bfloat16 *)v_new->data, part);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    const unsigned fb = g4q_cuda_blocks((size_t)nh * hd, 256);
+    step_finish_kernel<<<fb < 1024 ? fb : 1024, 256, 0, st->stream>>>(
+        g, st->pos_dev, (__nv_bfloat16 *)out->data, part);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}

@@ -1,0 +1,249 @@
+// CUDA fused decode-step ops (backend.h, "decode steps"): per-head q/k/v norms + RoPE in one
+// kernel, the residual update between two RMSNorms in one kernel, the step position, and graph
+// recording of an op sequence on the backend's stream.
+//
+// Rounding points are those of the plain ops they replace (cuda_norm.cu, cuda_rope.cu,
+// cuda_elementwise.cu): normed = bf16((x · inv) · w); RoPE c = bf16(cos θ), s = bf16(sin θ),
+// y = bf16(bf16(a·c) − bf16(b·s)) etc.; residual bf16(bf16(h + a) · scale). Only the fp32 order
+// of the sums of squares differs from cuda_norm.cu.
+#include <cstdlib>
+
+#include "backend/cuda/cuda_internal.h"
+
+#define FUSED_THREADS 128
+#define NAN_THREADS 256
+
+struct g4q_graph {
+    cudaGraphExec_t exec;
+    uint64_t epoch; /* backend epoch at recording */
+};
+
+static __device__ __forceinline__ float rb(float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+/* Sums (a, b) over the block; red holds 32 float2. Ends with a barrier, so red can be reused. */
+static __device__ float2 block_sum2(float2 v, float2 *red)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        v.x += __shfl_xor_sync(0xffffffffu, v.x, o);
+        v.y += __shfl_xor_sync(0xffffffffu, v.y, o);
+    }
+    const int warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if ((threadIdx.x & 31) == 0) red[warp] = v;
+    __syncthreads();
+    float2 t = make_float2(0.0f, 0.0f);
+    for (int w = 0; w < nw; w++)
+        t.x += red[w].x, t.y += red[w].y;
+    __syncthreads();
+    return t;
+}
+
+/* grid (T, nh + nkv): blocks y < nh normalise and rotate q head y of token x; the others KV head
+ * y - nh: v (from its own row, or from the raw k row when v_from_k), then k. Each thread owns
+ * the pairs (i, i + hd/2) it reads and writes, so in place is safe. */
+static __global__ void __launch_bounds__(FUSED_THREADS)
+    qkv_norm_rope_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v, int v_from_k,
+                         const __nv_bfloat16 *qw, const __nv_bfloat16 *kw, const float *inv_freq,
+                         int nh, int nkv, int hd, int pos0, const int *pos_dev, float eps)
+{
+    __shared__ float2 red[32];
+    const int t = blockIdx.x, b = blockIdx.y, half = hd / 2;
+    const bool is_q = b < nh;
+    __nv_bfloat16 *x = is_q ? q + ((size_t)t * nh + b) * hd : k + ((size_t)t * nkv + (b - nh)) * hd;
+    __nv_bfloat16 *vr = is_q ? nullptr : v + ((size_t)t * nkv + (b - nh)) * hd;
+    const __nv_bfloat16 *w = is_q ? qw : kw;
+    float2 ss = make_float2(0.0f, 0.0f); /* x: sum of squares; own v row (!v_from_k) */
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        const float a = __bfloat162float(x[i]);
+        ss.x = fmaf(a, a, ss.x);
+        if (vr && !v_from_k) {
+            const float c = __bfloat162float(vr[i]);
+            ss.y = fmaf(c, c, ss.y);
+        }
+    }
+    ss = block_sum2(ss, red);
+    const float inv = 1.0f / sqrtf(ss.x / (float)hd + eps);
+    const float inv_v = v_from_k ? inv : 1.0f / sqrtf(ss.y / (float)hd + eps);
+    const float p = (float)((pos_dev ? *pos_dev : pos0) + t);
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float xa = __bfloat162float(x[i]), xb = __bfloat162float(x[i + half]);
+        if (vr) {
+            const float va = v_from_k ? xa : __bfloat162float(vr[i]);
+            const float vb = v_from_k ? xb : __bfloat162float(vr[i + half]);
+            vr[i] = __float2bfloat16_rn(va * inv_v);
+            vr[i + half] = __float2bfloat16_rn(vb * inv_v);
+        }
+        const float a = rb(xa * inv * __bfloat162float(w[i]));
+        const float bb = rb(xb * inv * __bfloat162float(w[i + half]));
+        const float th = p * inv_freq[i];
+        const float c = rb((float)cos((double)th)), s = rb((float)sin((double)th));
+        x[i] = __float2bfloat16_rn(rb(a * c) - rb(bb * s));
+        x[i + half] = __float2bfloat16_rn(rb(bb * c) + rb(a * s));
+    }
+}
+
+g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v,
+                                  int v_from_k, const g4q_bweight *qw, const g4q_bweight *kw,
+                                  const g4q_buf *inv_freq, int T, int nh, int nkv, int hd,
+                                  int pos0, float eps)
+{
+    g4q_ctx *ctx = be->ctx;
+    if (T < 0 || nh <= 0 || nkv <= 0 || hd <= 0 || hd % 2 || (pos0 < 0 && pos0 != G4Q_STEP_POS) ||
+        !g4q_cuda_bf16_ok(q, (size_t)T * nh * hd) || !g4q_cuda_bf16_ok(k, (size_t)T * nkv * hd) ||
+        !g4q_cuda_bf16_ok(v, (size_t)T * nkv * hd) || inv_freq->dtype != G4Q_DT_F32 ||
+        (size_t)(hd / 2) > inv_freq->count || qw->rows * qw->cols != hd ||
+        kw->rows * kw->cols != hd || qw->format != G4Q_WF_BF16 || kw->format != G4Q_WF_BF16)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda qkv_norm_rope: T %d nh %d nkv %d hd %d", T,
+                        nh, nkv, hd);
+    if (T == 0) return G4Q_OK;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    qkv_norm_rope_kernel<<<dim3((unsigned)T, (unsigned)(nh + nkv)), FUSED_THREADS, 0,
+                           s->stream>>>(
+        (__nv_bfloat16 *)q->data, (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
+        (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data,
+        (const float *)inv_freq->data, nh, nkv, hd, pos0,
+        pos0 == G4Q_STEP_POS ? s->pos_dev : nullptr, eps);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}
+
+/* grid rows: a = rmsnorm(a, wp); h = bf16(bf16(h + a) · scale); out = rmsnorm(h, wn) (out may
+ * be NULL, wn NULL means no weight). Each thread revisits only its own elements. */
+static __global__ void __launch_bounds__(NAN_THREADS)
+    norm_add_norm_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *a, const __nv_bfloat16 *wp,
+                         float scale, __nv_bfloat16 *out, const __nv_bfloat16 *wn, int n, float eps)
+{
+    __shared__ float2 red[32];
+    const size_t base = (size_t)blockIdx.x * (size_t)n;
+    const __nv_bfloat16 *ar = a + base;
+    __nv_bfloat16 *hr = h + base;
+    float2 ss = make_float2(0.0f, 0.0f);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float x = __bfloat162float(ar[i]);
+        ss.x = fmaf(x, x, ss.x);
+    }
+    ss = block_sum2(ss, red);
+    const float inv = 1.0f / sqrtf(ss.x / (float)n + eps);
+    float2 s2 = make_float2(0.0f, 0.0f);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float an = __bfloat162float(ar[i]) * inv;
+        if (wp) an *= __bfloat162float(wp[i]);
+        const float hv = rb(rb(__bfloat162float(hr[i]) + rb(an)) * scale);
+        hr[i] = __float2bfloat16_rn(hv);
+        s2.x = fmaf(hv, hv, s2.x);
+    }
+    if (!out) return;
+    s2 = block_sum2(s2, red);
+    const float inv2 = 1.0f / sqrtf(s2.x / (float)n + eps);
+    __nv_bfloat16 *orow = out + base;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float y = __bfloat162float(hr[i]) * inv2;
+        if (wn) y *= __bfloat162float(wn[i]);
+        orow[i] = __float2bfloat16_rn(y);
+    }
+}
+
+g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
+                                  const g4q_bweight *w_post, float scale, g4q_buf *out,
+                                  const g4q_bweight *w_next, int rows, int n, float eps)
+{
+    g4q_ctx *ctx = be->ctx;
+    const size_t total = (size_t)rows * (size_t)n;
+    if (rows < 0 || n <= 0 || !g4q_cuda_bf16_ok(h, total) || !g4q_cuda_bf16_ok(a, total) ||
+        (out && !g4q_cuda_bf16_ok(out, total)) || (out && out != a && out == h) ||
+        (w_post && (w_post->rows * w_post->cols != n || w_post->format != G4Q_WF_BF16)) ||
+        (out && w_next && (w_next->rows * w_next->cols != n || w_next->format != G4Q_WF_BF16)))
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda norm_add_norm: %d x %d out of range", rows,
+                        n);
+    if (rows == 0) return G4Q_OK;
+    const unsigned threads = n <= 1024 ? 128 : NAN_THREADS;
+    norm_add_norm_kernel<<<(unsigned)rows, threads, 0, g4q_cuda_st(be)->stream>>>(
+        (__nv_bfloat16 *)h->data, (const __nv_bfloat16 *)a->data,
+        w_post ? (const __nv_bfloat16 *)w_post->data : nullptr, scale,
+        out ? (__nv_bfloat16 *)out->data : nullptr,
+        out && w_next ? (const __nv_bfloat16 *)w_next->data : nullptr, n, eps);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}
+
+/* ---- step position and graphs ---- */
+
+static __global__ void set_pos_kernel(int *pos, int v)
+{
+    *pos = v;
+}
+
+g4q_status g4q_cuda_step_pos(g4q_backend *be, int n_past)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (n_past < 0) return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda step_pos: %d", n_past);
+    set_pos_kernel<<<1, 1, 0, s->stream>>>(s->pos_dev, n_past);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}
+
+g4q_status g4q_cuda_graph_begin(g4q_backend *be)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (s->capturing)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda graph_begin: a recording is already open");
+    G4Q_CUDA_CHECK(cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal));
+    s->capturing = 1;
+    return G4Q_OK;
+}
+
+g4q_status g4q_cuda_graph_end(g4q_backend *be, g4q_graph **out)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    *out = NULL;
+    if (!s->capturing)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda graph_end: no recording is open");
+    s->capturing = 0;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(s->stream, &graph);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        if (graph) cudaGraphDestroy(graph);
+        return g4q_fail(ctx, G4Q_ERR_CUDA, "cuda graph_end: recording failed: %s",
+                        cudaGetErrorString(e));
+    }
+    g4q_graph *g = (g4q_graph *)calloc(1, sizeof *g);
+    if (!g) {
+        cudaGraphDestroy(graph);
+        return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda graph_end: out of memory");
+    }
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        free(g);
+        return g4q_fail(ctx, G4Q_ERR_CUDA, "cuda graph_end: instantiate: %s",
+                        cudaGetErrorString(e));
+    }
+    g->epoch = s->epoch;
+    *out = g;
+    return G4Q_OK;
+}
+
+g4q_status g4q_cuda_graph_launch(g4q_backend *be, g4q_graph *g, int *stale)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    *stale = g->epoch != s->epoch;
+    if (*stale) return G4Q_OK;
+    G4Q_CUDA_CHECK(cudaGraphLaunch(g->exec, s->stream));
+    return G4Q_OK;
+}
+
+void g4q_cuda_graph_free(g4q_backend *be, g4q_graph *g)
+{
+    if (!g) return;
+    cudaStreamSynchronize(g4q_cuda_st(be)->stream);
+    cudaGraphExecDestroy(g->exec);
+    free(g);
+}
