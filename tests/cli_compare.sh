@@ -28,7 +28,7 @@ M=$T/m
 "$B/gemma4q-mkmodel" --preset tiny --seed 3 --out "$M" --quiet >/dev/null
 python3 -c "
 import random; random.seed(5); w = 'the quick brown fox jumps over a lazy dog while model weights drift and numbers round to nearest even'.split()
-print(' '.join(random.choice(w) for _ in range(300)))" >"$T/p.txt"
+print(' '.join(random.choice(w) for _ in range(160)))" >"$T/p.txt"
 mkrecipe() { # NAME EXPORT WEIGHTS
     printf 'name: %s\nexport: %s\nrules:\n  - pattern: "model.language_model.layers.*.{self_attn,mlp}.*_proj"\n    weights: %s\n    scale_search: max\n' \
         "$1" "$2" "$3" >"$T/$1.yaml"
@@ -140,7 +140,8 @@ EOF
 ok "W4A4 export runs weight-only (KL 0 against W4A16), said once: $(grep -o 'Linears carry.*' "$T/a4.err" | cut -c1-70)..."
 
 # --- broken exports: clear errors naming the tensor ---
-breakit() { # NAME SRC PYTHON-EXPRESSION-ON-h(header dict): edits the header only
+breakit() { # NAME SRC PYTHON-STATEMENT-ON-h (the header dict; tensors may be deleted or retyped
+    # with the same byte size); the data are repacked without gaps.
     python3 - "$2" "$T/$1" "$3" <<'EOF'
 import json, os, shutil, struct, sys
 src, dst, expr = sys.argv[1:]
@@ -150,9 +151,15 @@ data = open(p, "rb").read()
 (hlen,) = struct.unpack("<Q", data[:8])
 h = json.loads(data[8:8 + hlen])
 exec(expr)
+body = bytearray()
+for name, e in sorted(((n, e) for n, e in h.items() if n != "__metadata__"),
+                      key=lambda x: x[1]["data_offsets"][0]):
+    b, en = e["data_offsets"]
+    e["data_offsets"] = [len(body), len(body) + en - b]
+    body += data[8 + hlen + b:8 + hlen + en]
 hb = json.dumps(h).encode()
 hb += b" " * (-len(hb) % 8)
-open(p, "wb").write(struct.pack("<Q", len(hb)) + hb + data[8 + hlen:])
+open(p, "wb").write(struct.pack("<Q", len(hb)) + hb + bytes(body))
 EOF
 }
 expect_err() { # DIR PATTERN

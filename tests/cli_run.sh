@@ -1,8 +1,9 @@
 # gemma4q-run end to end on a tiny synthetic model (CPU): tokenize/detokenize round trip, logits
 # (size, finite, identical across runs and thread counts), perplexity against an independent
-# numpy computation from the logits, greedy/sampled generation determinism, chat, info, the
-# quantized-folder refusal, and error cases. One real-data tokenizer check on the Gemma 3
-# tokenizer (docs/gemma4.md §7.5) when the shared data are present.
+# numpy computation from the logits, greedy/sampled generation determinism, chat, info, a
+# quantization config over BF16 weights (runs as BF16, with a warning), and error cases. One
+# real-data tokenizer check on the Gemma 3 tokenizer (docs/gemma4.md §7.5) when the shared data
+# are present. Quantized exports: cli_compare.sh.
 # Usage: bash cli_run.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 B=$1
@@ -129,14 +130,12 @@ ok "info"
 cp -r "$M" "$T/q"
 echo '{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "group_size": 16}}' >"$T/q/hf_quant_config.json"
 "$RUN" info --model "$T/q" | grep -q 'quantization (hf_quant_config.json) .*NVFP4' || fail "info on a quantized folder"
-set +e
-"$RUN" logits --model "$T/q" --ids 2,3 --out "$T/q.bin" 2>"$T/err.txt"
-rc=$?
-set -e
-[ $rc -ne 0 ] && grep -q "quantized weights are not supported by the runtime yet" "$T/err.txt" ||
-    fail "quantized folder: rc $rc, $(cat "$T/err.txt")"
-ok "quantized folder: info shows it, logits refuses ($(head -1 "$T/err.txt" | cut -c1-90)...)"
-
+"$RUN" logits --model "$T/q" --ids $LIDS --out "$T/q.bin" --device cpu 2>"$T/err.txt" ||
+    fail "quantized config with BF16 weights: $(cat "$T/err.txt")"
+grep -q "declares a quantization, but every Linear is stored BF16" "$T/err.txt" ||
+    fail "quantized config with BF16 weights: no warning: $(cat "$T/err.txt")"
+cmp -s "$T/q.bin" "$T/l1.bin" || fail "quantized config with BF16 weights: logits differ from the BF16 model"
+ok "quantization config over BF16 weights: info shows it, logits run as BF16 with a warning"
 # --- errors ---
 expect_err() { # expect_err PATTERN ARGS...
     local pat=$1

@@ -1,6 +1,7 @@
 // The CUDA backend (src/backend/cuda) against the CPU reference backend (src/backend/cpu), op by
 // op on fresh random data and awkward sizes, then a whole random model through g4q_forward on
-// both; plus, with --bench MODEL_DIR, the decode / prefill benchmark of scripts/bench/forward_gpu.sh.
+// both; plus, with --bench MODEL_DIR, the decode / prefill benchmark of
+// scripts/bench/forward_gpu.sh.
 //
 // Inputs are rounded to bf16 first, so both backends see the same values; the CPU computes in fp32
 // without rounding activations, the GPU rounds where the bf16 reference does (docs/gemma4.md
@@ -79,8 +80,7 @@ static std::vector<uint16_t> to_bf16(const vecf &v)
 }
 
 /* Counts |gpu - cpu| > tol(i) and reports the worst ratio; NaN counts as bad. */
-template <typename F>
-static void compare(const char *what, const vecf &cpu, const vecf &gpu, F tol)
+template <typename F> static void compare(const char *what, const vecf &cpu, const vecf &gpu, F tol)
 {
     int bad = 0;
     double worst = 0;
@@ -98,7 +98,7 @@ static void compare(const char *what, const vecf &cpu, const vecf &gpu, F tol)
  * orders, each within 2·in·FLT_EPSILON·Σ|w·x| of the exact sum (γ_n bound, as test_forward). */
 static void test_matmul(pair_be p)
 {
-    const int sizes[][3] = {{1, 15360, 3840}, {1, 7, 15}, {2, 129, 256}, {3, 33, 64},
+    const int sizes[][3] = {{1, 15360, 3840}, {1, 7, 15},    {2, 129, 256},   {3, 33, 64},
                             {4, 17, 24},      {7, 129, 127}, {129, 257, 512}, {5, 1, 8}};
     for (auto &s : sizes) {
         int n = s[0], out = s[1], in = s[2];
@@ -161,8 +161,11 @@ static void test_rope(pair_be p)
     struct {
         int hd, angles, T, heads, pos0;
         double theta;
-    } cases[] = {{512, 64, 3, 2, 97, 1e6}, {256, 128, 7, 8, 0, 1e4}, {256, 128, 1, 16, 5000, 1e4},
-                 {64, 32, 129, 1, 3, 1e4}, {10, 3, 5, 3, 1, 1e4}};
+    } cases[] = {{512, 64, 3, 2, 97, 1e6},
+                 {256, 128, 7, 8, 0, 1e4},
+                 {256, 128, 1, 16, 5000, 1e4},
+                 {64, 32, 129, 1, 3, 1e4},
+                 {10, 3, 5, 3, 1, 1e4}};
     for (auto &c : cases) {
         g4q_layer_config lc = {};
         lc.head_dim = c.hd, lc.rope_angles = c.angles, lc.rope.theta = c.theta;
@@ -268,15 +271,15 @@ static void test_attention_case(pair_be p, const att_case &c, bool step = false)
 static void test_attention(pair_be p)
 {
     const att_case cases[] = {
-        {8, 0, 7, 4, 2, 256, 8},           /* window 8, chunk inside it */
-        {8, 13, 20, 4, 2, 256, 8},         /* wrapped ring, chunk crossing the window */
-        {1024, 1500, 1, 16, 8, 256, 1024}, /* 12B sliding decode on a wrapped ring */
-        {2048, 1000, 1, 16, 1, 512, 0},    /* 12B full decode, MQA, hd 512 */
-        {129, 0, 129, 4, 1, 512, 0},       /* prefill, full, hd 512 */
+        {8, 0, 7, 4, 2, 256, 8},            /* window 8, chunk inside it */
+        {8, 13, 20, 4, 2, 256, 8},          /* wrapped ring, chunk crossing the window */
+        {1024, 1500, 1, 16, 8, 256, 1024},  /* 12B sliding decode on a wrapped ring */
+        {2048, 1000, 1, 16, 1, 512, 0},     /* 12B full decode, MQA, hd 512 */
+        {129, 0, 129, 4, 1, 512, 0},        /* prefill, full, hd 512 */
         {1024, 700, 129, 16, 8, 256, 1024}, /* chunk crossing the window over a partial cache */
-        {1024, 0, 1, 2, 1, 256, 1024},     /* first token */
-        {16, 40, 33, 2, 2, 10, 16},        /* head_dim not a multiple of 8 (scalar path) */
-        {7, 3, 1, 3, 3, 64, 0},            /* MHA, tiny */
+        {1024, 0, 1, 2, 1, 256, 1024},      /* first token */
+        {16, 40, 33, 2, 2, 10, 16},         /* head_dim not a multiple of 8 (scalar path) */
+        {7, 3, 1, 3, 3, 64, 0},             /* MHA, tiny */
     };
     for (auto &c : cases)
         test_attention_case(p, c);
@@ -419,15 +422,16 @@ static void test_fused_gemv(g4q_backend *be)
                           "matmul3 n %d weight %d differs from matmul", n, i);
             }
         }
-        /* gate/up: same shape */
+        /* gate/up: same shape; tmp and the reference's up output are [n, r0] */
         g4q_bweight *wu = bindw(be, to_bf16(randv((size_t)r[0] * in, 0, 0.1)), r[0], in);
-        CHECK_STATUS(be->matmul_geglu(be, y[0], y[1], bx, w[0], wu, n), G4Q_OK);
+        g4q_buf *tmp = mk(be, {}, (size_t)n * r[0]), *zu = mk(be, {}, (size_t)n * r[0]);
+        CHECK_STATUS(be->matmul_geglu(be, y[0], tmp, bx, w[0], wu, n), G4Q_OK);
         CHECK_STATUS(be->matmul(be, z[0], bx, w[0], n), G4Q_OK);
-        CHECK_STATUS(be->matmul(be, z[1], bx, wu, n), G4Q_OK);
-        CHECK_STATUS(be->geglu(be, z[0], z[0], z[1], (size_t)n * r[0]), G4Q_OK);
+        CHECK_STATUS(be->matmul(be, zu, bx, wu, n), G4Q_OK);
+        CHECK_STATUS(be->geglu(be, z[0], z[0], zu, (size_t)n * r[0]), G4Q_OK);
         CHECK_MSG(get(be, y[0], (size_t)n * r[0]) == get(be, z[0], (size_t)n * r[0]),
                   "matmul_geglu n %d differs from matmul, matmul, geglu", n);
-        be->weight_free(be, wu), be->buf_free(be, bx);
+        be->weight_free(be, wu), be->buf_free(be, bx), be->buf_free(be, tmp), be->buf_free(be, zu);
         for (int i = 0; i < 3; i++)
             be->weight_free(be, w[i]), be->buf_free(be, y[i]), be->buf_free(be, z[i]);
     }
@@ -442,8 +446,10 @@ static void test_fused_norms(g4q_backend *be)
 {
     const float eps = 1e-6f;
     /* qkv_norm_rope: T, nh, nkv, hd, angles, pos0, step */
-    const int cases[][7] = {{1, 16, 8, 256, 128, 1500, 1}, {1, 16, 1, 512, 64, 70000, 1},
-                            {5, 4, 2, 64, 32, 3, 0},        {3, 3, 3, 10, 3, 0, 0}};
+    const int cases[][7] = {{1, 16, 8, 256, 128, 1500, 1},
+                            {1, 16, 1, 512, 64, 70000, 1},
+                            {5, 4, 2, 64, 32, 3, 0},
+                            {3, 3, 3, 10, 3, 0, 0}};
     for (auto &c : cases)
         for (int from_k = 0; from_k < 2; from_k++) {
             const int T = c[0], nh = c[1], nkv = c[2], hd = c[3];
@@ -571,8 +577,7 @@ static vecf run_model(g4q_backend *be, const model &m, const std::vector<int32_t
         } else {
             CHECK_STATUS(g4q_forward_run(f, kv, ids.data(), split, 0, logits.data()), G4Q_OK);
             for (int t = split; t < T; t++)
-                CHECK_STATUS(g4q_forward_run(f, kv, &ids[t], 1, 1, &logits[(size_t)t * V]),
-                             G4Q_OK);
+                CHECK_STATUS(g4q_forward_run(f, kv, &ids[t], 1, 1, &logits[(size_t)t * V]), G4Q_OK);
         }
     }
     g4q_kvcache_free(kv);
@@ -604,8 +609,9 @@ static void logit_stats(const vecf &a, const vecf &b, int T, int V, double *maxd
  * softcap 30), plus CUDA prefill+decode against one CUDA prefill (same numerics but other GEMM
  * and attention-split paths: >= DECODE_TOP1). */
 #define MODEL_TOP1 0.75
-#define MODEL_REL_L2 0.1 /* ~12 bf16 roundings per layer x 6 layers, random walk:          \
-                            sqrt(72)·BF16_U = 3.3%, with 3x room for amplification */
+#define MODEL_REL_L2                                                                               \
+    0.1 /* ~12 bf16 roundings per layer x 6 layers, random walk:                                   \
+           sqrt(72)·BF16_U = 3.3%, with 3x room for amplification */
 #define DECODE_TOP1 0.9
 
 static void test_model(pair_be p)
@@ -650,8 +656,7 @@ static void test_model(pair_be p)
  * op by op: 1 prefill token and 39 decode steps of the tiny model with window 16 (the ring wraps
  * twice). In the graph run a device buffer is freed at step 20, which must make the recording
  * stale and force a new one. */
-static vecf run_decode(g4q_backend *be, const model &m, const std::vector<int32_t> &ids,
-                       int graphs)
+static vecf run_decode(g4q_backend *be, const model &m, const std::vector<int32_t> &ids, int graphs)
 {
     const int T = (int)ids.size(), V = m.cfg.vocab_size;
     vecf logits((size_t)T * V, NAN);
@@ -697,8 +702,8 @@ static void test_graph(pair_be p)
         differ += memcmp(&direct[i], &graphed[i], sizeof(float)) != 0;
         nan += direct[i] != direct[i];
     }
-    printf("graph: %d decode steps (window 16) replayed vs op by op: %zu of %zu logits differ\n",
-           T, differ, direct.size());
+    printf("graph: %d decode steps (window 16) replayed vs op by op: %zu of %zu logits differ\n", T,
+           differ, direct.size());
     CHECK_MSG(!differ && !nan, "graph replay: %zu logits differ, %zu NaN", differ, nan);
     /* and the step path agrees with one prefill (other GEMM / attention paths) */
     vecf pre = run_model(p.gpu, m, ids, 0);
@@ -737,8 +742,8 @@ static void bench_parts(g4q_backend *be)
             be->matmul(be, y, x, bw, 1);
         be->download(be, y, 0, &one, 1);
         double t = (g4q_now_seconds() - a) / reps;
-        printf("bench gemv %lld x %lld: %.1f us = %.0f GB/s\n", (long long)sh[0],
-               (long long)sh[1], t * 1e6, (double)w.size() * 2 / t / 1e9);
+        printf("bench gemv %lld x %lld: %.1f us = %.0f GB/s\n", (long long)sh[0], (long long)sh[1],
+               t * 1e6, (double)w.size() * 2 / t / 1e9);
         be->weight_free(be, bw), be->buf_free(be, x), be->buf_free(be, y);
     }
     if (be->matmul_geglu) { /* gate and up of the 12B in one launch */

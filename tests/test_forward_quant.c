@@ -77,10 +77,12 @@ static void check_matmul(g4q_backend *be, const g4q_weight_desc *d, const float 
                     bad++;
                 }
             }
-        CHECK_MSG(bad == 0, "%s [%lld, %lld]: %lld decoded weights differ from the decoder (first "
+        CHECK_MSG(bad == 0,
+                  "%s [%lld, %lld]: %lld decoded weights differ from the decoder (first "
                   "[%lld, %lld]: %g vs %g)",
                   what, (long long)rows, (long long)cols, (long long)bad,
-                  first < 0 ? -1LL : (long long)(first / cols), first < 0 ? -1LL : (long long)(first % cols),
+                  first < 0 ? -1LL : (long long)(first / cols),
+                  first < 0 ? -1LL : (long long)(first % cols),
                   first < 0 ? 0.0 : (double)y[(first % cols) * rows + first / cols],
                   first < 0 ? 0.0 : (double)wd[first]);
         be->buf_free(be, bx);
@@ -116,7 +118,8 @@ static void check_matmul(g4q_backend *be, const g4q_weight_desc *d, const float 
                 double err = fabs((double)y[i * rows + r] - ref);
                 if (err / tol > worst) worst = err / tol;
                 if (!(err <= tol)) {
-                    CHECK_MSG(0, "%s [%lld, %lld] n=%d: y[%d, %lld] = %.9g, reference %.9g, "
+                    CHECK_MSG(0,
+                              "%s [%lld, %lld] n=%d: y[%d, %lld] = %.9g, reference %.9g, "
                               "tolerance %.3g",
                               what, (long long)rows, (long long)cols, n, i, (long long)r,
                               (double)y[i * rows + r], ref, tol);
@@ -183,8 +186,8 @@ static void test_fp8(g4q_backend *be, int64_t rows, int64_t cols, int per_tensor
     if (per_tensor) {
         float amax = 0.0f;
         CHECK_STATUS(g4q_quant_amax_bf16(&g_ctx, "w", w, (size_t)(rows * cols), &amax), G4Q_OK);
-        CHECK_STATUS(g4q_fp8_quantize_tensor(&g_ctx, "w", w, rows, cols, amax,
-                                             G4Q_FP8_ROUND_EXACT, q, scales),
+        CHECK_STATUS(g4q_fp8_quantize_tensor(&g_ctx, "w", w, rows, cols, amax, G4Q_FP8_ROUND_EXACT,
+                                             q, scales),
                      G4Q_OK);
         g4q_fp8_dequantize_tensor(q, scales[0], rows, cols, wd);
     } else {
@@ -229,18 +232,18 @@ static void test_int4(g4q_backend *be, int64_t rows, int64_t cols, int group, in
         /* The reference goes through the independent unpacker and the decoder. */
         int8_t *q2 = malloc((size_t)(rows * cols));
         float *s2 = malloc((size_t)(rows * ng) * sizeof *s2);
-        CHECK_STATUS(g4q_int4_unpack_gptq(&g_ctx, "w", words, qzeros, sbytes, rows, cols, group,
-                                          q2, s2),
-                     G4Q_OK);
+        CHECK_STATUS(
+            g4q_int4_unpack_gptq(&g_ctx, "w", words, qzeros, sbytes, rows, cols, group, q2, s2),
+            G4Q_OK);
         g4q_int4_dequantize(q2, s2, rows, cols, group, wd);
         free(q2);
         free(s2);
         free(qzeros);
         free(gidx);
     } else {
-        CHECK_STATUS(g4q_int4_pack_ct(&g_ctx, "w", q, scales, rows, cols, group, sdt, words,
-                                      sbytes),
-                     G4Q_OK);
+        CHECK_STATUS(
+            g4q_int4_pack_ct(&g_ctx, "w", q, scales, rows, cols, group, sdt, words, sbytes),
+            G4Q_OK);
         g4q_int4_dequantize(q, scales, rows, cols, group, wd);
     }
     void *b1, *b2;
@@ -272,8 +275,13 @@ static void test_bad_descs(g4q_backend *be)
     uint8_t bytes[512] = {0};
     float one = 1.0f, zero = 0.0f, nan = NAN;
     g4q_bweight *w = NULL;
-    g4q_weight_desc d = {.format = G4Q_WF_NVFP4, .rows = 2, .cols = 20, .data = bytes,
-                         .scale = bytes, .scale2 = &one, .name = "odd_cols"};
+    g4q_weight_desc d = {.format = G4Q_WF_NVFP4,
+                         .rows = 2,
+                         .cols = 20,
+                         .data = bytes,
+                         .scale = bytes,
+                         .scale2 = &one,
+                         .name = "odd_cols"};
     CHECK_STATUS(be->weight_bind(be, &d, &w), G4Q_ERR_INVALID);
     CHECK(strstr(g4q_ctx_error(&g_ctx), "odd_cols") != NULL);
     d.cols = 32;
@@ -286,8 +294,14 @@ static void test_bad_descs(g4q_backend *be)
     d.scale2 = &one;
     d.flags = G4Q_WD_INT4_GPTQ;
     CHECK_STATUS(be->weight_bind(be, &d, &w), G4Q_ERR_INVALID);
-    g4q_weight_desc i4 = {.format = G4Q_WF_INT4, .rows = 8, .cols = 48, .data = bytes,
-                          .scale = bytes, .group = 12, .scale_dtype = G4Q_DT_F16, .name = "g12"};
+    g4q_weight_desc i4 = {.format = G4Q_WF_INT4,
+                          .rows = 8,
+                          .cols = 48,
+                          .data = bytes,
+                          .scale = bytes,
+                          .group = 12,
+                          .scale_dtype = G4Q_DT_F16,
+                          .name = "g12"};
     CHECK_STATUS(be->weight_bind(be, &i4, &w), G4Q_ERR_INVALID);
     i4.group = 16;
     i4.scale_dtype = G4Q_DT_U8;
@@ -295,8 +309,8 @@ static void test_bad_descs(g4q_backend *be)
     i4.scale_dtype = G4Q_DT_F32;
     CHECK_STATUS(be->weight_bind(be, &i4, &w), G4Q_OK);
     be->weight_free(be, w);
-    g4q_weight_desc f8 = {.format = G4Q_WF_FP8_BLOCK, .rows = 8, .cols = 8, .data = bytes,
-                          .name = "noscale"};
+    g4q_weight_desc f8 = {
+        .format = G4Q_WF_FP8_BLOCK, .rows = 8, .cols = 8, .data = bytes, .name = "noscale"};
     CHECK_STATUS(be->weight_bind(be, &f8, &w), G4Q_ERR_INVALID);
     f8.format = G4Q_WF_COUNT;
     CHECK_STATUS(be->weight_bind(be, &f8, &w), G4Q_ERR_UNSUPPORTED);

@@ -1,7 +1,9 @@
 /*
  * gemma4q-run SUBCOMMAND [options]: runs a Gemma 4 checkpoint. generate (streamed text), ppl
- * (strided perplexity), compare (a quantized export against its BF16 model), logits (raw fp32 logits of one prefill, for tests and oracles), tokenize /
- * detokenize, info. Thin: parses options, calls src/runtime (session, sample, generate, ppl).
+ * (strided perplexity), compare (a quantized export against its BF16 model: KL, top-1
+ * agreement, perplexities), logits (raw fp32 logits of one prefill, for tests and oracles),
+ * tokenize / detokenize, info. Thin: parses options, calls src/runtime (session, sample,
+ * generate, ppl, compare).
  */
 #include <errno.h>
 #include <math.h>
@@ -293,7 +295,8 @@ static g4q_status cmd_compare(g4q_ctx *ctx, const run_opts *o)
 {
     if (!o->model) return g4q_fail(ctx, G4Q_ERR_USAGE, "--model BF16_DIR is required");
     if (!o->quantized) return g4q_fail(ctx, G4Q_ERR_USAGE, "--quantized DIR is required");
-    if (!o->file == !o->ids) return g4q_fail(ctx, G4Q_ERR_USAGE, "give exactly one of --file and --ids");
+    if (!o->file == !o->ids)
+        return g4q_fail(ctx, G4Q_ERR_USAGE, "give exactly one of --file and --ids");
     g4q_session *ref = NULL, *cand = NULL;
     g4q_tok_ids ids = {0};
     char *text = NULL;
@@ -605,7 +608,8 @@ int main(int argc, char **argv)
         {PPL | CMP, {"--window", G4Q_OPT_INT, &o.window, "W", "tokens per window (default 1024)"}},
         {PPL, {"--stride", G4Q_OPT_INT, &o.stride, "S", "window step, 1..W (default 512)"}},
         {CMP,
-         {"--stride", G4Q_OPT_INT, &o.cmp_stride, "S", "window step, 1..W (default W/2, at least 1)"}},
+         {"--stride", G4Q_OPT_INT, &o.cmp_stride, "S",
+          "window step, 1..W (default W/2, at least 1)"}},
         {CMP, {"--json", G4Q_OPT_FLAG, &o.json, NULL, "print the results as one JSON object"}},
         {TOK, {"--text", G4Q_OPT_STRING, &o.text, "TEXT", "text to encode"}},
         {LOG | DETOK | CMP,

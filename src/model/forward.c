@@ -84,7 +84,8 @@ static g4q_status bind_layer(g4q_forward *f, int l, const g4q_layer_weights *lw)
     fwd_layer *fl = &f->layers[l];
     G4Q_TRY(bind_linear(f, lw->q_proj, G4Q_W_Q_PROJ, "q_proj", l, qo, d, &fl->q));
     G4Q_TRY(bind_linear(f, lw->k_proj, G4Q_W_K_PROJ, "k_proj", l, kvo, d, &fl->k));
-    if (lc->has_v_proj) G4Q_TRY(bind_linear(f, lw->v_proj, G4Q_W_V_PROJ, "v_proj", l, kvo, d, &fl->v));
+    if (lc->has_v_proj)
+        G4Q_TRY(bind_linear(f, lw->v_proj, G4Q_W_V_PROJ, "v_proj", l, kvo, d, &fl->v));
     G4Q_TRY(bind_linear(f, lw->o_proj, G4Q_W_O_PROJ, "o_proj", l, d, qo, &fl->o));
     G4Q_TRY(bind_linear(f, lw->gate_proj, G4Q_W_GATE_PROJ, "gate_proj", l, I, d, &fl->gate));
     G4Q_TRY(bind_linear(f, lw->up_proj, G4Q_W_UP_PROJ, "up_proj", l, I, d, &fl->up));

@@ -97,11 +97,11 @@ static void fmt_shape(char *buf, size_t n, const g4q_tensor *t)
 }
 
 /* Checks dtype and a 2-D shape [d0, d1] (d1 < 0: 1-D [d0]). */
-static g4q_status expect(const finder *f, const g4q_tensor *t, g4q_dtype dt, int64_t d0,
-                         int64_t d1)
+static g4q_status expect(const finder *f, const g4q_tensor *t, g4q_dtype dt, int64_t d0, int64_t d1)
 {
     int ndim = d1 < 0 ? 1 : 2;
-    int ok = t->dtype == dt && t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
+    int ok =
+        t->dtype == dt && t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
     if (ok) return G4Q_OK;
     char got[96], want[64];
     fmt_shape(got, sizeof got, t);
@@ -119,8 +119,10 @@ static g4q_status expect_scalar(const finder *f, const g4q_tensor *t, float *v)
     if (t->dtype != G4Q_DT_F32 || t->numel != 1 || t->ndim > 1) {
         char got[96];
         fmt_shape(got, sizeof got, t);
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': %s %s, expected an F32 scalar "
-                        "([] or [1])", f->label, t->name, g4q_dtype_name(t->dtype), got);
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                        "%s: tensor '%s': %s %s, expected an F32 scalar "
+                        "([] or [1])",
+                        f->label, t->name, g4q_dtype_name(t->dtype), got);
     }
     memcpy(v, t->data, 4);
     if (!isfinite(*v) || !(*v > 0.0f))
@@ -129,8 +131,8 @@ static g4q_status expect_scalar(const finder *f, const g4q_tensor *t, float *v)
     return G4Q_OK;
 }
 
-static g4q_status need(const finder *f, const g4q_tensor *t, const char *module,
-                       const char *suffix, const char *what)
+static g4q_status need(const finder *f, const g4q_tensor *t, const char *module, const char *suffix,
+                       const char *what)
 {
     if (t) return G4Q_OK;
     return g4q_fail(f->ctx, G4Q_ERR_FORMAT, "%s: tensor '%s.%s' missing (%s)", f->label, module,
@@ -139,8 +141,8 @@ static g4q_status need(const finder *f, const g4q_tensor *t, const char *module,
 
 /* ---- per-format validation ---- */
 
-static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int ct,
-                        int64_t out, int64_t in)
+static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int ct, int64_t out,
+                        int64_t in)
 {
     const char *m = q->module;
     const g4q_tensor *ws = find(f, m, "weight_scale");
@@ -150,8 +152,10 @@ static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_tensor *w, in
     G4Q_TRY(need(f, ws, m, "weight_scale", what));
     G4Q_TRY(need(f, g, m, ct ? "weight_global_scale" : "weight_scale_2", what));
     if (in % G4Q_NVFP4_BLOCK)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': NVFP4 needs in features %% 16 "
-                        "== 0, the config gives %lld", f->label, w->name, (long long)in);
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                        "%s: tensor '%s': NVFP4 needs in features %% 16 "
+                        "== 0, the config gives %lld",
+                        f->label, w->name, (long long)in);
     G4Q_TRY(expect(f, w, G4Q_DT_U8, out, in / 2));
     G4Q_TRY(expect(f, ws, G4Q_DT_F8_E4M3, out, in / G4Q_NVFP4_BLOCK));
     float v;
@@ -160,14 +164,18 @@ static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_tensor *w, in
     take(f, w), take(f, ws), take(f, g), take(f, is);
     q->format = ct ? G4Q_QL_NVFP4_CT : G4Q_QL_NVFP4_MO;
     q->has_input_scale = is != NULL;
-    q->desc = (g4q_weight_desc){.format = G4Q_WF_NVFP4, .rows = out, .cols = in,
-                                .data = w->data, .scale = ws->data, .scale2 = g->data,
-                                .name = q->module, .flags = ct ? G4Q_WD_GLOBAL_RECIPROCAL : 0};
+    q->desc = (g4q_weight_desc){.format = G4Q_WF_NVFP4,
+                                .rows = out,
+                                .cols = in,
+                                .data = w->data,
+                                .scale = ws->data,
+                                .scale2 = g->data,
+                                .name = q->module,
+                                .flags = ct ? G4Q_WD_GLOBAL_RECIPROCAL : 0};
     return G4Q_OK;
 }
 
-static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int64_t out,
-                      int64_t in)
+static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int64_t out, int64_t in)
 {
     const char *m = q->module;
     const g4q_tensor *ws = find(f, m, "weight_scale"), *is = find(f, m, "input_scale");
@@ -180,10 +188,10 @@ static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int6
     if (per_tensor) {
         G4Q_TRY(expect_scalar(f, ws, &v));
     } else {
-        int ok = ws->dtype == G4Q_DT_F32 &&
-                 ((ws->ndim == 4 && ws->shape[0] == R && ws->shape[1] == 1 && ws->shape[2] == C &&
-                   ws->shape[3] == 1) ||
-                  (ws->ndim == 2 && ws->shape[0] == R && ws->shape[1] == C));
+        int ok =
+            ws->dtype == G4Q_DT_F32 && ((ws->ndim == 4 && ws->shape[0] == R && ws->shape[1] == 1 &&
+                                         ws->shape[2] == C && ws->shape[3] == 1) ||
+                                        (ws->ndim == 2 && ws->shape[0] == R && ws->shape[1] == C));
         if (!ok) {
             char got[96];
             fmt_shape(got, sizeof got, ws);
@@ -205,8 +213,12 @@ static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int6
     take(f, w), take(f, ws), take(f, is);
     q->format = per_tensor ? G4Q_QL_FP8_TENSOR : G4Q_QL_FP8_BLOCK;
     q->has_input_scale = is != NULL;
-    q->desc = (g4q_weight_desc){.format = G4Q_WF_FP8_BLOCK, .rows = out, .cols = in,
-                                .data = w->data, .scale = ws->data, .name = q->module,
+    q->desc = (g4q_weight_desc){.format = G4Q_WF_FP8_BLOCK,
+                                .rows = out,
+                                .cols = in,
+                                .data = w->data,
+                                .scale = ws->data,
+                                .name = q->module,
                                 .flags = per_tensor ? G4Q_WD_FP8_PER_TENSOR : 0};
     return G4Q_OK;
 }
@@ -222,8 +234,10 @@ static g4q_status int4_group(const finder *f, const g4q_tensor *s, int64_t group
                         f->label, s->name, (long long)groups, (long long)in);
     *group = (int)(in / groups);
     if (s->dtype != G4Q_DT_F16 && s->dtype != G4Q_DT_BF16 && s->dtype != G4Q_DT_F32)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': dtype %s, expected F16, BF16 or "
-                        "F32 scales", f->label, s->name, g4q_dtype_name(s->dtype));
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                        "%s: tensor '%s': dtype %s, expected F16, BF16 or "
+                        "F32 scales",
+                        f->label, s->name, g4q_dtype_name(s->dtype));
     return G4Q_OK;
 }
 
@@ -237,9 +251,10 @@ static g4q_status gptq(const finder *f, g4q_qlinear *q, const g4q_tensor *qw, in
     G4Q_TRY(need(f, sc, m, "scales", "GPTQ"));
     G4Q_TRY(need(f, gi, m, "g_idx", "GPTQ"));
     if (in % G4Q_INT4_PER_I32 || out % G4Q_INT4_PER_I32)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': GPTQ needs in and out %% 8 == 0, "
-                        "the config gives [%lld, %lld]", f->label, qw->name, (long long)out,
-                        (long long)in);
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                        "%s: tensor '%s': GPTQ needs in and out %% 8 == 0, "
+                        "the config gives [%lld, %lld]",
+                        f->label, qw->name, (long long)out, (long long)in);
     G4Q_TRY(expect(f, qw, G4Q_DT_I32, in / 8, out));
     int group = 0;
     G4Q_TRY(int4_group(f, sc, sc->ndim == 2 ? sc->shape[0] : 0, in, &group));
@@ -266,9 +281,15 @@ static g4q_status gptq(const finder *f, g4q_qlinear *q, const g4q_tensor *qw, in
     }
     take(f, qw), take(f, qz), take(f, sc), take(f, gi);
     q->format = G4Q_QL_INT4_GPTQ;
-    q->desc = (g4q_weight_desc){.format = G4Q_WF_INT4, .rows = out, .cols = in, .data = qw->data,
-                                .scale = sc->data, .group = group, .name = q->module,
-                                .flags = G4Q_WD_INT4_GPTQ, .scale_dtype = sc->dtype};
+    q->desc = (g4q_weight_desc){.format = G4Q_WF_INT4,
+                                .rows = out,
+                                .cols = in,
+                                .data = qw->data,
+                                .scale = sc->data,
+                                .group = group,
+                                .name = q->module,
+                                .flags = G4Q_WD_INT4_GPTQ,
+                                .scale_dtype = sc->dtype};
     return G4Q_OK;
 }
 
@@ -280,11 +301,15 @@ static g4q_status ct_int4(const finder *f, g4q_qlinear *q, const g4q_tensor *wp,
     const g4q_tensor *zp = find(f, m, "weight_zero_point");
     G4Q_TRY(need(f, ws, m, "weight_scale", "compressed-tensors pack-quantized"));
     if (zp)
-        return g4q_fail(f->ctx, G4Q_ERR_UNSUPPORTED, "%s: tensor '%s': asymmetric INT4 (zero "
-                        "points) is not supported", f->label, zp->name);
+        return g4q_fail(f->ctx, G4Q_ERR_UNSUPPORTED,
+                        "%s: tensor '%s': asymmetric INT4 (zero "
+                        "points) is not supported",
+                        f->label, zp->name);
     if (in % G4Q_INT4_PER_I32)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': INT4 needs in features %% 8 == 0, "
-                        "the config gives %lld", f->label, wp->name, (long long)in);
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                        "%s: tensor '%s': INT4 needs in features %% 8 == 0, "
+                        "the config gives %lld",
+                        f->label, wp->name, (long long)in);
     G4Q_TRY(expect(f, wp, G4Q_DT_I32, out, in / 8));
     int group = 0;
     G4Q_TRY(int4_group(f, ws, ws->ndim == 2 ? ws->shape[1] : 0, in, &group));
@@ -294,14 +319,21 @@ static g4q_status ct_int4(const finder *f, g4q_qlinear *q, const g4q_tensor *wp,
         int32_t d[2];
         memcpy(d, sh->data, sizeof d);
         if (d[0] != out || d[1] != in)
-            return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': [%d, %d], expected [%lld, "
-                            "%lld]", f->label, sh->name, (int)d[0], (int)d[1], (long long)out,
+            return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                            "%s: tensor '%s': [%d, %d], expected [%lld, "
+                            "%lld]",
+                            f->label, sh->name, (int)d[0], (int)d[1], (long long)out,
                             (long long)in);
     }
     take(f, wp), take(f, ws), take(f, sh);
     q->format = G4Q_QL_INT4_CT;
-    q->desc = (g4q_weight_desc){.format = G4Q_WF_INT4, .rows = out, .cols = in, .data = wp->data,
-                                .scale = ws->data, .group = group, .name = q->module,
+    q->desc = (g4q_weight_desc){.format = G4Q_WF_INT4,
+                                .rows = out,
+                                .cols = in,
+                                .data = wp->data,
+                                .scale = ws->data,
+                                .group = group,
+                                .name = q->module,
                                 .scale_dtype = ws->dtype};
     return G4Q_OK;
 }
@@ -314,14 +346,18 @@ static g4q_status detect(const finder *f, g4q_qlinear *q, int64_t out, int64_t i
     const g4q_tensor *w = find(f, m, "weight");
     q->format = G4Q_QL_BF16;
     if ((qw || wp) && w)
-        return g4q_fail(f->ctx, G4Q_ERR_FORMAT, "%s: tensor '%s' beside '%s': two forms of one "
-                        "Linear", f->label, w->name, (qw ? qw : wp)->name);
+        return g4q_fail(f->ctx, G4Q_ERR_FORMAT,
+                        "%s: tensor '%s' beside '%s': two forms of one "
+                        "Linear",
+                        f->label, w->name, (qw ? qw : wp)->name);
     if (qw) return gptq(f, q, qw, out, in);
     if (wp && wp->dtype == G4Q_DT_U8) return nvfp4(f, q, wp, 1, out, in);
     if (wp && wp->dtype == G4Q_DT_I32) return ct_int4(f, q, wp, out, in);
     if (wp)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': dtype %s, expected U8 (NVFP4) or "
-                        "I32 (INT4)", f->label, wp->name, g4q_dtype_name(wp->dtype));
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                        "%s: tensor '%s': dtype %s, expected U8 (NVFP4) or "
+                        "I32 (INT4)",
+                        f->label, wp->name, g4q_dtype_name(wp->dtype));
     if (w && w->dtype == G4Q_DT_U8) return nvfp4(f, q, w, 0, out, in);
     if (w && w->dtype == G4Q_DT_F8_E4M3) return fp8(f, q, w, out, in);
     return G4Q_OK; /* BF16, or absent / wrong: g4q_weights_bind_partial reports it */
@@ -383,8 +419,9 @@ static g4q_status detect_all(const finder *f, const g4q_config *cfg, g4q_qlinear
 }
 
 /* "<module>.weight" of every packed Linear, for g4q_weights_bind_partial. */
-static g4q_status packed_names(g4q_ctx *ctx, const g4q_qlinears *q, char (**names)[G4Q_WEIGHT_NAME_MAX + 8],
-                               const char ***ptrs, size_t *n)
+static g4q_status packed_names(g4q_ctx *ctx, const g4q_qlinears *q,
+                               char (**names)[G4Q_WEIGHT_NAME_MAX + 8], const char ***ptrs,
+                               size_t *n)
 {
     size_t cap = g4q_qlinears_quantized(q) + 1;
     *names = malloc(cap * sizeof **names);

@@ -22,12 +22,12 @@
  *                                     optional input_scale: W8A8); [ceil(out/128), 1,
  *                                     ceil(in/128), 1] or [ceil(out/128), ceil(in/128)] is
  *                                     fp8_pb_wo (§4).
- *   otherwise                         BF16 (`<m>.weight` BF16, checked by g4q_weights_bind_partial).
- * Activation scales (input_scale / input_global_scale) are validated and counted but not used:
- * the runtime runs W4A4 / W8A8 checkpoints weight-only, with unquantized activations (as vLLM
- * runs NVFP4 on Hopper, formats.md §9.2). KV-cache scales (§7: self_attn.k_proj.k_scale,
- * self_attn.v_proj.v_scale) are accepted and counted but not used either (the KV cache stays in
- * the backend's activation dtype).
+ *   otherwise                         BF16 (`<m>.weight` BF16, checked by
+ * g4q_weights_bind_partial). Activation scales (input_scale / input_global_scale) are validated and
+ * counted but not used: the runtime runs W4A4 / W8A8 checkpoints weight-only, with unquantized
+ * activations (as vLLM runs NVFP4 on Hopper, formats.md §9.2). KV-cache scales (§7:
+ * self_attn.k_proj.k_scale, self_attn.v_proj.v_scale) are accepted and counted but not used either
+ * (the KV cache stays in the backend's activation dtype).
  *
  * Errors name the label (checkpoint folder) and the tensor: G4Q_ERR_SHAPE for a wrong dtype or
  * shape, G4Q_ERR_NUMERIC for a non-finite or non-positive global scale, G4Q_ERR_UNSUPPORTED for
@@ -67,8 +67,8 @@ const char *g4q_qlinear_format_name(g4q_qlinear_format f);
 
 typedef struct g4q_qlinear {
     g4q_qlinear_format format;
-    int has_input_scale;                  /* an activation scale is stored (not used) */
-    char module[G4Q_WEIGHT_NAME_MAX];     /* full module name, e.g. "...layers.3.mlp.up_proj" */
+    int has_input_scale;              /* an activation scale is stored (not used) */
+    char module[G4Q_WEIGHT_NAME_MAX]; /* full module name, e.g. "...layers.3.mlp.up_proj" */
     g4q_weight_desc desc; /* format != BF16: ready for weight_bind (name = module); its pointers
                              point into the checkpoint's tensor data */
 } g4q_qlinear;

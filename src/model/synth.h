@@ -88,6 +88,7 @@ typedef struct g4q_synth_gen {
     uint64_t key;       /* from the seed and the tensor name */
     int64_t rows, cols; /* shape[0] and the product of the other dims */
     float sigma;        /* LINEAR/EMBED/MM_SMALL: base standard deviation */
+    int layer;          /* decoder layer of the tensor, -1 for global ones */
     float *row_scale;   /* LINEAR: rows entries, owned; NULL otherwise */
     float *col_scale;   /* LINEAR: cols entries (outlier input channels), owned; NULL otherwise */
 } g4q_synth_gen;

@@ -69,7 +69,8 @@ static g4q_status score(cmp_state *cs, int c, const int32_t *tgt, int64_t tok0)
             const char *who = !isfinite(p->nll_ref) ? cs->ref->dir : cs->cand->dir;
             return g4q_fail(cs->ref->ctx, G4Q_ERR_NUMERIC,
                             "compare: token %lld: non-finite result (logits of %s contain "
-                            "NaN/inf)", (long long)(tok0 + i), who);
+                            "NaN/inf)",
+                            (long long)(tok0 + i), who);
         }
         cs->kl_sum += p->kl;
         cs->nll_ref_sum += p->nll_ref;
@@ -117,7 +118,8 @@ static g4q_status check_args(g4q_session *ref, g4q_session *cand, const int32_t 
     if (W < 2 || S < 1 || S > W)
         return g4q_fail(ctx, G4Q_ERR_INVALID,
                         "compare: window %d, stride %d: expected window >= 2 and "
-                        "1 <= stride <= window", W, S);
+                        "1 <= stride <= window",
+                        W, S);
     g4q_session *s[2] = {ref, cand};
     for (int m = 0; m < 2; m++) {
         if (W > s[m]->cfg->max_position_embeddings)

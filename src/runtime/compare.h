@@ -38,11 +38,11 @@ typedef struct g4q_compare_result {
     int64_t n_tokens; /* length of the sequence */
     int64_t n_scored; /* positions compared */
     int n_windows;
-    double kl_mean;        /* mean KL(P_ref || P_cand), nats */
-    double kl_max;         /* largest per-position KL */
-    int64_t kl_max_token;  /* index t of the token predicted where kl_max was reached */
-    int64_t top1_agree;    /* positions whose argmax agrees */
-    double top1_rate;      /* top1_agree / n_scored */
+    double kl_mean;           /* mean KL(P_ref || P_cand), nats */
+    double kl_max;            /* largest per-position KL */
+    int64_t kl_max_token;     /* index t of the token predicted where kl_max was reached */
+    int64_t top1_agree;       /* positions whose argmax agrees */
+    double top1_rate;         /* top1_agree / n_scored */
     double nll_ref, nll_cand; /* mean NLL per scored token */
     double ppl_ref, ppl_cand; /* exp of those */
     double seconds;

@@ -153,7 +153,8 @@ static void decode_fp8(const g4q_bweight *w, int64_t r0, int nr, float *wf)
         const uint8_t *qr = q + row * in;
         float *o = wf + (int64_t)r * in;
         for (int64_t cb = 0; cb < nbc; cb++) {
-            float s = load_f32(w->scale, per_tensor ? 0 : (size_t)((row / G4Q_FP8_BLOCK) * nbc + cb));
+            float s =
+                load_f32(w->scale, per_tensor ? 0 : (size_t)((row / G4Q_FP8_BLOCK) * nbc + cb));
             int64_t c1 = (cb + 1) * G4Q_FP8_BLOCK < in ? (cb + 1) * G4Q_FP8_BLOCK : in;
             for (int64_t c = cb * G4Q_FP8_BLOCK; c < c1; c++)
                 o[c] = w->lut[qr[c]] * s;

@@ -15,10 +15,12 @@
 // p ≡ j mod cap among the cached positions max(0, n_past-cap) .. n_past-1), j >= nc are the new
 // rows. A key at position p is visible to the query at position pq iff p <= pq and (window <= 0
 // or pq - p < window). Scratch (scores and partials) comes from g4q_cuda_scratch.
+#include <algorithm>
+
 #include "backend/cuda/cuda_internal.h"
 
-#define RQ 8          /* query rows per block (scores, pv); the shuffle reduction assumes 8 */
-#define KT 64         /* keys per scores block / per staged P chunk in pv */
+#define RQ 8  /* query rows per block (scores, pv); the shuffle reduction assumes 8 */
+#define KT 64 /* keys per scores block / per staged P chunk in pv */
 #define SC_THREADS 256
 #define PV_THREADS 128 /* x 2 dims = 256 dims per block */
 #define TARGET_BLOCKS 264
@@ -44,10 +46,8 @@ static __device__ __forceinline__ bool visible(const att_geom &g, int pq, int p)
     return p <= pq && (g.window <= 0 || pq - p < g.window);
 }
 
-static __device__ __forceinline__ const __nv_bfloat16 *key_row(const att_geom &g,
-                                                              const __nv_bfloat16 *cache,
-                                                              const __nv_bfloat16 *fresh, int j,
-                                                              int kvh)
+static __device__ __forceinline__ const __nv_bfloat16 *
+key_row(const att_geom &g, const __nv_bfloat16 *cache, const __nv_bfloat16 *fresh, int j, int kvh)
 {
     if (j < g.nc) return cache + ((size_t)j * g.nkv + kvh) * g.hd;
     return fresh + ((size_t)(j - g.nc) * g.nkv + kvh) * g.hd;
@@ -131,8 +131,8 @@ static __global__ void __launch_bounds__(SC_THREADS)
                 for (int r = 0; r < RQ; r++) {
                     const float4 *qp = reinterpret_cast<const float4 *>(qs + r * g.hd + c * 8);
                     float4 a = qp[0], b = qp[1];
-                    acc[r] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] +
-                              b.x * kf[4] + b.y * kf[5] + b.z * kf[6] + b.w * kf[7];
+                    acc[r] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] + b.x * kf[4] +
+                              b.y * kf[5] + b.z * kf[6] + b.w * kf[7];
                 }
             }
         } else {
@@ -194,9 +194,9 @@ static __global__ void softmax_kernel(att_geom g, __nv_bfloat16 *S)
 /* grid (dim chunks, row tiles, nkv · nsplit): part[split, t, h·hd + d] = Σ_j p·v over the split's
  * keys, fp32. */
 static __global__ void __launch_bounds__(PV_THREADS)
-    pv_kernel(att_geom g, const __nv_bfloat16 *__restrict__ P,
-              const __nv_bfloat16 *__restrict__ vc, const __nv_bfloat16 *__restrict__ vn,
-              float *__restrict__ part, int nsplit, int split_len)
+    pv_kernel(att_geom g, const __nv_bfloat16 *__restrict__ P, const __nv_bfloat16 *__restrict__ vc,
+              const __nv_bfloat16 *__restrict__ vn, float *__restrict__ part, int nsplit,
+              int split_len)
 {
     __shared__ float ps[RQ][KT];
     const int kvh = blockIdx.z % g.nkv, split = blockIdx.z / g.nkv;
@@ -257,16 +257,15 @@ static __global__ void finish_kernel(__nv_bfloat16 *out, const float *part, size
     }
 }
 
-g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
-                              const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
-                              const g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv,
-                              int hd, int window, float scale)
+g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const g4q_buf *k_new,
+                              const g4q_buf *v_new, const g4q_buf *kc, const g4q_buf *vc, int cap,
+                              int n_past, int T, int nh, int nkv, int hd, int window, float scale)
 {
     g4q_ctx *ctx = be->ctx;
     cudaStream_t stream = g4q_cuda_st(be)->stream;
     if (nkv <= 0 || nh % nkv || cap <= 0 || (n_past < 0 && n_past != G4Q_STEP_POS) || T < 0 ||
-        hd <= 0 || hd % 2 ||
-        !g4q_cuda_bf16_ok(q, (size_t)T * nh * hd) || !g4q_cuda_bf16_ok(out, (size_t)T * nh * hd) ||
+        hd <= 0 || hd % 2 || !g4q_cuda_bf16_ok(q, (size_t)T * nh * hd) ||
+        !g4q_cuda_bf16_ok(out, (size_t)T * nh * hd) ||
         !g4q_cuda_bf16_ok(k_new, (size_t)T * nkv * hd) ||
         !g4q_cuda_bf16_ok(v_new, (size_t)T * nkv * hd) ||
         !g4q_cuda_bf16_ok(kc, (size_t)cap * nkv * hd) ||
@@ -293,7 +292,8 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
     int nsplit = (int)((TARGET_BLOCKS + base - 1) / base);
     if (nsplit > (int)key_tiles) nsplit = (int)key_tiles;
     if (nsplit < 1) nsplit = 1;
-    const int split_len = (int)(g4q_cuda_blocks((size_t)g.nkeys, (unsigned)nsplit) + KT - 1) / KT * KT;
+    const int split_len =
+        (int)(g4q_cuda_blocks((size_t)g.nkeys, (unsigned)nsplit) + KT - 1) / KT * KT;
     nsplit = (int)g4q_cuda_blocks((size_t)g.nkeys, (unsigned)split_len);
 
     const size_t s_elems = (size_t)nh * T * g.nkeys, o_elems = (size_t)T * nh * hd;
@@ -320,12 +320,11 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
     G4Q_CUDA_CHECK(cudaGetLastError());
     dim3 pg(dim_chunks, row_tiles, (unsigned)(nkv * nsplit));
     pv_kernel<<<pg, PV_THREADS, 0, stream>>>(g, S, (const __nv_bfloat16 *)vc->data,
-                                              (const __nv_bfloat16 *)v_new->data, part, nsplit,
-                                              split_len);
+                                             (const __nv_bfloat16 *)v_new->data, part, nsplit,
+                                             split_len);
     G4Q_CUDA_CHECK(cudaGetLastError());
-    unsigned fb = g4q_cuda_blocks(o_elems, 256);
-    finish_kernel<<<fb < 4096 ? fb : 4096, 256, 0, stream>>>((__nv_bfloat16 *)out->data, part,
-                                                              o_elems, nsplit);
+    const unsigned fb = std::min(g4q_cuda_blocks(o_elems, 256), 4096u);
+    finish_kernel<<<fb, 256, 0, stream>>>((__nv_bfloat16 *)out->data, part, o_elems, nsplit);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }
@@ -351,9 +350,9 @@ g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4
     g4q_ctx *ctx = be->ctx;
     const size_t row = (size_t)nkv * hd;
     const int step = n_past == G4Q_STEP_POS;
-    if (cap <= 0 || (n_past < 0 && !step) || (step && T != 1) || T < 0 || !g4q_cuda_bf16_ok(kc, (size_t)cap * row) ||
-        !g4q_cuda_bf16_ok(vc, (size_t)cap * row) || !g4q_cuda_bf16_ok(k_new, (size_t)T * row) ||
-        !g4q_cuda_bf16_ok(v_new, (size_t)T * row))
+    if (cap <= 0 || (n_past < 0 && !step) || (step && T != 1) || T < 0 ||
+        !g4q_cuda_bf16_ok(kc, (size_t)cap * row) || !g4q_cuda_bf16_ok(vc, (size_t)cap * row) ||
+        !g4q_cuda_bf16_ok(k_new, (size_t)T * row) || !g4q_cuda_bf16_ok(v_new, (size_t)T * row))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda kv_store: T %d cap %d out of range", T, cap);
     const int first = T > cap ? T - cap : 0; /* earlier rows would be overwritten anyway */
     if (T - first <= 0) return G4Q_OK;

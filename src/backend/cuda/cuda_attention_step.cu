@@ -9,18 +9,22 @@
 //   1. step_scores_kernel (split, kv head): S[h, j] = s for its keys (-inf for keys outside the
 //      window), and per query head the range's max m and Σ exp(s - m) in fp32.
 //   2. step_pv_kernel (split, query head): global max M and sum Σ l·exp(m - M) over the active
-//      ranges in a fixed order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in fp32.
+//      ranges in a fixed order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in fp32 (keys
+//      with p = 0 add 0·v).
 //   3. step_finish_kernel: out = bf16(Σ partials) over the active ranges in a fixed order.
 // The fp32 sums run in other orders than cuda_attention.cu's, so the two paths may differ in the
 // last bit; each is deterministic.
+#include <algorithm>
+
 #include "backend/cuda/cuda_internal.h"
 
-#define ST_THREADS 256 /* scores: 8 warps, one key per warp at a time */
-#define PV_THREADS 128 /* pv: 2 dims per thread per pass of 256 dims */
-#define PV_KT 64       /* keys staged per pv round */
-#define MAX_GROUP 16   /* query heads per KV head handled in registers */
+#define ST_THREADS 256     /* scores: 8 warps, one key per warp at a time */
+#define PV_MAX_THREADS 256 /* pv: 2 dims per thread, 128 or 256 threads by head_dim */
+#define PV_KT 64           /* keys staged per pv round */
+#define PV_BATCH 8         /* V rows loaded before their first use */
+#define MAX_GROUP 16       /* query heads per KV head handled in registers */
 #define TARGET_BLOCKS 264
-#define MIN_SPLIT 64
+#define MIN_SPLIT 32
 
 typedef struct step_geom {
     int nh, nkv, hd, group, cap, window, split_len, nsplit, ldS;
@@ -42,9 +46,10 @@ static __device__ __forceinline__ int step_key_pos(const step_geom &g, int n_pas
 
 /* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. */
 static __global__ void __launch_bounds__(ST_THREADS)
-    step_scores_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ q,
-                       const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ kn,
-                       __nv_bfloat16 *__restrict__ S, float2 *__restrict__ stats)
+    step_scores_kernel(step_geom g, const int *__restrict__ pos,
+                       const __nv_bfloat16 *__restrict__ q, const __nv_bfloat16 *__restrict__ kc,
+                       const __nv_bfloat16 *__restrict__ kn, __nv_bfloat16 *__restrict__ S,
+                       float2 *__restrict__ stats)
 {
     extern __shared__ float qs[];
     const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
@@ -52,13 +57,18 @@ static __global__ void __launch_bounds__(ST_THREADS)
     const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
     if (jb >= nkeys) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int e = threadIdx.x; e < g.group * g.hd; e += ST_THREADS)
-        qs[e] = __bfloat162float(q[(size_t)kvh * g.group * g.hd + e]);
+    /* With 16-byte K rows (hd % 8 == 0) q is stored transposed within each head, element
+     * (chunk c, i) at c + i·hd/8, so that the lanes (one chunk each) read consecutive words. */
+    const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
+    for (int e = threadIdx.x; e < g.group * g.hd; e += ST_THREADS) {
+        const int r = e / g.hd, d = e - r * g.hd;
+        qs[hd8 ? r * g.hd + (d % 8) * hd8 + d / 8 : e] =
+            __bfloat162float(q[(size_t)kvh * g.group * g.hd + e]);
+    }
     __syncthreads();
-    const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0; /* 16-byte rows only when hd % 8 == 0 */
     for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
-        const __nv_bfloat16 *kr = j < nc ? kc + ((size_t)j * g.nkv + kvh) * g.hd
-                                         : kn + (size_t)kvh * g.hd;
+        const __nv_bfloat16 *kr =
+            j < nc ? kc + ((size_t)j * g.nkv + kvh) * g.hd : kn + (size_t)kvh * g.hd;
         const int p = step_key_pos(g, n_past, nc, j);
         const bool vis = g.window <= 0 || n_past - p < g.window;
         float acc[MAX_GROUP];
@@ -78,10 +88,10 @@ static __global__ void __launch_bounds__(ST_THREADS)
 #pragma unroll
             for (int r = 0; r < MAX_GROUP; r++) {
                 if (r >= g.group) break;
-                const float *qp = qs + r * g.hd + c * 8;
+                const float *qp = qs + r * g.hd + c;
 #pragma unroll
                 for (int i = 0; i < 8; i++)
-                    acc[r] = fmaf(qp[i], kf[i], acc[r]);
+                    acc[r] = fmaf(qp[i * hd8], kf[i], acc[r]);
             }
         }
         for (int d = hd8 * 8 + lane; d < g.hd; d += 32) {
@@ -126,8 +136,9 @@ static __global__ void __launch_bounds__(ST_THREADS)
     }
 }
 
-/* grid (nsplit, nh), PV_THREADS: part[split, h, d] = Σ p·v over the split's keys. */
-static __global__ void __launch_bounds__(PV_THREADS)
+/* grid (nsplit, nh), 128 or 256 threads: part[split, h, d] = Σ p·v over the split's keys, summed
+ * in key order; PV_BATCH V rows are loaded before they are used. */
+static __global__ void __launch_bounds__(PV_MAX_THREADS)
     step_pv_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ S,
                    const float2 *__restrict__ stats, const __nv_bfloat16 *__restrict__ vc,
                    const __nv_bfloat16 *__restrict__ vn, float *__restrict__ part)
@@ -148,25 +159,40 @@ static __global__ void __launch_bounds__(PV_THREADS)
     }
     const float inv = 1.0f / sum;
     const __nv_bfloat16 *row = S + (size_t)h * g.ldS;
-    for (int d0 = 0; d0 < g.hd; d0 += 2 * PV_THREADS) {
+    for (int d0 = 0; d0 < g.hd; d0 += 2 * (int)blockDim.x) {
         const int d = d0 + 2 * threadIdx.x;
         float a0 = 0.0f, a1 = 0.0f;
         for (int j0 = jb; j0 < je; j0 += PV_KT) {
             const int n = min(PV_KT, je - j0);
             __syncthreads();
-            for (int k = threadIdx.x; k < n; k += PV_THREADS)
+            for (int k = threadIdx.x; k < n; k += blockDim.x)
                 ps[k] = rb(expf(__bfloat162float(row[j0 + k]) - M) * inv);
             __syncthreads();
             if (d >= g.hd) continue;
-            for (int k = 0; k < n; k++) {
-                const float p = ps[k];
-                if (p == 0.0f) continue;
+            int k = 0;
+            for (; k + PV_BATCH <= n; k += PV_BATCH) {
+                float2 v[PV_BATCH];
+#pragma unroll
+                for (int u = 0; u < PV_BATCH; u++) {
+                    const int j = j0 + k + u;
+                    const __nv_bfloat16 *vr =
+                        j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
+                    v[u] = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
+                }
+#pragma unroll
+                for (int u = 0; u < PV_BATCH; u++) {
+                    a0 = fmaf(ps[k + u], v[u].x, a0);
+                    a1 = fmaf(ps[k + u], v[u].y, a1);
+                }
+            }
+            for (; k < n; k++) {
                 const int j = j0 + k;
-                const __nv_bfloat16 *vr = j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd
-                                                 : vn + (size_t)kvh * g.hd;
-                const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
-                a0 = fmaf(p, v.x, a0);
-                a1 = fmaf(p, v.y, a1);
+                const __nv_bfloat16 *vr =
+                    j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
+                const float2 v =
+                    __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
+                a0 = fmaf(ps[k], v.x, a0);
+                a1 = fmaf(ps[k], v.y, a1);
             }
         }
         if (d < g.hd) {
@@ -228,13 +254,14 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
         g, st->pos_dev, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)kc->data,
         (const __nv_bfloat16 *)k_new->data, S, stats);
     G4Q_CUDA_CHECK(cudaGetLastError());
-    step_pv_kernel<<<dim3((unsigned)g.nsplit, (unsigned)nh), PV_THREADS, 0, st->stream>>>(
+    const unsigned pv_threads = hd <= 256 ? 128 : PV_MAX_THREADS;
+    step_pv_kernel<<<dim3((unsigned)g.nsplit, (unsigned)nh), pv_threads, 0, st->stream>>>(
         g, st->pos_dev, S, stats, (const __nv_bfloat16 *)vc->data,
         (const __nv_bfloat16 *)v_new->data, part);
     G4Q_CUDA_CHECK(cudaGetLastError());
-    const unsigned fb = g4q_cuda_blocks((size_t)nh * hd, 256);
-    step_finish_kernel<<<fb < 1024 ? fb : 1024, 256, 0, st->stream>>>(
-        g, st->pos_dev, (__nv_bfloat16 *)out->data, part);
+    const unsigned fb = std::min(g4q_cuda_blocks((size_t)nh * hd, 256), 1024u);
+    step_finish_kernel<<<fb, 256, 0, st->stream>>>(g, st->pos_dev, (__nv_bfloat16 *)out->data,
+                                                   part);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }

@@ -146,8 +146,8 @@ static g4q_status cuda_download(g4q_backend *be, const g4q_buf *src, size_t off,
     g4q_ctx *ctx = be->ctx;
     g4q_cuda_state *s = g4q_cuda_st(be);
     if (off > src->count || count > src->count - off)
-        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda download: [%zu, +%zu) outside %zu", off,
-                        count, src->count);
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda download: [%zu, +%zu) outside %zu", off, count,
+                        src->count);
     G4Q_CUDA_CHECK(cudaStreamSynchronize(s->stream));
     if (!count) return G4Q_OK;
     if (src->dtype == G4Q_DT_F32) {
@@ -171,8 +171,8 @@ static g4q_status cuda_download(g4q_backend *be, const g4q_buf *src, size_t off,
     return G4Q_OK;
 }
 
-static g4q_status cuda_copy_rows(g4q_backend *be, g4q_buf *dst, size_t dst_row,
-                                 const g4q_buf *src, size_t src_row, size_t nrows, size_t row_len)
+static g4q_status cuda_copy_rows(g4q_backend *be, g4q_buf *dst, size_t dst_row, const g4q_buf *src,
+                                 size_t src_row, size_t nrows, size_t row_len)
 {
     g4q_ctx *ctx = be->ctx;
     if ((dst_row + nrows) * row_len > dst->count || (src_row + nrows) * row_len > src->count ||

@@ -12,6 +12,11 @@
  *   geglu      bf16(bf16(gelu_tanh(g)) · u); add_scaled bf16(bf16(h + a) · s); softcap
  *              bf16(bf16(tanh(bf16(x / cap))) · cap); embed bf16(E[id] · scale).
  *
+ * Decode steps: matmul3 / matmul_geglu (one GEMV launch over q,k,v or gate+up with GeGLU),
+ * qkv_norm_rope, norm_add_norm, the step position (rope / kv_store / T = 1 attention read n_past
+ * from device memory: cuda_attention_step.cu) and graph recording on the stream (cuda_fused.cu).
+ * A graph is stale once any device memory was freed after it was recorded.
+ *
  * Weights: only G4Q_WF_BF16 so far (copied to the device at weight_bind); the packed formats
  * give G4Q_ERR_UNSUPPORTED naming the tensor. mem_peak reports the device bytes held at peak.
  * A plain C header: builds without CUDA link a stub that returns G4Q_ERR_UNSUPPORTED.

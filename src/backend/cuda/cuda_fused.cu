@@ -85,10 +85,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS)
     }
 }
 
-g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v,
-                                  int v_from_k, const g4q_bweight *qw, const g4q_bweight *kw,
-                                  const g4q_buf *inv_freq, int T, int nh, int nkv, int hd,
-                                  int pos0, float eps)
+g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v, int v_from_k,
+                                  const g4q_bweight *qw, const g4q_bweight *kw,
+                                  const g4q_buf *inv_freq, int T, int nh, int nkv, int hd, int pos0,
+                                  float eps)
 {
     g4q_ctx *ctx = be->ctx;
     if (T < 0 || nh <= 0 || nkv <= 0 || hd <= 0 || hd % 2 || (pos0 < 0 && pos0 != G4Q_STEP_POS) ||
@@ -96,12 +96,11 @@ g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_b
         !g4q_cuda_bf16_ok(v, (size_t)T * nkv * hd) || inv_freq->dtype != G4Q_DT_F32 ||
         (size_t)(hd / 2) > inv_freq->count || qw->rows * qw->cols != hd ||
         kw->rows * kw->cols != hd || qw->format != G4Q_WF_BF16 || kw->format != G4Q_WF_BF16)
-        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda qkv_norm_rope: T %d nh %d nkv %d hd %d", T,
-                        nh, nkv, hd);
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda qkv_norm_rope: T %d nh %d nkv %d hd %d", T, nh,
+                        nkv, hd);
     if (T == 0) return G4Q_OK;
     g4q_cuda_state *s = g4q_cuda_st(be);
-    qkv_norm_rope_kernel<<<dim3((unsigned)T, (unsigned)(nh + nkv)), FUSED_THREADS, 0,
-                           s->stream>>>(
+    qkv_norm_rope_kernel<<<dim3((unsigned)T, (unsigned)(nh + nkv)), FUSED_THREADS, 0, s->stream>>>(
         (__nv_bfloat16 *)q->data, (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
         (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data,
         (const float *)inv_freq->data, nh, nkv, hd, pos0,
@@ -156,8 +155,7 @@ g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
         (out && !g4q_cuda_bf16_ok(out, total)) || (out && out != a && out == h) ||
         (w_post && (w_post->rows * w_post->cols != n || w_post->format != G4Q_WF_BF16)) ||
         (out && w_next && (w_next->rows * w_next->cols != n || w_next->format != G4Q_WF_BF16)))
-        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda norm_add_norm: %d x %d out of range", rows,
-                        n);
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda norm_add_norm: %d x %d out of range", rows, n);
     if (rows == 0) return G4Q_OK;
     const unsigned threads = n <= 1024 ? 128 : NAN_THREADS;
     norm_add_norm_kernel<<<(unsigned)rows, threads, 0, g4q_cuda_st(be)->stream>>>(

@@ -102,7 +102,8 @@ static __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv
             if (GEGLU) {
                 const float k0 = 0.7978845608028654f; /* sqrt(2/pi), as geglu_kernel */
                 const float xg = gemv_rb(g);
-                const float gl = gemv_rb(0.5f * xg * (1.0f + tanhf(k0 * (xg + 0.044715f * xg * xg * xg))));
+                const float gl =
+                    gemv_rb(0.5f * xg * (1.0f + tanhf(k0 * (xg + 0.044715f * xg * xg * xg))));
                 g = gl * gemv_rb(up);
             }
             sg.y[(int64_t)t * rows + row] = __float2bfloat16_rn(g);
@@ -110,18 +111,25 @@ static __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv
     }
 }
 
-template <bool GEGLU>
-static g4q_status launch_gemv(g4q_backend *be, const gemv_args &a, int n)
+template <bool GEGLU> static g4q_status launch_gemv(g4q_backend *be, const gemv_args &a, int n)
 {
     g4q_ctx *ctx = be->ctx;
     const int64_t total = a.s0.rows + a.s1.rows + a.s2.rows;
     const unsigned blocks = g4q_cuda_blocks((size_t)total, GEMV_WARPS);
     cudaStream_t st = g4q_cuda_st(be)->stream;
     switch (n) {
-    case 1: gemv_kernel<1, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
-    case 2: gemv_kernel<2, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
-    case 3: gemv_kernel<3, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
-    default: gemv_kernel<4, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a); break;
+    case 1:
+        gemv_kernel<1, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
+        break;
+    case 2:
+        gemv_kernel<2, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
+        break;
+    case 3:
+        gemv_kernel<3, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
+        break;
+    default:
+        gemv_kernel<4, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
+        break;
     }
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
@@ -170,8 +178,8 @@ g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const 
 }
 
 g4q_status g4q_cuda_matmul3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *y0,
-                            const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1,
-                            g4q_buf *y2, const g4q_bweight *w2)
+                            const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1, g4q_buf *y2,
+                            const g4q_bweight *w2)
 {
     g4q_ctx *ctx = be->ctx;
     const g4q_bweight *w[3] = {w0, w1, w2};

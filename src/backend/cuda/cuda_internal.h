@@ -65,10 +65,9 @@ g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const
                             int rows, int n, float eps);
 g4q_status g4q_cuda_rope(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, int T, int heads,
                          int hd, int pos0);
-g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
-                              const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
-                              const g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv,
-                              int hd, int window, float scale);
+g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const g4q_buf *k_new,
+                              const g4q_buf *v_new, const g4q_buf *kc, const g4q_buf *vc, int cap,
+                              int n_past, int T, int nh, int nkv, int hd, int window, float scale);
 g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4q_buf *k_new,
                              const g4q_buf *v_new, int cap, int n_past, int T, int nkv, int hd);
 g4q_status g4q_cuda_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *gate, const g4q_buf *up,
@@ -76,27 +75,27 @@ g4q_status g4q_cuda_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *gate, cons
 g4q_status g4q_cuda_add_scaled(g4q_backend *be, g4q_buf *h, const g4q_buf *a, size_t count,
                                float scale);
 g4q_status g4q_cuda_softcap(g4q_backend *be, g4q_buf *x, size_t count, float cap);
-g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table,
-                          const int32_t *ids, int T, float scale);
+g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table, const int32_t *ids,
+                          int T, float scale);
 g4q_status g4q_cuda_amax(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
 
 g4q_status g4q_cuda_matmul3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *y0,
-                            const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1,
-                            g4q_buf *y2, const g4q_bweight *w2);
+                            const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1, g4q_buf *y2,
+                            const g4q_bweight *w2);
 g4q_status g4q_cuda_matmul_geglu(g4q_backend *be, g4q_buf *y, g4q_buf *tmp, const g4q_buf *x,
                                  const g4q_bweight *wg, const g4q_bweight *wu, int n);
-g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v,
-                                  int v_from_k, const g4q_bweight *qw, const g4q_bweight *kw,
-                                  const g4q_buf *inv_freq, int T, int nh, int nkv, int hd,
-                                  int pos0, float eps);
+g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v, int v_from_k,
+                                  const g4q_bweight *qw, const g4q_bweight *kw,
+                                  const g4q_buf *inv_freq, int T, int nh, int nkv, int hd, int pos0,
+                                  float eps);
 g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
                                   const g4q_bweight *w_post, float scale, g4q_buf *out,
                                   const g4q_bweight *w_next, int rows, int n, float eps);
 /* Decode attention (T = 1) with n_past read from the step position (cuda_attention_step.cu). */
 g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
                                    const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
-                                   const g4q_buf *vc, int cap, int nh, int nkv, int hd,
-                                   int window, float scale);
+                                   const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
+                                   float scale);
 g4q_status g4q_cuda_step_pos(g4q_backend *be, int n_past);
 g4q_status g4q_cuda_graph_begin(g4q_backend *be);
 g4q_status g4q_cuda_graph_end(g4q_backend *be, g4q_graph **out);

@@ -39,8 +39,9 @@ g4q_status g4q_cuda_rope(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, i
 {
     g4q_ctx *ctx = be->ctx;
     const int half = hd / 2;
-    if (hd <= 0 || hd % 2 || T < 0 || heads <= 0 || (pos0 < 0 && pos0 != G4Q_STEP_POS) || inv_freq->dtype != G4Q_DT_F32 ||
-        (size_t)half > inv_freq->count || !g4q_cuda_bf16_ok(x, (size_t)T * heads * hd))
+    if (hd <= 0 || hd % 2 || T < 0 || heads <= 0 || (pos0 < 0 && pos0 != G4Q_STEP_POS) ||
+        inv_freq->dtype != G4Q_DT_F32 || (size_t)half > inv_freq->count ||
+        !g4q_cuda_bf16_ok(x, (size_t)T * heads * hd))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda rope: T %d heads %d hd %d out of range", T,
                         heads, hd);
     if (T == 0) return G4Q_OK;
