@@ -69,6 +69,10 @@ assert rel <= 1e-5, rel
 print("  threads 1 vs 2: relative difference %.3g" % rel)
 EOF
 ok "logits: 12 x 2048 float32, finite, |x| <= 30, same bytes twice, threads 1 vs 2 within 1e-5"
+"$RUN" logits --help | grep -q -- "--precision" || fail "logits --help does not list --precision"
+"$RUN" logits --model "$M" --ids $LIDS --out "$T/l5.bin" --device cpu --precision fp32 --quiet
+cmp -s "$T/l1.bin" "$T/l5.bin" || fail "--precision fp32 on the cpu differs from the default"
+ok "--precision fp32 on the cpu: the same bytes as the default (the cpu computes in fp32)"
 
 # --- perplexity vs numpy on the logits of one prefill ---
 python3 -c "
@@ -163,4 +167,7 @@ expect_err "exactly one of --text and --file" tokenize --tokenizer "$TOK"
 expect_err "stride" ppl --model "$M" --file "$T/p.txt" --window 16 --stride 32
 : >"$T/empty.txt"
 expect_err "at least 2" ppl --model "$M" --file "$T/empty.txt"
+expect_err "precision bf16 needs the CUDA backend" logits --model "$M" --ids 2 --out "$T/e.bin" \
+    --device cpu --precision bf16
+expect_err "expected bf16 or fp32" logits --model "$M" --ids 2 --out "$T/e.bin" --precision fp16
 echo "cli_run: $pass passed, 0 failed"

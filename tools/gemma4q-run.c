@@ -29,7 +29,8 @@
 #define MAX_TEXT_BYTES (1u << 30) /* text files read by ppl / tokenize */
 
 typedef struct run_opts {
-    const char *model, *quantized, *device, *tokenizer, *prompt, *system, *file, *text, *ids, *out;
+    const char *model, *quantized, *device, *precision, *tokenizer, *prompt, *system, *file, *text,
+        *ids, *out;
     int max_tokens, chat, threads, top_k, seed, ctx_len, window, stride, cmp_stride, quiet, verbose,
         json;
     double temperature, top_p;
@@ -94,6 +95,7 @@ static g4q_status open_session(g4q_ctx *ctx, const run_opts *o, g4q_session **s)
     if (!o->model) return g4q_fail(ctx, G4Q_ERR_USAGE, "--model DIR is required");
     g4q_session_opts so = {0};
     G4Q_TRY(g4q_device_parse(ctx, o->device, &so.device));
+    if (o->precision) G4Q_TRY(g4q_session_parse_precision(ctx, o->precision, &so.precision));
     G4Q_TRY(g4q_session_open(ctx, o->model, &so, s));
     G4Q_INFO(ctx, "%s: %d layers, hidden %d, vocab %d on %s", o->model, (*s)->cfg->n_layers,
              (*s)->cfg->hidden, (*s)->cfg->vocab_size, (*s)->be->name);
@@ -618,6 +620,10 @@ int main(int argc, char **argv)
         {RUNS,
          {"--device", G4Q_OPT_STRING, &o.device, "DEV",
           "auto (GPU if present, default), cpu or cuda"}},
+        {RUNS,
+         {"--precision", G4Q_OPT_STRING, &o.precision, "P",
+          "bf16 (cuda only, its default) or fp32 (the cpu's; on cuda 2x GPU memory, BF16 "
+          "models only)"}},
         {RUNS,
          {"--threads", G4Q_OPT_INT, &o.threads, "N", "CPU threads (default: all cores)"}},
         {RUNS, {"--quiet", G4Q_OPT_FLAG, &o.quiet, NULL, "warnings and errors only"}},

@@ -2,7 +2,7 @@
 """Compare gemma4q-run's logits with transformers on a gemma4q-mkmodel checkpoint (GPU machine).
 
     python3 scripts/oracle/compare_transformers.py --model DIR --binary build/gemma4q-run \
-        [--lengths 16,1100,2048] [--devices cpu,cuda] [--check-fp64]
+        [--lengths 16,1100,2048] [--devices cpu,cuda] [--cuda-precisions fp32,bf16] [--check-fp64]
 
 For each length L: ids = <bos> + L-1 seeded random ids (the image/audio/video soft-token ids are
 left out: transformers maps them to <pad> before the lookup, docs/gemma4.md §4.1). Then
@@ -10,12 +10,15 @@ left out: transformers maps them to <pad> before the lookup, docs/gemma4.md §4.
   reference fp32: Gemma4UnifiedForConditionalGeneration.from_pretrained(DIR, dtype=float32,
                   attn_implementation="eager"), on the GPU when there is one (TF32 off)
   reference bf16: the same with dtype=bfloat16 (GPU), the numerics our CUDA path follows (§4.9)
-  ours:           `gemma4q-run logits --device D` for each D of --devices
+  ours:           `gemma4q-run logits --device D --precision P` for each D of --devices: the cpu
+                  in fp32 (its only precision), cuda in each P of --cuda-precisions (fp32: the
+                  CUDA backend's F32 mode, no bf16 rounding; bf16: its default, the §4.9 roundings)
 
 and reports, per length:
-  fp32 ref vs ours (each device): relative error ||a-b|| / ||b|| over all logits (target < 1e-3),
-                                  max |a-b|, top-1 agreement
-  bf16 ref vs ours cuda:          top-1 agreement (target >= 99%), max |a-b|
+  fp32 ref vs ours cpu, ours cuda-fp32: relative error ||a-b|| / ||b|| over all logits (target
+                                  < 1e-3), max |a-b|, top-1 agreement
+  bf16 ref vs ours cuda-bf16:     top-1 agreement (target >= 99%), max |a-b|
+  fp32 ref vs ours cuda-bf16:     the same numbers, no target (what the bf16 path costs)
   bf16 ref vs fp32 ref:           the same numbers, for scale (how far bf16 itself moves)
   --check-fp64: fp32 ref vs an fp64 transformers forward (the model is well conditioned when this
                 is far below 1e-3).
@@ -65,11 +68,11 @@ def reference(model_dir, dtype, id_lists, device):
     return out
 
 
-def ours(binary, model_dir, ids, device, vocab):
+def ours(binary, model_dir, ids, device, precision, vocab):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "logits.bin")
         cmd = [binary, "logits", "--model", model_dir, "--ids", ",".join(map(str, ids)),
-               "--out", path, "--device", device, "--quiet"]
+               "--out", path, "--device", device, "--precision", precision, "--quiet"]
         subprocess.run(cmd, check=True)
         return np.fromfile(path, dtype="<f4").reshape(len(ids), vocab)
 
@@ -89,6 +92,8 @@ def main():
     ap.add_argument("--binary", required=True, help="the gemma4q-run executable")
     ap.add_argument("--lengths", default="16,1100,2048", help="comma-separated sequence lengths")
     ap.add_argument("--devices", default="cpu,cuda", help="our devices to run: cpu, cuda or both")
+    ap.add_argument("--cuda-precisions", default="fp32,bf16",
+                    help="precisions of our cuda runs: fp32, bf16 or both")
     ap.add_argument("--check-fp64", action="store_true", help="also compare fp32 with fp64")
     a = ap.parse_args()
 
@@ -99,6 +104,10 @@ def main():
     vocab = config.get("text_config", config)["vocab_size"]
     lengths = [int(x) for x in a.lengths.split(",")]
     devices = [d for d in a.devices.split(",") if d]
+    cuda_precisions = [p for p in a.cuda_precisions.split(",") if p]
+    if not set(cuda_precisions) <= {"fp32", "bf16"}:
+        ap.error("--cuda-precisions: expected fp32, bf16 or both")
+    runs = [(d, p) for d in devices for p in (cuda_precisions if d == "cuda" else ["fp32"])]
     id_lists = [make_ids(config, n, seed=n) for n in lengths]
 
     ref32 = reference(a.model, torch.float32, id_lists, gpu)
@@ -113,12 +122,17 @@ def main():
             failed |= not ok
             rows.append({"length": n, "comparison": what, **r,
                          "status": "-" if target is None else ("PASS" if ok else "FAIL")})
-        for d in devices:
-            mine = ours(a.binary, a.model, id_lists[i], d, vocab)
-            add(f"fp32 ref vs ours {d}", compare(mine, ref32[i]), lambda r: r["rel"] < REL_TARGET)
-            if d == "cuda" and ref16 is not None:
-                add("bf16 ref vs ours cuda", compare(mine, ref16[i]),
-                    lambda r: r["top1"] >= TOP1_TARGET)
+        for d, p in runs:
+            mine = ours(a.binary, a.model, id_lists[i], d, p, vocab)
+            name = d if d == "cpu" else f"{d}-{p}"
+            if p == "fp32":
+                add(f"fp32 ref vs ours {name}", compare(mine, ref32[i]),
+                    lambda r: r["rel"] < REL_TARGET)
+            else:
+                add(f"fp32 ref vs ours {name}", compare(mine, ref32[i]), None)
+                if ref16 is not None:
+                    add(f"bf16 ref vs ours {name}", compare(mine, ref16[i]),
+                        lambda r: r["top1"] >= TOP1_TARGET)
         if ref16 is not None:
             add("bf16 ref vs fp32 ref", compare(ref16[i], ref32[i]), None)
         if ref64 is not None:
@@ -126,15 +140,16 @@ def main():
                 lambda r: r["rel"] < REL_TARGET)
 
     print(f"model {a.model}, vocab {vocab}, reference on {gpu}")
-    print(f"{'length':>6}  {'comparison':<24} {'rel err':>10} {'max|diff|':>10} {'top-1':>7}  "
+    print(f"{'length':>6}  {'comparison':<28} {'rel err':>10} {'max|diff|':>10} {'top-1':>7}  "
           "status")
     for r in rows:
-        print(f"{r['length']:>6}  {r['comparison']:<24} {r['rel']:>10.3g} {r['max_abs']:>10.3g} "
+        print(f"{r['length']:>6}  {r['comparison']:<28} {r['rel']:>10.3g} {r['max_abs']:>10.3g} "
               f"{100 * r['top1']:>6.2f}%  {r['status']}")
     if os.environ.get("OUT"):
         os.makedirs(os.environ["OUT"], exist_ok=True)
         with open(os.path.join(os.environ["OUT"], "compare_transformers.json"), "w") as f:
             json.dump({"model": a.model, "vocab": vocab, "lengths": lengths, "devices": devices,
+                       "cuda_precisions": cuda_precisions,
                        "targets": {"rel": REL_TARGET, "top1": TOP1_TARGET}, "rows": rows}, f,
                       indent=2)
     print("FAIL" if failed else "PASS")

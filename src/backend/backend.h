@@ -9,10 +9,13 @@
  *   CUDA (src/backend/cuda/, cuda_backend.h): device memory, activations bf16 (act_dtype),
  *        cuBLAS GEMMs / own GEMV with fp32 accumulation and one bf16 rounding per op output,
  *        matching docs/gemma4.md §4.9 (attention rounds scores and probabilities to bf16).
+ *        Its F32 mode (g4q_backend_cuda_create_opts) has fp32 activations and no bf16 rounding:
+ *        the CPU backend's numerics on the GPU, for comparison with transformers in fp32.
  *
  * Buffers. A g4q_buf is an opaque array of `count` elements of one dtype living where the backend
  * computes (host memory on the CPU, device memory on CUDA). Activations use the backend's
- * act_dtype (G4Q_DT_F32 on the CPU, G4Q_DT_BF16 on CUDA); small tables (RoPE inv_freq) are F32.
+ * act_dtype (G4Q_DT_F32 on the CPU and CUDA F32, G4Q_DT_BF16 on CUDA); small tables (RoPE
+ * inv_freq) are F32.
  * Every op computes internally in fp32 and writes its result in the buffer's dtype. Shapes below
  * are in elements, row-major; "[T, n]" means T rows of n contiguous elements. Unless an op says
  * otherwise its output may not alias its inputs.
@@ -114,7 +117,7 @@ typedef struct g4q_graph g4q_graph;   /* a recorded op sequence (graph_begin) */
 
 struct g4q_backend {
     const char *name;    /* "cpu", "cuda" */
-    g4q_dtype act_dtype; /* dtype of activation buffers and KV caches: F32 (cpu), BF16 (cuda) */
+    g4q_dtype act_dtype; /* activation buffers and KV caches: F32 (cpu, cuda-fp32), BF16 (cuda) */
     g4q_ctx *ctx;        /* errors are reported here; not owned */
     void *state;         /* backend-private */
 
@@ -159,7 +162,7 @@ struct g4q_backend {
      * inv_freq: F32 buffer of hd/2 entries (zeros for unrotated angles). For angle i < hd/2:
      *   θ = fp32(fp32(p) · inv_freq[i]), c = cos θ, s = sin θ,
      *   y[i] = x[i]·c − x[i+hd/2]·s,  y[i+hd/2] = x[i+hd/2]·c + x[i]·s.
-     * (CUDA rounds c, s and each product/sum to bf16 as in §4.6.) */
+     * (CUDA in BF16 mode rounds c, s and each product/sum to bf16 as in §4.6.) */
     g4q_status (*rope)(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, int T, int heads,
                        int hd, int pos0);
 
@@ -187,7 +190,7 @@ struct g4q_backend {
                         size_t count);
 
     /* Residual: h[i] = (h[i] + a[i]) · scale for i < count (scale = layer_scalar or 1.0).
-     * (CUDA rounds the sum and then the product to bf16, two roundings as in §4.3.) */
+     * (CUDA in BF16 mode rounds the sum and then the product to bf16, two roundings, §4.3.) */
     g4q_status (*add_scaled)(g4q_backend *be, g4q_buf *h, const g4q_buf *a, size_t count,
                              float scale);
 

@@ -113,6 +113,44 @@ static void describe_quantization(g4q_session *s, const char *qsrc)
                  q->n_kv_scales);
 }
 
+g4q_status g4q_session_parse_precision(g4q_ctx *ctx, const char *text, g4q_precision *out)
+{
+    if (strcmp(text, "bf16") == 0)
+        *out = G4Q_PRECISION_BF16;
+    else if (strcmp(text, "fp32") == 0)
+        *out = G4Q_PRECISION_F32;
+    else if (strcmp(text, "auto") == 0)
+        *out = G4Q_PRECISION_AUTO;
+    else
+        return g4q_fail(ctx, G4Q_ERR_USAGE, "--precision '%s': expected bf16 or fp32", text);
+    return G4Q_OK;
+}
+
+const char *g4q_precision_name(g4q_precision p)
+{
+    return p == G4Q_PRECISION_BF16 ? "bf16" : p == G4Q_PRECISION_F32 ? "fp32" : "auto";
+}
+
+/* The backend of the resolved device in the requested precision (see session.h, "Precision"). */
+static g4q_status create_backend(g4q_session *s, g4q_precision want)
+{
+    g4q_ctx *ctx = s->ctx;
+    if (want != G4Q_PRECISION_AUTO && want != G4Q_PRECISION_BF16 && want != G4Q_PRECISION_F32)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "%s: unknown precision %d", s->dir, (int)want);
+    if (s->device == G4Q_DEVICE_CUDA) {
+        g4q_cuda_opts co = {want == G4Q_PRECISION_F32 ? G4Q_CUDA_F32 : G4Q_CUDA_BF16};
+        s->precision = want == G4Q_PRECISION_F32 ? G4Q_PRECISION_F32 : G4Q_PRECISION_BF16;
+        return g4q_backend_cuda_create_opts(ctx, &co, &s->be);
+    }
+    if (want == G4Q_PRECISION_BF16)
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
+                        "%s: precision bf16 needs the CUDA backend: the CPU backend computes in "
+                        "fp32 only (use --precision fp32, or --device cuda)",
+                        s->dir);
+    s->precision = G4Q_PRECISION_F32;
+    return g4q_backend_cpu_create(ctx, &s->be);
+}
+
 static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
 {
     g4q_ctx *ctx = s->ctx;
@@ -132,10 +170,7 @@ static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
     G4Q_TRY(g4q_path_join(ctx, path, sizeof path, s->dir, "tokenizer.json"));
     if (g4q_path_exists(path)) G4Q_TRY(g4q_tok_load(ctx, path, &s->tok));
     G4Q_TRY(g4q_device_select(ctx, o->device, &s->device, NULL));
-    if (s->device == G4Q_DEVICE_CUDA)
-        G4Q_TRY(g4q_backend_cuda_create(ctx, &s->be));
-    else
-        G4Q_TRY(g4q_backend_cpu_create(ctx, &s->be));
+    G4Q_TRY(create_backend(s, o->precision));
     return g4q_forward_create_q(ctx, s->be, s->cfg, s->weights, s->qlin, s->max_chunk, &s->fwd);
 }
 
@@ -143,7 +178,7 @@ g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opt
                             g4q_session **out)
 {
     *out = NULL;
-    g4q_session_opts defaults = {G4Q_DEVICE_AUTO, 0};
+    g4q_session_opts defaults = {G4Q_DEVICE_AUTO, 0, G4Q_PRECISION_AUTO};
     const g4q_session_opts *o = opts ? opts : &defaults;
     if (o->max_chunk < 0)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "session: max_chunk %d < 0", o->max_chunk);

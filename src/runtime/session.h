@@ -23,6 +23,9 @@
  * Device: "auto" takes the CUDA GPU when one is usable (src/backend/device.h), else the CPU
  * backend; "cuda" creates src/backend/cuda/cuda_backend.h's backend (G4Q_ERR_CUDA without a usable
  * GPU; G4Q_ERR_UNSUPPORTED in builds without CUDA).
+ * Precision: AUTO is the device's own (bf16 on CUDA, fp32 on the CPU); F32 on CUDA creates its
+ * F32 mode (fp32 activations, weights widened to fp32: twice the device memory, BF16 checkpoints
+ * only); BF16 on the CPU backend, which computes in fp32 only, is G4Q_ERR_UNSUPPORTED.
  *
  * Threading: a session is used by one thread at a time.
  */
@@ -48,25 +51,34 @@ extern "C" {
 
 #define G4Q_SESSION_MAX_IDS 64 /* stop ids / suppressed ids kept at most */
 
+/* Numeric precision of the forward pass (see "Precision" above). */
+typedef enum {
+    G4Q_PRECISION_AUTO = 0, /* bf16 on CUDA, fp32 on the CPU */
+    G4Q_PRECISION_BF16 = 1, /* CUDA only: the bf16 reference's rounding points */
+    G4Q_PRECISION_F32 = 2   /* CPU, or CUDA's F32 mode */
+} g4q_precision;
+
 typedef struct g4q_session_opts {
-    g4q_device_kind device; /* requested device: AUTO, CPU or CUDA */
-    int max_chunk;          /* tokens per forward chunk (scratch size); 0 = 256 */
+    g4q_device_kind device;  /* requested device: AUTO, CPU or CUDA */
+    int max_chunk;           /* tokens per forward chunk (scratch size); 0 = 256 */
+    g4q_precision precision; /* requested precision; AUTO (0) = the device's own */
 } g4q_session_opts;
 
 typedef struct g4q_session {
-    g4q_ctx *ctx;           /* not owned */
-    char dir[4096];         /* the model folder */
-    g4q_config *cfg;        /* owned */
-    g4q_ckpt *ckpt;         /* owned; tensor data mapped, not copied */
-    g4q_weights *weights;   /* owned; points into ckpt (quantized Linears' slots are NULL) */
-    g4q_qlinears *qlin;     /* owned; stored form of every Linear, points into ckpt */
-    char *quant_json;       /* owned; the quantization config as compact JSON, or NULL */
+    g4q_ctx *ctx;             /* not owned */
+    char dir[4096];           /* the model folder */
+    g4q_config *cfg;          /* owned */
+    g4q_ckpt *ckpt;           /* owned; tensor data mapped, not copied */
+    g4q_weights *weights;     /* owned; points into ckpt (quantized Linears' slots are NULL) */
+    g4q_qlinears *qlin;       /* owned; stored form of every Linear, points into ckpt */
+    char *quant_json;         /* owned; the quantization config as compact JSON, or NULL */
     const char *quant_source; /* static: the file quant_json came from, or NULL */
-    g4q_device_kind device; /* the resolved device: CPU or CUDA */
-    g4q_backend *be;        /* owned */
-    g4q_forward *fwd;       /* owned */
-    g4q_kvcache *kv;        /* owned; NULL until g4q_session_reserve */
-    g4q_tok *tok;           /* owned; NULL when the folder has no tokenizer.json */
+    g4q_device_kind device;   /* the resolved device: CPU or CUDA */
+    g4q_precision precision;  /* the resolved precision: BF16 (CUDA) or F32 */
+    g4q_backend *be;          /* owned */
+    g4q_forward *fwd;         /* owned */
+    g4q_kvcache *kv;          /* owned; NULL until g4q_session_reserve */
+    g4q_tok *tok;             /* owned; NULL when the folder has no tokenizer.json */
     int max_chunk;
     int32_t stop_ids[G4Q_SESSION_MAX_IDS]; /* generation stop ids */
     size_t n_stop;
@@ -75,10 +87,17 @@ typedef struct g4q_session {
     int has_generation_config; /* 1 when generation_config.json was read */
 } g4q_session;
 
+/* Parses "bf16", "fp32" or "auto"; anything else is G4Q_ERR_USAGE naming the value. */
+g4q_status g4q_session_parse_precision(g4q_ctx *ctx, const char *text, g4q_precision *out);
+
+/* "auto", "bf16", "fp32". */
+const char *g4q_precision_name(g4q_precision p);
+
 /* Opens the model folder `dir` as described above. On success *out owns everything; free it with
  * g4q_session_free. Errors name the file: NOT_FOUND (folder/config/checkpoint missing), FORMAT,
  * SHAPE (weights), NUMERIC (a bad global scale), UNSUPPORTED (a packed form the runtime or the
- * backend does not run, model feature, CUDA backend not built), CUDA. */
+ * backend does not run -- any packed form in CUDA fp32 mode --, model feature, CUDA backend not
+ * built, precision bf16 on the CPU), CUDA. */
 g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opts *opts,
                             g4q_session **out);
 

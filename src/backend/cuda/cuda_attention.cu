@@ -2,15 +2,19 @@
 //
 // Numerics follow HF eager attention in bf16 (docs/gemma4.md §4.9): score = bf16(bf16(q·k) ·
 // scale) with an fp32 dot product; p = bf16(softmax(score) in fp32) over the visible keys; out =
-// bf16(Σ p·v) summed in fp32. Because p is rounded AFTER normalisation, the softmax needs the
-// global max and sum before any p·v, so the op runs as four kernels:
-//   1. scores_kernel : S[h, t, j] = score (bf16) for every key j, tiles of RQ query rows of one KV
-//                      head × KT keys; K rows are read once per tile, q from shared memory.
-//   2. softmax_kernel: per (t, h) row, max and sum over the visible keys, P = bf16(e/sum) in place
-//                      (0 for invisible keys).
+// bf16(Σ p·v) summed in fp32. In F32 mode the kernels are instantiated for fp32 (activations,
+// scores and probabilities stored in fp32, no rounding besides fp32's): score = (q·k)·scale,
+// p = exp(s - max) · (1/sum), as the CPU backend computes them. Because p is rounded AFTER
+// normalisation, the softmax needs the global max and sum before any p·v, so the op runs as four
+// kernels:
+//   1. scores_kernel : S[h, t, j] = score (stored as T) for every key j, tiles of RQ query rows
+//                      of one KV head × KT keys; K rows are read once per tile, q from shared
+//                      memory.
+//   2. softmax_kernel: per (t, h) row, max and sum over the visible keys, P = T(e/sum) in place
+//                      (0 for invisible keys; T the activation type).
 //   3. pv_kernel     : partial fp32 sums Σ p·v over one of nsplit key ranges, RQ rows per block,
 //                      2 dims per thread; the key split keeps decode (T = 1) spread over the GPU.
-//   4. finish_kernel : adds the nsplit partials in a fixed order and rounds once to bf16.
+//   4. finish_kernel : adds the nsplit partials in a fixed order and stores T once.
 // Keys: j < nc are cache slots 0..nc-1 (nc = min(n_past, cap); slot j holds the position p with
 // p ≡ j mod cap among the cached positions max(0, n_past-cap) .. n_past-1), j >= nc are the new
 // rows. A key at position p is visible to the query at position pq iff p <= pq and (window <= 0
@@ -29,11 +33,6 @@ typedef struct att_geom {
     int T, nh, nkv, hd, group, cap, n_past, nc, nkeys, lo_c, window;
 } att_geom;
 
-static __device__ __forceinline__ float rb(float v)
-{
-    return __bfloat162float(__float2bfloat16_rn(v));
-}
-
 static __device__ __forceinline__ int key_pos(const att_geom &g, int j)
 {
     if (j >= g.nc) return g.n_past + (j - g.nc);
@@ -46,8 +45,9 @@ static __device__ __forceinline__ bool visible(const att_geom &g, int pq, int p)
     return p <= pq && (g.window <= 0 || pq - p < g.window);
 }
 
-static __device__ __forceinline__ const __nv_bfloat16 *
-key_row(const att_geom &g, const __nv_bfloat16 *cache, const __nv_bfloat16 *fresh, int j, int kvh)
+template <typename T>
+static __device__ __forceinline__ const T *key_row(const att_geom &g, const T *cache,
+                                                   const T *fresh, int j, int kvh)
 {
     if (j < g.nc) return cache + ((size_t)j * g.nkv + kvh) * g.hd;
     return fresh + ((size_t)(j - g.nc) * g.nkv + kvh) * g.hd;
@@ -80,11 +80,10 @@ static __device__ __forceinline__ float warp_sum8(float v[8], int lane)
 }
 
 /* grid (key tiles, row tiles, nkv); dynamic smem: RQ × hd floats of q. */
-template <bool VEC>
+template <typename T, bool VEC>
 static __global__ void __launch_bounds__(SC_THREADS)
-    scores_kernel(att_geom g, const __nv_bfloat16 *__restrict__ q,
-                  const __nv_bfloat16 *__restrict__ kc, const __nv_bfloat16 *__restrict__ kn,
-                  __nv_bfloat16 *__restrict__ S, float scale)
+    scores_kernel(att_geom g, const T *__restrict__ q, const T *__restrict__ kc,
+                  const T *__restrict__ kn, T *__restrict__ S, float scale)
 {
     extern __shared__ float qs[];
     const int kvh = blockIdx.z, nrows = g.T * g.group;
@@ -102,7 +101,7 @@ static __global__ void __launch_bounds__(SC_THREADS)
         float v = 0.0f;
         if (r < nrows) {
             int t = r / g.group, h = kvh * g.group + r % g.group;
-            v = __bfloat162float(q[((size_t)t * g.nh + h) * g.hd + d]);
+            v = g4q_ld(q[((size_t)t * g.nh + h) * g.hd + d]);
         }
         qs[e] = v;
     }
@@ -111,22 +110,15 @@ static __global__ void __launch_bounds__(SC_THREADS)
         const int j = j0 + kk;
         if (j >= g.nkeys) break;
         const int p = key_pos(g, j);
-        const __nv_bfloat16 *kr = key_row(g, kc, kn, j, kvh);
+        const T *kr = key_row(g, kc, kn, j, kvh);
         float acc[RQ];
 #pragma unroll
         for (int r = 0; r < RQ; r++)
             acc[r] = 0.0f;
         if (VEC) {
             for (int c = lane; c < g.hd / 8; c += 32) {
-                uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
-                const __nv_bfloat162 *kp = reinterpret_cast<const __nv_bfloat162 *>(&kv);
                 float kf[8];
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    float2 f = __bfloat1622float2(kp[i]);
-                    kf[2 * i] = f.x;
-                    kf[2 * i + 1] = f.y;
-                }
+                g4q_ld8(kr + c * 8, kf);
 #pragma unroll
                 for (int r = 0; r < RQ; r++) {
                     const float4 *qp = reinterpret_cast<const float4 *>(qs + r * g.hd + c * 8);
@@ -137,7 +129,7 @@ static __global__ void __launch_bounds__(SC_THREADS)
             }
         } else {
             for (int d = lane; d < g.hd; d += 32) {
-                float kf = __bfloat162float(kr[d]);
+                float kf = g4q_ld(kr[d]);
 #pragma unroll
                 for (int r = 0; r < RQ; r++)
                     acc[r] = fmaf(qs[r * g.hd + d], kf, acc[r]);
@@ -148,21 +140,21 @@ static __global__ void __launch_bounds__(SC_THREADS)
         if ((lane & 3) == 0 && r < nrows) {
             int t = r / g.group, h = kvh * g.group + r % g.group;
             if (visible(g, g.n_past + t, p))
-                S[((size_t)h * g.T + t) * g.nkeys + j] = __float2bfloat16_rn(rb(tot) * scale);
+                S[((size_t)h * g.T + t) * g.nkeys + j] = g4q_cvt<T>(g4q_rnd<T>(tot) * scale);
         }
     }
 }
 
-/* grid (T, nh): P = bf16(exp(s - max) / sum) over the visible keys of row (t, h), 0 elsewhere. */
-static __global__ void softmax_kernel(att_geom g, __nv_bfloat16 *S)
+/* grid (T, nh): P = T(exp(s - max) / sum) over the visible keys of row (t, h), 0 elsewhere. */
+template <typename T> static __global__ void softmax_kernel(att_geom g, T *S)
 {
     __shared__ float red[32];
     const int t = blockIdx.x, h = blockIdx.y, pq = g.n_past + t;
-    __nv_bfloat16 *row = S + ((size_t)h * g.T + t) * g.nkeys;
+    T *row = S + ((size_t)h * g.T + t) * g.nkeys;
     const int nw = blockDim.x >> 5, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float m = -INFINITY;
     for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x)
-        if (visible(g, pq, key_pos(g, j))) m = fmaxf(m, __bfloat162float(row[j]));
+        if (visible(g, pq, key_pos(g, j))) m = fmaxf(m, g4q_ld(row[j]));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -174,7 +166,7 @@ static __global__ void softmax_kernel(att_geom g, __nv_bfloat16 *S)
     __syncthreads();
     float sum = 0.0f;
     for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x)
-        if (visible(g, pq, key_pos(g, j))) sum += expf(__bfloat162float(row[j]) - m);
+        if (visible(g, pq, key_pos(g, j))) sum += expf(g4q_ld(row[j]) - m);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -186,17 +178,17 @@ static __global__ void softmax_kernel(att_geom g, __nv_bfloat16 *S)
     const float inv = 1.0f / sum;
     for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x) {
         float p = 0.0f;
-        if (visible(g, pq, key_pos(g, j))) p = expf(__bfloat162float(row[j]) - m) * inv;
-        row[j] = __float2bfloat16_rn(p);
+        if (visible(g, pq, key_pos(g, j))) p = expf(g4q_ld(row[j]) - m) * inv;
+        row[j] = g4q_cvt<T>(p);
     }
 }
 
 /* grid (dim chunks, row tiles, nkv · nsplit): part[split, t, h·hd + d] = Σ_j p·v over the split's
  * keys, fp32. */
+template <typename T>
 static __global__ void __launch_bounds__(PV_THREADS)
-    pv_kernel(att_geom g, const __nv_bfloat16 *__restrict__ P, const __nv_bfloat16 *__restrict__ vc,
-              const __nv_bfloat16 *__restrict__ vn, float *__restrict__ part, int nsplit,
-              int split_len)
+    pv_kernel(att_geom g, const T *__restrict__ P, const T *__restrict__ vc,
+              const T *__restrict__ vn, float *__restrict__ part, int nsplit, int split_len)
 {
     __shared__ float ps[RQ][KT];
     const int kvh = blockIdx.z % g.nkv, split = blockIdx.z / g.nkv;
@@ -214,7 +206,7 @@ static __global__ void __launch_bounds__(PV_THREADS)
             float p = 0.0f;
             if (r < nrows && j < je) {
                 int t = r / g.group, h = kvh * g.group + r % g.group;
-                p = __bfloat162float(P[((size_t)h * g.T + t) * g.nkeys + j]);
+                p = g4q_ld(P[((size_t)h * g.T + t) * g.nkeys + j]);
             }
             ps[rr][e % KT] = p;
         }
@@ -226,8 +218,8 @@ static __global__ void __launch_bounds__(PV_THREADS)
             for (int r = 0; r < RQ; r++)
                 any |= ps[r][k] != 0.0f;
             if (!any || d >= g.hd) continue;
-            const __nv_bfloat16 *vr = key_row(g, vc, vn, j0 + k, kvh);
-            float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
+            const T *vr = key_row(g, vc, vn, j0 + k, kvh);
+            float2 v = g4q_ld2(vr + d);
 #pragma unroll
             for (int r = 0; r < RQ; r++) {
                 acc[r][0] = fmaf(ps[r][k], v.x, acc[r][0]);
@@ -246,15 +238,58 @@ static __global__ void __launch_bounds__(PV_THREADS)
     }
 }
 
-static __global__ void finish_kernel(__nv_bfloat16 *out, const float *part, size_t n, int nsplit)
+template <typename T>
+static __global__ void finish_kernel(T *out, const float *part, size_t n, int nsplit)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float s = 0.0f;
         for (int k = 0; k < nsplit; k++)
             s += part[(size_t)k * n + i];
-        out[i] = __float2bfloat16_rn(s);
+        out[i] = g4q_cvt<T>(s);
     }
+}
+
+/* Launches the four kernels for activations of type T (geometry and split chosen by the caller).
+ * The scratch holds S [nh, T, nkeys] of T, then nsplit fp32 partial outputs. */
+template <typename T>
+static g4q_status launch_attention(g4q_backend *be, const att_geom &g, g4q_buf *out,
+                                   const g4q_buf *q, const g4q_buf *k_new, const g4q_buf *v_new,
+                                   const g4q_buf *kc, const g4q_buf *vc, int nsplit, int split_len,
+                                   float scale)
+{
+    g4q_ctx *ctx = be->ctx;
+    cudaStream_t stream = g4q_cuda_st(be)->stream;
+    const unsigned row_tiles = g4q_cuda_blocks((size_t)g.T * g.group, RQ);
+    const unsigned key_tiles = g4q_cuda_blocks((size_t)g.nkeys, KT);
+    const unsigned dim_chunks = g4q_cuda_blocks((size_t)g.hd, 2 * PV_THREADS);
+    const size_t s_elems = (size_t)g.nh * g.T * g.nkeys, o_elems = (size_t)g.T * g.nh * g.hd;
+    const size_t s_bytes = (s_elems * sizeof(T) + 255) / 256 * 256;
+    void *scr;
+    G4Q_TRY(g4q_cuda_scratch(be, s_bytes + (size_t)nsplit * o_elems * sizeof(float), &scr));
+    T *S = (T *)scr;
+    float *part = (float *)((char *)scr + s_bytes);
+
+    const size_t qs_bytes = (size_t)RQ * g.hd * sizeof(float);
+    if (qs_bytes > 48 * 1024)
+        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda attention: head_dim %d too large", g.hd);
+    const T *qd = (const T *)q->data, *kcd = (const T *)kc->data, *knd = (const T *)k_new->data;
+    dim3 sg(key_tiles, row_tiles, (unsigned)g.nkv);
+    if (g.hd % 8 == 0)
+        scores_kernel<T, true><<<sg, SC_THREADS, qs_bytes, stream>>>(g, qd, kcd, knd, S, scale);
+    else
+        scores_kernel<T, false><<<sg, SC_THREADS, qs_bytes, stream>>>(g, qd, kcd, knd, S, scale);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    softmax_kernel<T><<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, stream>>>(g, S);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    dim3 pg(dim_chunks, row_tiles, (unsigned)(g.nkv * nsplit));
+    pv_kernel<T><<<pg, PV_THREADS, 0, stream>>>(g, S, (const T *)vc->data, (const T *)v_new->data,
+                                                part, nsplit, split_len);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    const unsigned fb = std::min(g4q_cuda_blocks(o_elems, 256), 4096u);
+    finish_kernel<T><<<fb, 256, 0, stream>>>((T *)out->data, part, o_elems, nsplit);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
 }
 
 g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const g4q_buf *k_new,
@@ -262,20 +297,20 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, c
                               int n_past, int T, int nh, int nkv, int hd, int window, float scale)
 {
     g4q_ctx *ctx = be->ctx;
-    cudaStream_t stream = g4q_cuda_st(be)->stream;
     if (nkv <= 0 || nh % nkv || cap <= 0 || (n_past < 0 && n_past != G4Q_STEP_POS) || T < 0 ||
-        hd <= 0 || hd % 2 || !g4q_cuda_bf16_ok(q, (size_t)T * nh * hd) ||
-        !g4q_cuda_bf16_ok(out, (size_t)T * nh * hd) ||
-        !g4q_cuda_bf16_ok(k_new, (size_t)T * nkv * hd) ||
-        !g4q_cuda_bf16_ok(v_new, (size_t)T * nkv * hd) ||
-        !g4q_cuda_bf16_ok(kc, (size_t)cap * nkv * hd) ||
-        !g4q_cuda_bf16_ok(vc, (size_t)cap * nkv * hd))
+        hd <= 0 || hd % 2 || !g4q_cuda_act_ok(be, q, (size_t)T * nh * hd) ||
+        !g4q_cuda_act_ok(be, out, (size_t)T * nh * hd) ||
+        !g4q_cuda_act_ok(be, k_new, (size_t)T * nkv * hd) ||
+        !g4q_cuda_act_ok(be, v_new, (size_t)T * nkv * hd) ||
+        !g4q_cuda_act_ok(be, kc, (size_t)cap * nkv * hd) ||
+        !g4q_cuda_act_ok(be, vc, (size_t)cap * nkv * hd))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL,
                         "cuda attention: T %d nh %d nkv %d hd %d cap %d out of range", T, nh, nkv,
                         hd, cap);
     if (n_past == G4Q_STEP_POS) {
-        if (T != 1)
-            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda attention: step position with T %d", T);
+        if (T != 1 || g4q_cuda_st(be)->f32) /* the step kernels exist for bf16 only */
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda attention: step position with T %d%s", T,
+                            g4q_cuda_st(be)->f32 ? " in F32 mode" : "");
         return g4q_cuda_attention_step(be, out, q, k_new, v_new, kc, vc, cap, nh, nkv, hd, window,
                                        scale);
     }
@@ -295,45 +330,18 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, c
     const int split_len =
         (int)(g4q_cuda_blocks((size_t)g.nkeys, (unsigned)nsplit) + KT - 1) / KT * KT;
     nsplit = (int)g4q_cuda_blocks((size_t)g.nkeys, (unsigned)split_len);
-
-    const size_t s_elems = (size_t)nh * T * g.nkeys, o_elems = (size_t)T * nh * hd;
-    const size_t s_bytes = (s_elems * 2 + 255) / 256 * 256;
-    void *scr;
-    G4Q_TRY(g4q_cuda_scratch(be, s_bytes + (size_t)nsplit * o_elems * sizeof(float), &scr));
-    __nv_bfloat16 *S = (__nv_bfloat16 *)scr;
-    float *part = (float *)((char *)scr + s_bytes);
-
-    const size_t qs_bytes = (size_t)RQ * hd * sizeof(float);
-    if (qs_bytes > 48 * 1024)
-        return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda attention: head_dim %d too large", hd);
-    dim3 sg(key_tiles, row_tiles, (unsigned)nkv);
-    if (hd % 8 == 0)
-        scores_kernel<true><<<sg, SC_THREADS, qs_bytes, stream>>>(
-            g, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)kc->data,
-            (const __nv_bfloat16 *)k_new->data, S, scale);
-    else
-        scores_kernel<false><<<sg, SC_THREADS, qs_bytes, stream>>>(
-            g, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)kc->data,
-            (const __nv_bfloat16 *)k_new->data, S, scale);
-    G4Q_CUDA_CHECK(cudaGetLastError());
-    softmax_kernel<<<dim3((unsigned)T, (unsigned)nh), 128, 0, stream>>>(g, S);
-    G4Q_CUDA_CHECK(cudaGetLastError());
-    dim3 pg(dim_chunks, row_tiles, (unsigned)(nkv * nsplit));
-    pv_kernel<<<pg, PV_THREADS, 0, stream>>>(g, S, (const __nv_bfloat16 *)vc->data,
-                                             (const __nv_bfloat16 *)v_new->data, part, nsplit,
-                                             split_len);
-    G4Q_CUDA_CHECK(cudaGetLastError());
-    const unsigned fb = std::min(g4q_cuda_blocks(o_elems, 256), 4096u);
-    finish_kernel<<<fb, 256, 0, stream>>>((__nv_bfloat16 *)out->data, part, o_elems, nsplit);
-    G4Q_CUDA_CHECK(cudaGetLastError());
-    return G4Q_OK;
+    if (g4q_cuda_st(be)->f32)
+        return launch_attention<float>(be, g, out, q, k_new, v_new, kc, vc, nsplit, split_len,
+                                       scale);
+    return launch_attention<__nv_bfloat16>(be, g, out, q, k_new, v_new, kc, vc, nsplit, split_len,
+                                           scale);
 }
 
 /* grid (rows to store): copies row t of k_new / v_new into slot (n_past + t) mod cap; n_past from
  * the step position when pos_dev is set. */
-static __global__ void kv_store_kernel(__nv_bfloat16 *kc, __nv_bfloat16 *vc,
-                                       const __nv_bfloat16 *kn, const __nv_bfloat16 *vn, int cap,
-                                       int n_past, const int *pos_dev, int first, size_t row)
+template <typename T>
+static __global__ void kv_store_kernel(T *kc, T *vc, const T *kn, const T *vn, int cap, int n_past,
+                                       const int *pos_dev, int first, size_t row)
 {
     if (pos_dev) n_past = *pos_dev;
     const int t = first + (int)blockIdx.x;
@@ -351,15 +359,24 @@ g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4
     const size_t row = (size_t)nkv * hd;
     const int step = n_past == G4Q_STEP_POS;
     if (cap <= 0 || (n_past < 0 && !step) || (step && T != 1) || T < 0 ||
-        !g4q_cuda_bf16_ok(kc, (size_t)cap * row) || !g4q_cuda_bf16_ok(vc, (size_t)cap * row) ||
-        !g4q_cuda_bf16_ok(k_new, (size_t)T * row) || !g4q_cuda_bf16_ok(v_new, (size_t)T * row))
+        !g4q_cuda_act_ok(be, kc, (size_t)cap * row) ||
+        !g4q_cuda_act_ok(be, vc, (size_t)cap * row) ||
+        !g4q_cuda_act_ok(be, k_new, (size_t)T * row) ||
+        !g4q_cuda_act_ok(be, v_new, (size_t)T * row))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda kv_store: T %d cap %d out of range", T, cap);
     const int first = T > cap ? T - cap : 0; /* earlier rows would be overwritten anyway */
     if (T - first <= 0) return G4Q_OK;
-    kv_store_kernel<<<(unsigned)(T - first), 256, 0, g4q_cuda_st(be)->stream>>>(
-        (__nv_bfloat16 *)kc->data, (__nv_bfloat16 *)vc->data, (const __nv_bfloat16 *)k_new->data,
-        (const __nv_bfloat16 *)v_new->data, cap, n_past, step ? g4q_cuda_st(be)->pos_dev : nullptr,
-        first, row);
+    const int *pos_dev = step ? g4q_cuda_st(be)->pos_dev : nullptr;
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    if (g4q_cuda_st(be)->f32)
+        kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
+            (float *)kc->data, (float *)vc->data, (const float *)k_new->data,
+            (const float *)v_new->data, cap, n_past, pos_dev, first, row);
+    else
+        kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
+            (__nv_bfloat16 *)kc->data, (__nv_bfloat16 *)vc->data,
+            (const __nv_bfloat16 *)k_new->data, (const __nv_bfloat16 *)v_new->data, cap, n_past,
+            pos_dev, first, row);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }

@@ -1,6 +1,7 @@
-// CUDA backend: creation and destruction, device memory with peak accounting, upload / download /
-// copy_rows, weight binding. The ops live in cuda_gemm.cu, cuda_norm.cu, cuda_rope.cu,
-// cuda_attention.cu and cuda_elementwise.cu.
+// CUDA backend: creation and destruction (BF16 or F32 mode), device memory with peak accounting,
+// upload / download / copy_rows, weight binding. The ops live in cuda_gemm.cu, cuda_norm.cu,
+// cuda_rope.cu, cuda_attention.cu and cuda_elementwise.cu; F32 mode's weights and GEMM in
+// cuda_f32.cu.
 #include <cstdlib>
 #include <cstring>
 
@@ -192,6 +193,8 @@ static g4q_status cuda_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4
     g4q_ctx *ctx = be->ctx;
     *out = NULL;
     const char *name = d->name ? d->name : "(unnamed)";
+    if (d->format != G4Q_WF_BF16 && d->format < G4Q_WF_COUNT)
+        return g4q_cuda_qweight_bind(be, d, out); /* packed: cuda_qgemm.cu */
     if (d->format != G4Q_WF_BF16)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
                         "cuda backend: weight '%s': format %s is not supported yet", name,
@@ -226,6 +229,7 @@ static void cuda_weight_free(g4q_backend *be, g4q_bweight *w)
     if (!w) return;
     cudaStreamSynchronize(g4q_cuda_st(be)->stream);
     g4q_cuda_release(be, w->data, w->bytes);
+    g4q_cuda_release(be, w->qscale, w->qscale_bytes); /* packed formats */
     free(w);
 }
 
@@ -256,7 +260,37 @@ static g4q_status cuda_init_state(g4q_backend *be)
 
 extern "C" g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out)
 {
+    return g4q_backend_cuda_create_opts(ctx, NULL, out);
+}
+
+/* F32 mode: fp32 activations, the F32 weight binding and GEMM of cuda_f32.cu, and none of the
+ * bf16-only decode-step members (the model falls back to the plain ops). */
+static void cuda_set_f32(g4q_backend *be)
+{
+    be->name = "cuda-fp32";
+    be->act_dtype = G4Q_DT_F32;
+    be->weight_bind = g4q_cuda_weight_bind_f32;
+    be->weight_free = g4q_cuda_weight_free_f32;
+    be->matmul = g4q_cuda_matmul_f32;
+    be->matmul3 = NULL;
+    be->matmul_geglu = NULL;
+    be->qkv_norm_rope = NULL;
+    be->norm_add_norm = NULL;
+    be->step_pos = NULL;
+    be->graph_begin = NULL;
+    be->graph_end = NULL;
+    be->graph_launch = NULL;
+    be->graph_free = NULL;
+    g4q_cuda_st(be)->f32 = 1;
+}
+
+extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_opts *opts,
+                                                   g4q_backend **out)
+{
     *out = NULL;
+    const g4q_cuda_precision prec = opts ? opts->precision : G4Q_CUDA_BF16;
+    if (prec != G4Q_CUDA_BF16 && prec != G4Q_CUDA_F32)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "cuda backend: unknown precision %d", (int)prec);
     g4q_backend *be = (g4q_backend *)calloc(1, sizeof *be);
     g4q_cuda_state *s = (g4q_cuda_state *)calloc(1, sizeof *s);
     if (!be || !s) {
@@ -296,6 +330,7 @@ extern "C" g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out)
     be->graph_end = g4q_cuda_graph_end;
     be->graph_launch = g4q_cuda_graph_launch;
     be->graph_free = g4q_cuda_graph_free;
+    if (prec == G4Q_CUDA_F32) cuda_set_f32(be);
     g4q_status st = cuda_init_state(be);
     if (st != G4Q_OK) {
         cuda_destroy(be);

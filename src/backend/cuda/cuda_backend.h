@@ -1,7 +1,23 @@
 /*
- * The CUDA backend (backend.h): device memory on GPU 0, bf16 activations and KV caches, fp32
- * math inside every op and one bf16 rounding per op output where the bf16 reference rounds
- * (docs/gemma4.md §4.9). One stream, one cuBLAS handle, all held in the backend state.
+ * The CUDA backend (backend.h): device memory on GPU 0. One stream, one cuBLAS handle, all held in
+ * the backend state. Two precisions, chosen at creation (g4q_cuda_opts):
+ *
+ * BF16 (the default, g4q_backend_cuda_create): bf16 activations and KV caches, fp32 math inside
+ * every op and one bf16 rounding per op output where the bf16 reference rounds (docs/gemma4.md
+ * §4.9) -- what transformers computes in bf16. Described op by op below.
+ *
+ * F32 (G4Q_CUDA_F32, name "cuda-fp32"): fp32 activations and KV caches (act_dtype G4Q_DT_F32),
+ * the same kernels instantiated for fp32 with every bf16 rounding point removed, so each op
+ * computes what the CPU backend computes up to fp32 summation order: RoPE cos/sin from the same
+ * fp32 θ, scores and probabilities unrounded, residual and softcap unrounded. For comparing the
+ * GPU path with transformers run in fp32. Weights: BF16 only (packed formats give
+ * G4Q_ERR_UNSUPPORTED), widened to an fp32 copy on the device at weight_bind, so weights take
+ * TWICE the device memory of BF16 mode (fine for test and oracle models, 48 GB for the 12B);
+ * matmul is cublasGemmEx in fp32 with CUBLAS_COMPUTE_32F (IEEE fp32, never TF32) for every n.
+ * The decode-step members (matmul3, matmul_geglu, qkv_norm_rope, norm_add_norm, step_pos and
+ * graph recording) are NULL: the model runs the plain ops, one launch each.
+ *
+ * BF16 mode in detail:
  *
  *   matmul     n <= 4 tokens: own bandwidth-bound GEMV (16-byte weight loads, fp32 sums);
  *              otherwise cublasGemmEx, BF16 in/out, CUBLAS_COMPUTE_32F.
@@ -30,9 +46,22 @@
 extern "C" {
 #endif
 
-/* Creates the CUDA backend on device 0 reporting errors to ctx (which must outlive it). No usable
- * GPU gives G4Q_ERR_CUDA; a build without CUDA gives G4Q_ERR_UNSUPPORTED. Free with
- * g4q_backend_free() after every buffer and weight of it. */
+typedef enum {
+    G4Q_CUDA_BF16 = 0, /* bf16 activations, the bf16 reference's rounding points (default) */
+    G4Q_CUDA_F32 = 1   /* fp32 activations and weights, no bf16 rounding (see above) */
+} g4q_cuda_precision;
+
+typedef struct g4q_cuda_opts {
+    g4q_cuda_precision precision;
+} g4q_cuda_opts;
+
+/* Creates the CUDA backend on device 0 reporting errors to ctx (which must outlive it), in the
+ * precision of opts (NULL: BF16). No usable GPU gives G4Q_ERR_CUDA; an unknown precision
+ * G4Q_ERR_INVALID; a build without CUDA G4Q_ERR_UNSUPPORTED. Free with g4q_backend_free() after
+ * every buffer and weight of it. */
+g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_opts *opts, g4q_backend **out);
+
+/* g4q_backend_cuda_create_opts with precision BF16. */
 g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out);
 
 #ifdef __cplusplus

@@ -1,68 +1,63 @@
-// CUDA element-wise ops on bf16 buffers, fp32 inside, rounded where the bf16 reference rounds
-// (docs/gemma4.md §4.3, §4.4, §4.8, §4.9): GeGLU, the residual add with scalar, logit soft-capping,
-// the scaled embedding lookup, and the amax reduction.
+// CUDA element-wise ops, fp32 inside: GeGLU, the residual add with scalar, logit soft-capping, the
+// scaled embedding lookup, and the amax reduction. Kernels are templated on the activation type:
+// in BF16 mode they round where the bf16 reference rounds (docs/gemma4.md §4.3, §4.4, §4.8,
+// §4.9), in F32 mode the same code stores fp32 and the rounding points are the identity.
 #include "backend/cuda/cuda_internal.h"
 
 #define EW_THREADS 256
 
-static __device__ __forceinline__ float rb(float v)
-{
-    return __bfloat162float(__float2bfloat16_rn(v));
-}
-
-/* y = bf16(bf16(gelu_tanh(g)) · u); y may alias gate or up (each element read before written). */
-static __global__ void geglu_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *g,
-                                    const __nv_bfloat16 *u, size_t n)
+/* y = T(rnd(gelu_tanh(g)) · u); y may alias gate or up (each element read before written). */
+template <typename T> static __global__ void geglu_kernel(T *y, const T *g, const T *u, size_t n)
 {
     const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        float x = __bfloat162float(g[i]);
-        float gl = rb(0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
-        y[i] = __float2bfloat16_rn(gl * __bfloat162float(u[i]));
+        float x = g4q_ld(g[i]);
+        float gl = g4q_rnd<T>(0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
+        y[i] = g4q_cvt<T>(gl * g4q_ld(u[i]));
     }
 }
 
-/* h = bf16(bf16(h + a) · s): two roundings, as the reference adds and then scales. */
-static __global__ void add_scaled_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *a, size_t n,
-                                         float s)
+/* h = T(rnd(h + a) · s): two roundings in BF16 mode, as the reference adds and then scales. */
+template <typename T> static __global__ void add_scaled_kernel(T *h, const T *a, size_t n, float s)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        float v = rb(__bfloat162float(h[i]) + __bfloat162float(a[i]));
-        h[i] = __float2bfloat16_rn(v * s);
+        float v = g4q_rnd<T>(g4q_ld(h[i]) + g4q_ld(a[i]));
+        h[i] = g4q_cvt<T>(v * s);
     }
 }
 
-/* x = bf16(bf16(tanh(bf16(x / cap))) · cap): the three roundings of §4.8. */
-static __global__ void softcap_kernel(__nv_bfloat16 *x, size_t n, float cap)
+/* x = T(rnd(tanh(rnd(x / cap))) · cap): the three roundings of §4.8 in BF16 mode. */
+template <typename T> static __global__ void softcap_kernel(T *x, size_t n, float cap)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        float v = rb(__bfloat162float(x[i]) / cap);
-        x[i] = __float2bfloat16_rn(rb(tanhf(v)) * cap);
+        float v = g4q_rnd<T>(g4q_ld(x[i]) / cap);
+        x[i] = g4q_cvt<T>(g4q_rnd<T>(tanhf(v)) * cap);
     }
 }
 
-/* y[t, :] = bf16(E[ids[t], :] · scale); one block row per token. */
-static __global__ void embed_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *table,
-                                    const int32_t *ids, int64_t d, float scale)
+/* y[t, :] = T(E[ids[t], :] · scale); one block row per token. */
+template <typename T>
+static __global__ void embed_kernel(T *y, const T *table, const int32_t *ids, int64_t d,
+                                    float scale)
 {
-    const __nv_bfloat16 *row = table + (int64_t)ids[blockIdx.y] * d;
-    __nv_bfloat16 *yr = y + (int64_t)blockIdx.y * d;
+    const T *row = table + (int64_t)ids[blockIdx.y] * d;
+    T *yr = y + (int64_t)blockIdx.y * d;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < d;
          i += (int64_t)gridDim.x * blockDim.x)
-        yr[i] = __float2bfloat16_rn(__bfloat162float(row[i]) * scale);
+        yr[i] = g4q_cvt<T>(g4q_ld(row[i]) * scale);
 }
 
 /* Non-negative floats (and NaN with the sign cleared) order like their bit patterns, and a NaN's
  * bits exceed +inf's, so an unsigned max over |x| bits is the amax with NaN propagating. */
-static __global__ void amax_kernel(const __nv_bfloat16 *x, size_t n, unsigned *out)
+template <typename T> static __global__ void amax_kernel(const T *x, size_t n, unsigned *out)
 {
     unsigned m = 0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
-        m = max(m, __float_as_uint(fabsf(__bfloat162float(x[i]))));
+        m = max(m, __float_as_uint(fabsf(g4q_ld(x[i]))));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -79,13 +74,18 @@ g4q_status g4q_cuda_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *gate, cons
                           size_t count)
 {
     g4q_ctx *ctx = be->ctx;
-    if (!g4q_cuda_bf16_ok(y, count) || !g4q_cuda_bf16_ok(gate, count) ||
-        !g4q_cuda_bf16_ok(up, count))
+    if (!g4q_cuda_act_ok(be, y, count) || !g4q_cuda_act_ok(be, gate, count) ||
+        !g4q_cuda_act_ok(be, up, count))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda geglu: %zu out of range", count);
     if (!count) return G4Q_OK;
-    geglu_kernel<<<grid_for(count), EW_THREADS, 0, g4q_cuda_st(be)->stream>>>(
-        (__nv_bfloat16 *)y->data, (const __nv_bfloat16 *)gate->data,
-        (const __nv_bfloat16 *)up->data, count);
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    if (g4q_cuda_st(be)->f32)
+        geglu_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(
+            (float *)y->data, (const float *)gate->data, (const float *)up->data, count);
+    else
+        geglu_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(
+            (__nv_bfloat16 *)y->data, (const __nv_bfloat16 *)gate->data,
+            (const __nv_bfloat16 *)up->data, count);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }
@@ -94,11 +94,16 @@ g4q_status g4q_cuda_add_scaled(g4q_backend *be, g4q_buf *h, const g4q_buf *a, si
                                float scale)
 {
     g4q_ctx *ctx = be->ctx;
-    if (!g4q_cuda_bf16_ok(h, count) || !g4q_cuda_bf16_ok(a, count))
+    if (!g4q_cuda_act_ok(be, h, count) || !g4q_cuda_act_ok(be, a, count))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda add_scaled: %zu out of range", count);
     if (!count) return G4Q_OK;
-    add_scaled_kernel<<<grid_for(count), EW_THREADS, 0, g4q_cuda_st(be)->stream>>>(
-        (__nv_bfloat16 *)h->data, (const __nv_bfloat16 *)a->data, count, scale);
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    if (g4q_cuda_st(be)->f32)
+        add_scaled_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(
+            (float *)h->data, (const float *)a->data, count, scale);
+    else
+        add_scaled_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(
+            (__nv_bfloat16 *)h->data, (const __nv_bfloat16 *)a->data, count, scale);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }
@@ -106,11 +111,15 @@ g4q_status g4q_cuda_add_scaled(g4q_backend *be, g4q_buf *h, const g4q_buf *a, si
 g4q_status g4q_cuda_softcap(g4q_backend *be, g4q_buf *x, size_t count, float cap)
 {
     g4q_ctx *ctx = be->ctx;
-    if (!g4q_cuda_bf16_ok(x, count))
+    if (!g4q_cuda_act_ok(be, x, count))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda softcap: %zu out of range", count);
     if (!count) return G4Q_OK;
-    softcap_kernel<<<grid_for(count), EW_THREADS, 0, g4q_cuda_st(be)->stream>>>(
-        (__nv_bfloat16 *)x->data, count, cap);
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    if (g4q_cuda_st(be)->f32)
+        softcap_kernel<<<grid_for(count), EW_THREADS, 0, st>>>((float *)x->data, count, cap);
+    else
+        softcap_kernel<<<grid_for(count), EW_THREADS, 0, st>>>((__nv_bfloat16 *)x->data, count,
+                                                               cap);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }
@@ -121,7 +130,8 @@ g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table,
     g4q_ctx *ctx = be->ctx;
     g4q_cuda_state *s = g4q_cuda_st(be);
     const int64_t d = table->cols;
-    if (T < 0 || !g4q_cuda_bf16_ok(y, (size_t)T * (size_t)d))
+    if (T < 0 || !g4q_cuda_act_ok(be, y, (size_t)T * (size_t)d) ||
+        !(s->f32 ? (const void *)table->f32 : (const void *)table->data))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda embed: %d rows out of range", T);
     for (int t = 0; t < T; t++)
         if (ids[t] < 0 || ids[t] >= table->rows)
@@ -142,8 +152,12 @@ g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table,
     dim3 grid(g4q_cuda_blocks((size_t)d, EW_THREADS) < 64 ? g4q_cuda_blocks((size_t)d, EW_THREADS)
                                                           : 64,
               (unsigned)T);
-    embed_kernel<<<grid, EW_THREADS, 0, s->stream>>>(
-        (__nv_bfloat16 *)y->data, (const __nv_bfloat16 *)table->data, s->ids_dev, d, scale);
+    if (s->f32)
+        embed_kernel<<<grid, EW_THREADS, 0, s->stream>>>((float *)y->data, table->f32, s->ids_dev,
+                                                         d, scale);
+    else
+        embed_kernel<<<grid, EW_THREADS, 0, s->stream>>>(
+            (__nv_bfloat16 *)y->data, (const __nv_bfloat16 *)table->data, s->ids_dev, d, scale);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }
@@ -152,12 +166,16 @@ g4q_status g4q_cuda_amax(g4q_backend *be, const g4q_buf *x, size_t count, float 
 {
     g4q_ctx *ctx = be->ctx;
     g4q_cuda_state *s = g4q_cuda_st(be);
-    if (!g4q_cuda_bf16_ok(x, count))
+    if (!g4q_cuda_act_ok(be, x, count))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda amax: %zu out of range", count);
     G4Q_CUDA_CHECK(cudaMemsetAsync(s->amax_dev, 0, sizeof(float), s->stream));
     if (count) {
-        amax_kernel<<<grid_for(count), EW_THREADS, 0, s->stream>>>(
-            (const __nv_bfloat16 *)x->data, count, (unsigned *)s->amax_dev);
+        if (s->f32)
+            amax_kernel<<<grid_for(count), EW_THREADS, 0, s->stream>>>(
+                (const float *)x->data, count, (unsigned *)s->amax_dev);
+        else
+            amax_kernel<<<grid_for(count), EW_THREADS, 0, s->stream>>>(
+                (const __nv_bfloat16 *)x->data, count, (unsigned *)s->amax_dev);
         G4Q_CUDA_CHECK(cudaGetLastError());
     }
     G4Q_CUDA_CHECK(cudaMemcpyAsync(amax, s->amax_dev, sizeof(float), cudaMemcpyDeviceToHost,

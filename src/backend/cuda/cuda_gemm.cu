@@ -164,6 +164,7 @@ g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const 
                         "cuda matmul: weight '%s' [%lld, %lld]: %d rows do not fit the buffers",
                         w->name, (long long)out, (long long)in, n);
     if (n == 0) return G4Q_OK;
+    if (w->format != G4Q_WF_BF16) return g4q_cuda_qmatmul(be, y, x, w, n); /* cuda_qgemm.cu */
     if (gemv_ok(w, n)) return launch_gemv<false>(be, gemv_one(y, x, w), n);
     if (out > INT32_MAX || in > INT32_MAX)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda matmul: weight '%s' too large for cuBLAS",

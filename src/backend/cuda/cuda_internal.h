@@ -1,6 +1,7 @@
 /*
  * Private to src/backend/cuda (C++ / nvcc only): the concrete buffer, weight and state types,
- * device-memory accounting, and the op entry points that live in the per-family .cu files.
+ * device-memory accounting, the element access used by kernels templated on the activation type,
+ * and the op entry points that live in the per-family .cu files.
  */
 #ifndef G4Q_BACKEND_CUDA_INTERNAL_H
 #define G4Q_BACKEND_CUDA_INTERNAL_H
@@ -19,11 +20,19 @@ struct g4q_buf {
 };
 
 struct g4q_bweight {
-    g4q_wformat format; /* G4Q_WF_BF16 only for now */
+    g4q_wformat format; /* BF16, or a packed format (BF16 mode only, cuda_qgemm.cu) */
     int64_t rows, cols;
-    size_t bytes;
-    uint16_t *data;   /* device bf16 [rows, cols] */
+    size_t bytes;     /* device bytes of data (BF16 mode) or f32 (F32 mode) */
+    uint16_t *data;   /* device bf16 [rows, cols]; NULL in F32 mode */
+    float *f32;       /* F32 mode only: the bf16 weight widened to fp32 [rows, cols] */
     const char *name; /* not owned (the caller's desc->name) */
+    /* Packed formats (format != BF16, BF16 mode only; cuda_qgemm.cu): data holds the packed
+     * codes (`bytes` bytes, the device layout of cuda_qgemm.cu), qscale the device scales. */
+    void *qscale;
+    size_t qscale_bytes;
+    float qg, qr; /* NVFP4: the stored scale2 and, for the reciprocal form, fl32(1/scale2) */
+    int qmode;    /* NVFP4: how the GEMV applies scale2 (cuda_qgemm.cu) */
+    int group;    /* INT4: inputs per scale */
 };
 
 typedef struct g4q_cuda_state {
@@ -40,6 +49,7 @@ typedef struct g4q_cuda_state {
     int *pos_dev;     /* step position (backend member step_pos), one int */
     int capturing;    /* a graph recording is open on the stream */
     uint64_t epoch;   /* device frees so far: graphs recorded at an older epoch are stale */
+    int f32;          /* F32 mode (G4Q_CUDA_F32): fp32 activations, no bf16 rounding anywhere */
 } g4q_cuda_state;
 
 static inline g4q_cuda_state *g4q_cuda_st(const g4q_backend *be)
@@ -53,6 +63,69 @@ void g4q_cuda_release(g4q_backend *be, void *p, size_t bytes);
 /* Makes the attention scratch at least `bytes` long (grows by reallocation). */
 g4q_status g4q_cuda_scratch(g4q_backend *be, size_t bytes, void **out);
 
+/* Element access for kernels templated on the activation type T: __nv_bfloat16 (BF16 mode) or
+ * float (F32 mode). g4q_ld widens to fp32; g4q_cvt<T> stores an fp32 value as T (round to nearest
+ * even for bf16); g4q_rnd<T> is the rounding to T's precision, i.e. a bf16 rounding point of
+ * docs/gemma4.md §4.9 in BF16 mode and the identity in F32 mode. Weights follow the mode too:
+ * g4q_cuda_wdata<T> is the bf16 data or the fp32 widened copy. */
+static __device__ __forceinline__ float g4q_ld(__nv_bfloat16 v)
+{
+    return __bfloat162float(v);
+}
+static __device__ __forceinline__ float g4q_ld(float v)
+{
+    return v;
+}
+template <typename T> __device__ __forceinline__ T g4q_cvt(float v);
+template <> __device__ __forceinline__ __nv_bfloat16 g4q_cvt<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ float g4q_cvt<float>(float v)
+{
+    return v;
+}
+template <typename T> static __device__ __forceinline__ float g4q_rnd(float v)
+{
+    return g4q_ld(g4q_cvt<T>(v));
+}
+/* Two consecutive elements (p 4-byte aligned for bf16, 8-byte for fp32) widened to fp32. */
+static __device__ __forceinline__ float2 g4q_ld2(const __nv_bfloat16 *p)
+{
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
+}
+static __device__ __forceinline__ float2 g4q_ld2(const float *p)
+{
+    return *reinterpret_cast<const float2 *>(p);
+}
+/* Eight consecutive elements (p 16-byte aligned for bf16, 32-byte for fp32) widened to fp32. */
+static __device__ __forceinline__ void g4q_ld8(const __nv_bfloat16 *p, float f[8])
+{
+    uint4 v = *reinterpret_cast<const uint4 *>(p);
+    const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float2 t = __bfloat1622float2(h[i]);
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+static __device__ __forceinline__ void g4q_ld8(const float *p, float f[8])
+{
+    const float4 a = reinterpret_cast<const float4 *>(p)[0];
+    const float4 b = reinterpret_cast<const float4 *>(p)[1];
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+template <typename T> inline const T *g4q_cuda_wdata(const g4q_bweight *w);
+template <> inline const __nv_bfloat16 *g4q_cuda_wdata<__nv_bfloat16>(const g4q_bweight *w)
+{
+    return reinterpret_cast<const __nv_bfloat16 *>(w->data);
+}
+template <> inline const float *g4q_cuda_wdata<float>(const g4q_bweight *w)
+{
+    return w->f32;
+}
+
 /* Launch shape helper: blocks of `threads` covering n items. */
 static inline unsigned g4q_cuda_blocks(size_t n, unsigned threads)
 {
@@ -61,6 +134,13 @@ static inline unsigned g4q_cuda_blocks(size_t n, unsigned threads)
 
 g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                            int n);
+/* Packed weights (cuda_qgemm.cu): binding of the NVFP4 / FP8_BLOCK / INT4 formats of backend.h
+ * (G4Q_ERR_UNSUPPORTED outside the bf16 mode), release of their device memory (not of w itself),
+ * and the matmul for such a weight (bf16 x and y; buffers already checked by the caller). */
+g4q_status g4q_cuda_qweight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out);
+void g4q_cuda_qweight_release(g4q_backend *be, g4q_bweight *w);
+g4q_status g4q_cuda_qmatmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
+                            int n);
 g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                             int rows, int n, float eps);
 g4q_status g4q_cuda_rope(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, int T, int heads,
@@ -107,5 +187,20 @@ static inline int g4q_cuda_bf16_ok(const g4q_buf *b, size_t n)
 {
     return b && b->dtype == G4Q_DT_BF16 && n <= b->count;
 }
+
+/* Checks that buf is an activation buffer of the backend's mode (act_dtype) of at least n
+ * elements (internal invariant). */
+static inline int g4q_cuda_act_ok(const g4q_backend *be, const g4q_buf *b, size_t n)
+{
+    return b && b->dtype == be->act_dtype && n <= b->count;
+}
+
+/* F32 mode (cuda_f32.cu): weight binding (BF16 only, widened to fp32 on the device), freeing,
+ * and the fp32 GEMM (cuBLAS, fp32 compute, no TF32). */
+g4q_status g4q_cuda_weight_bind_f32(g4q_backend *be, const g4q_weight_desc *desc,
+                                    g4q_bweight **out);
+void g4q_cuda_weight_free_f32(g4q_backend *be, g4q_bweight *w);
+g4q_status g4q_cuda_matmul_f32(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
+                               int n);
 
 #endif

@@ -1,18 +1,19 @@
-// CUDA RMSNorm (docs/gemma4.md §4.2): y = bf16((x · (mean(x²) + eps)^(-1/2)) · w), fp32 inside,
-// one block per row. Per-head norms are rows = T·heads of n = head_dim; w NULL is v_norm.
+// CUDA RMSNorm (docs/gemma4.md §4.2): y = T((x · (mean(x²) + eps)^(-1/2)) · w), fp32 inside,
+// one block per row; T is bf16 (one rounding of the output) or fp32 (F32 mode, w widened).
+// Per-head norms are rows = T·heads of n = head_dim; w NULL is v_norm.
 // In place is safe: every thread reads its elements for the sum before the barrier and then
 // writes only the elements it reads again itself.
 #include "backend/cuda/cuda_internal.h"
 
-static __global__ void rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *x,
-                                      const __nv_bfloat16 *w, int n, float eps)
+template <typename T>
+static __global__ void rmsnorm_kernel(T *y, const T *x, const T *w, int n, float eps)
 {
     __shared__ float part[32];
     const size_t base = (size_t)blockIdx.x * (size_t)n;
-    const __nv_bfloat16 *xr = x + base;
+    const T *xr = x + base;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = __bfloat162float(xr[i]);
+        float v = g4q_ld(xr[i]);
         ss = fmaf(v, v, ss);
     }
 #pragma unroll
@@ -30,12 +31,21 @@ static __global__ void rmsnorm_kernel(__nv_bfloat16 *y, const __nv_bfloat16 *x,
     }
     __syncthreads();
     const float inv = 1.0f / sqrtf(part[0] / (float)n + eps);
-    __nv_bfloat16 *yr = y + base;
+    T *yr = y + base;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = __bfloat162float(xr[i]) * inv;
-        if (w) v *= __bfloat162float(w[i]);
-        yr[i] = __float2bfloat16_rn(v);
+        float v = g4q_ld(xr[i]) * inv;
+        if (w) v *= g4q_ld(w[i]);
+        yr[i] = g4q_cvt<T>(v);
     }
+}
+
+template <typename T>
+static void launch_rmsnorm(cudaStream_t st, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
+                           int rows, int n, float eps)
+{
+    unsigned threads = n <= 256 ? 64 : n <= 1024 ? 128 : 256;
+    rmsnorm_kernel<T><<<(unsigned)rows, threads, 0, st>>>(
+        (T *)y->data, (const T *)x->data, w ? g4q_cuda_wdata<T>(w) : nullptr, n, eps);
 }
 
 g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
@@ -43,14 +53,15 @@ g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const
 {
     g4q_ctx *ctx = be->ctx;
     size_t total = (size_t)rows * (size_t)n;
-    if (rows < 0 || n <= 0 || !g4q_cuda_bf16_ok(x, total) || !g4q_cuda_bf16_ok(y, total) ||
+    if (rows < 0 || n <= 0 || !g4q_cuda_act_ok(be, x, total) || !g4q_cuda_act_ok(be, y, total) ||
         (w && w->rows * w->cols != n))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda rmsnorm: %d x %d out of range", rows, n);
     if (rows == 0) return G4Q_OK;
-    unsigned threads = n <= 256 ? 64 : n <= 1024 ? 128 : 256;
-    rmsnorm_kernel<<<(unsigned)rows, threads, 0, g4q_cuda_st(be)->stream>>>(
-        (__nv_bfloat16 *)y->data, (const __nv_bfloat16 *)x->data,
-        w ? (const __nv_bfloat16 *)w->data : nullptr, n, eps);
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    if (g4q_cuda_st(be)->f32)
+        launch_rmsnorm<float>(st, y, x, w, rows, n, eps);
+    else
+        launch_rmsnorm<__nv_bfloat16>(st, y, x, w, rows, n, eps);
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }

@@ -1,0 +1,404 @@
+// Packed-weight matmul of the CUDA backend (src/backend/cuda/cuda_qgemm.cu) against the CPU
+// backend and an fp64 reference, for every packed format and flag of backend.h: random bf16
+// weights are quantized with src/quant, the same packed bytes are bound on both backends, and
+// y = x · Wᵀ is compared for n = 1, 2, 3, 4 (decode GEMV), 7 and 64 (prefill path) tokens on
+// fresh random x, with shapes that hit partial FP8 blocks, INT4 groups of 8 and 16, and columns
+// that are not a multiple of the GEMV's 16-weight chunk. Also: invalid descriptors are refused.
+// With --bench, GEMV timings of the 12B's largest shapes for BF16 and each packed format; with
+// --bench-model DIR [PROMPT [STEPS]], decode and prefill tokens/s of a checkpoint folder, BF16 or
+// quantized (scripts/bench/forward_quant_gpu.sh runs it on the 12B in each format).
+//
+// Tolerance. Both backends decode the same fp32 weights (bit-identical by contract) and sum in
+// fp32 in different orders, each within γ = 2·in·FLT_EPSILON of Σ|w·x| (the γ_n bound used by
+// test_backend_gpu); the GPU rounds its sum once to bf16 (BF16_U = 2^-8 relative). So
+//   |gpu − cpu| <= BF16_U·|cpu| + (2 + BF16_U)·γ·Σ|w·x|,
+// and the same bound against the fp64 sum of the src/quant dequantized weights.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/cpu.h"
+#include "backend/cuda/cuda_backend.h"
+#include "base/bf16.h"
+#include "base/sys.h"
+#include "model/config.h"
+#include "model/forward.h"
+#include "model/qlinear.h"
+#include "quant/quant.h"
+#include "runtime/kvcache.h"
+extern "C" {
+#include "testutil.h"
+}
+
+static const double BF16_U = 1.0 / 256.0;
+static g4q_ctx g_ctx;
+static uint64_t g_rng;
+
+typedef std::vector<float> vecf;
+
+/* A quantized weight: the packed bytes (kept alive for the CPU binding) and its descriptor. */
+struct qweight {
+    const char *what;
+    g4q_weight_desc d = {};
+    std::vector<uint8_t> data, scale;
+    float scale2 = 0;
+    vecf deq; /* fp32 [rows, cols] from the src/quant decoders */
+};
+
+enum variant { NVFP4_MO, NVFP4_CT, FP8_BLOCK, FP8_TENSOR, INT4_CT, INT4_GPTQ, VARIANTS };
+
+static std::vector<uint16_t> rand_weights(int64_t rows, int64_t cols)
+{
+    std::vector<uint16_t> w((size_t)(rows * cols));
+    for (auto &v : w) {
+        double x = g4q_test_normal(&g_rng) * 0.05;
+        if (g4q_test_rand(&g_rng) % 97 == 0) x *= 8; /* a few outliers per row */
+        v = g4q_f32_to_bf16((float)x);
+    }
+    return w;
+}
+
+/* Quantizes w into variant v; returns false (nothing to test) when the shape does not fit. */
+static bool make_qweight(variant v, const std::vector<uint16_t> &w, int64_t rows, int64_t cols,
+                         int group, g4q_dtype sdt, qweight *q)
+{
+    g4q_ctx *ctx = &g_ctx;
+    const size_t n = (size_t)(rows * cols);
+    float amax = 0;
+    CHECK_STATUS(g4q_quant_amax_bf16(ctx, "w", w.data(), n, &amax), G4Q_OK);
+    q->d.rows = rows, q->d.cols = cols, q->d.name = "qtest";
+    q->deq.assign(n, 0.0f);
+    switch (v) {
+    case NVFP4_MO:
+    case NVFP4_CT:
+        if (cols % 16) return false;
+        q->data.resize(n / 2), q->scale.resize(n / 16);
+        if (v == NVFP4_MO) {
+            q->what = "nvfp4 modelopt";
+            CHECK_STATUS(g4q_nvfp4_quantize(ctx, "w", w.data(), rows, cols, amax, G4Q_SCALE_MAX,
+                                            q->data.data(), q->scale.data(), &q->scale2),
+                         G4Q_OK);
+            g4q_nvfp4_dequantize(q->data.data(), q->scale.data(), q->scale2, rows, cols,
+                                 q->deq.data());
+        } else {
+            q->what = "nvfp4 compressed-tensors";
+            CHECK_STATUS(g4q_nvfp4_quantize_ct(ctx, "w", w.data(), rows, cols, amax,
+                                               q->data.data(), q->scale.data(), &q->scale2),
+                         G4Q_OK);
+            g4q_nvfp4_ct_dequantize(q->data.data(), q->scale.data(), q->scale2, rows, cols,
+                                    q->deq.data());
+            q->d.flags = G4Q_WD_GLOBAL_RECIPROCAL;
+        }
+        q->d.format = G4Q_WF_NVFP4;
+        q->d.scale2 = &q->scale2;
+        break;
+    case FP8_BLOCK:
+    case FP8_TENSOR: {
+        q->data.resize(n);
+        q->d.format = G4Q_WF_FP8_BLOCK;
+        if (v == FP8_BLOCK) {
+            q->what = "fp8 128x128";
+            q->scale.resize(g4q_fp8_block_count(rows, cols) * sizeof(float));
+            CHECK_STATUS(g4q_fp8_quantize_blocks(ctx, "w", w.data(), rows, cols, G4Q_SCALE_MAX,
+                                                 q->data.data(), (float *)q->scale.data()),
+                         G4Q_OK);
+            g4q_fp8_dequantize_blocks(q->data.data(), (const float *)q->scale.data(), rows, cols,
+                                      q->deq.data());
+        } else {
+            q->what = "fp8 per tensor";
+            q->scale.resize(sizeof(float));
+            CHECK_STATUS(g4q_fp8_quantize_tensor(ctx, "w", w.data(), rows, cols, amax,
+                                                 G4Q_FP8_ROUND_EXACT, q->data.data(),
+                                                 (float *)q->scale.data()),
+                         G4Q_OK);
+            g4q_fp8_dequantize_tensor(q->data.data(), *(const float *)q->scale.data(), rows, cols,
+                                      q->deq.data());
+            q->d.flags = G4Q_WD_FP8_PER_TENSOR;
+        }
+        break;
+    }
+    default: {
+        if (cols % group || (v == INT4_GPTQ && (rows % 8 || sdt != G4Q_DT_F16))) return false;
+        const size_t ng = (size_t)(cols / group);
+        std::vector<int8_t> qv(n);
+        vecf sc((size_t)rows * ng);
+        CHECK_STATUS(g4q_int4_quantize(ctx, "w", w.data(), rows, cols, group, G4Q_SCALE_MAX, sdt,
+                                       qv.data(), sc.data()),
+                     G4Q_OK);
+        g4q_int4_dequantize(qv.data(), sc.data(), rows, cols, group, q->deq.data());
+        q->data.resize(n / 2);
+        q->d.format = G4Q_WF_INT4;
+        q->d.group = group;
+        q->d.scale_dtype = sdt;
+        if (v == INT4_CT) {
+            q->what = sdt == G4Q_DT_F16 ? "int4 ct f16" : sdt == G4Q_DT_BF16 ? "int4 ct bf16"
+                                                                              : "int4 ct f32";
+            q->scale.resize(sc.size() * g4q_dtype_size(sdt));
+            CHECK_STATUS(g4q_int4_pack_ct(ctx, "w", qv.data(), sc.data(), rows, cols, group, sdt,
+                                          (int32_t *)q->data.data(), q->scale.data()),
+                         G4Q_OK);
+        } else {
+            q->what = "int4 gptq";
+            q->scale.resize(sc.size() * 2);
+            std::vector<int32_t> qz(ng * (size_t)(rows / 8)), gidx((size_t)cols);
+            CHECK_STATUS(g4q_int4_pack_gptq(ctx, "w", qv.data(), sc.data(), rows, cols, group,
+                                            (int32_t *)q->data.data(), qz.data(),
+                                            (uint16_t *)q->scale.data(), gidx.data()),
+                         G4Q_OK);
+            q->d.flags = G4Q_WD_INT4_GPTQ;
+        }
+        break;
+    }
+    }
+    q->d.data = q->data.data();
+    q->d.scale = q->scale.data();
+    return true;
+}
+
+static vecf run(g4q_backend *be, const qweight &q, const vecf &x, int n)
+{
+    const size_t ny = (size_t)n * (size_t)q.d.rows;
+    vecf y(ny, NAN);
+    g4q_bweight *w = nullptr;
+    g4q_buf *bx = nullptr, *by = nullptr;
+    if (!CHECK_STATUS(be->weight_bind(be, &q.d, &w), G4Q_OK)) return y;
+    CHECK_STATUS(be->buf_alloc(be, be->act_dtype, x.size(), &bx), G4Q_OK);
+    CHECK_STATUS(be->buf_alloc(be, be->act_dtype, ny, &by), G4Q_OK);
+    CHECK_STATUS(be->upload(be, bx, 0, x.data(), x.size()), G4Q_OK);
+    CHECK_STATUS(be->matmul(be, by, bx, w, n), G4Q_OK);
+    CHECK_STATUS(be->download(be, by, 0, y.data(), ny), G4Q_OK);
+    be->weight_free(be, w);
+    be->buf_free(be, bx);
+    be->buf_free(be, by);
+    return y;
+}
+
+static void check_case(g4q_backend *cpu, g4q_backend *gpu, const qweight &q, int n)
+{
+    const int64_t out = q.d.rows, in = q.d.cols;
+    vecf x((size_t)n * (size_t)in);
+    for (auto &v : x)
+        v = g4q_round_bf16((float)g4q_test_normal(&g_rng));
+    const vecf yc = run(cpu, q, x, n), yg = run(gpu, q, x, n);
+    const double gamma = 2.0 * (double)in * FLT_EPSILON;
+    int bad_cpu = 0, bad_ref = 0;
+    double worst = 0;
+    size_t wi = 0;
+    double wref = 0;
+    for (int t = 0; t < n; t++)
+        for (int64_t o = 0; o < out; o++) {
+            double ref = 0, mag = 0;
+            const float *wr = &q.deq[(size_t)(o * in)], *xr = &x[(size_t)t * (size_t)in];
+            for (int64_t k = 0; k < in; k++)
+                ref += (double)wr[k] * xr[k], mag += std::fabs((double)wr[k] * xr[k]);
+            const size_t i = (size_t)t * (size_t)out + (size_t)o;
+            const double slack = (2.0 + BF16_U) * gamma * mag;
+            const double e_cpu = std::fabs((double)yg[i] - yc[i]);
+            const double t_cpu = BF16_U * std::fabs((double)yc[i]) + slack;
+            const double e_ref = std::fabs((double)yg[i] - ref);
+            const double t_ref = BF16_U * std::fabs(ref) + slack;
+            if (!(e_cpu <= t_cpu)) bad_cpu++;
+            if (!(e_ref <= t_ref)) bad_ref++;
+            const double ratio = t_cpu > 0 ? e_cpu / t_cpu : (e_cpu > 0 ? INFINITY : 0);
+            if (ratio > worst || ratio != ratio) worst = ratio, wi = i, wref = ref;
+        }
+    CHECK_MSG(!bad_cpu && !bad_ref,
+              "%s [%lld, %lld] group %d n %d: %d off vs cpu, %d off vs fp64 (worst at %zu: cpu %g "
+              "gpu %g fp64 %g, err/tol %.3g)",
+              q.what, (long long)out, (long long)in, q.d.group, n, bad_cpu, bad_ref, wi, yc[wi],
+              yg[wi], wref, worst);
+}
+
+static void test_formats(g4q_backend *cpu, g4q_backend *gpu)
+{
+    struct shape {
+        int64_t rows, cols;
+        int group;
+    };
+    const shape shapes[] = {{136, 256, 128}, {300, 272, 16}, {8, 40, 8},
+                            {129, 3840, 128}, {1024, 1024, 32}, {1, 16, 8}};
+    const g4q_dtype sdts[] = {G4Q_DT_F16, G4Q_DT_BF16, G4Q_DT_F32};
+    const int ns[] = {1, 2, 3, 4, 7, 64};
+    for (const shape &s : shapes) {
+        const std::vector<uint16_t> w = rand_weights(s.rows, s.cols);
+        for (int v = 0; v < VARIANTS; v++) {
+            const int nsdt = v == INT4_CT ? 3 : 1;
+            for (int k = 0; k < nsdt; k++) {
+                qweight q;
+                if (!make_qweight((variant)v, w, s.rows, s.cols, s.group, sdts[k], &q)) continue;
+                for (int n : ns)
+                    check_case(cpu, gpu, q, n);
+            }
+        }
+    }
+}
+
+static void test_invalid(g4q_backend *gpu)
+{
+    std::vector<uint8_t> bytes(4096, 0x11);
+    const float one = 1.0f, zero = 0.0f;
+    g4q_bweight *w = nullptr;
+    g4q_weight_desc d = {};
+    d.rows = 8, d.cols = 24, d.data = bytes.data(), d.scale = bytes.data(), d.scale2 = &one;
+    d.name = "bad";
+    d.format = G4Q_WF_NVFP4; /* 24 % 16 != 0 */
+    CHECK_STATUS(gpu->weight_bind(gpu, &d, &w), G4Q_ERR_INVALID);
+    d.cols = 32, d.scale2 = &zero;
+    CHECK_STATUS(gpu->weight_bind(gpu, &d, &w), G4Q_ERR_INVALID);
+    d.scale2 = &one, d.flags = G4Q_WD_INT4_GPTQ;
+    CHECK_STATUS(gpu->weight_bind(gpu, &d, &w), G4Q_ERR_INVALID);
+    d.format = G4Q_WF_INT4, d.flags = 0, d.group = 12, d.scale_dtype = G4Q_DT_F16;
+    CHECK_STATUS(gpu->weight_bind(gpu, &d, &w), G4Q_ERR_INVALID);
+    d.group = 16, d.scale_dtype = G4Q_DT_I32;
+    CHECK_STATUS(gpu->weight_bind(gpu, &d, &w), G4Q_ERR_INVALID);
+    d.format = G4Q_WF_FP8_BLOCK, d.scale = nullptr;
+    CHECK_STATUS(gpu->weight_bind(gpu, &d, &w), G4Q_ERR_INVALID);
+    d.format = (g4q_wformat)99;
+    CHECK_STATUS(gpu->weight_bind(gpu, &d, &w), G4Q_ERR_UNSUPPORTED);
+    CHECK(w == nullptr);
+}
+
+/* ---- --bench: GEMV time and bytes read per second, BF16 and each packed format ---- */
+
+static void bench_shape(g4q_backend *gpu, int64_t rows, int64_t cols)
+{
+    const std::vector<uint16_t> w = rand_weights(rows, cols);
+    g4q_buf *x = nullptr, *y = nullptr;
+    vecf xv((size_t)cols);
+    for (auto &v : xv)
+        v = (float)g4q_test_normal(&g_rng);
+    gpu->buf_alloc(gpu, gpu->act_dtype, (size_t)cols * 4, &x);
+    gpu->buf_alloc(gpu, gpu->act_dtype, (size_t)rows * 4, &y);
+    gpu->upload(gpu, x, 0, xv.data(), xv.size());
+    for (int v = -1; v < VARIANTS; v++) {
+        qweight q;
+        size_t bytes = (size_t)(rows * cols) * 2;
+        if (v < 0) {
+            q.what = "bf16";
+            q.d.format = G4Q_WF_BF16, q.d.rows = rows, q.d.cols = cols, q.d.data = w.data();
+            q.d.name = "bench";
+        } else {
+            if (!make_qweight((variant)v, w, rows, cols, 128, G4Q_DT_F16, &q)) continue;
+            bytes = q.data.size() + q.scale.size();
+        }
+        g4q_bweight *bw = nullptr;
+        if (gpu->weight_bind(gpu, &q.d, &bw) != G4Q_OK) {
+            printf("bench %s: %s\n", q.what, g4q_ctx_error(&g_ctx));
+            continue;
+        }
+        for (int n = 1; n <= 4; n *= 4) {
+            float one;
+            const int reps = 50;
+            gpu->matmul(gpu, y, x, bw, n);
+            gpu->download(gpu, y, 0, &one, 1);
+            const double a = g4q_now_seconds();
+            for (int r = 0; r < reps; r++)
+                gpu->matmul(gpu, y, x, bw, n);
+            gpu->download(gpu, y, 0, &one, 1);
+            const double t = (g4q_now_seconds() - a) / reps;
+            printf("bench gemv %-26s %6lld x %-6lld n %d: %7.1f us = %5.0f GB/s of weight bytes\n",
+                   q.what, (long long)rows, (long long)cols, n, t * 1e6, (double)bytes / t / 1e9);
+        }
+        gpu->weight_free(gpu, bw);
+    }
+    gpu->buf_free(gpu, x);
+    gpu->buf_free(gpu, y);
+}
+
+/* ---- --bench-model DIR: a whole checkpoint (BF16 or quantized) through g4q_forward ---- */
+
+static double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+static int bench_model(const char *dir, int prompt, int steps)
+{
+    g4q_config cfg;
+    g4q_ckpt *ck = nullptr;
+    g4q_weights w;
+    g4q_qlinears *ql = (g4q_qlinears *)calloc(1, sizeof *ql);
+    g4q_backend *be = nullptr;
+    g4q_forward *f = nullptr;
+    g4q_kvcache *kv = nullptr;
+    const double t0 = g4q_now_seconds();
+    g4q_status st = ql ? g4q_config_load(&g_ctx, dir, &cfg) : G4Q_ERR_NOMEM;
+    if (st == G4Q_OK) st = g4q_ckpt_open(&g_ctx, dir, &ck);
+    if (st == G4Q_OK)
+        st = g4q_qlinears_bind(&g_ctx, &cfg, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), dir, &w,
+                               ql);
+    if (st == G4Q_OK) st = g4q_backend_cuda_create(&g_ctx, &be);
+    if (st == G4Q_OK) st = g4q_forward_create_q(&g_ctx, be, &cfg, &w, ql, prompt, &f);
+    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, be, &cfg, prompt + steps + 8, &kv);
+    const double t_load = g4q_now_seconds() - t0;
+    std::vector<int32_t> ids((size_t)prompt + steps + 8);
+    const int V = st == G4Q_OK ? cfg.vocab_size : 1;
+    for (auto &x : ids)
+        x = (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)(V > 16 ? V - 16 : 1)) + 3;
+    vecf logits((size_t)V);
+    std::vector<double> pre, dec;
+    for (int r = 0; r < 3 && st == G4Q_OK; r++) { /* 1 warm-up + 2 timed prefills */
+        g4q_kvcache_reset(kv);
+        const double a = g4q_now_seconds();
+        st = g4q_forward_run(f, kv, ids.data(), prompt, 1, logits.data());
+        if (r) pre.push_back(g4q_now_seconds() - a);
+    }
+    for (int s = 0; s < steps + 8 && st == G4Q_OK; s++) { /* 8 warm-up decode steps */
+        const double a = g4q_now_seconds();
+        st = g4q_forward_run(f, kv, &ids[(size_t)prompt + s], 1, 1, logits.data());
+        if (s >= 8) dec.push_back(g4q_now_seconds() - a);
+    }
+    if (st != G4Q_OK) {
+        fprintf(stderr, "bench-model: %s\n", g4q_ctx_error(&g_ctx));
+    } else {
+        char fmts[256] = "";
+        for (int k = 0; k < G4Q_QL_COUNT; k++)
+            if (ql->count[k])
+                snprintf(fmts + strlen(fmts), sizeof fmts - strlen(fmts), "%s%zu %s",
+                         fmts[0] ? ", " : "", ql->count[k],
+                         g4q_qlinear_format_name((g4q_qlinear_format)k));
+        const double tp = median(pre), td = median(dec);
+        printf("bench-model %s: Linears %s; load+bind %.1f s\n", dir, fmts, t_load);
+        printf("bench-model prefill %d tokens: median %.1f ms = %.0f tok/s\n", prompt, tp * 1e3,
+               prompt / tp);
+        printf("bench-model decode (context %d..%d): median %.2f ms/token = %.1f tok/s\n",
+               prompt, prompt + steps + 8, td * 1e3, 1.0 / td);
+        printf("bench-model peak GPU memory (backend) %.2f GB\n", (double)be->mem_peak(be) / 1e9);
+    }
+    g4q_kvcache_free(kv);
+    g4q_forward_free(f);
+    g4q_backend_free(be);
+    g4q_ckpt_close(ck);
+    free(ql);
+    return st == G4Q_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    g4q_ctx_init(&g_ctx);
+    g_rng = g4q_test_seed();
+    if (argc >= 3 && strcmp(argv[1], "--bench-model") == 0)
+        return bench_model(argv[2], argc >= 4 ? atoi(argv[3]) : 512, argc >= 5 ? atoi(argv[4]) : 64);
+    g4q_backend *cpu = nullptr, *gpu = nullptr;
+    if (!CHECK_STATUS(g4q_backend_cuda_create(&g_ctx, &gpu), G4Q_OK)) {
+        printf("cuda backend: %s\n", g4q_ctx_error(&g_ctx));
+        return g4q_test_finish();
+    }
+    if (argc >= 2 && strcmp(argv[1], "--bench") == 0) {
+        bench_shape(gpu, 15360, 3840);
+        bench_shape(gpu, 3840, 15360);
+        g4q_backend_free(gpu);
+        return 0;
+    }
+    CHECK_STATUS(g4q_backend_cpu_create(&g_ctx, &cpu), G4Q_OK);
+    test_invalid(gpu);
+    test_formats(cpu, gpu);
+    printf("cuda backend peak device memory: %.1f MB\n", (double)gpu->mem_peak(gpu) / 1e6);
+    g4q_backend_free(gpu);
+    g4q_backend_free(cpu);
+    return g4q_test_finish();
+}
