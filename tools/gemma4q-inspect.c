@@ -1,7 +1,8 @@
 /*
  * gemma4q-inspect DIR: lists a checkpoint's tensors (name, dtype, shape, bytes), totals per dtype,
  * the model it describes and its quantization config. --json for scripts. --check verifies a
- * quantized export against the loader rules of docs/formats.md (export/check.h).
+ * quantized export against the loader rules of docs/formats.md (export/check.h). --diff A B lines
+ * up two exports tensor by tensor and JSON key by key (export/diff.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "base/sys.h"
 #include "cli.h"
 #include "export/check.h"
+#include "export/diff.h"
 #include "io/safetensors.h"
 #include "model/config.h"
 
@@ -19,6 +21,7 @@ typedef struct inspect_opts {
     int json;
     int summary_only;
     int check;
+    int diff;
 } inspect_opts;
 
 static void shape_text(const g4q_tensor *t, char *buf, size_t n)
@@ -207,6 +210,16 @@ static g4q_status check(g4q_ctx *ctx, const char *dir, const inspect_opts *o)
     return G4Q_OK;
 }
 
+/* --diff: the differences go to stdout; any difference makes the tool fail. */
+static g4q_status diff(g4q_ctx *ctx, const char *a, const char *b)
+{
+    g4q_diff_summary sum;
+    G4Q_TRY(g4q_diff_dirs(ctx, a, b, stdout, &sum));
+    if (sum.only_a || sum.only_b || sum.mismatched || sum.different || sum.json_differences)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "%s and %s differ", a, b);
+    return G4Q_OK;
+}
+
 int main(int argc, char **argv)
 {
     inspect_opts o = {0};
@@ -221,19 +234,25 @@ int main(int argc, char **argv)
         {"--check", G4Q_OPT_FLAG, &o.check, NULL,
          "verify a quantized export against the loader rules (formats.md): tensors, JSON, "
          "excludes, fused scales, scale ranges; one line per problem, exit code 8 on problems"},
+        {"--diff", G4Q_OPT_FLAG, &o.diff, NULL,
+         "compare two exports, DIR and DIR2: tensors by name (only-in, dtype/shape, differing "
+         "bytes, largest dequantized difference per quantized module) and the quantization JSON "
+         "key by key; exit code 8 when they differ"},
         {NULL, 0, NULL, NULL, NULL},
     };
-    const g4q_cli cli = {"gemma4q-inspect", "[options] DIR", summary, opts};
+    const g4q_cli cli = {"gemma4q-inspect", "[options] DIR [DIR2]", summary, opts};
     g4q_ctx ctx;
     g4q_ctx_init(&ctx);
-    const char *pos[1];
+    const char *pos[2];
     int n_pos = 0, help = 0;
-    g4q_status st = g4q_cli_parse(&ctx, &cli, argc, argv, 1, pos, 1, &n_pos, &help);
+    g4q_status st = g4q_cli_parse(&ctx, &cli, argc, argv, 1, pos, 2, &n_pos, &help);
     if (help)
         return 0;
-    if (st == G4Q_OK && n_pos != 1)
-        st = g4q_fail(&ctx, G4Q_ERR_USAGE, "expected one checkpoint directory");
+    if (st == G4Q_OK && n_pos != (o.diff ? 2 : 1))
+        st = g4q_fail(&ctx, G4Q_ERR_USAGE, o.diff ? "--diff expects two checkpoint directories"
+                                                  : "expected one checkpoint directory");
     if (st == G4Q_OK)
-        st = o.check ? check(&ctx, pos[0], &o) : inspect(&ctx, pos[0], &o);
+        st = o.diff ? diff(&ctx, pos[0], pos[1]) : o.check ? check(&ctx, pos[0], &o)
+                                                           : inspect(&ctx, pos[0], &o);
     return g4q_cli_finish(&cli, &ctx, st);
 }
