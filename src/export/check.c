@@ -163,7 +163,8 @@ static void shape_text(int ndim, const int64_t *shape, char *buf, size_t n)
 typedef struct tensor_spec {
     const char *suffix;
     g4q_dtype dtype;
-    int any_float;
+    int any_float; /* BF16, F16 or F32 accepted */
+    int any_int;   /* I32 or I64 accepted (CT weight_shape: compressed-tensors writes I64) */
     int ndim;
     int64_t shape[4];
 } tensor_spec;
@@ -181,10 +182,13 @@ static const g4q_tensor *expect_tensor(g4q_check_state *s, const char *module,
     mark_used(s, t);
     int dt_ok = sp->any_float ? (t->dtype == G4Q_DT_BF16 || t->dtype == G4Q_DT_F16 ||
                                  t->dtype == G4Q_DT_F32)
+                : sp->any_int ? (t->dtype == G4Q_DT_I32 || t->dtype == G4Q_DT_I64)
                               : t->dtype == sp->dtype;
     if (!g4q_check_expect(s, dt_ok, name, "tensor-dtype", "dtype %s, expected %s",
                           g4q_dtype_name(t->dtype),
-                          sp->any_float ? "BF16, F16 or F32" : g4q_dtype_name(sp->dtype)))
+                          sp->any_float ? "BF16, F16 or F32"
+                          : sp->any_int ? "I32 or I64"
+                                        : g4q_dtype_name(sp->dtype)))
         return NULL;
     int shape_ok = t->ndim == sp->ndim;
     for (int d = 0; shape_ok && d < sp->ndim; d++)
@@ -203,7 +207,7 @@ static int quantized_specs(const g4q_check_state *s, const g4q_check_module *m, 
     int64_t out = m->out, in = m->in;
     int n = 0;
 #define SPEC(suf, dt, nd, a, b, c, d) \
-    sp[n++] = (tensor_spec){suf, dt, 0, nd, {a, b, c, d}}
+    sp[n++] = (tensor_spec){suf, dt, 0, 0, nd, {a, b, c, d}}
     switch (s->fmt) {
     case G4Q_CHECK_FMT_MO_NVFP4:
     case G4Q_CHECK_FMT_MO_W4A16_NVFP4:
@@ -233,7 +237,8 @@ static int quantized_specs(const g4q_check_state *s, const g4q_check_module *m, 
         SPEC("weight_packed", G4Q_DT_I32, 2, out, (in + 7) / 8, 0, 0);
         SPEC("weight_scale", G4Q_DT_BF16, 2, out, (in + 127) / 128, 0, 0);
         sp[n - 1].any_float = 1;
-        SPEC("weight_shape", G4Q_DT_I32, 1, 2, 0, 0, 0);
+        SPEC("weight_shape", G4Q_DT_I64, 1, 2, 0, 0, 0);
+        sp[n - 1].any_int = 1;
         break;
     case G4Q_CHECK_FMT_GPTQ:
         SPEC("qweight", G4Q_DT_I32, 2, in / 8, out, 0, 0);
@@ -424,12 +429,14 @@ static void quantized_module(g4q_check_state *s, const g4q_check_module *m)
     case G4Q_CHECK_FMT_CT_INT4:
         if (t[1])
             positive_scales(s, t[1]);
-        if (t[2])
-            g4q_check_expect(s, (int64_t)(int32_t)u32_at(t[2], 0) == m->out &&
-                                    (int64_t)(int32_t)u32_at(t[2], 1) == m->in,
-                             t[2]->name, "ct-weight_shape", "holds [%d, %d], expected [%lld, %lld]",
-                             (int32_t)u32_at(t[2], 0), (int32_t)u32_at(t[2], 1),
-                             (long long)m->out, (long long)m->in);
+        if (t[2]) {
+            int64_t d0 = -1, d1 = -1;
+            g4q_tensor_int_at(t[2], 0, &d0);
+            g4q_tensor_int_at(t[2], 1, &d1);
+            g4q_check_expect(s, d0 == m->out && d1 == m->in, t[2]->name, "ct-weight_shape",
+                             "holds [%lld, %lld], expected [%lld, %lld]", (long long)d0,
+                             (long long)d1, (long long)m->out, (long long)m->in);
+        }
         break;
     case G4Q_CHECK_FMT_GPTQ:
         if (t[2])

@@ -114,14 +114,9 @@ static dq_format detect(const g4q_ckpt *c, const char *module, int64_t *rows, in
         const g4q_tensor *shp = find(c, module, ".weight_shape");
         *rows = wp->shape[0];
         *cols = wp->shape[1] * 8;
-        if (shp && shp->numel == 2 && (shp->dtype == G4Q_DT_I32 || shp->dtype == G4Q_DT_I64)) {
-            int64_t v;
-            if (shp->dtype == G4Q_DT_I64)
-                memcpy(&v, (const uint8_t *)shp->data + 8, 8);
-            else
-                v = rd_i32(shp->data, 1);
-            if (v > 0 && v <= *cols) *cols = v;
-        }
+        int64_t v;
+        if (shp && shp->numel == 2 && g4q_tensor_int_at(shp, 1, &v) && v > 0 && v <= *cols)
+            *cols = v;
         return DQ_CT_INT4;
     }
     return DQ_NONE;

@@ -155,7 +155,8 @@ static void plan_outputs(g4q_plan *p, g4q_plan_item *it)
         s2[1] = in / 128;
         add_output(it, "weight_scale", G4Q_DT_BF16, 2, s2, G4Q_OUT_SCALES);
         s2[0] = 2;
-        add_output(it, "weight_shape", G4Q_DT_I32, 1, s2, G4Q_OUT_SHAPE);
+        /* I64, as compressed-tensors itself writes it (byte parity with llm-compressor). */
+        add_output(it, "weight_shape", G4Q_DT_I64, 1, s2, G4Q_OUT_SHAPE);
         break;
     default:
         break;

@@ -18,19 +18,25 @@ static g4q_status quant_int4(g4q_ctx *ctx, const g4q_plan_item *it, const uint16
     g4q_dtype sdt = it->format == G4Q_PF_INT4_GPTQ ? G4Q_DT_F16 : G4Q_DT_BF16;
     if (st == G4Q_OK)
         st = g4q_int4_quantize(ctx, it->src->name, w, rows, cols, group, m, sdt, q, scales);
-    if (st == G4Q_OK && it->format == G4Q_PF_INT4_GPTQ)
-        st = g4q_int4_pack_gptq(ctx, it->src->name, q, scales, rows, cols, group, bufs[0], bufs[1],
-                                bufs[2], bufs[3]);
-    if (st == G4Q_OK && it->format == G4Q_PF_INT4_CT) {
-        st = g4q_int4_pack_ct(ctx, it->src->name, q, scales, rows, cols, group, sdt, bufs[0],
-                              bufs[1]);
-        int32_t *shape = bufs[2];
-        shape[0] = (int32_t)rows;
-        shape[1] = (int32_t)cols;
-    }
+    if (st == G4Q_OK)
+        st = g4q_quantize_item_pack_int4(ctx, it, q, scales, bufs);
     free(q);
     free(scales);
     return st;
+}
+
+g4q_status g4q_quantize_item_pack_int4(g4q_ctx *ctx, const g4q_plan_item *it, const int8_t *q,
+                                       const float *scales, void **bufs)
+{
+    int64_t rows = it->src->shape[0], cols = it->src->shape[1];
+    if (it->format == G4Q_PF_INT4_GPTQ)
+        return g4q_int4_pack_gptq(ctx, it->src->name, q, scales, rows, cols, 128, bufs[0],
+                                  bufs[1], bufs[2], bufs[3]);
+    G4Q_TRY(g4q_int4_pack_ct(ctx, it->src->name, q, scales, rows, cols, 128, G4Q_DT_BF16, bufs[0],
+                             bufs[1]));
+    const int64_t shape[2] = {rows, cols}; /* weight_shape, I64 [2] (plan.c) */
+    memcpy(bufs[2], shape, sizeof shape);
+    return G4Q_OK;
 }
 
 g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float group_amax,

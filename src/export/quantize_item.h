@@ -19,6 +19,12 @@ g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float gr
 
 
 
+/* Packs INT4 codes q [rows, cols] and fp32 group scales (128 per group, already exact in the
+ * format's scale dtype) into the GPTQ or compressed-tensors outputs of the item. Shared by the
+ * CPU and CUDA paths. */
+g4q_status g4q_quantize_item_pack_int4(g4q_ctx *ctx, const g4q_plan_item *it, const int8_t *q,
+                                       const float *scales, void **bufs);
+
 /* ---- GPU path (CUDA builds; elsewhere create() fails with G4Q_ERR_UNSUPPORTED) ---- */
 
 typedef struct g4q_gpu_quantizer g4q_gpu_quantizer;

@@ -85,6 +85,10 @@ int g4q_st_is_mapped(const g4q_st_file *f);
  * U+10FFFF), else the offset of the first invalid sequence. */
 size_t g4q_st_utf8_check(const void *buf, size_t len);
 
+/* Element i of an integer tensor (I32 or I64, little-endian, read without alignment
+ * assumptions) into *out. Returns 0 for other dtypes or i out of range. */
+int g4q_tensor_int_at(const g4q_tensor *t, uint64_t i, int64_t *out);
+
 /* ---- a checkpoint folder ---- */
 
 typedef struct g4q_ckpt g4q_ckpt;

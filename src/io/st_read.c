@@ -620,3 +620,21 @@ int g4q_st_is_mapped(const g4q_st_file *f)
 {
     return f->mapped;
 }
+
+int g4q_tensor_int_at(const g4q_tensor *t, uint64_t i, int64_t *out)
+{
+    if (i >= t->numel)
+        return 0;
+    const unsigned char *p = (const unsigned char *)t->data;
+    if (t->dtype == G4Q_DT_I32) {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        *out = v;
+        return 1;
+    }
+    if (t->dtype == G4Q_DT_I64) {
+        memcpy(out, p + 8 * i, 8);
+        return 1;
+    }
+    return 0;
+}

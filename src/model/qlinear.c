@@ -315,14 +315,15 @@ static g4q_status ct_int4(const finder *f, g4q_qlinear *q, const g4q_tensor *wp,
     G4Q_TRY(int4_group(f, ws, ws->ndim == 2 ? ws->shape[1] : 0, in, &group));
     G4Q_TRY(expect(f, ws, ws->dtype, out, in / group));
     if (sh) {
-        G4Q_TRY(expect(f, sh, G4Q_DT_I32, 2, -1));
-        int32_t d[2];
-        memcpy(d, sh->data, sizeof d);
+        G4Q_TRY(expect(f, sh, sh->dtype == G4Q_DT_I64 ? G4Q_DT_I64 : G4Q_DT_I32, 2, -1));
+        int64_t d[2];
+        g4q_tensor_int_at(sh, 0, &d[0]);
+        g4q_tensor_int_at(sh, 1, &d[1]);
         if (d[0] != out || d[1] != in)
             return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                            "%s: tensor '%s': [%d, %d], expected [%lld, "
+                            "%s: tensor '%s': [%lld, %lld], expected [%lld, "
                             "%lld]",
-                            f->label, sh->name, (int)d[0], (int)d[1], (long long)out,
+                            f->label, sh->name, (long long)d[0], (long long)d[1], (long long)out,
                             (long long)in);
     }
     take(f, wp), take(f, ws), take(f, sh);

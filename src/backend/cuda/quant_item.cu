@@ -111,17 +111,8 @@ static g4q_status int4_item(g4q_ctx *ctx, g4q_gpu_quantizer *q, const g4q_plan_i
     if (st == G4Q_OK && (cudaMemcpy(hq, q->buf[1], nq, cudaMemcpyDeviceToHost) != cudaSuccess ||
                          cudaMemcpy(hs, q->buf[2], ns, cudaMemcpyDeviceToHost) != cudaSuccess))
         st = g4q_fail(ctx, G4Q_ERR_CUDA, "%s: copying INT4 codes back failed", it->src->name);
-    if (st == G4Q_OK && it->format == G4Q_PF_INT4_GPTQ)
-        st = g4q_int4_pack_gptq(ctx, it->src->name, hq, hs, rows, cols, group,
-                                static_cast<int32_t *>(bufs[0]), static_cast<int32_t *>(bufs[1]),
-                                static_cast<uint16_t *>(bufs[2]), static_cast<int32_t *>(bufs[3]));
-    if (st == G4Q_OK && it->format == G4Q_PF_INT4_CT) {
-        st = g4q_int4_pack_ct(ctx, it->src->name, hq, hs, rows, cols, group, sdt,
-                              static_cast<int32_t *>(bufs[0]), bufs[1]);
-        int32_t *shape = static_cast<int32_t *>(bufs[2]);
-        shape[0] = (int32_t)rows;
-        shape[1] = (int32_t)cols;
-    }
+    if (st == G4Q_OK)
+        st = g4q_quantize_item_pack_int4(ctx, it, hq, hs, bufs);
     free(hq);
     free(hs);
     return st;
