@@ -5,58 +5,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strbuf.h"
 #include "base/sys.h"
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
 
-static void put(sbuf *b, const char *s, size_t n)
+static void newline(g4q_strbuf *b, int indent, int level)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(sbuf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-static void newline(sbuf *b, int indent, int level)
-{
-    put(b, "\n", 1);
+    g4q_strbuf_add(b, "\n", 1);
     for (int i = 0; i < indent * level; i++)
-        put(b, " ", 1);
+        g4q_strbuf_add(b, " ", 1);
 }
 
 /* Python float repr: shortest round-trip digits; exponent form when exp < -4 or >= 16. */
-static void put_number(sbuf *b, double x)
+static void put_number(g4q_strbuf *b, double x)
 {
     char tmp[64];
     if (!isfinite(x)) {
-        puts_(b, isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity");
+        g4q_strbuf_str(b, isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity");
         return;
     }
     if (x == floor(x) && fabs(x) < 9007199254740992.0) {
         snprintf(tmp, sizeof tmp, "%.0f", x);
-        puts_(b, tmp);
+        g4q_strbuf_str(b, tmp);
         return;
     }
     int prec = 1;
@@ -77,100 +47,48 @@ static void put_number(sbuf *b, double x)
     } else {
         snprintf(tmp, sizeof tmp, "%.*f", prec - 1 - exp10 > 0 ? prec - 1 - exp10 : 1, x);
     }
-    puts_(b, tmp);
+    g4q_strbuf_str(b, tmp);
 }
 
-static void put_string(sbuf *b, const char *s)
-{
-    put(b, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        char esc[16];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            put(b, esc, 2);
-            p++;
-        } else if (c == '\n') {
-            puts_(b, "\\n"), p++;
-        } else if (c == '\t') {
-            puts_(b, "\\t"), p++;
-        } else if (c == '\r') {
-            puts_(b, "\\r"), p++;
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            puts_(b, esc);
-            p++;
-        } else if (c < 0x80) {
-            put(b, (const char *)p, 1);
-            p++;
-        } else {
-            /* Decode one UTF-8 sequence (input strings come from cJSON or our code; invalid bytes
-             * are escaped as U+FFFD). */
-            unsigned cp = 0xfffd;
-            int n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-            int ok = n > 1;
-            for (int i = 1; i < n && ok; i++)
-                ok = (p[i] & 0xc0) == 0x80;
-            if (ok) {
-                cp = n == 2 ? (c & 0x1fu) : n == 3 ? (c & 0x0fu) : (c & 0x07u);
-                for (int i = 1; i < n; i++)
-                    cp = (cp << 6) | (p[i] & 0x3fu);
-                p += n;
-            } else {
-                p++;
-            }
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-            } else {
-                snprintf(esc, sizeof esc, "\\u%04x", cp);
-            }
-            puts_(b, esc);
-        }
-    }
-    put(b, "\"", 1);
-}
 
-static void put_value(sbuf *b, const cJSON *v, int indent, int level)
+static void put_value(g4q_strbuf *b, const cJSON *v, int indent, int level)
 {
     if (cJSON_IsNull(v)) {
-        puts_(b, "null");
+        g4q_strbuf_str(b, "null");
     } else if (cJSON_IsTrue(v)) {
-        puts_(b, "true");
+        g4q_strbuf_str(b, "true");
     } else if (cJSON_IsFalse(v)) {
-        puts_(b, "false");
+        g4q_strbuf_str(b, "false");
     } else if (cJSON_IsNumber(v)) {
         put_number(b, v->valuedouble);
     } else if (cJSON_IsString(v)) {
-        put_string(b, v->valuestring);
+        g4q_strbuf_json_string(b, v->valuestring, 1);
     } else if (cJSON_IsRaw(v)) {
-        puts_(b, v->valuestring);
+        g4q_strbuf_str(b, v->valuestring);
     } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
         int obj = cJSON_IsObject(v);
-        put(b, obj ? "{" : "[", 1);
+        g4q_strbuf_add(b, obj ? "{" : "[", 1);
         const cJSON *c = v->child;
         if (!c) {
-            put(b, obj ? "}" : "]", 1);
+            g4q_strbuf_add(b, obj ? "}" : "]", 1);
             return;
         }
         for (int first = 1; c; c = c->next, first = 0) {
             if (!first)
-                puts_(b, indent ? "," : ", ");
+                g4q_strbuf_str(b, indent ? "," : ", ");
             if (indent)
                 newline(b, indent, level + 1);
             if (obj) {
-                put_string(b, c->string ? c->string : "");
-                puts_(b, ": ");
+                g4q_strbuf_json_string(b, c->string ? c->string : "", 1);
+                g4q_strbuf_str(b, ": ");
             }
             put_value(b, c, indent, level + 1);
         }
         if (indent)
             newline(b, indent, level);
-        put(b, obj ? "}" : "]", 1);
+        g4q_strbuf_add(b, obj ? "}" : "]", 1);
     } else {
-        puts_(b, "null");
+        g4q_strbuf_str(b, "null");
     }
 }
 
@@ -181,7 +99,7 @@ cJSON *g4q_json_create_float(double x)
         snprintf(tmp, sizeof tmp, "%.1f", x);
         return cJSON_CreateRaw(tmp);
     }
-    sbuf b = {0};
+    g4q_strbuf b = {0};
     put_number(&b, x);
     cJSON *item = cJSON_CreateRaw(b.p ? b.p : "0.0");
     free(b.p);
@@ -190,7 +108,7 @@ cJSON *g4q_json_create_float(double x)
 
 g4q_status g4q_json_print(g4q_ctx *ctx, const cJSON *v, int indent, int base_level, char **out)
 {
-    sbuf b = {0};
+    g4q_strbuf b = {0};
     put_value(&b, v, indent, base_level);
     if (b.oom || !b.p) {
         free(b.p);
@@ -242,20 +160,20 @@ g4q_status g4q_json_append_member(g4q_ctx *ctx, const char *label, const char *d
         body--;
     char *val;
     G4Q_TRY(g4q_json_print(ctx, value, indent, indent ? 1 : 0, &val));
-    sbuf b = {0};
-    put(&b, doc, body);
+    g4q_strbuf b = {0};
+    g4q_strbuf_add(&b, doc, body);
     if (!empty)
-        put(&b, ",", 1);
+        g4q_strbuf_add(&b, ",", 1);
     if (indent)
         newline(&b, indent, 1);
     else if (!empty)
-        put(&b, " ", 1);
-    put_string(&b, key);
-    puts_(&b, ": ");
-    puts_(&b, val);
+        g4q_strbuf_add(&b, " ", 1);
+    g4q_strbuf_json_string(&b, key, 1);
+    g4q_strbuf_str(&b, ": ");
+    g4q_strbuf_str(&b, val);
     if (indent)
-        put(&b, "\n", 1);
-    puts_(&b, doc + end - 1); /* the closing brace and whatever followed it */
+        g4q_strbuf_add(&b, "\n", 1);
+    g4q_strbuf_str(&b, doc + end - 1); /* the closing brace and whatever followed it */
     free(val);
     if (b.oom || !b.p) {
         free(b.p);

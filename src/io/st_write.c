@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/strbuf.h"
 #include "base/sys.h"
 
 #define STW_MAX_OFFSET (UINT64_C(1) << 53) /* readers keep offsets in doubles */
@@ -60,73 +61,6 @@ struct g4q_st_writer {
     int state;
 };
 
-/* ---- a growable string ---- */
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_fmt(sbuf *b, const char *fmt, ...)
-{
-    char tmp[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        sb_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-/* A JSON string literal: quotes, backslashes and control characters escaped, UTF-8 kept. */
-static void sb_json_str(sbuf *b, const char *s)
-{
-    sb_add(b, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sb_add(b, run, (size_t)(s - run));
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            sb_add(b, e, 2);
-        } else {
-            sb_fmt(b, "\\u%04x", c);
-        }
-        run = s + 1;
-    }
-    sb_add(b, run, (size_t)(s - run));
-    sb_add(b, "\"", 1);
-}
 
 /* ---- declaration ---- */
 
@@ -305,36 +239,36 @@ static g4q_status assign_shards(g4q_st_writer *w)
 }
 
 /* The padded header of one shard: 8-byte length, JSON, spaces to a multiple of 8. */
-static g4q_status build_header(g4q_st_writer *w, const stw_shard *sh, sbuf *b)
+static g4q_status build_header(g4q_st_writer *w, const stw_shard *sh, g4q_strbuf *b)
 {
-    sb_add(b, "\0\0\0\0\0\0\0\0", 8);
-    sb_str(b, "{\"__metadata__\":{");
+    g4q_strbuf_add(b, "\0\0\0\0\0\0\0\0", 8);
+    g4q_strbuf_str(b, "{\"__metadata__\":{");
     int user_format = 0;
     for (size_t i = 0; i < w->nmeta; i++)
         user_format |= strcmp(w->meta[2 * i], "format") == 0;
     if (!user_format)
-        sb_str(b, "\"format\":\"pt\"");
+        g4q_strbuf_str(b, "\"format\":\"pt\"");
     for (size_t i = 0; i < w->nmeta; i++) {
         if (i || !user_format)
-            sb_str(b, ",");
-        sb_json_str(b, w->meta[2 * i]);
-        sb_str(b, ":");
-        sb_json_str(b, w->meta[2 * i + 1]);
+            g4q_strbuf_str(b, ",");
+        g4q_strbuf_json_string(b, w->meta[2 * i], 0);
+        g4q_strbuf_str(b, ":");
+        g4q_strbuf_json_string(b, w->meta[2 * i + 1], 0);
     }
-    sb_str(b, "}");
+    g4q_strbuf_str(b, "}");
     for (size_t i = sh->first; i < sh->end; i++) {
         const stw_tensor *t = &w->t[i];
-        sb_str(b, ",");
-        sb_json_str(b, t->name);
-        sb_fmt(b, ":{\"dtype\":\"%s\",\"shape\":[", g4q_dtype_name(t->dtype));
+        g4q_strbuf_str(b, ",");
+        g4q_strbuf_json_string(b, t->name, 0);
+        g4q_strbuf_fmt(b, ":{\"dtype\":\"%s\",\"shape\":[", g4q_dtype_name(t->dtype));
         for (int d = 0; d < t->ndim; d++)
-            sb_fmt(b, "%s%" PRId64, d ? "," : "", t->shape[d]);
-        sb_fmt(b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", t->data_offset,
+            g4q_strbuf_fmt(b, "%s%" PRId64, d ? "," : "", t->shape[d]);
+        g4q_strbuf_fmt(b, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", t->data_offset,
                t->data_offset + t->nbytes);
     }
-    sb_str(b, "}");
+    g4q_strbuf_str(b, "}");
     while (b->len % 8)
-        sb_str(b, " ");
+        g4q_strbuf_str(b, " ");
     if (b->oom)
         return g4q_fail(w->ctx, G4Q_ERR_NOMEM, "%s: out of memory for the header", sh->path);
     uint64_t n = b->len - 8;
@@ -369,7 +303,7 @@ static g4q_status pwrite_all(g4q_ctx *ctx, int fd, const char *path, const char 
 
 static g4q_status begin_shard(g4q_st_writer *w, stw_shard *sh)
 {
-    sbuf b = {0};
+    g4q_strbuf b = {0};
     g4q_status st = build_header(w, sh, &b);
     if (st != G4Q_OK) {
         free(b.p);
@@ -501,16 +435,16 @@ static g4q_status write_index(g4q_st_writer *w)
     uint64_t total = 0;
     for (size_t i = 0; i < w->n; i++)
         total += w->t[i].nbytes;
-    sbuf b = {0};
-    sb_fmt(&b, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {",
+    g4q_strbuf b = {0};
+    g4q_strbuf_fmt(&b, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {",
            total);
     for (size_t i = 0; i < w->n; i++) {
-        sb_str(&b, i ? ",\n    " : "\n    ");
-        sb_json_str(&b, v[i]->name);
-        sb_str(&b, ": ");
-        sb_json_str(&b, w->shards[v[i]->shard].name);
+        g4q_strbuf_str(&b, i ? ",\n    " : "\n    ");
+        g4q_strbuf_json_string(&b, v[i]->name, 0);
+        g4q_strbuf_str(&b, ": ");
+        g4q_strbuf_json_string(&b, w->shards[v[i]->shard].name, 0);
     }
-    sb_str(&b, "\n  }\n}\n");
+    g4q_strbuf_str(&b, "\n  }\n}\n");
     free(v);
     char path[4096];
     g4q_status st = g4q_path_join(w->ctx, path, sizeof path, w->dir, STW_INDEX);

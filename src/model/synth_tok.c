@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strbuf.h"
 #include "base/sys.h"
 #include "io/json_write.h"
 #include "model/synth.h"
@@ -404,79 +405,25 @@ static int fill_ngrams(vocab *v)
 
 /* ---- tokenizer.json ---- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->cap + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-/* A JSON string literal; UTF-8 is kept as is, control characters are escaped. */
-static void sb_json(sbuf *b, const char *s)
-{
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            sb_put(b, esc, 2);
-        } else if (c == '\n') {
-            sb_put(b, "\\n", 2);
-        } else if (c == '\t') {
-            sb_put(b, "\\t", 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_put(b, esc, 6);
-        } else {
-            sb_put(b, (const char *)&c, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
-static void emit_tokenizer(const vocab *v, sbuf *b)
+static void emit_tokenizer(const vocab *v, g4q_strbuf *b)
 {
     char num[64];
-    sb_str(b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
+    g4q_strbuf_str(b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n"
               "  \"added_tokens\": [");
     int first = 1;
     for (int id = 0; id < v->size; id++) {
         if (!is_added(v->size, id))
             continue;
         snprintf(num, sizeof num, "%s\n    {\"id\": %d, \"content\": ", first ? "" : ",", id);
-        sb_str(b, num);
-        sb_json(b, vstr(v, id));
-        sb_str(b, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+        g4q_strbuf_str(b, num);
+        g4q_strbuf_json_string(b, vstr(v, id), 0);
+        g4q_strbuf_str(b, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
                   "\"normalized\": false, \"special\": ");
-        sb_str(b, is_special(vstr(v, id)) ? "true}" : "false}");
+        g4q_strbuf_str(b, is_special(vstr(v, id)) ? "true}" : "false}");
         first = 0;
     }
-    sb_str(b, "\n  ],\n"
+    g4q_strbuf_str(b, "\n  ],\n"
               "  \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, "
               "\"content\": \"\xe2\x96\x81\"},\n"
               "  \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, "
@@ -498,20 +445,20 @@ static void emit_tokenizer(const vocab *v, sbuf *b)
               "    \"byte_fallback\": true,\n    \"ignore_merges\": false,\n"
               "    \"vocab\": {");
     for (int id = 0; id < v->size; id++) {
-        sb_str(b, id ? ",\n      " : "\n      ");
-        sb_json(b, vstr(v, id));
+        g4q_strbuf_str(b, id ? ",\n      " : "\n      ");
+        g4q_strbuf_json_string(b, vstr(v, id), 0);
         snprintf(num, sizeof num, ": %d", id);
-        sb_str(b, num);
+        g4q_strbuf_str(b, num);
     }
-    sb_str(b, "\n    },\n    \"merges\": [");
+    g4q_strbuf_str(b, "\n    },\n    \"merges\": [");
     for (int i = 0; i < v->n_merges; i++) {
-        sb_str(b, i ? ",\n      [" : "\n      [");
-        sb_json(b, vstr(v, v->merge_a[i]));
-        sb_str(b, ", ");
-        sb_json(b, vstr(v, v->merge_b[i]));
-        sb_str(b, "]");
+        g4q_strbuf_str(b, i ? ",\n      [" : "\n      [");
+        g4q_strbuf_json_string(b, vstr(v, v->merge_a[i]), 0);
+        g4q_strbuf_str(b, ", ");
+        g4q_strbuf_json_string(b, vstr(v, v->merge_b[i]), 0);
+        g4q_strbuf_str(b, "]");
     }
-    sb_str(b, "\n    ]\n  }\n}\n");
+    g4q_strbuf_str(b, "\n    ]\n  }\n}\n");
 }
 
 g4q_status g4q_synth_tok_write_tokenizer(g4q_ctx *ctx, const char *dir, int vocab_size)
@@ -527,7 +474,7 @@ g4q_status g4q_synth_tok_write_tokenizer(g4q_ctx *ctx, const char *dir, int voca
         v.n_slots <<= 1;
     v.off = malloc((size_t)vocab_size * sizeof *v.off);
     v.slots = calloc(v.n_slots, sizeof *v.slots);
-    sbuf b = {0};
+    g4q_strbuf b = {0};
     g4q_status st = G4Q_OK;
     if (!v.off || !v.slots) {
         st = g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", path);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strbuf.h"
 #include "base/sys.h"
 
 /* Length of the whitespace character at s (Python str.isspace: ASCII whitespace, \x1c-\x1f and
@@ -44,36 +45,6 @@ static const char *trim(const char *s, size_t *len)
     return s + a;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-} sbuf;
-
-static void put(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed) return;
-    if (b->cap - b->len < n + 1) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void puts_(sbuf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
 
 g4q_status g4q_chat_render(g4q_ctx *ctx, const g4q_chat_opts *opts, char **out, size_t *out_len)
 {
@@ -81,25 +52,25 @@ g4q_status g4q_chat_render(g4q_ctx *ctx, const g4q_chat_opts *opts, char **out, 
     if (out_len) *out_len = 0;
     if (!opts || !opts->user)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "chat template: no user message");
-    sbuf b = {0};
+    g4q_strbuf b = {0};
     size_t sys_len = 0, user_len = 0;
     const char *sys = opts->system ? trim(opts->system, &sys_len) : "";
     const char *user = trim(opts->user, &user_len);
-    puts_(&b, "<bos>");
+    g4q_strbuf_str(&b, "<bos>");
     if (sys_len > 0 || opts->thinking) {
-        puts_(&b, "<|turn>system\n");
-        if (opts->thinking) puts_(&b, "<|think|>");
-        put(&b, sys, sys_len);
-        puts_(&b, "<turn|>\n");
+        g4q_strbuf_str(&b, "<|turn>system\n");
+        if (opts->thinking) g4q_strbuf_str(&b, "<|think|>");
+        g4q_strbuf_add(&b, sys, sys_len);
+        g4q_strbuf_str(&b, "<turn|>\n");
     }
-    puts_(&b, "<|turn>user\n");
-    put(&b, user, user_len);
-    puts_(&b, "<turn|>\n");
+    g4q_strbuf_str(&b, "<|turn>user\n");
+    g4q_strbuf_add(&b, user, user_len);
+    g4q_strbuf_str(&b, "<turn|>\n");
     if (opts->add_generation_prompt) {
-        puts_(&b, "<|turn>model\n");
-        if (!opts->thinking) puts_(&b, "<|channel>thought\n<channel|>");
+        g4q_strbuf_str(&b, "<|turn>model\n");
+        if (!opts->thinking) g4q_strbuf_str(&b, "<|channel>thought\n<channel|>");
     }
-    if (b.failed) {
+    if (b.oom) {
         free(b.p);
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "chat template: out of memory");
     }
