@@ -306,7 +306,10 @@ static g4q_status cmd_compare(g4q_ctx *ctx, const run_opts *o)
     g4q_status st = o->file ? g4q_read_file(ctx, o->file, MAX_TEXT_BYTES, &text, &len)
                             : parse_ids(ctx, o->ids, &ids);
     if (st == G4Q_OK) st = open_dir(ctx, o, o->model, &ref);
-    if (st == G4Q_OK) st = open_dir(ctx, o, o->quantized, &cand);
+    /* The candidate runs on the device the reference resolved to (one "no GPU" line, not two). */
+    run_opts o_cand = *o;
+    if (st == G4Q_OK) o_cand.device = g4q_device_name(ref->device);
+    if (st == G4Q_OK) st = open_dir(ctx, &o_cand, o->quantized, &cand);
     if (st == G4Q_OK && text) st = need_tokenizer(ctx, ref);
     if (st == G4Q_OK && text) st = encode(ctx, ref->tok, text, len, ref->cfg->bos_id, &ids);
     const int stride = o->cmp_stride ? o->cmp_stride : (o->window / 2 > 0 ? o->window / 2 : 1);
