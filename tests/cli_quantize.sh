@@ -2,7 +2,7 @@
 # int4-mlp-only, fp8-block) pass `gemma4q-inspect --check` and the independent Python decoder
 # (scripts/check/decode_export.py; SKIP when numpy is missing); --dry-run writes nothing; --json
 # writes a valid report; the same recipe in another process with --threads 1 and 2 gives
-# byte-identical files; calibration recipes and bad inputs fail clearly and leave nothing; a
+# byte-identical files; bad inputs fail clearly and leave nothing; a
 # sharded input gives the same tensor hashes as the single file.
 # Usage: bash cli_quantize.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -93,10 +93,7 @@ print("  %d tensor hashes equal" % len(a))
 EOF
 ok "sharded input ($(ls "$T/msh" | grep -c 'model-.*safetensors') shards) gives the same tensor hashes"
 
-# --- calibration recipes are refused ---
-for r in nvfp4-mlp-only nvfp4; do
-    expect_error "$r" "needs calibration" "$T/$r" -- "$Q" --model "$T/m" --recipe "$S/recipes/$r.yaml" --out "$T/$r"
-done
+# (calibration recipes: tests/cli_calibrate.sh)
 
 # --- bad inputs ---
 R=$S/recipes/fp8-block.yaml

@@ -11,6 +11,8 @@
 
 #include "backend/device.h"
 #include "base/sys.h"
+#include "calib/calibrate.h"
+#include "calib/dataset.h"
 #include "cli.h"
 #include "export/export.h"
 #include "export/plan.h"
@@ -19,15 +21,52 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "recipe/recipe.h"
+#include "runtime/session.h"
+#include "text/tokenizer.h"
 
 typedef struct quantize_opts {
-    const char *model, *recipe, *out, *json, *device;
-    int dry_run, threads, force, quiet, verbose;
+    const char *model, *recipe, *out, *json, *device, *dump_calib;
+    int dry_run, threads, force, quiet, verbose, calib_samples, calib_seq_len;
     uint64_t shard_bytes;
 } quantize_opts;
 
+/* The calibration ids of the recipe (with the --calib-* overrides), tokenized with the model's
+ * tokenizer.json. */
+static g4q_status load_calib(g4q_ctx *ctx, const quantize_opts *o, const g4q_recipe *r,
+                             const g4q_config *cfg, g4q_calib_data *d)
+{
+    if (!r->calib.present)
+        return g4q_fail(ctx, G4Q_ERR_USAGE, "%s: the recipe has no calibration section",
+                        r->path);
+    char path[4096];
+    g4q_tok *tok = NULL;
+    G4Q_TRY(g4q_path_join(ctx, path, sizeof path, o->model, "tokenizer.json"));
+    G4Q_TRY(g4q_tok_load(ctx, path, &tok));
+    int samples = o->calib_samples ? o->calib_samples : r->calib.samples;
+    int seq_len = o->calib_seq_len ? o->calib_seq_len : r->calib.seq_len;
+    g4q_status st = g4q_calib_load(ctx, r->calib.dataset_path, tok, cfg->bos_id, samples,
+                                   seq_len, r->calib.seed, d);
+    if (st == G4Q_OK) /* the manifest names the dataset as the recipe wrote it */
+        snprintf(d->name, sizeof d->name, "%s", r->calib.dataset);
+    g4q_tok_free(tok);
+    return st;
+}
+
+/* Runs the calibration samples through the BF16 model on `dev`. */
+static g4q_status calibrate(g4q_ctx *ctx, const quantize_opts *o, const g4q_recipe *r,
+                            const g4q_calib_data *d, g4q_device_kind dev, g4q_calib_result *res)
+{
+    g4q_session *s = NULL;
+    g4q_session_opts so = {.device = dev};
+    G4Q_TRY(g4q_session_open(ctx, o->model, &so, &s));
+    g4q_status st = g4q_calib_run(ctx, s, d, r->calib.batch, res);
+    g4q_session_free(s);
+    return st;
+}
+
 static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *plan,
-                               const g4q_export_stats *stats, g4q_device_kind dev, int dry_run)
+                               const g4q_export_stats *stats, const g4q_calib_result *calib,
+                               g4q_device_kind dev, int dry_run)
 {
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "recipe", plan->recipe->name);
@@ -42,6 +81,11 @@ static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *p
         cJSON_AddNumberToObject(s, "seconds", stats->seconds);
         cJSON_AddNumberToObject(s, "peak_rss_bytes", (double)stats->peak_rss);
         cJSON_AddNumberToObject(s, "peak_gpu_bytes", (double)stats->peak_gpu);
+    }
+    if (calib) {
+        cJSON *c = g4q_calib_to_cjson(calib);
+        cJSON_AddNumberToObject(c, "seconds", calib->seconds);
+        cJSON_AddItemToObject(r, "calibration", c);
     }
     g4q_status st = g4q_json_write_file(ctx, path, r, 2);
     cJSON_Delete(r);
@@ -75,19 +119,33 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
     if (st == G4Q_OK)
         st = g4q_plan_build(ctx, recipe, cfg, w, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck),
                             &plan);
+    g4q_calib_data data = {0};
+    g4q_calib_result *calib = NULL;
+    if (st == G4Q_OK && o->dump_calib) {
+        st = load_calib(ctx, o, recipe, cfg, &data);
+        if (st == G4Q_OK)
+            st = g4q_calib_dump(ctx, &data, o->dump_calib);
+        if (st == G4Q_OK)
+            G4Q_INFO(ctx, "%s: %d x %d calibration ids (int32 LE), sha256 %s", o->dump_calib,
+                     data.samples, data.seq_len, data.ids_sha256);
+    }
     if (st == G4Q_OK && o->dry_run) {
         g4q_plan_print(&plan, stdout);
         if (o->json)
-            st = write_report(ctx, o->json, &plan, NULL, dev, 1);
-    } else if (st == G4Q_OK && plan.needs_calibration) {
-        st = g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
-                      "recipe '%s' needs calibration: %s; calibration is not implemented yet, and "
-                      "gemma4q never invents scales (--dry-run shows the plan)",
-                      recipe->name, plan.calibration_reason);
+            st = write_report(ctx, o->json, &plan, NULL, NULL, dev, 1);
     } else if (st == G4Q_OK) {
         st = g4q_device_select(ctx, req, &dev, NULL);
+        if (st == G4Q_OK && plan.needs_calibration) {
+            calib = calloc(1, sizeof *calib);
+            if (!calib)
+                st = g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
+            if (st == G4Q_OK && !data.ids)
+                st = load_calib(ctx, o, recipe, cfg, &data);
+            if (st == G4Q_OK)
+                st = calibrate(ctx, o, recipe, &data, dev, calib);
+        }
         g4q_export_opts eo = {.out_dir = o->out, .overwrite = o->force,
-                              .shard_bytes = o->shard_bytes, .device = dev};
+                              .shard_bytes = o->shard_bytes, .device = dev, .calib = calib};
         g4q_export_stats stats = {0};
         if (st == G4Q_OK)
             st = g4q_export_run(ctx, &plan, ck, cfg, &eo, &stats);
@@ -99,11 +157,19 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
                     o->model, o->out, g4q_device_name(dev), recipe->name, stats.tensors_out,
                     (double)stats.bytes_in / 1e9, (double)stats.bytes_out / 1e9, stats.seconds,
                     (double)stats.peak_rss / 1e9, (double)stats.peak_gpu / 1e9);
+            if (calib)
+                fprintf(stderr,
+                        "gemma4q: calibration %d x %d tokens of %s (ids sha256 %.16s...), "
+                        "%.1f s\n",
+                        calib->samples, calib->seq_len, calib->dataset, calib->ids_sha256,
+                        calib->seconds);
         }
         if (st == G4Q_OK && o->json) {
-            st = write_report(ctx, o->json, &plan, &stats, dev, 0);
+            st = write_report(ctx, o->json, &plan, &stats, calib, dev, 0);
         }
     }
+    g4q_calib_data_free(&data);
+    free(calib);
     g4q_plan_free(&plan);
     g4q_ckpt_close(ck);
     g4q_recipe_free(recipe);
@@ -121,7 +187,10 @@ int main(int argc, char **argv)
         "OUT only when complete (it is written to OUT.partial first); it holds the weights, the\n"
         "format's JSON files, the tokenizer/template/generation files of the input, and\n"
         "manifest.json with the sha256 of every tensor. The same input and recipe always give\n"
-        "byte-identical output, on the CPU or the GPU and with any thread count.";
+        "byte-identical output, on the CPU or the GPU and with any thread count (calibrated\n"
+        "activation/KV scales: on the same device). Recipes with W4A4/W8A8 activations or\n"
+        "calibrated KV scales first run the recipe's calibration samples through the BF16 model\n"
+        "(src/calib/dataset.h: how text becomes samples; calibrate.h: what is observed).";
     const g4q_opt opts[] = {
         {"--model", G4Q_OPT_STRING, &o.model, "DIR", "input checkpoint folder (BF16)"},
         {"--recipe", G4Q_OPT_STRING, &o.recipe, "FILE", "recipe YAML (see recipes/)"},
@@ -135,6 +204,13 @@ int main(int argc, char **argv)
         {"--shard-size", G4Q_OPT_SIZE, &o.shard_bytes, "SIZE",
          "split the weights into shards of at most SIZE (e.g. 5GB); default one file"},
         {"--force", G4Q_OPT_FLAG, &o.force, NULL, "replace OUT if it exists"},
+        {"--calib-samples", G4Q_OPT_INT, &o.calib_samples, "N",
+         "override the recipe's calibration.samples (quick runs and tests)"},
+        {"--calib-seq-len", G4Q_OPT_INT, &o.calib_seq_len, "N",
+         "override the recipe's calibration.seq_len (tokens per sample, <bos> included)"},
+        {"--dump-calib", G4Q_OPT_STRING, &o.dump_calib, "FILE",
+         "write the calibration token ids (int32 little-endian [samples, seq_len], no header) "
+         "and go on (with --dry-run: only that)"},
         {"--quiet", G4Q_OPT_FLAG, &o.quiet, NULL, "no progress, warnings and errors only"},
         {"--verbose", G4Q_OPT_FLAG, &o.verbose, NULL, "debug messages"},
         {NULL, 0, NULL, NULL, NULL},
@@ -153,6 +229,9 @@ int main(int argc, char **argv)
     }
     if (o.verbose)
         ctx.log_level = G4Q_LOG_DEBUG;
+    if (st == G4Q_OK && (o.calib_samples < 0 || o.calib_seq_len < 0))
+        st = g4q_fail(&ctx, G4Q_ERR_USAGE, "--calib-samples/--calib-seq-len: expected a positive "
+                                           "count");
     if (st == G4Q_OK && o.threads < 0)
         st = g4q_fail(&ctx, G4Q_ERR_USAGE, "--threads %d: expected a positive count", o.threads);
     if (o.threads > 0) {

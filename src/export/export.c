@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ typedef struct run_state {
     g4q_progress progress;
     uint64_t bytes_done;
     g4q_gpu_quantizer *gpu; /* NULL: CPU path */
+    const g4q_calib_result *calib; /* NULL: no calibration */
 } run_state;
 
 /* Declares every output in processing order: global tensors first, then layer by layer. */
@@ -85,6 +87,80 @@ static g4q_status group_amaxes(run_state *rs, int layer, float *amax)
     return G4Q_OK;
 }
 
+#define R2688 0x1.861862p-12f /* fl32(1/2688) = 0x39C30C31 (formats.md notation) */
+#define R448 0x1.24924ap-9f    /* fl32(1/448) = 0x3B124925 */
+
+static int is_calibrated(g4q_out_kind k)
+{
+    return k == G4Q_OUT_INPUT_SCALE || k == G4Q_OUT_K_SCALE || k == G4Q_OUT_V_SCALE;
+}
+
+/* The input amax of an item's Linear: for an NVFP4 fused group the max over its members (§2.7),
+ * so that every member gets bit-identical input_scale. */
+static g4q_status item_input_amax(run_state *rs, const g4q_plan_item *it, float *amax)
+{
+    const g4q_plan *p = rs->plan;
+    if (it->group < 0)
+        return g4q_calib_input_amax(rs->ctx, rs->calib, it->layer, it->role, it->module, amax);
+    const g4q_plan_group *g = &p->groups[it->group];
+    float m = 0.0f;
+    for (int k = 0; k < g->n_members; k++) {
+        const g4q_plan_item *mi = &p->items[g->members[k]];
+        float a;
+        G4Q_TRY(g4q_calib_input_amax(rs->ctx, rs->calib, mi->layer, mi->role, mi->module, &a));
+        m = a > m ? a : m;
+    }
+    *amax = m;
+    return G4Q_OK;
+}
+
+/* The value of a calibrated output (an F32 [] or [1] scale). */
+static g4q_status calibrated_value(run_state *rs, const g4q_plan_item *it,
+                                   const g4q_plan_output *po, float *value)
+{
+    if (!rs->calib)
+        return g4q_fail(rs->ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                        "'%s': %s needs calibration, and none was run", it->module, po->name);
+    float amax;
+    switch (po->kind) {
+    case G4Q_OUT_INPUT_SCALE:
+        if (it->format == G4Q_PF_NVFP4_CT)
+            return g4q_fail(rs->ctx, G4Q_ERR_UNSUPPORTED,
+                            "'%s': compressed-tensors W4A4 (%s) is not written yet; use export "
+                            "modelopt", it->module, po->name);
+        G4Q_TRY(item_input_amax(rs, it, &amax));
+        *value = amax * (it->format == G4Q_PF_NVFP4_MO ? R2688 : R448);
+        return G4Q_OK;
+    case G4Q_OUT_K_SCALE:
+    case G4Q_OUT_V_SCALE:
+        G4Q_TRY(g4q_calib_kv_amax(rs->ctx, rs->calib, it->layer,
+                                  po->kind == G4Q_OUT_K_SCALE ? G4Q_OBS_K : G4Q_OBS_V, &amax));
+        *value = amax * R448;
+        return G4Q_OK;
+    default:
+        return g4q_fail(rs->ctx, G4Q_ERR_INTERNAL, "%s: not a calibrated output", po->name);
+    }
+}
+
+/* Writes an item's calibrated outputs. A zero amax (a site that only ever saw zeros) gives scale
+ * 0, which engines treat as "no scale"; it is refused rather than invented. */
+static g4q_status write_calibrated(run_state *rs, const g4q_plan_item *it)
+{
+    for (int o = 0; o < it->n_out; o++) {
+        const g4q_plan_output *po = &it->out[o];
+        if (!is_calibrated(po->kind))
+            continue;
+        float v;
+        G4Q_TRY(calibrated_value(rs, it, po, &v));
+        if (!(v > 0.0f) || !isfinite(v))
+            return g4q_fail(rs->ctx, G4Q_ERR_NUMERIC,
+                            "%s: calibrated scale %g (every observed activation was zero?)",
+                            po->name, (double)v);
+        G4Q_TRY(write_output(rs, po, &v));
+    }
+    return G4Q_OK;
+}
+
 static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const float *amax)
 {
     if (it->format == G4Q_PF_KEEP) {
@@ -95,13 +171,12 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
             G4Q_TRY(g4q_quant_amax_bf16(rs->ctx, it->src->name, it->src->data, it->src->numel,
                                         &unused));
         }
-        return write_output(rs, &it->out[0], it->src->data);
+        G4Q_TRY(write_output(rs, &it->out[0], it->src->data));
+        return write_calibrated(rs, it);
     }
-    for (int o = 0; o < it->n_out; o++)
-        if (it->out[o].kind == G4Q_OUT_INPUT_SCALE)
-            return g4q_fail(rs->ctx, G4Q_ERR_NEEDS_CALIBRATION,
-                            "'%s': %s needs an input scale from calibration", it->module,
-                            it->out[o].name);
+    int n_weight = 0; /* weight outputs come first (plan.h) */
+    while (n_weight < it->n_out && !is_calibrated(it->out[n_weight].kind))
+        n_weight++;
     void *bufs[G4Q_PLAN_MAX_OUTPUTS] = {0};
     g4q_status st = G4Q_OK;
     for (int o = 0; o < it->n_out && st == G4Q_OK; o++) {
@@ -115,8 +190,10 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
         st = g4q_quantize_item_cuda(rs->ctx, rs->gpu, it, group_amax, bufs);
     else if (st == G4Q_OK)
         st = g4q_quantize_item_cpu(rs->ctx, it, group_amax, bufs);
-    for (int o = 0; o < it->n_out && st == G4Q_OK; o++)
+    for (int o = 0; o < n_weight && st == G4Q_OK; o++)
         st = write_output(rs, &it->out[o], bufs[o]);
+    if (st == G4Q_OK)
+        st = write_calibrated(rs, it);
     for (int o = 0; o < it->n_out; o++)
         free(bufs[o]);
     return st;
@@ -225,6 +302,8 @@ static g4q_status write_manifest(run_state *rs, const g4q_outdir *od, const char
     cJSON_AddStringToObject(tool, "version", G4Q_VERSION);
     cJSON_AddItemToObject(m, "recipe", g4q_recipe_to_cjson(rs->plan->recipe));
     cJSON_AddItemToObject(m, "input", input_identity(ctx, rs->ckpt, config_text));
+    if (rs->calib)
+        cJSON_AddItemToObject(m, "calibration", g4q_calib_to_cjson(rs->calib));
     cJSON *tensors = cJSON_AddObjectToObject(m, "tensors");
     for (size_t k = 0; k < n_order; k++) {
         const g4q_plan_item *it = &rs->plan->items[order[k]];
@@ -288,12 +367,13 @@ g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ck
                           g4q_export_stats *stats)
 {
     double t0 = g4q_now_seconds();
-    if (plan->needs_calibration)
+    if (plan->needs_calibration && !opts->calib)
         return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
-                        "recipe '%s' needs calibration: %s; calibration is not implemented yet, "
-                        "and gemma4q never invents scales",
+                        "recipe '%s' needs calibration: %s; run it first (g4q_calib_run), "
+                        "gemma4q never invents scales",
                         plan->recipe->name, plan->calibration_reason);
-    run_state rs = {.ctx = ctx, .plan = plan, .ckpt = ckpt};
+    run_state rs = {.ctx = ctx, .plan = plan, .ckpt = ckpt,
+                    .calib = plan->needs_calibration ? opts->calib : NULL};
     if (opts->device == G4Q_DEVICE_CUDA)
         G4Q_TRY(g4q_gpu_quantizer_create(ctx, &rs.gpu));
     g4q_outdir od;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "backend/device.h"
+#include "calib/calibrate.h"
 #include "export/plan.h"
 
 #ifdef __cplusplus
@@ -24,6 +25,13 @@ typedef struct g4q_export_opts {
     int overwrite;          /* replace an existing OUT at commit */
     uint64_t shard_bytes;   /* 0: one model.safetensors */
     g4q_device_kind device; /* G4Q_DEVICE_CPU or G4Q_DEVICE_CUDA (already resolved) */
+    /* Activation amaxes (src/calib/calibrate.h); required when plan->needs_calibration, else
+     * ignored. Scales written from it (all F32 [], formats.md): NVFP4 W4A4 input_scale =
+     * fl32(amax · R2688) with amax the max over the item's fused group (§2.2, §2.7: members get
+     * bit-identical values); FP8 input_scale = fl32(amax · R448) (§3); KV k_scale / v_scale =
+     * fl32(amax · R448) of K / V at the cache-write point (§7). A Linear without observed tokens
+     * is G4Q_ERR_NEEDS_CALIBRATION; compressed-tensors input_global_scale is UNSUPPORTED. */
+    const g4q_calib_result *calib;
 } g4q_export_opts;
 
 typedef struct g4q_export_stats {

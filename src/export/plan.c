@@ -216,6 +216,30 @@ static g4q_status build_groups(g4q_ctx *ctx, const g4q_config *cfg, g4q_plan *p,
     return G4Q_OK;
 }
 
+/* KV scales (§7): F32 [] k_scale and v_scale per layer, appended to the layer's k_proj item. */
+static g4q_status plan_kv_scales(g4q_ctx *ctx, const g4q_config *cfg, g4q_plan *p,
+                                 const int *item_of_role)
+{
+    for (int l = 0; l < cfg->n_layers; l++) {
+        int idx = item_of_role[l * G4Q_W_ROLE_COUNT + G4Q_W_K_PROJ];
+        if (idx < 0)
+            return g4q_fail(ctx, G4Q_ERR_SHAPE, "layer %d: no k_proj to carry the KV scales", l);
+        g4q_plan_item *it = &p->items[idx];
+        if (it->n_out + 2 > G4Q_PLAN_MAX_OUTPUTS || !it->module[0])
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "'%s': no room for KV scales", it->src->name);
+        add_output(it, "k_scale", G4Q_DT_F32, 0, NULL, G4Q_OUT_K_SCALE);
+        g4q_plan_output *v = &it->out[it->n_out];
+        add_output(it, "v_scale", G4Q_DT_F32, 0, NULL, G4Q_OUT_V_SCALE);
+        /* "...self_attn.k_proj" -> "...self_attn.v_proj.v_scale" (also where v_proj is absent). */
+        size_t len = strlen(it->module);
+        if (len < 6 || strcmp(it->module + len - 6, "k_proj") != 0)
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "'%s': not a k_proj", it->module);
+        snprintf(v->name, sizeof v->name, "%.*sv_proj.v_scale", (int)(len - 6), it->module);
+        p->bytes_out += 8;
+    }
+    return G4Q_OK;
+}
+
 /* Module name of a Linear weight tensor: its name without ".weight". */
 static void module_of(const char *tensor_name, char *buf, size_t n)
 {
@@ -304,11 +328,14 @@ g4q_status g4q_plan_build(g4q_ctx *ctx, const g4q_recipe *recipe, const g4q_conf
     if (st == G4Q_OK)
         st = build_groups(ctx, cfg, out, item_of_role);
     if (st == G4Q_OK && recipe->kv_format == G4Q_RECIPE_KV_FP8 &&
-        recipe->kv_scales == G4Q_RECIPE_KV_SCALES_CALIBRATED && !out->needs_calibration) {
-        out->needs_calibration = 1;
-        snprintf(out->calibration_reason, sizeof out->calibration_reason,
-                 "kv_cache.scales is 'calibrated': k_scale/v_scale are amaxes observed at the "
-                 "cache-write point");
+        recipe->kv_scales == G4Q_RECIPE_KV_SCALES_CALIBRATED) {
+        st = plan_kv_scales(ctx, cfg, out, item_of_role);
+        if (st == G4Q_OK && !out->needs_calibration) {
+            out->needs_calibration = 1;
+            snprintf(out->calibration_reason, sizeof out->calibration_reason,
+                     "kv_cache.scales is 'calibrated': k_scale/v_scale are amaxes observed at "
+                     "the cache-write point");
+        }
     }
 done:
     free(item_of_role);

@@ -48,11 +48,17 @@ typedef enum {
     G4Q_OUT_QZEROS,       /* GPTQ qzeros */
     G4Q_OUT_G_IDX,        /* GPTQ g_idx */
     G4Q_OUT_SHAPE,        /* CT weight_shape */
+    G4Q_OUT_K_SCALE,      /* calibrated KV-cache scale of K (§7), on the layer's k_proj item */
+    G4Q_OUT_V_SCALE,      /* same for V; named <L>.N.self_attn.v_proj.v_scale on every layer */
 } g4q_out_kind;
 
 #define G4Q_PLAN_NAME_MAX 160   /* output tensor names */
 #define G4Q_PLAN_MODULE_MAX 128 /* input tensor and module names (longer ones are refused) */
-#define G4Q_PLAN_MAX_OUTPUTS 4
+/* Calibrated outputs (INPUT_SCALE, K_SCALE, V_SCALE) always come after an item's weight outputs,
+ * so the weight quantizers fill out[0 .. n) positionally and the exporter the rest. K/V scales
+ * (kv_cache.scales: calibrated) hang on each layer's k_proj item, whatever its format (a kept
+ * k_proj has its copy output first), since full layers have no v_proj tensor to carry v_scale. */
+#define G4Q_PLAN_MAX_OUTPUTS 6
 
 typedef struct g4q_plan_output {
     char name[G4Q_PLAN_NAME_MAX];

@@ -41,7 +41,31 @@ struct g4q_forward {
     g4q_graph *graph;            /* recorded step body, or NULL */
     const g4q_kvcache *graph_kv; /* the cache it was recorded against */
     int graph_logits;            /* whether it computes the logits */
+    g4q_forward_observer obs;    /* obs.fn NULL: none */
 };
+
+const char *g4q_obs_site_name(g4q_obs_site s)
+{
+#define G4Q_X_NAME(e, n) n,
+    static const char *const names[] = {G4Q_OBS_SITE_TABLE(G4Q_X_NAME)};
+#undef G4Q_X_NAME
+    return (unsigned)s < G4Q_OBS_COUNT ? names[s] : "?";
+}
+
+void g4q_forward_set_observer(g4q_forward *f, const g4q_forward_observer *obs)
+{
+    if (obs)
+        f->obs = *obs;
+    else
+        memset(&f->obs, 0, sizeof f->obs);
+}
+
+/* Hands a site's buffer to the observer, if any. */
+static g4q_status observe(g4q_forward *f, int l, g4q_obs_site site, const g4q_buf *x, int rows,
+                          int cols)
+{
+    return f->obs.fn ? f->obs.fn(f->obs.user, l, site, x, rows, cols) : G4Q_OK;
+}
 
 static g4q_status bind(g4q_forward *f, const g4q_tensor *t, const char *what, int layer,
                        int64_t rows, int64_t cols, g4q_bweight **out)
@@ -249,6 +273,7 @@ static g4q_status attention_block(g4q_forward *f, g4q_kvcache *kv, int l, int C)
     const float eps = (float)c->rms_norm_eps;
     const int pos = f->step ? G4Q_STEP_POS : kv->n_past;
     const g4q_buf *tab = f->rope[lc->type == G4Q_LAYER_FULL];
+    G4Q_TRY(observe(f, l, G4Q_OBS_ATTN_IN, f->a, C, c->hidden));
     if (be->matmul3) {
         G4Q_TRY(be->matmul3(be, f->a, C, f->q, fl->q, f->k, fl->k, fl->v ? f->v : NULL, fl->v));
     } else {
@@ -268,12 +293,15 @@ static g4q_status attention_block(g4q_forward *f, g4q_kvcache *kv, int l, int C)
         G4Q_TRY(be->rope(be, f->q, tab, C, H, hd, pos));
         G4Q_TRY(be->rope(be, f->k, tab, C, nkv, hd, pos));
     }
+    G4Q_TRY(observe(f, l, G4Q_OBS_K, f->k, C, nkv * hd));
+    G4Q_TRY(observe(f, l, G4Q_OBS_V, f->v, C, nkv * hd));
     const g4q_kv_layer *kl = &kv->layers[l];
     const int window = lc->type == G4Q_LAYER_SLIDING ? c->sliding_window : 0;
     /* Attend over the old cache plus the chunk, and only then store the chunk (§5 trap). */
     G4Q_TRY(be->attention(be, f->att, f->q, f->k, f->v, kl->k, kl->v, kl->cap, pos, C, H, nkv, hd,
                           window, 1.0f));
     G4Q_TRY(be->kv_store(be, kl->k, kl->v, f->k, f->v, kl->cap, pos, C, nkv, hd));
+    G4Q_TRY(observe(f, l, G4Q_OBS_O_IN, f->att, C, H * hd));
     return be->matmul(be, f->a, f->att, fl->o, C);
 }
 
@@ -302,6 +330,7 @@ static g4q_status layer(g4q_forward *f, g4q_kvcache *kv, int l, int C, const g4q
     const fwd_layer *fl = &f->layers[l];
     G4Q_TRY(attention_block(f, kv, l, C));
     G4Q_TRY(residual(f, fl->post_attn_ln, 1.0f, fl->pre_ff_ln, f->a, C));
+    G4Q_TRY(observe(f, l, G4Q_OBS_MLP_IN, f->a, C, c->hidden));
     if (be->matmul_geglu) {
         G4Q_TRY(be->matmul_geglu(be, f->g, f->u, f->a, fl->gate, fl->up, C));
     } else {
@@ -309,6 +338,7 @@ static g4q_status layer(g4q_forward *f, g4q_kvcache *kv, int l, int C, const g4q
         G4Q_TRY(be->matmul(be, f->u, f->a, fl->up, C));
         G4Q_TRY(be->geglu(be, f->g, f->g, f->u, (size_t)C * (size_t)c->intermediate));
     }
+    G4Q_TRY(observe(f, l, G4Q_OBS_DOWN_IN, f->g, C, c->intermediate));
     G4Q_TRY(be->matmul(be, f->a, f->g, fl->down, C));
     /* h = (h + post_ff(m)) · layer_scalar: the scalar scales the whole residual stream. */
     return residual(f, fl->post_ff_ln, fl->scalar, w_next, out, C);
@@ -454,7 +484,7 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
             return g4q_fail(f->ctx, G4Q_ERR_INVALID,
                             "forward: token %d (index %d) outside the vocabulary of %d",
                             (int)ids[t], t, c->vocab_size);
-    if (T == 1 && f->be->step_pos) return decode_step(f, kv, ids, logits);
+    if (T == 1 && f->be->step_pos && !f->obs.fn) return decode_step(f, kv, ids, logits);
     const size_t V = (size_t)c->vocab_size;
     for (int t0 = 0; t0 < T; t0 += f->max_chunk) {
         const int C = T - t0 < f->max_chunk ? T - t0 : f->max_chunk;

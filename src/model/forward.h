@@ -75,6 +75,44 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
  * bit for bit). */
 void g4q_forward_set_graphs(g4q_forward *f, int on);
 
+/* Observation sites of the forward pass (for calibration, src/calib/calibrate.h). Each is a
+ * buffer of `rows` tokens x `cols` values (act_dtype, rows = the chunk's tokens) as it is about to
+ * be consumed:
+ *   ATTN_IN   input of q/k/v_proj: input_layernorm(h)                       [C, hidden]
+ *   O_IN      input of o_proj: the attention output                          [C, heads * hd]
+ *   MLP_IN    input of gate/up_proj: pre_feedforward_layernorm(h)            [C, hidden]
+ *   DOWN_IN   input of down_proj: gelu_tanh(gate) * up                       [C, intermediate]
+ *   K         keys at the cache-write point: rope(k_norm(k_proj x))          [C, kv_heads * hd]
+ *   V         values at the cache-write point: v_norm(v_proj x), or v_norm of the raw k_proj
+ *             output on k_eq_v (full) layers                                 [C, kv_heads * hd] */
+#define G4Q_OBS_SITE_TABLE(X)                                                                      \
+    X(G4Q_OBS_ATTN_IN, "attn_in")                                                                  \
+    X(G4Q_OBS_O_IN, "o_in")                                                                        \
+    X(G4Q_OBS_MLP_IN, "mlp_in")                                                                    \
+    X(G4Q_OBS_DOWN_IN, "down_in")                                                                  \
+    X(G4Q_OBS_K, "k")                                                                              \
+    X(G4Q_OBS_V, "v")
+#define G4Q_X_ENUM(e, s) e,
+typedef enum { G4Q_OBS_SITE_TABLE(G4Q_X_ENUM) G4Q_OBS_COUNT } g4q_obs_site;
+#undef G4Q_X_ENUM
+
+/* "attn_in", ...; "?" out of range. */
+const char *g4q_obs_site_name(g4q_obs_site s);
+
+/* A callback invoked at every site of every layer during g4q_forward_run, in layer order and, within
+ * a layer, in the order ATTN_IN, K, V, O_IN, MLP_IN, DOWN_IN. x is valid only during the call and
+ * must not be modified; the callback may run backend ops that read it (be->amax). A non-OK return
+ * stops the run and is passed on. */
+typedef struct g4q_forward_observer {
+    g4q_status (*fn)(void *user, int layer, g4q_obs_site site, const g4q_buf *x, int rows,
+                     int cols);
+    void *user;
+} g4q_forward_observer;
+
+/* Installs obs (copied; NULL removes it). While one is installed, T == 1 runs take the chunked
+ * path instead of recorded decode graphs (same results), since observers read buffers. */
+void g4q_forward_set_observer(g4q_forward *f, const g4q_forward_observer *obs);
+
 /* Fills inv_freq[0 .. lc->head_dim/2) with the layer's RoPE table as described above. */
 void g4q_forward_rope_table(const g4q_layer_config *lc, float *inv_freq);
 

@@ -1,0 +1,152 @@
+/* Max calibration of activations (contract and semantics in calibrate.h). */
+#include "calib/calibrate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/progress.h"
+#include "base/sys.h"
+
+typedef struct observer_state {
+    g4q_backend *be;
+    g4q_calib_result *r;
+} observer_state;
+
+static g4q_status on_site(void *user, int layer, g4q_obs_site site, const g4q_buf *x, int rows,
+                          int cols)
+{
+    observer_state *os = user;
+    float a = 0.0f;
+    G4Q_TRY(os->be->amax(os->be, x, (size_t)rows * (size_t)cols, &a));
+    g4q_calib_result *r = os->r;
+    /* NaN never compares greater: keep it visible so g4q_calib_run reports it. */
+    if (a > r->amax[layer][site] || isnan(a))
+        r->amax[layer][site] = a;
+    r->tokens[layer][site] += (uint64_t)rows;
+    return G4Q_OK;
+}
+
+static g4q_status check_finite(g4q_ctx *ctx, const g4q_calib_result *r)
+{
+    for (int l = 0; l < r->n_layers; l++)
+        for (int s = 0; s < G4Q_OBS_COUNT; s++)
+            if (!isfinite(r->amax[l][s]))
+                return g4q_fail(ctx, G4Q_ERR_NUMERIC,
+                                "calibration: layer %d: %s activations have amax %g (the BF16 "
+                                "model overflows on the calibration data)",
+                                l, g4q_obs_site_name((g4q_obs_site)s), (double)r->amax[l][s]);
+    return G4Q_OK;
+}
+
+g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, int batch,
+                         g4q_calib_result *out)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = g4q_now_seconds();
+    out->n_layers = s->cfg->n_layers;
+    snprintf(out->dataset, sizeof out->dataset, "%s", d->name);
+    memcpy(out->text_sha256, d->text_sha256, sizeof out->text_sha256);
+    memcpy(out->ids_sha256, d->ids_sha256, sizeof out->ids_sha256);
+    out->samples = d->samples, out->seq_len = d->seq_len, out->batch = batch, out->seed = d->seed;
+    snprintf(out->device, sizeof out->device, "%s", g4q_device_name(s->device));
+    for (int l = 0; l < s->qlin->n_layers; l++)
+        for (int k = 0; k < G4Q_MAX_LAYER_LINEARS; k++)
+            if (s->qlin->layers[l][k].format != G4Q_QL_BF16)
+                return g4q_fail(ctx, G4Q_ERR_INVALID,
+                                "%s: calibration observes the BF16 model, but '%s' is quantized",
+                                s->dir, s->qlin->layers[l][k].module);
+    G4Q_TRY(g4q_session_reserve(s, d->seq_len));
+    observer_state os = {.be = s->be, .r = out};
+    g4q_forward_observer obs = {.fn = on_site, .user = &os};
+    g4q_forward_set_observer(s->fwd, &obs);
+    g4q_progress pr;
+    const uint64_t total = (uint64_t)d->samples * (uint64_t)d->seq_len;
+    g4q_progress_begin(&pr, ctx, "calibrate", "tokens", total);
+    g4q_status st = G4Q_OK;
+    for (int j = 0; j < d->samples && st == G4Q_OK; j++) {
+        g4q_kvcache_reset(s->kv);
+        st = g4q_forward_run(s->fwd, s->kv, d->ids + (size_t)j * (size_t)d->seq_len, d->seq_len,
+                             0, NULL);
+        g4q_progress_update(&pr, (uint64_t)(j + 1) * (uint64_t)d->seq_len);
+    }
+    g4q_forward_set_observer(s->fwd, NULL);
+    g4q_kvcache_reset(s->kv);
+    if (st != G4Q_OK)
+        return st;
+    g4q_progress_end(&pr);
+    out->total_tokens = total;
+    out->seconds = g4q_now_seconds() - t0;
+    return check_finite(ctx, out);
+}
+
+int g4q_calib_site_of_role(g4q_weight_role role)
+{
+    switch (role) {
+    case G4Q_W_Q_PROJ:
+    case G4Q_W_K_PROJ:
+    case G4Q_W_V_PROJ:
+        return G4Q_OBS_ATTN_IN;
+    case G4Q_W_O_PROJ:
+        return G4Q_OBS_O_IN;
+    case G4Q_W_GATE_PROJ:
+    case G4Q_W_UP_PROJ:
+        return G4Q_OBS_MLP_IN;
+    case G4Q_W_DOWN_PROJ:
+        return G4Q_OBS_DOWN_IN;
+    default:
+        return -1;
+    }
+}
+
+g4q_status g4q_calib_input_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
+                                g4q_weight_role role, const char *module, float *amax)
+{
+    int site = g4q_calib_site_of_role(role);
+    if (site < 0 || layer < 0 || layer >= r->n_layers)
+        return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                        "'%s': calibration observes decoder-layer Linears only, so this Linear "
+                        "has no input amax (quantize its activations: none)", module);
+    if (r->tokens[layer][site] == 0)
+        return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                        "'%s': no calibration token reached this Linear", module);
+    *amax = r->amax[layer][site];
+    return G4Q_OK;
+}
+
+g4q_status g4q_calib_kv_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
+                             g4q_obs_site site, float *amax)
+{
+    if (layer < 0 || layer >= r->n_layers || r->tokens[layer][site] == 0)
+        return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                        "layer %d: no calibration token reached the %s cache", layer,
+                        g4q_obs_site_name(site));
+    *amax = r->amax[layer][site];
+    return G4Q_OK;
+}
+
+cJSON *g4q_calib_to_cjson(const g4q_calib_result *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "method", "max");
+    cJSON_AddStringToObject(o, "dataset", r->dataset);
+    cJSON_AddStringToObject(o, "text_sha256", r->text_sha256);
+    cJSON_AddStringToObject(o, "ids_sha256", r->ids_sha256);
+    cJSON_AddNumberToObject(o, "samples", r->samples);
+    cJSON_AddNumberToObject(o, "seq_len", r->seq_len);
+    cJSON_AddNumberToObject(o, "batch", r->batch);
+    cJSON_AddNumberToObject(o, "seed", (double)r->seed);
+    cJSON_AddNumberToObject(o, "tokens", (double)r->total_tokens);
+    cJSON_AddStringToObject(o, "device", r->device);
+    cJSON *am = cJSON_AddObjectToObject(o, "amax");
+    for (int site = 0; am && site < G4Q_OBS_COUNT; site++) {
+        cJSON *arr = cJSON_AddArrayToObject(am, g4q_obs_site_name((g4q_obs_site)site));
+        for (int l = 0; arr && l < r->n_layers; l++)
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)r->amax[l][site]));
+    }
+    return o;
+}

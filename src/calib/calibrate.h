@@ -1,0 +1,76 @@
+/*
+ * Activation calibration (max): runs calibration samples through the BF16 model and keeps, per
+ * decoder layer, the running max of |x| at every observation site of the forward pass
+ * (src/model/forward.h: the inputs of q/k/v, o, gate/up and down, and K/V at the cache-write
+ * point). This is ModelOpt's "max" calibration observed on the unquantized model: every layer sees
+ * the BF16 model's activations, never quantized ones.
+ *
+ * Semantics (what the recipe's numbers mean here):
+ *   - every token of every sample counts, the <bos> at position 0 included; samples are exactly
+ *     seq_len real tokens (src/calib/dataset.h), so there is no padding to exclude;
+ *   - each sample runs on its own from position 0 with an empty KV cache (causal attention sees
+ *     only its own sample), in chunks of the session's max_chunk tokens;
+ *   - samples run one after another; calibration.batch does not change the result (the amax is a
+ *     max over tokens, independent of how samples are grouped) and is recorded in the manifest;
+ *   - the amax of a site is the backend's amax of the activation buffer (act_dtype: fp32 on the
+ *     CPU backend, bf16 on CUDA), so CPU and GPU exports can differ in the last bits of
+ *     input_scale; on one device the result is deterministic (any thread count).
+ */
+#ifndef G4Q_CALIB_CALIBRATE_H
+#define G4Q_CALIB_CALIBRATE_H
+
+#include <stdint.h>
+
+#include "calib/dataset.h"
+#include "model/config.h"
+#include "model/forward.h"
+#include "model/weights.h"
+#include "runtime/session.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct g4q_calib_result {
+    int n_layers;
+    float amax[G4Q_MAX_LAYERS][G4Q_OBS_COUNT];     /* max |x| per layer and site */
+    uint64_t tokens[G4Q_MAX_LAYERS][G4Q_OBS_COUNT]; /* tokens (rows) observed there */
+    uint64_t total_tokens;                          /* samples * seq_len */
+    double seconds;
+    /* Identity of the data, for the manifest (copied from g4q_calib_data). */
+    char dataset[256];
+    char text_sha256[G4Q_SHA256_HEX];
+    char ids_sha256[G4Q_SHA256_HEX];
+    int samples, seq_len, batch;
+    uint64_t seed;
+    char device[16];
+} g4q_calib_result;
+
+/* Runs every sample of d through s (an open BF16 session: s->qlin must be all BF16, else
+ * G4Q_ERR_INVALID) and fills *out. batch is only recorded (see above). The session's KV cache is
+ * (re)reserved to seq_len positions. A progress bar counts tokens. Errors: those of the forward
+ * pass; G4Q_ERR_NUMERIC if an amax is NaN or infinite (naming the layer and site). */
+g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, int batch,
+                         g4q_calib_result *out);
+
+/* The observation site whose buffer is the input of a Linear of this role (Q/K/V_PROJ: ATTN_IN,
+ * O_PROJ: O_IN, GATE/UP_PROJ: MLP_IN, DOWN_PROJ: DOWN_IN), or -1 for other roles. */
+int g4q_calib_site_of_role(g4q_weight_role role);
+
+/* The input amax of the Linear `module` (layer, role). G4Q_ERR_NEEDS_CALIBRATION naming the module
+ * when it has no site (e.g. a multimodal Linear) or saw no tokens: scales are never invented. */
+g4q_status g4q_calib_input_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
+                                g4q_weight_role role, const char *module, float *amax);
+
+/* The amax of K or V (site G4Q_OBS_K / G4Q_OBS_V) of a layer, with the same no-token error. */
+g4q_status g4q_calib_kv_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
+                             g4q_obs_site site, float *amax);
+
+/* The calibration as a cJSON object for the manifest (dataset, sha256s, samples, seq_len, batch,
+ * seed, tokens, device, and "amax": {site name: [per-layer amax]}); NULL when out of memory. Caller owns it. */
+struct cJSON *g4q_calib_to_cjson(const g4q_calib_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
