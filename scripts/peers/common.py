@@ -1,6 +1,8 @@
 """Shared helpers of the peer drivers: argument parsing, calibration token ids, timing.
 
-Calibration file (--calib FILE): JSON, a list of lists of token ids, e.g. [[2, 105, 2364], ...].
+Calibration file (--calib FILE): JSON, a list of lists of token ids, e.g. [[2, 105, 2364], ...],
+or the binary that `gemma4q-quantize --dump-calib FILE` writes (int32 little-endian
+[samples, seq_len], no header) given as FILE:SEQ_LEN, so every tool sees gemma4q's exact samples.
 Every driver and gemma4q feed exactly these ids, one list per batch row; with no file the
 weight-only formats run without a forward pass (weights are calibrated from themselves).
 """
@@ -20,13 +22,21 @@ def parse_args(tool, formats):
     ap.add_argument("--format", required=True, choices=sorted(formats), help="recipe to run")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     choices=["cpu", "cuda"])
-    ap.add_argument("--calib", help="JSON list of lists of calibration token ids")
+    ap.add_argument("--calib", help="JSON list of lists of calibration token ids, or "
+                    "BIN:SEQ_LEN for a gemma4q-quantize --dump-calib file")
     return ap.parse_args()
 
 
 def load_calib(path):
     if not path:
         return None
+    if ":" in path and path.rsplit(":", 1)[1].isdigit():
+        import numpy as np
+        file, seq_len = path.rsplit(":", 1)
+        ids = np.fromfile(file, dtype="<i4")
+        if int(seq_len) <= 0 or ids.size % int(seq_len):
+            raise SystemExit(f"{file}: {ids.size} ids is not a multiple of seq_len {seq_len}")
+        return ids.reshape(-1, int(seq_len)).tolist()
     with open(path) as f:
         rows = json.load(f)
     if not rows or not all(isinstance(r, list) and r for r in rows):
