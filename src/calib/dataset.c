@@ -25,8 +25,12 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Candidate calib/ folders for builtin names, in search order; returns how many. */
-static int calib_dirs(char dirs[4][4096])
+#define CALIB_DIRS_MAX 5
+
+/* Candidate calib/ folders for builtin names, in search order; returns how many: $G4Q_CALIB_DIR,
+ * folders relative to the executable (build tree, install tree), then the source tree the library
+ * was built from (G4Q_BUILTIN_CALIB_DIR, set by CMake), for build folders outside the source. */
+static int calib_dirs(char dirs[CALIB_DIRS_MAX][4096])
 {
     int n = 0;
     const char *env = getenv("G4Q_CALIB_DIR");
@@ -44,6 +48,9 @@ static int calib_dirs(char dirs[4][4096])
                 snprintf(dirs[n++], 4096, "%.4000s%s", exe, rel[i]);
         }
     }
+#ifdef G4Q_BUILTIN_CALIB_DIR
+    snprintf(dirs[n++], 4096, "%s", G4Q_BUILTIN_CALIB_DIR);
+#endif
     return n;
 }
 
@@ -65,7 +72,7 @@ g4q_status g4q_calib_resolve(g4q_ctx *ctx, const char *dataset, char *path, size
         return g4q_fail(ctx, G4Q_ERR_INVALID,
                         "calibration dataset '%s': expected builtin:NAME with a plain name",
                         dataset);
-    char dirs[4][4096], tried[1024] = "";
+    char dirs[CALIB_DIRS_MAX][4096], tried[1536] = "";
     int nd = calib_dirs(dirs);
     for (int i = 0; i < nd; i++) {
         char file[4096];
