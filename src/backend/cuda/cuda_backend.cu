@@ -188,6 +188,22 @@ static g4q_status cuda_copy_rows(g4q_backend *be, g4q_buf *dst, size_t dst_row, 
     return G4Q_OK;
 }
 
+g4q_status g4q_cuda_weight_new(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out)
+{
+    const char *name = d->name ? d->name : "(unnamed)";
+    *out = NULL;
+    if (d->rows <= 0 || d->cols <= 0 || !d->data)
+        return g4q_fail(be->ctx, G4Q_ERR_INVALID, "cuda backend: weight '%s': empty", name);
+    g4q_bweight *w = (g4q_bweight *)calloc(1, sizeof *w);
+    if (!w) return g4q_fail(be->ctx, G4Q_ERR_NOMEM, "cuda backend: weight '%s'", name);
+    w->format = d->format;
+    w->rows = d->rows;
+    w->cols = d->cols;
+    w->name = name;
+    *out = w;
+    return G4Q_OK;
+}
+
 static g4q_status cuda_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out)
 {
     g4q_ctx *ctx = be->ctx;
@@ -199,14 +215,8 @@ static g4q_status cuda_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
                         "cuda backend: weight '%s': format %s is not supported yet", name,
                         g4q_wformat_name(d->format));
-    if (d->rows <= 0 || d->cols <= 0 || !d->data)
-        return g4q_fail(ctx, G4Q_ERR_INVALID, "cuda backend: weight '%s': empty", name);
-    g4q_bweight *w = (g4q_bweight *)calloc(1, sizeof *w);
-    if (!w) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda backend: weight '%s'", name);
-    w->format = d->format;
-    w->rows = d->rows;
-    w->cols = d->cols;
-    w->name = name;
+    g4q_bweight *w;
+    G4Q_TRY(g4q_cuda_weight_new(be, d, &w));
     w->bytes = (size_t)d->rows * (size_t)d->cols * sizeof(uint16_t);
     g4q_status st = g4q_cuda_alloc(be, w->bytes, name, (void **)&w->data);
     if (st == G4Q_OK) {

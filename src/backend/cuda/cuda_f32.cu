@@ -58,14 +58,8 @@ g4q_status g4q_cuda_weight_bind_f32(g4q_backend *be, const g4q_weight_desc *d, g
                         "cuda backend (fp32): weight '%s': format %s is not supported in fp32 "
                         "mode (only BF16 weights, widened to fp32)",
                         name, g4q_wformat_name(d->format));
-    if (d->rows <= 0 || d->cols <= 0 || !d->data)
-        return g4q_fail(ctx, G4Q_ERR_INVALID, "cuda backend: weight '%s': empty", name);
-    g4q_bweight *w = (g4q_bweight *)calloc(1, sizeof *w);
-    if (!w) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda backend: weight '%s'", name);
-    w->format = d->format;
-    w->rows = d->rows;
-    w->cols = d->cols;
-    w->name = name;
+    g4q_bweight *w;
+    G4Q_TRY(g4q_cuda_weight_new(be, d, &w));
     const size_t n = (size_t)d->rows * (size_t)d->cols;
     w->bytes = n * sizeof(float);
     g4q_status st = g4q_cuda_alloc(be, w->bytes, name, (void **)&w->f32);

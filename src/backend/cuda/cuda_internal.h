@@ -58,6 +58,10 @@ static inline g4q_cuda_state *g4q_cuda_st(const g4q_backend *be)
 }
 
 /* cudaMalloc with accounting; bytes 0 gives NULL. Errors name `what`. */
+/* A new host-side weight record for desc d (format, shape, name set; no device memory yet).
+ * Fails with INVALID naming the weight when the shape or data pointer is empty. */
+g4q_status g4q_cuda_weight_new(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out);
+
 g4q_status g4q_cuda_alloc(g4q_backend *be, size_t bytes, const char *what, void **out);
 void g4q_cuda_release(g4q_backend *be, void *p, size_t bytes);
 /* Makes the attention scratch at least `bytes` long (grows by reallocation). */

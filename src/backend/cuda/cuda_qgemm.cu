@@ -566,14 +566,8 @@ g4q_status g4q_cuda_qweight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q_
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
                         "cuda backend: weight '%s': %s weights need the bf16 mode", name,
                         g4q_wformat_name(d->format));
-    if (d->rows <= 0 || d->cols <= 0 || !d->data)
-        return g4q_fail(ctx, G4Q_ERR_INVALID, "cuda backend: weight '%s': empty", name);
-    g4q_bweight *w = (g4q_bweight *)calloc(1, sizeof *w);
-    if (!w) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda backend: weight '%s'", name);
-    w->format = d->format;
-    w->rows = d->rows;
-    w->cols = d->cols;
-    w->name = name;
+    g4q_bweight *w;
+    G4Q_TRY(g4q_cuda_weight_new(be, d, &w));
     g4q_status st = d->format == G4Q_WF_NVFP4       ? bind_nvfp4(be, d, w)
                     : d->format == G4Q_WF_FP8_BLOCK ? bind_fp8(be, d, w)
                                                     : bind_int4(be, d, w);
