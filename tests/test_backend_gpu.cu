@@ -1,7 +1,7 @@
 // The CUDA backend (src/backend/cuda) against the CPU reference backend (src/backend/cpu), op by
 // op on fresh random data and awkward sizes, then a whole random model through g4q_forward on
-// both; plus, with --bench MODEL_DIR, the decode / prefill benchmark of
-// scripts/bench/forward_gpu.sh. The op suite and the model run twice: against the BF16 mode and
+// both; plus, with --bench MODEL_DIR [PROMPT [STEPS [noparts]]], the decode / prefill benchmark
+// of scripts/bench/forward_gpu.sh. The op suite and the model run twice: against the BF16 mode and
 // against the F32 mode (G4Q_CUDA_F32) of the CUDA backend.
 //
 // Inputs are rounded to bf16 first, so both backends see the same values; the CPU computes in fp32
@@ -109,8 +109,11 @@ template <typename F> static void compare(const char *what, const vecf &cpu, con
  * test_forward) for cuBLAS's unknown blocking. */
 static void test_matmul(pair_be p)
 {
-    const int sizes[][3] = {{1, 15360, 3840}, {1, 7, 15},    {2, 129, 256},   {3, 33, 64},
-                            {4, 17, 24},      {7, 129, 127}, {129, 257, 512}, {5, 1, 8}};
+    /* The GEMV (n <= 4) takes 1, 2 or 4 warps per row by row count: 15360 and 8200 rows 1,
+     * 5000 and 4100 rows 2, fewer 4 (cuda_gemm.cu). */
+    const int sizes[][3] = {{1, 15360, 3840}, {1, 8200, 264}, {1, 5000, 264},  {3, 4100, 136},
+                            {1, 3840, 1536},  {1, 7, 15},     {2, 129, 256},   {3, 33, 64},
+                            {4, 17, 24},      {7, 129, 127},  {129, 257, 512}, {5, 1, 8}};
     for (auto &s : sizes) {
         int n = s[0], out = s[1], in = s[2];
         vecf w = randv((size_t)out * in, 0, 0.05), x = randv((size_t)n * in, 0, 1.0);
@@ -364,6 +367,65 @@ static void test_kv_store(pair_be p)
     }
 }
 
+/* ---- attention_store: attention then kv_store, fused for a decode step (the new K/V row is
+ * written inside the attention kernels and the last block of each head sums the ranges). Must
+ * equal the two plain ops bit for bit, output and caches, on every call: the step cases run three
+ * times each, one after another, into output buffers filled with NaN, so a per-head counter left
+ * non-zero by an earlier call would leave NaN behind. Also a prefill chunk (the plain path). */
+static void test_attention_store(g4q_backend *be)
+{
+    const att_case cases[] = {
+        {1024, 1500, 1, 16, 8, 256, 1024}, {2048, 1000, 1, 16, 1, 512, 0},
+        {1024, 0, 1, 2, 1, 256, 1024},     {16, 40, 1, 2, 2, 10, 16},
+        {16, 16, 1, 4, 1, 128, 16},        {64, 200, 1, 4, 2, 64, 64},
+        {1024, 1023, 1, 16, 8, 256, 1024}, {8, 13, 20, 4, 2, 256, 8},
+    };
+    for (const att_case &c : cases) {
+        const size_t row = (size_t)c.nkv * c.hd, on = (size_t)c.T * c.nh * c.hd;
+        const vecf q = randv(on, 0, 0.25), kn = randv((size_t)c.T * row, 0, 0.25),
+                   vn = randv((size_t)c.T * row, 0, 1.0), kc = randv((size_t)c.cap * row, 0, 0.25),
+                   vc = randv((size_t)c.cap * row, 0, 1.0), nan(on, NAN);
+        const bool step = c.T == 1;
+        const int np = step ? G4Q_STEP_POS : c.n_past;
+        g4q_buf *bq = mk(be, q), *bkn = mk(be, kn), *bvn = mk(be, vn);
+        vecf ref[3];
+        for (int call = 0; call < (step ? 4 : 2); call++) {
+            g4q_buf *bkc = mk(be, kc), *bvc = mk(be, vc), *bo = mk(be, nan);
+            if (step) CHECK_STATUS(be->step_pos(be, c.n_past), G4Q_OK);
+            if (call == 0) {
+                CHECK_STATUS(be->attention(be, bo, bq, bkn, bvn, bkc, bvc, c.cap, np, c.T, c.nh,
+                                           c.nkv, c.hd, c.window, 1.0f),
+                             G4Q_OK);
+                CHECK_STATUS(be->kv_store(be, bkc, bvc, bkn, bvn, c.cap, np, c.T, c.nkv, c.hd),
+                             G4Q_OK);
+            } else {
+                CHECK_STATUS(be->attention_store(be, bo, bq, bkn, bvn, bkc, bvc, c.cap, np, c.T,
+                                                 c.nh, c.nkv, c.hd, c.window, 1.0f),
+                             G4Q_OK);
+            }
+            vecf got[3] = {get(be, bo, on), get(be, bkc, kc.size()), get(be, bvc, vc.size())};
+            for (int i = 0; i < 3; i++) {
+                if (call == 0) {
+                    ref[i] = got[i];
+                    continue;
+                }
+                size_t bad = 0;
+                for (size_t j = 0; j < got[i].size(); j++)
+                    bad += memcmp(&got[i][j], &ref[i][j], sizeof(float)) != 0;
+                CHECK_MSG(bad == 0,
+                          "attention_store cap %d n_past %d T %d nh %d nkv %d hd %d, call %d: "
+                          "%zu of %zu %s values differ from attention + kv_store",
+                          c.cap, c.n_past, c.T, c.nh, c.nkv, c.hd, call, bad, got[i].size(),
+                          i == 0   ? "output"
+                          : i == 1 ? "K cache"
+                                   : "V cache");
+            }
+            be->buf_free(be, bkc), be->buf_free(be, bvc), be->buf_free(be, bo);
+        }
+        be->buf_free(be, bq), be->buf_free(be, bkn), be->buf_free(be, bvn);
+    }
+}
+
 /* GeGLU's fp32 difference between the backends for gate x and up v (see the file comment):
  * z = k0·(x + 0.044715·x³) takes 5 roundings on either side (no cancellation: same signs), so
  * |Δz| <= 5·F32_EPS·|z|; tanh moves by at most |Δz| (slope <= 1) plus LIBM_ULPS ulp of t;
@@ -449,8 +511,8 @@ static void test_elementwise(pair_be p)
     dsc.name = "w.nvfp4";
     g4q_bweight *bw = nullptr;
     g4q_status bst = p.gpu->weight_bind(p.gpu, &dsc, &bw);
-    CHECK_MSG(bst == G4Q_ERR_INVALID || bst == G4Q_ERR_UNSUPPORTED, "packed bind without scales: %s",
-              g4q_status_name(bst));
+    CHECK_MSG(bst == G4Q_ERR_INVALID || bst == G4Q_ERR_UNSUPPORTED,
+              "packed bind without scales: %s", g4q_status_name(bst));
     CHECK(strstr(g4q_ctx_error(&g_ctx), "w.nvfp4") != nullptr);
 }
 
@@ -792,8 +854,8 @@ static void test_model_f32(pair_be p)
     g4q_backend *g = p.gpu;
     CHECK(g->act_dtype == G4Q_DT_F32 && strcmp(g->name, "cuda-fp32") == 0);
     CHECK_MSG(!g->matmul3 && !g->matmul_geglu && !g->qkv_norm_rope && !g->norm_add_norm &&
-                  !g->step_pos && !g->graph_begin && !g->graph_end && !g->graph_launch &&
-                  !g->graph_free,
+                  !g->attention_store && !g->step_pos && !g->graph_begin && !g->graph_end &&
+                  !g->graph_launch && !g->graph_free,
               "F32 mode must not offer the bf16-only decode-step members");
     model m;
     std::vector<int32_t> ids;
@@ -884,7 +946,7 @@ static void bench_parts(g4q_backend *be)
     be->buf_free(be, h), be->buf_free(be, a2);
 }
 
-static int bench(const char *dir, int prompt, int steps)
+static int bench(const char *dir, int prompt, int steps, bool parts)
 {
     model m;
     double t0 = g4q_now_seconds();
@@ -938,7 +1000,7 @@ static int bench(const char *dir, int prompt, int steps)
                median(dec_direct) * 1e3, 1.0 / median(dec_direct));
         printf("bench peak GPU memory (backend) %.2f GB, KV cache %.3f GB\n",
                (double)be->mem_peak(be) / 1e9, (double)kv->bytes / 1e9);
-        bench_parts(be);
+        if (parts) bench_parts(be);
     }
     g4q_kvcache_free(kv);
     g4q_forward_free(f);
@@ -952,7 +1014,8 @@ int main(int argc, char **argv)
     g4q_ctx_init(&g_ctx);
     g_rng = g4q_test_seed();
     if (argc >= 3 && strcmp(argv[1], "--bench") == 0)
-        return bench(argv[2], argc >= 4 ? atoi(argv[3]) : 1024, argc >= 5 ? atoi(argv[4]) : 64);
+        return bench(argv[2], argc >= 4 ? atoi(argv[3]) : 1024, argc >= 5 ? atoi(argv[4]) : 64,
+                     !(argc >= 6 && strcmp(argv[5], "noparts") == 0));
     pair_be p = {nullptr, nullptr, BF16_U};
     CHECK_STATUS(g4q_backend_cpu_create(&g_ctx, &p.cpu), G4Q_OK);
     if (!CHECK_STATUS(g4q_backend_cuda_create(&g_ctx, &p.gpu), G4Q_OK)) {
@@ -965,6 +1028,7 @@ int main(int argc, char **argv)
     test_rope(p);
     test_attention(p);
     test_kv_store(p);
+    test_attention_store(p.gpu);
     test_elementwise(p);
     test_fused_gemv(p.gpu);
     test_fused_norms(p.gpu);

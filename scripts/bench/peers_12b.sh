@@ -15,7 +15,7 @@
 # Every step prints and appends to $OUT/peers.tsv one line: tool, format, wall seconds, peak GPU
 # memory in MiB as nvidia-smi sees it (sampled every 100 ms: the whole process, CUDA context
 # included, the same measure for every tool), output bytes. The export is deleted afterwards
-# (disk), its small JSON files are kept under $OUT/exports/.
+# (disk); its configuration files are kept under $OUT/exports/.
 set -uo pipefail
 work=$1
 shift
@@ -60,8 +60,9 @@ timed() {
     awk -v t="$tool" -v f="$fmt" -v a="$t0" -v b="$t1" -v p="$peak" -v n="${bytes:-0}" \
         'BEGIN { printf "%s\t%s\t%.1f\t%s\t%s\n", t, f, b - a, p, n }' | tee -a "$tsv"
     mkdir -p "$OUT/exports/$tool-$fmt"
-    cp "$out"/*.json "$OUT/exports/$tool-$fmt/" 2>/dev/null
-    cp "$work/log.$tool.$fmt" "$OUT/exports/$tool-$fmt/log.txt"
+    for f in config.json hf_quant_config.json quantize_config.json peer_run.json; do
+        [ -f "$out/$f" ] && cp "$out/$f" "$OUT/exports/$tool-$fmt/"
+    done
     rm -rf "$out"
 }
 

@@ -113,7 +113,7 @@ typedef struct g4q_weight_desc {
 typedef struct g4q_buf g4q_buf;         /* defined by each backend */
 typedef struct g4q_bweight g4q_bweight; /* defined by each backend */
 typedef struct g4q_backend g4q_backend;
-typedef struct g4q_graph g4q_graph;   /* a recorded op sequence (graph_begin) */
+typedef struct g4q_graph g4q_graph; /* a recorded op sequence (graph_begin) */
 
 struct g4q_backend {
     const char *name;    /* "cpu", "cuda" */
@@ -231,8 +231,8 @@ struct g4q_backend {
      *   q = rope(rmsnorm(q, qw)), k = rope(rmsnorm(k, kw))    at positions pos0 .. pos0+T-1
      * i.e. rmsnorm(v, ..., T·nkv, hd); rmsnorm(q, q, qw, T·nh, hd); rmsnorm(k, k, kw, T·nkv, hd);
      * rope(q, inv_freq, T, nh, hd, pos0); rope(k, ...). pos0 may be G4Q_STEP_POS. */
-    g4q_status (*qkv_norm_rope)(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v,
-                                int v_from_k, const g4q_bweight *qw, const g4q_bweight *kw,
+    g4q_status (*qkv_norm_rope)(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v, int v_from_k,
+                                const g4q_bweight *qw, const g4q_bweight *kw,
                                 const g4q_buf *inv_freq, int T, int nh, int nkv, int hd, int pos0,
                                 float eps);
 
@@ -244,6 +244,14 @@ struct g4q_backend {
     g4q_status (*norm_add_norm)(g4q_backend *be, g4q_buf *h, g4q_buf *a, const g4q_bweight *w_post,
                                 float scale, g4q_buf *out, const g4q_bweight *w_next, int rows,
                                 int n, float eps);
+
+    /* attention(out, q, k_new, v_new, kc, vc, cap, n_past, T, ...) followed by
+     * kv_store(kc, vc, k_new, v_new, cap, n_past, T, nkv, hd): the new chunk is attended to and
+     * then stored in the cache. */
+    g4q_status (*attention_store)(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
+                                  const g4q_buf *k_new, const g4q_buf *v_new, g4q_buf *kc,
+                                  g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv, int hd,
+                                  int window, float scale);
 
     /* Step position: sets the device-side position that rope (pos0), attention and kv_store
      * (n_past) use when passed G4Q_STEP_POS instead of a position. Enqueued in order with the

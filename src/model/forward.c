@@ -92,9 +92,11 @@ static g4q_status bind_linear(g4q_forward *f, const g4q_tensor *t, g4q_weight_ro
     const g4q_qlinear *q = f->ql ? &f->ql->layers[layer][g4q_qlinear_slot(role)] : NULL;
     if (!q || q->format == G4Q_QL_BF16) return bind(f, t, what, layer, rows, cols, out);
     if (q->desc.rows != rows || q->desc.cols != cols)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "forward: Linear '%s': [%lld, %lld], expected "
-                        "[%lld, %lld]", q->module, (long long)q->desc.rows,
-                        (long long)q->desc.cols, (long long)rows, (long long)cols);
+        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
+                        "forward: Linear '%s': [%lld, %lld], expected "
+                        "[%lld, %lld]",
+                        q->module, (long long)q->desc.rows, (long long)q->desc.cols,
+                        (long long)rows, (long long)cols);
     return f->be->weight_bind(f->be, &q->desc, out);
 }
 
@@ -298,9 +300,14 @@ static g4q_status attention_block(g4q_forward *f, g4q_kvcache *kv, int l, int C)
     const g4q_kv_layer *kl = &kv->layers[l];
     const int window = lc->type == G4Q_LAYER_SLIDING ? c->sliding_window : 0;
     /* Attend over the old cache plus the chunk, and only then store the chunk (§5 trap). */
-    G4Q_TRY(be->attention(be, f->att, f->q, f->k, f->v, kl->k, kl->v, kl->cap, pos, C, H, nkv, hd,
-                          window, 1.0f));
-    G4Q_TRY(be->kv_store(be, kl->k, kl->v, f->k, f->v, kl->cap, pos, C, nkv, hd));
+    if (be->attention_store) {
+        G4Q_TRY(be->attention_store(be, f->att, f->q, f->k, f->v, kl->k, kl->v, kl->cap, pos, C, H,
+                                    nkv, hd, window, 1.0f));
+    } else {
+        G4Q_TRY(be->attention(be, f->att, f->q, f->k, f->v, kl->k, kl->v, kl->cap, pos, C, H, nkv,
+                              hd, window, 1.0f));
+        G4Q_TRY(be->kv_store(be, kl->k, kl->v, f->k, f->v, kl->cap, pos, C, nkv, hd));
+    }
     G4Q_TRY(observe(f, l, G4Q_OBS_O_IN, f->att, C, H * hd));
     return be->matmul(be, f->a, f->att, fl->o, C);
 }

@@ -5,17 +5,21 @@
 // with an fp32 dot product, p = bf16(exp(s - max) / sum) over the visible keys, out = bf16(Σ p·v)
 // summed in fp32. Keys j < nc (nc = min(n_past, cap)) are cache slots, key nc is the new token;
 // nkeys = nc + 1 <= cap + 1. The keys are cut into nsplit fixed ranges of split_len (chosen from
-// cap on the host); ranges past nkeys do nothing. Three kernels:
+// cap on the host); ranges past nkeys do nothing. Two kernels, both launched with programmatic
+// dependent launch (cuda_internal.h):
 //   1. step_scores_kernel (split, kv head): S[h, j] = s for its keys (-inf for keys outside the
-//      window), and per query head the range's max m and Σ exp(s - m) in fp32.
+//      window), and per query head the range's max m and Σ exp(s - m) in fp32. With `store`,
+//      the blocks of range 0 also write the new token's K and V row into slot n_past mod cap
+//      (kv_store folded in). That slot is either past the cached keys (n_past < cap) or holds
+//      position n_past - cap, which no query at n_past sees (q - k = cap >= window for sliding
+//      layers; full layers have cap > n_past): its score is -inf and its p exactly 0 whichever
+//      row, old or new, the other blocks read, both finite.
 //   2. step_pv_kernel (split, query head): global max M and sum Σ l·exp(m - M) over the active
 //      ranges in a fixed order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in fp32 (keys
-//      with p = 0 add 0·v).
-//   3. step_finish_kernel: out = bf16(Σ partials) over the active ranges in a fixed order.
+//      with p = 0 add 0·v). The last block of a head to finish (a per-head counter in device
+//      memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
 // The fp32 sums run in other orders than cuda_attention.cu's, so the two paths may differ in the
 // last bit; each is deterministic.
-#include <algorithm>
-
 #include "backend/cuda/cuda_internal.h"
 
 #define ST_THREADS 256     /* scores: 8 warps, one key per warp at a time */
@@ -44,16 +48,28 @@ static __device__ __forceinline__ int step_key_pos(const step_geom &g, int n_pas
     return lo + (j - lo % g.cap + g.cap) % g.cap;
 }
 
-/* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. */
+/* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. kst / vst: the caches
+ * to store the new K / V row into (the same memory as kc and the pv kernel's vc), or NULL. */
 static __global__ void __launch_bounds__(ST_THREADS)
     step_scores_kernel(step_geom g, const int *__restrict__ pos,
-                       const __nv_bfloat16 *__restrict__ q, const __nv_bfloat16 *__restrict__ kc,
-                       const __nv_bfloat16 *__restrict__ kn, __nv_bfloat16 *__restrict__ S,
+                       const __nv_bfloat16 *__restrict__ q, const __nv_bfloat16 *kc,
+                       const __nv_bfloat16 *__restrict__ kn, const __nv_bfloat16 *__restrict__ vn,
+                       __nv_bfloat16 *kst, __nv_bfloat16 *vst, __nv_bfloat16 *__restrict__ S,
                        float2 *__restrict__ stats)
 {
     extern __shared__ float qs[];
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
     const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
     const int split = blockIdx.x, kvh = blockIdx.y;
+    if (split == 0 && kst) {
+        const size_t src = (size_t)kvh * g.hd,
+                     dst = ((size_t)(n_past % g.cap) * g.nkv + kvh) * g.hd;
+        for (int i = threadIdx.x; i < g.hd; i += ST_THREADS) {
+            kst[dst + i] = kn[src + i];
+            vst[dst + i] = vn[src + i];
+        }
+    }
     const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
     if (jb >= nkeys) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -137,13 +153,18 @@ static __global__ void __launch_bounds__(ST_THREADS)
 }
 
 /* grid (nsplit, nh), 128 or 256 threads: part[split, h, d] = Σ p·v over the split's keys, summed
- * in key order; PV_BATCH V rows are loaded before they are used. */
+ * in key order; PV_BATCH V rows are loaded before they are used. The head's last block writes
+ * out[h, :] = bf16(Σ part[0 .. nact-1, h, :]). */
 static __global__ void __launch_bounds__(PV_MAX_THREADS)
     step_pv_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ S,
                    const float2 *__restrict__ stats, const __nv_bfloat16 *__restrict__ vc,
-                   const __nv_bfloat16 *__restrict__ vn, float *__restrict__ part)
+                   const __nv_bfloat16 *__restrict__ vn, float *part, unsigned *done,
+                   __nv_bfloat16 *__restrict__ out)
 {
     __shared__ float ps[PV_KT];
+    __shared__ int last;
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
     const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
     const int split = blockIdx.x, h = blockIdx.y, kvh = h / g.group;
     const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
@@ -201,33 +222,35 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
             o[1] = a1;
         }
     }
-}
-
-static __global__ void step_finish_kernel(step_geom g, const int *__restrict__ pos,
-                                          __nv_bfloat16 *__restrict__ out,
-                                          const float *__restrict__ part)
-{
-    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
-    const int nact = (nkeys + g.split_len - 1) / g.split_len;
-    const size_t n = (size_t)g.nh * g.hd;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
+    /* Publish the partial, count the block; the last of the head's nact blocks sums them (read
+     * through L2: other blocks wrote them). */
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(done + h, 1u) == (unsigned)nact - 1;
+        if (last) done[h] = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int d = threadIdx.x; d < g.hd; d += blockDim.x) {
         float s = 0.0f;
         for (int k = 0; k < nact; k++)
-            s += part[(size_t)k * n + i];
-        out[i] = __float2bfloat16_rn(s);
+            s += __ldcg(part + ((size_t)k * g.nh + h) * g.hd + d);
+        out[(size_t)h * g.hd + d] = __float2bfloat16_rn(s);
     }
 }
 
 g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
                                    const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
                                    const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
-                                   float scale)
+                                   float scale, int store)
 {
     g4q_ctx *ctx = be->ctx;
     g4q_cuda_state *st = g4q_cuda_st(be);
     const int group = nh / nkv;
-    if (group > MAX_GROUP || hd % 2 || (size_t)group * hd * sizeof(float) > 48 * 1024)
+    if (group > MAX_GROUP || hd % 2 || (size_t)group * hd * sizeof(float) > 48 * 1024 ||
+        nh > G4Q_CUDA_STEP_MAX_HEADS)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
                         "cuda attention: step position with %d query heads per KV head, head_dim "
                         "%d (at most %d heads, 48 KB of q)",
@@ -249,19 +272,19 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
     __nv_bfloat16 *S = (__nv_bfloat16 *)scr;
     float2 *stats = (float2 *)((char *)scr + s_bytes);
     float *part = (float *)((char *)scr + s_bytes + st_bytes);
-    step_scores_kernel<<<dim3((unsigned)g.nsplit, (unsigned)nkv), ST_THREADS,
-                         (size_t)group * hd * sizeof(float), st->stream>>>(
-        g, st->pos_dev, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)kc->data,
-        (const __nv_bfloat16 *)k_new->data, S, stats);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    __nv_bfloat16 *kst = store ? (__nv_bfloat16 *)kc->data : nullptr;
+    __nv_bfloat16 *vst = store ? (__nv_bfloat16 *)vc->data : nullptr;
+    G4Q_CUDA_CHECK(g4q_cuda_launch(be, step_scores_kernel, dim3((unsigned)g.nsplit, (unsigned)nkv),
+                                   dim3(ST_THREADS), (size_t)group * hd * sizeof(float), g,
+                                   (const int *)st->pos_dev, (const __nv_bfloat16 *)q->data,
+                                   (const __nv_bfloat16 *)kc->data,
+                                   (const __nv_bfloat16 *)k_new->data,
+                                   (const __nv_bfloat16 *)v_new->data, kst, vst, S, stats));
     const unsigned pv_threads = hd <= 256 ? 128 : PV_MAX_THREADS;
-    step_pv_kernel<<<dim3((unsigned)g.nsplit, (unsigned)nh), pv_threads, 0, st->stream>>>(
-        g, st->pos_dev, S, stats, (const __nv_bfloat16 *)vc->data,
-        (const __nv_bfloat16 *)v_new->data, part);
-    G4Q_CUDA_CHECK(cudaGetLastError());
-    const unsigned fb = std::min(g4q_cuda_blocks((size_t)nh * hd, 256), 1024u);
-    step_finish_kernel<<<fb, 256, 0, st->stream>>>(g, st->pos_dev, (__nv_bfloat16 *)out->data,
-                                                   part);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    G4Q_CUDA_CHECK(g4q_cuda_launch(
+        be, step_pv_kernel, dim3((unsigned)g.nsplit, (unsigned)nh), dim3(pv_threads), 0, g,
+        (const int *)st->pos_dev, (const __nv_bfloat16 *)S, (const float2 *)stats,
+        (const __nv_bfloat16 *)vc->data, (const __nv_bfloat16 *)v_new->data, part, st->step_done,
+        (__nv_bfloat16 *)out->data));
     return G4Q_OK;
 }

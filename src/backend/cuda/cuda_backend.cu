@@ -70,6 +70,7 @@ static void cuda_destroy(g4q_backend *be)
         g4q_cuda_release(be, s->amax_dev, sizeof(float));
         g4q_cuda_release(be, s->ids_dev, s->ids_cap * sizeof(int32_t));
         g4q_cuda_release(be, s->pos_dev, sizeof(int));
+        g4q_cuda_release(be, s->step_done, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned));
         if (s->blas) cublasDestroy(s->blas);
         if (s->stream) cudaStreamDestroy(s->stream);
         free(s);
@@ -265,6 +266,13 @@ static g4q_status cuda_init_state(g4q_backend *be)
     G4Q_TRY(g4q_cuda_alloc(be, sizeof(float), "amax result", (void **)&s->amax_dev));
     G4Q_TRY(g4q_cuda_alloc(be, sizeof(int), "step position", (void **)&s->pos_dev));
     G4Q_CUDA_CHECK(cudaMemset(s->pos_dev, 0, sizeof(int)));
+    G4Q_TRY(g4q_cuda_alloc(be, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned), "attention counters",
+                           (void **)&s->step_done));
+    G4Q_CUDA_CHECK(cudaMemset(s->step_done, 0, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned)));
+    const char *pdl = getenv("G4Q_CUDA_PDL");
+    s->pdl = !(pdl && strcmp(pdl, "0") == 0);
+    const char *kpr = getenv("G4Q_CUDA_GEMV_KPR");
+    s->gemv_kpr = kpr ? atoi(kpr) : 0;
     return G4Q_OK;
 }
 
@@ -286,6 +294,7 @@ static void cuda_set_f32(g4q_backend *be)
     be->matmul_geglu = NULL;
     be->qkv_norm_rope = NULL;
     be->norm_add_norm = NULL;
+    be->attention_store = NULL;
     be->step_pos = NULL;
     be->graph_begin = NULL;
     be->graph_end = NULL;
@@ -335,6 +344,7 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->matmul_geglu = g4q_cuda_matmul_geglu;
     be->qkv_norm_rope = g4q_cuda_qkv_norm_rope;
     be->norm_add_norm = g4q_cuda_norm_add_norm;
+    be->attention_store = g4q_cuda_attention_store;
     be->step_pos = g4q_cuda_step_pos;
     be->graph_begin = g4q_cuda_graph_begin;
     be->graph_end = g4q_cuda_graph_end;

@@ -28,9 +28,12 @@ template <typename T> static __global__ void add_scaled_kernel(T *h, const T *a,
     }
 }
 
-/* x = T(rnd(tanh(rnd(x / cap))) · cap): the three roundings of §4.8 in BF16 mode. */
+/* x = T(rnd(tanh(rnd(x / cap))) · cap): the three roundings of §4.8 in BF16 mode. Launched with
+ * programmatic dependent launch (it ends a decode step). */
 template <typename T> static __global__ void softcap_kernel(T *x, size_t n, float cap)
 {
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float v = g4q_rnd<T>(g4q_ld(x[i]) / cap);
@@ -114,18 +117,17 @@ g4q_status g4q_cuda_softcap(g4q_backend *be, g4q_buf *x, size_t count, float cap
     if (!g4q_cuda_act_ok(be, x, count))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda softcap: %zu out of range", count);
     if (!count) return G4Q_OK;
-    cudaStream_t st = g4q_cuda_st(be)->stream;
-    if (g4q_cuda_st(be)->f32)
-        softcap_kernel<<<grid_for(count), EW_THREADS, 0, st>>>((float *)x->data, count, cap);
-    else
-        softcap_kernel<<<grid_for(count), EW_THREADS, 0, st>>>((__nv_bfloat16 *)x->data, count,
-                                                               cap);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    const dim3 grid(grid_for(count)), block(EW_THREADS);
+    G4Q_CUDA_CHECK(g4q_cuda_st(be)->f32
+                       ? g4q_cuda_launch(be, softcap_kernel<float>, grid, block, 0,
+                                         (float *)x->data, count, cap)
+                       : g4q_cuda_launch(be, softcap_kernel<__nv_bfloat16>, grid, block, 0,
+                                         (__nv_bfloat16 *)x->data, count, cap));
     return G4Q_OK;
 }
 
-g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table,
-                          const int32_t *ids, int T, float scale)
+g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table, const int32_t *ids,
+                          int T, float scale)
 {
     g4q_ctx *ctx = be->ctx;
     g4q_cuda_state *s = g4q_cuda_st(be);
@@ -178,8 +180,8 @@ g4q_status g4q_cuda_amax(g4q_backend *be, const g4q_buf *x, size_t count, float 
                 (const __nv_bfloat16 *)x->data, count, (unsigned *)s->amax_dev);
         G4Q_CUDA_CHECK(cudaGetLastError());
     }
-    G4Q_CUDA_CHECK(cudaMemcpyAsync(amax, s->amax_dev, sizeof(float), cudaMemcpyDeviceToHost,
-                                   s->stream));
+    G4Q_CUDA_CHECK(
+        cudaMemcpyAsync(amax, s->amax_dev, sizeof(float), cudaMemcpyDeviceToHost, s->stream));
     G4Q_CUDA_CHECK(cudaStreamSynchronize(s->stream));
     return G4Q_OK;
 }

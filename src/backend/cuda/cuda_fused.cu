@@ -5,13 +5,14 @@
 // Rounding points are those of the plain ops they replace (cuda_norm.cu, cuda_rope.cu,
 // cuda_elementwise.cu): normed = bf16((x · inv) · w); RoPE c = bf16(cos θ), s = bf16(sin θ),
 // y = bf16(bf16(a·c) − bf16(b·s)) etc.; residual bf16(bf16(h + a) · scale). Only the fp32 order
-// of the sums of squares differs from cuda_norm.cu.
+// of the sums of squares differs from cuda_norm.cu. The kernels are launched with programmatic
+// dependent launch (cuda_internal.h).
 #include <cstdlib>
 
 #include "backend/cuda/cuda_internal.h"
 
 #define FUSED_THREADS 128
-#define NAN_THREADS 256
+#define NAN_MAX_PER 16 /* norm_add_norm: elements per thread held in registers, at most */
 
 struct g4q_graph {
     cudaGraphExec_t exec;
@@ -50,6 +51,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS)
                          int nh, int nkv, int hd, int pos0, const int *pos_dev, float eps)
 {
     __shared__ float2 red[32];
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
     const int t = blockIdx.x, b = blockIdx.y, half = hd / 2;
     const bool is_q = b < nh;
     __nv_bfloat16 *x = is_q ? q + ((size_t)t * nh + b) * hd : k + ((size_t)t * nkv + (b - nh)) * hd;
@@ -100,49 +103,73 @@ g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_b
                         nkv, hd);
     if (T == 0) return G4Q_OK;
     g4q_cuda_state *s = g4q_cuda_st(be);
-    qkv_norm_rope_kernel<<<dim3((unsigned)T, (unsigned)(nh + nkv)), FUSED_THREADS, 0, s->stream>>>(
-        (__nv_bfloat16 *)q->data, (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
-        (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data,
-        (const float *)inv_freq->data, nh, nkv, hd, pos0,
-        pos0 == G4Q_STEP_POS ? s->pos_dev : nullptr, eps);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    G4Q_CUDA_CHECK(
+        g4q_cuda_launch(be, qkv_norm_rope_kernel, dim3((unsigned)T, (unsigned)(nh + nkv)),
+                        dim3(FUSED_THREADS), 0, (__nv_bfloat16 *)q->data, (__nv_bfloat16 *)k->data,
+                        (__nv_bfloat16 *)v->data, v_from_k, (const __nv_bfloat16 *)qw->data,
+                        (const __nv_bfloat16 *)kw->data, (const float *)inv_freq->data, nh, nkv, hd,
+                        pos0, (const int *)(pos0 == G4Q_STEP_POS ? s->pos_dev : nullptr), eps));
     return G4Q_OK;
 }
 
 /* grid rows: a = rmsnorm(a, wp); h = bf16(bf16(h + a) · scale); out = rmsnorm(h, wn) (out may
- * be NULL, wn NULL means no weight). Each thread revisits only its own elements. */
-static __global__ void __launch_bounds__(NAN_THREADS)
+ * be NULL, wn NULL means no weight). Thread i owns elements i, i + blockDim, ... (PER of them,
+ * PER · blockDim >= n) and keeps them in registers between the two reductions; the weights are
+ * loaded before the wait for the previous kernel. */
+template <int PER>
+static __global__ void __launch_bounds__(1024)
     norm_add_norm_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *a, const __nv_bfloat16 *wp,
                          float scale, __nv_bfloat16 *out, const __nv_bfloat16 *wn, int n, float eps)
 {
     __shared__ float2 red[32];
+    float av[PER], hv[PER], wpv[PER], wnv[PER];
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        wpv[k] = wp && i < n ? __bfloat162float(wp[i]) : 1.0f;
+        wnv[k] = wn && i < n ? __bfloat162float(wn[i]) : 1.0f;
+    }
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
     const size_t base = (size_t)blockIdx.x * (size_t)n;
-    const __nv_bfloat16 *ar = a + base;
-    __nv_bfloat16 *hr = h + base;
     float2 ss = make_float2(0.0f, 0.0f);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const float x = __bfloat162float(ar[i]);
-        ss.x = fmaf(x, x, ss.x);
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        av[k] = i < n ? __bfloat162float(a[base + i]) : 0.0f;
+        hv[k] = i < n ? __bfloat162float(h[base + i]) : 0.0f;
+        ss.x = fmaf(av[k], av[k], ss.x);
     }
     ss = block_sum2(ss, red);
     const float inv = 1.0f / sqrtf(ss.x / (float)n + eps);
     float2 s2 = make_float2(0.0f, 0.0f);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float an = __bfloat162float(ar[i]) * inv;
-        if (wp) an *= __bfloat162float(wp[i]);
-        const float hv = rb(rb(__bfloat162float(hr[i]) + rb(an)) * scale);
-        hr[i] = __float2bfloat16_rn(hv);
-        s2.x = fmaf(hv, hv, s2.x);
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i >= n) continue;
+        const float an = wp ? av[k] * inv * wpv[k] : av[k] * inv;
+        hv[k] = rb(rb(hv[k] + rb(an)) * scale);
+        h[base + i] = __float2bfloat16_rn(hv[k]);
+        s2.x = fmaf(hv[k], hv[k], s2.x);
     }
     if (!out) return;
     s2 = block_sum2(s2, red);
     const float inv2 = 1.0f / sqrtf(s2.x / (float)n + eps);
-    __nv_bfloat16 *orow = out + base;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float y = __bfloat162float(hr[i]) * inv2;
-        if (wn) y *= __bfloat162float(wn[i]);
-        orow[i] = __float2bfloat16_rn(y);
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < n) out[base + i] = __float2bfloat16_rn(wn ? hv[k] * inv2 * wnv[k] : hv[k] * inv2);
     }
+}
+
+template <int PER>
+static cudaError_t launch_nan(g4q_backend *be, int rows, int n, __nv_bfloat16 *h,
+                              const __nv_bfloat16 *a, const __nv_bfloat16 *wp, float scale,
+                              __nv_bfloat16 *out, const __nv_bfloat16 *wn, float eps)
+{
+    const unsigned threads = (unsigned)((n + 32 * PER - 1) / (32 * PER) * 32);
+    return g4q_cuda_launch(be, norm_add_norm_kernel<PER>, dim3((unsigned)rows), dim3(threads), 0, h,
+                           a, wp, scale, out, wn, n, eps);
 }
 
 g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
@@ -154,16 +181,22 @@ g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
     if (rows < 0 || n <= 0 || !g4q_cuda_bf16_ok(h, total) || !g4q_cuda_bf16_ok(a, total) ||
         (out && !g4q_cuda_bf16_ok(out, total)) || (out && out != a && out == h) ||
         (w_post && (w_post->rows * w_post->cols != n || w_post->format != G4Q_WF_BF16)) ||
-        (out && w_next && (w_next->rows * w_next->cols != n || w_next->format != G4Q_WF_BF16)))
+        (out && w_next && (w_next->rows * w_next->cols != n || w_next->format != G4Q_WF_BF16)) ||
+        n > 1024 * NAN_MAX_PER)
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda norm_add_norm: %d x %d out of range", rows, n);
     if (rows == 0) return G4Q_OK;
-    const unsigned threads = n <= 1024 ? 128 : NAN_THREADS;
-    norm_add_norm_kernel<<<(unsigned)rows, threads, 0, g4q_cuda_st(be)->stream>>>(
-        (__nv_bfloat16 *)h->data, (const __nv_bfloat16 *)a->data,
-        w_post ? (const __nv_bfloat16 *)w_post->data : nullptr, scale,
-        out ? (__nv_bfloat16 *)out->data : nullptr,
-        out && w_next ? (const __nv_bfloat16 *)w_next->data : nullptr, n, eps);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    __nv_bfloat16 *hp = (__nv_bfloat16 *)h->data, *op = out ? (__nv_bfloat16 *)out->data : nullptr;
+    const __nv_bfloat16 *ap = (const __nv_bfloat16 *)a->data;
+    const __nv_bfloat16 *wp = w_post ? (const __nv_bfloat16 *)w_post->data : nullptr;
+    const __nv_bfloat16 *wn = out && w_next ? (const __nv_bfloat16 *)w_next->data : nullptr;
+    /* The fewest registers per thread that keep the row within 1024 threads. */
+    const cudaError_t e =
+        n <= 1024   ? launch_nan<1>(be, rows, n, hp, ap, wp, scale, op, wn, eps)
+        : n <= 2048 ? launch_nan<2>(be, rows, n, hp, ap, wp, scale, op, wn, eps)
+        : n <= 4096 ? launch_nan<4>(be, rows, n, hp, ap, wp, scale, op, wn, eps)
+        : n <= 8192 ? launch_nan<8>(be, rows, n, hp, ap, wp, scale, op, wn, eps)
+                    : launch_nan<NAN_MAX_PER>(be, rows, n, hp, ap, wp, scale, op, wn, eps);
+    G4Q_CUDA_CHECK(e);
     return G4Q_OK;
 }
 

@@ -7,7 +7,10 @@
 // Decode (n <= GEMV_MAX_N tokens) is bound by reading W once: an own GEMV kernel where each warp
 // owns one output row and streams it with 16-byte loads (GEMV_UNROLL loads in flight per lane),
 // the n token rows of x coming from L1/L2. Needs cols % 8 == 0 (16-byte aligned rows); other
-// shapes and larger n go to cublasGemmEx (BF16 in/out, CUBLAS_COMPUTE_32F).
+// shapes and larger n go to cublasGemmEx (BF16 in/out, CUBLAS_COMPUTE_32F). The GEMV is launched
+// with programmatic dependent launch (cuda_internal.h): each warp loads its first GEMV_UNROLL
+// weight chunks per lane before it waits for the kernel that writes x, and lets the next kernel
+// start once its weight reads are done.
 #include "backend/cuda/cuda_internal.h"
 
 #define GEMV_MAX_N 4
@@ -48,90 +51,128 @@ static __device__ __forceinline__ float gemv_rb(float v)
     return __bfloat162float(__float2bfloat16_rn(v));
 }
 
-template <int N, bool GEGLU>
+/* KPR warps share one output row (KPR = 1, 2 or 4): "virtual lane" v = k·32 + lane of the row's
+ * k-th warp reads chunks v, v + 32·KPR, ...; the warps' sums meet in shared memory and the row's
+ * first warp adds them in k order. More warps per row keep more loads in flight when a weight has
+ * few rows (the 12B's down_proj: 3840 rows of 30 KB). */
+template <int N, bool GEGLU, int KPR>
 static __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv_args a)
 {
-    const int lane = threadIdx.x & 31;
-    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    __shared__ float part[GEMV_WARPS][2 * N];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, k = warp % KPR;
+    const int v = k * 32 + lane;
+    int64_t row = (int64_t)blockIdx.x * (GEMV_WARPS / KPR) + warp / KPR;
     gemv_seg sg = a.s0;
     if (row >= a.s0.rows) {
         row -= a.s0.rows;
         sg = a.s1;
         if (row >= a.s1.rows) row -= a.s1.rows, sg = a.s2;
     }
-    if (row >= sg.rows) return;
-    const int chunks = a.chunks;
+    const bool live = row < sg.rows; /* the last block may have spare warps */
+    const int chunks = live ? a.chunks : 0;
     const int64_t rows = sg.rows;
-    const uint4 *wr = sg.w + row * chunks;
-    const uint4 *ur = GEGLU ? a.wu + row * chunks : nullptr;
+    const uint4 *wr = sg.w + (live ? row : 0) * a.chunks;
+    const uint4 *ur = GEGLU ? a.wu + (live ? row : 0) * a.chunks : nullptr;
     const uint4 *x = a.x;
+    constexpr int STEP = 32 * KPR;
     float acc[N], accu[N];
 #pragma unroll
     for (int t = 0; t < N; t++)
         acc[t] = accu[t] = 0.0f;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
-        uint4 wv[GEMV_UNROLL], uv[GEMV_UNROLL];
+    uint4 wv[GEMV_UNROLL], uv[GEMV_UNROLL];
+    /* Loads the GEMV_UNROLL chunks of this lane from c0 on (zeros past the row). */
+    auto load = [&](int c0) {
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
-            int c = c0 + u * 32;
+            const int c = c0 + u * STEP;
             wv[u] = c < chunks ? __ldcs(wr + c) : make_uint4(0, 0, 0, 0);
             if (GEGLU) uv[u] = c < chunks ? __ldcs(ur + c) : make_uint4(0, 0, 0, 0);
         }
+    };
+    load(v);
+    g4q_pdl_wait(); /* x is written by the previous kernel */
+    for (int c0 = v; c0 < chunks; c0 += STEP * GEMV_UNROLL) {
+        if (c0 != v) load(c0);
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
-            int c = c0 + u * 32;
+            const int c = c0 + u * STEP;
             if (c < chunks) {
 #pragma unroll
                 for (int t = 0; t < N; t++) {
-                    const uint4 xv = __ldg(x + (int64_t)t * chunks + c);
+                    const uint4 xv = __ldg(x + (int64_t)t * a.chunks + c);
                     dot8(wv[u], xv, acc[t]);
                     if (GEGLU) dot8(uv[u], xv, accu[t]);
                 }
             }
         }
     }
+    g4q_pdl_trigger(); /* the weights are read: the next kernel may start on freed SMs */
 #pragma unroll
     for (int t = 0; t < N; t++) {
-        float g = acc[t], up = accu[t];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
-            g += __shfl_xor_sync(0xffffffffu, g, o);
-            if (GEGLU) up += __shfl_xor_sync(0xffffffffu, up, o);
-        }
-        if (lane == 0) {
-            if (GEGLU) {
-                const float k0 = 0.7978845608028654f; /* sqrt(2/pi), as geglu_kernel */
-                const float xg = gemv_rb(g);
-                const float gl =
-                    gemv_rb(0.5f * xg * (1.0f + tanhf(k0 * (xg + 0.044715f * xg * xg * xg))));
-                g = gl * gemv_rb(up);
-            }
-            sg.y[(int64_t)t * rows + row] = __float2bfloat16_rn(g);
+            acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+            if (GEGLU) accu[t] += __shfl_xor_sync(0xffffffffu, accu[t], o);
         }
     }
+    if (KPR > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int t = 0; t < N; t++)
+                part[warp][t] = acc[t], part[warp][N + t] = accu[t];
+        __syncthreads();
+        if (k != 0) return;
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            acc[t] = part[warp][t], accu[t] = part[warp][N + t];
+#pragma unroll
+            for (int j = 1; j < KPR; j++)
+                acc[t] += part[warp + j][t], accu[t] += part[warp + j][N + t];
+        }
+    }
+    if (lane != 0 || !live) return;
+#pragma unroll
+    for (int t = 0; t < N; t++) {
+        float g = acc[t];
+        if (GEGLU) {
+            const float k0 = 0.7978845608028654f; /* sqrt(2/pi), as geglu_kernel */
+            const float xg = gemv_rb(g);
+            const float gl =
+                gemv_rb(0.5f * xg * (1.0f + tanhf(k0 * (xg + 0.044715f * xg * xg * xg))));
+            g = gl * gemv_rb(accu[t]);
+        }
+        sg.y[(int64_t)t * rows + row] = __float2bfloat16_rn(g);
+    }
+}
+
+/* Warps per output row: the fewest (1, 2, 4) that give the GPU about GEMV_TARGET_WARPS warps, or
+ * the backend's override (G4Q_CUDA_GEMV_KPR, for benchmarks). */
+#define GEMV_TARGET_WARPS 8192
+static int gemv_kpr(const g4q_backend *be, int64_t total)
+{
+    const int forced = g4q_cuda_st(be)->gemv_kpr;
+    if (forced == 1 || forced == 2 || forced == 4) return forced;
+    return total >= GEMV_TARGET_WARPS ? 1 : 2 * total >= GEMV_TARGET_WARPS ? 2 : 4;
+}
+
+template <bool GEGLU, int KPR> static void (*gemv_pick(int n))(const gemv_args)
+{
+    return n == 1   ? gemv_kernel<1, GEGLU, KPR>
+           : n == 2 ? gemv_kernel<2, GEGLU, KPR>
+           : n == 3 ? gemv_kernel<3, GEGLU, KPR>
+                    : gemv_kernel<4, GEGLU, KPR>;
 }
 
 template <bool GEGLU> static g4q_status launch_gemv(g4q_backend *be, const gemv_args &a, int n)
 {
     g4q_ctx *ctx = be->ctx;
     const int64_t total = a.s0.rows + a.s1.rows + a.s2.rows;
-    const unsigned blocks = g4q_cuda_blocks((size_t)total, GEMV_WARPS);
-    cudaStream_t st = g4q_cuda_st(be)->stream;
-    switch (n) {
-    case 1:
-        gemv_kernel<1, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
-        break;
-    case 2:
-        gemv_kernel<2, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
-        break;
-    case 3:
-        gemv_kernel<3, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
-        break;
-    default:
-        gemv_kernel<4, GEGLU><<<blocks, GEMV_WARPS * 32, 0, st>>>(a);
-        break;
-    }
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    const int kpr = gemv_kpr(be, total);
+    const unsigned blocks = g4q_cuda_blocks((size_t)total, GEMV_WARPS / kpr);
+    void (*kernel)(const gemv_args) = kpr == 1   ? gemv_pick<GEGLU, 1>(n)
+                                      : kpr == 2 ? gemv_pick<GEGLU, 2>(n)
+                                                 : gemv_pick<GEGLU, 4>(n);
+    G4Q_CUDA_CHECK(g4q_cuda_launch(be, kernel, dim3(blocks), dim3(GEMV_WARPS * 32), 0, a));
     return G4Q_OK;
 }
 

@@ -35,6 +35,8 @@ struct g4q_bweight {
     int group;    /* INT4: inputs per scale */
 };
 
+#define G4Q_CUDA_STEP_MAX_HEADS 1024 /* query heads the decode attention supports */
+
 typedef struct g4q_cuda_state {
     cudaStream_t stream;
     cublasHandle_t blas;
@@ -45,11 +47,14 @@ typedef struct g4q_cuda_state {
     float *amax_dev;  /* one float for amax results */
     int32_t *ids_dev; /* token ids for embed, ids_cap entries */
     size_t ids_cap;
-    size_t cur, peak; /* device bytes held now / at most */
-    int *pos_dev;     /* step position (backend member step_pos), one int */
-    int capturing;    /* a graph recording is open on the stream */
-    uint64_t epoch;   /* device frees so far: graphs recorded at an older epoch are stale */
-    int f32;          /* F32 mode (G4Q_CUDA_F32): fp32 activations, no bf16 rounding anywhere */
+    size_t cur, peak;    /* device bytes held now / at most */
+    int *pos_dev;        /* step position (backend member step_pos), one int */
+    unsigned *step_done; /* decode attention: per query head, ranges done (zero between ops) */
+    int pdl;             /* launch the decode-path kernels with programmatic dependent launch */
+    int gemv_kpr;        /* GEMV warps per row: 0 chooses by shape; 1, 2, 4 force (benchmarks) */
+    int capturing;       /* a graph recording is open on the stream */
+    uint64_t epoch;      /* device frees so far: graphs recorded at an older epoch are stale */
+    int f32;             /* F32 mode (G4Q_CUDA_F32): fp32 activations, no bf16 rounding anywhere */
 } g4q_cuda_state;
 
 static inline g4q_cuda_state *g4q_cuda_st(const g4q_backend *be)
@@ -130,6 +135,39 @@ template <> inline const float *g4q_cuda_wdata<float>(const g4q_bweight *w)
     return w->f32;
 }
 
+/* Programmatic dependent launch (PDL, sm_90; CUDA graphs keep it). A kernel started with
+ * g4q_cuda_launch may begin while the kernel before it on the stream is still finishing, so that
+ * its blocks are scheduled and its constant inputs loaded during the other's tail. Such a kernel
+ * calls g4q_pdl_trigger() (lets the next kernel start early too) and then g4q_pdl_wait() in every
+ * thread before it touches any memory that earlier work writes or reads: activations, caches,
+ * scratch, the step position. Only bound weights (constant while ops run) may be read before the
+ * wait. With the backend's pdl flag off (environment G4Q_CUDA_PDL=0) it is a plain launch and
+ * both calls are no-ops. */
+static __device__ __forceinline__ void g4q_pdl_trigger()
+{
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+static __device__ __forceinline__ void g4q_pdl_wait()
+{
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+}
+template <typename... KArgs, typename... Args>
+static inline cudaError_t g4q_cuda_launch(const g4q_backend *be, void (*kernel)(KArgs...),
+                                          dim3 grid, dim3 block, size_t smem, Args... args)
+{
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = ((const g4q_cuda_state *)be->state)->stream;
+    cfg.attrs = &attr;
+    cfg.numAttrs = ((const g4q_cuda_state *)be->state)->pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
 /* Launch shape helper: blocks of `threads` covering n items. */
 static inline unsigned g4q_cuda_blocks(size_t n, unsigned threads)
 {
@@ -176,10 +214,17 @@ g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
                                   const g4q_bweight *w_post, float scale, g4q_buf *out,
                                   const g4q_bweight *w_next, int rows, int n, float eps);
 /* Decode attention (T = 1) with n_past read from the step position (cuda_attention_step.cu). */
+/* With store non-zero it also writes the new token's K and V into slot n_past mod cap of kc and
+ * vc, as kv_store would afterwards (that slot is never a visible key, see the .cu). */
 g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
                                    const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
                                    const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
-                                   float scale);
+                                   float scale, int store);
+/* attention then kv_store (backend.h attention_store); fused for a decode step. */
+g4q_status g4q_cuda_attention_store(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
+                                    const g4q_buf *k_new, const g4q_buf *v_new, g4q_buf *kc,
+                                    g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv,
+                                    int hd, int window, float scale);
 g4q_status g4q_cuda_step_pos(g4q_backend *be, int n_past);
 g4q_status g4q_cuda_graph_begin(g4q_backend *be);
 g4q_status g4q_cuda_graph_end(g4q_backend *be, g4q_graph **out);

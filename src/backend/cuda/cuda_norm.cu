@@ -2,13 +2,15 @@
 // one block per row; T is bf16 (one rounding of the output) or fp32 (F32 mode, w widened).
 // Per-head norms are rows = T·heads of n = head_dim; w NULL is v_norm.
 // In place is safe: every thread reads its elements for the sum before the barrier and then
-// writes only the elements it reads again itself.
+// writes only the elements it reads again itself. Launched with programmatic dependent launch.
 #include "backend/cuda/cuda_internal.h"
 
 template <typename T>
 static __global__ void rmsnorm_kernel(T *y, const T *x, const T *w, int n, float eps)
 {
     __shared__ float part[32];
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
     const size_t base = (size_t)blockIdx.x * (size_t)n;
     const T *xr = x + base;
     float ss = 0.0f;
@@ -40,12 +42,13 @@ static __global__ void rmsnorm_kernel(T *y, const T *x, const T *w, int n, float
 }
 
 template <typename T>
-static void launch_rmsnorm(cudaStream_t st, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
-                           int rows, int n, float eps)
+static cudaError_t launch_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x,
+                                  const g4q_bweight *w, int rows, int n, float eps)
 {
     unsigned threads = n <= 256 ? 64 : n <= 1024 ? 128 : 256;
-    rmsnorm_kernel<T><<<(unsigned)rows, threads, 0, st>>>(
-        (T *)y->data, (const T *)x->data, w ? g4q_cuda_wdata<T>(w) : nullptr, n, eps);
+    return g4q_cuda_launch(be, rmsnorm_kernel<T>, dim3((unsigned)rows), dim3(threads), 0,
+                           (T *)y->data, (const T *)x->data,
+                           w ? g4q_cuda_wdata<T>(w) : (const T *)nullptr, n, eps);
 }
 
 g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
@@ -57,11 +60,7 @@ g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const
         (w && w->rows * w->cols != n))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda rmsnorm: %d x %d out of range", rows, n);
     if (rows == 0) return G4Q_OK;
-    cudaStream_t st = g4q_cuda_st(be)->stream;
-    if (g4q_cuda_st(be)->f32)
-        launch_rmsnorm<float>(st, y, x, w, rows, n, eps);
-    else
-        launch_rmsnorm<__nv_bfloat16>(st, y, x, w, rows, n, eps);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    G4Q_CUDA_CHECK(g4q_cuda_st(be)->f32 ? launch_rmsnorm<float>(be, y, x, w, rows, n, eps)
+                                        : launch_rmsnorm<__nv_bfloat16>(be, y, x, w, rows, n, eps));
     return G4Q_OK;
 }
