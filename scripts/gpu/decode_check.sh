@@ -37,7 +37,18 @@ for part in "${parts[@]}"; do
     profile)
         nsys=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
         if [ -z "$nsys" ]; then
-            log "profile: no nsys on this machine"
+            # ncu: the duration of each decode kernel of two graph-replayed steps, run one by one
+            # (no overlap between kernels), clocks and caches left alone. The filter skips the
+            # prefills' cuBLAS and attention kernels; PROFILE_SKIP kernels of it come before the
+            # decode steps (4 prefills of 256 tokens and 2 recorded steps).
+            model12b
+            log "profile: ncu, decode kernel durations -> \$OUT/ncu.csv"
+            ncu --csv --cache-control none --clock-control none \
+                --metrics gpu__time_duration.sum \
+                -k 'regex:gemv_kernel|step_|norm_add_norm|qkv_norm_rope|rmsnorm|softcap' \
+                --launch-skip "${PROFILE_SKIP:-1500}" --launch-count 870 \
+                test_backend_gpu --bench "$work/m12b" 256 16 noparts >"$OUT/ncu.csv" 2>&1
+            echo "exit $?, $(grep -c gpu__time_duration "$OUT/ncu.csv") kernels"
             continue
         fi
         model12b

@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# W4A4 parity with ModelOpt on the tiny preset: gemma4q calibrates and quantizes with the public
-# W4A4 recipes, writes the calibration ids it used (--dump-calib), ModelOpt calibrates on exactly
-# those ids, and gemma4q-inspect --diff lines the two exports up. GPU machine, repository root,
-# after `. scripts/gpu/env.sh` and with the peer wheels installed on PYTHONPATH (README.md).
-# Usage: scripts/peers/w4a4_parity.sh WORK [SAMPLES] [SEQ_LEN]
+# W4A4 parity with ModelOpt on the tiny preset: gemma4q calibrates and quantizes, writes the
+# calibration ids it used (--dump-calib), ModelOpt calibrates on exactly those ids, and
+# gemma4q-inspect --diff lines the two exports up (full diff in $OUT/parity-RECIPE-DEVICE.txt, its
+# last lines printed). Pairs: recipes/nvfp4.yaml with NVFP4_DEFAULT_CFG, and
+# recipes/mo-nvfp4-mlp-only.yaml (max scales, no KV) with NVFP4_MLP_ONLY_CFG.
+# GPU machine, repository root, after `. scripts/gpu/env.sh` with the peer wheels on PYTHONPATH
+# (README.md). Usage: scripts/peers/w4a4_parity.sh WORK [SAMPLES] [SEQ_LEN] [DEVICES]
 set -uo pipefail
-work=$1 n=${2:-16} len=${3:-256}
-mkdir -p "$work"
+work=$1 n=${2:-16} len=${3:-256} devices=${4:-cuda cpu}
+out=${OUT:-$work}
+mkdir -p "$work" "$out"
 gemma4q-mkmodel --preset tiny --out "$work/tiny" --force --quiet >/dev/null || exit 1
-for pair in nvfp4:nvfp4 nvfp4-mlp-only:nvfp4_mlp_only; do
+for pair in recipes/nvfp4.yaml:nvfp4 scripts/peers/recipes/mo-nvfp4-mlp-only.yaml:nvfp4_mlp_only; do
     recipe=${pair%%:*} fmt=${pair#*:}
-    for dev in cuda cpu; do
-        printf '\n=== %s: gemma4q (%s) vs ModelOpt (cuda), %s x %s calibration tokens\n' \
-            "$recipe" "$dev" "$n" "$len"
-        gemma4q-quantize --model "$work/tiny" --recipe "recipes/$recipe.yaml" \
-            --out "$work/g-$recipe-$dev" --device "$dev" --calib-samples "$n" \
-            --calib-seq-len "$len" --dump-calib "$work/ids-$recipe-$dev.bin" --force --quiet ||
-            continue
-        cmp -s "$work/ids-$recipe-cuda.bin" "$work/ids-$recipe-$dev.bin" ||
+    name=$(basename "$recipe" .yaml)
+    for dev in $devices; do
+        printf '\n=== %s: gemma4q (%s) vs ModelOpt %s (cuda), %s x %s calibration tokens\n' \
+            "$name" "$dev" "$fmt" "$n" "$len"
+        gemma4q-quantize --model "$work/tiny" --recipe "$recipe" --out "$work/g-$name-$dev" \
+            --device "$dev" --calib-samples "$n" --calib-seq-len "$len" \
+            --dump-calib "$work/ids-$name-$dev.bin" --force --quiet || continue
+        [ "$dev" = cuda ] || cmp -s "$work/ids-$name-cuda.bin" "$work/ids-$name-$dev.bin" ||
             echo "calibration ids differ between devices"
-        [ -d "$work/mo-$recipe" ] ||
-            python3 scripts/peers/modelopt_export.py --model "$work/tiny" --out "$work/mo-$recipe" \
-                --format "$fmt" --device cuda --calib "$work/ids-$recipe-cuda.bin:$len" 2>&1 |
-            tail -n 2
-        gemma4q-inspect --diff "$work/mo-$recipe" "$work/g-$recipe-$dev" | tail -n 40
+        [ -d "$work/mo-$name" ] ||
+            python3 scripts/peers/modelopt_export.py --model "$work/tiny" --out "$work/mo-$name" \
+                --format "$fmt" --device cuda --calib "$work/ids-$name-$dev.bin:$len" 2>&1 |
+            tail -n 1
+        gemma4q-inspect --diff "$work/mo-$name" "$work/g-$name-$dev" >"$out/parity-$name-$dev.txt"
+        grep -v -E "^(DIFF|DEQUANT) .*input_scale" "$out/parity-$name-$dev.txt" | cut -c1-240 |
+            tail -n 12
     done
 done
