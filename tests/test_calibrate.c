@@ -2,7 +2,8 @@
  * Tests of calibration (src/calib): the forward observer against an independent double-precision
  * forward (tests/refmodel.c, the naive reference test_forward.c uses, straight from
  * docs/gemma4.md §4, recording max |x| at each observation site), over several samples
- * with fresh caches and a chunk size smaller than the sample; the dataset sampling rule of
+ * with fresh caches and a chunk size smaller than the sample; the layer-streamed forward
+ * calibration runs on against whole-model runs (identical on the CPU); the dataset sampling rule of
  * src/calib/dataset.h re-derived here from its text; and the no-token errors.
  */
 #include <math.h>
@@ -36,13 +37,12 @@ static g4q_status record(void *user, int layer, g4q_obs_site site, const g4q_buf
                          int cols)
 {
     static const int next_site[G4Q_OBS_COUNT] = {
-        [G4Q_OBS_ATTN_IN] = G4Q_OBS_K, [G4Q_OBS_K] = G4Q_OBS_V, [G4Q_OBS_V] = G4Q_OBS_O_IN,
-        [G4Q_OBS_O_IN] = G4Q_OBS_MLP_IN, [G4Q_OBS_MLP_IN] = G4Q_OBS_DOWN_IN,
-        [G4Q_OBS_DOWN_IN] = G4Q_OBS_ATTN_IN};
+        [G4Q_OBS_ATTN_IN] = G4Q_OBS_K,      [G4Q_OBS_K] = G4Q_OBS_V,
+        [G4Q_OBS_V] = G4Q_OBS_O_IN,         [G4Q_OBS_O_IN] = G4Q_OBS_MLP_IN,
+        [G4Q_OBS_MLP_IN] = G4Q_OBS_DOWN_IN, [G4Q_OBS_DOWN_IN] = G4Q_OBS_ATTN_IN};
     obs_rec *r = user;
     int expect_site = r->last_site < 0 ? G4Q_OBS_ATTN_IN : next_site[r->last_site];
-    if ((int)site != expect_site)
-        r->order_ok = 0;
+    if ((int)site != expect_site) r->order_ok = 0;
     r->last_layer = layer, r->last_site = (int)site;
     size_t n = (size_t)rows * (size_t)cols;
     float *h = malloc(n * sizeof *h);
@@ -66,7 +66,7 @@ static void test_observer(g4q_backend *be)
     g4q_refmodel *m = malloc(sizeof *m);
     g4q_refmodel_build(m, &g_rng, 6, 96, 160, 301, 4, 2, 16, 32, 8);
     const int S = 3, T = 21, V = m->cfg.vocab_size, L = m->cfg.n_layers;
-    double (*ref)[G4Q_OBS_COUNT] = calloc(G4Q_MAX_LAYERS, sizeof *ref);
+    double(*ref)[G4Q_OBS_COUNT] = calloc(G4Q_MAX_LAYERS, sizeof *ref);
     obs_rec *rec = calloc(1, sizeof *rec);
     rec->be = be, rec->last_site = -1, rec->order_ok = 1;
     g4q_forward *f = NULL;
@@ -102,13 +102,90 @@ static void test_observer(g4q_backend *be)
     long before = rec->rows[0][0];
     int32_t one = 2;
     g4q_kvcache_reset(kv);
-    if (f && kv)
-        CHECK_STATUS(g4q_forward_run(f, kv, &one, 1, 0, NULL), G4Q_OK);
+    if (f && kv) CHECK_STATUS(g4q_forward_run(f, kv, &one, 1, 0, NULL), G4Q_OK);
     CHECK_EQ_INT(rec->rows[0][0], before);
     g4q_kvcache_free(kv);
     g4q_forward_free(f);
     g4q_refmodel_free(m);
     free(m), free(ref), free(rec);
+}
+
+/* ---------------------------------------------------------------- layer-streamed runs */
+
+/* The layer-streamed forward (every sample embedded into its own buffer, then layer by layer:
+ * bind, run every sample, release) observes exactly what whole-model runs observe on the CPU
+ * backend (no fused ops there), same amax bits and row counts; and its misuses are refused. */
+static void test_streamed(g4q_backend *be)
+{
+    g4q_refmodel *m = malloc(sizeof *m);
+    g4q_refmodel_build(m, &g_rng, 6, 96, 160, 301, 4, 2, 16, 32, 8);
+    const int S = 3, T = 21, V = m->cfg.vocab_size, L = m->cfg.n_layers, d = m->cfg.hidden;
+    int32_t ids[3][21];
+    for (int s = 0; s < S; s++) {
+        for (int t = 0; t < T; t++)
+            ids[s][t] = (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)V);
+        ids[s][0] = 2;
+    }
+    obs_rec *whole = calloc(1, sizeof *whole), *streamed = calloc(1, sizeof *streamed);
+    whole->be = streamed->be = be;
+    whole->last_site = streamed->last_site = -1;
+    whole->order_ok = streamed->order_ok = 1;
+    g4q_forward *f = NULL, *fs = NULL;
+    g4q_kvcache *kv = NULL;
+    CHECK_STATUS(g4q_forward_create(&g_ctx, be, &m->cfg, &m->w, T, &f), G4Q_OK);
+    CHECK_STATUS(g4q_forward_create_streamed(&g_ctx, be, &m->cfg, &m->w, T, &fs), G4Q_OK);
+    CHECK_STATUS(g4q_kvcache_create(&g_ctx, be, &m->cfg, T, &kv), G4Q_OK);
+    if (!f || !fs || !kv) goto done;
+    CHECK(g4q_forward_streamed(fs) && !g4q_forward_streamed(f));
+    g4q_forward_observer ow = {.fn = record, .user = whole}, os = {.fn = record, .user = streamed};
+    g4q_forward_set_observer(f, &ow);
+    for (int s = 0; s < S; s++) {
+        g4q_kvcache_reset(kv);
+        CHECK_STATUS(g4q_forward_run(f, kv, ids[s], T, 0, NULL), G4Q_OK);
+    }
+    /* Misuse before anything is bound. */
+    CHECK_STATUS(g4q_forward_run(fs, kv, ids[0], T, 0, NULL), G4Q_ERR_INVALID);
+    g4q_buf *h[3] = {NULL, NULL, NULL};
+    for (int s = 0; s < S; s++) {
+        CHECK_STATUS(be->buf_alloc(be, be->act_dtype, (size_t)T * (size_t)d, &h[s]), G4Q_OK);
+        CHECK_STATUS(g4q_forward_embed(fs, ids[s], T, h[s]), G4Q_OK);
+    }
+    g4q_kvcache_reset(kv);
+    CHECK_STATUS(g4q_forward_layer(fs, kv, 0, h[0], T), G4Q_ERR_INVALID);      /* not bound */
+    CHECK_STATUS(g4q_forward_embed(fs, ids[0], T + 1, h[0]), G4Q_ERR_INVALID); /* > max_chunk */
+    g4q_forward_release_embed(fs);
+    CHECK_STATUS(g4q_forward_embed(fs, ids[0], T, h[0]), G4Q_ERR_INVALID); /* released */
+    g4q_forward_set_observer(fs, &os);
+    for (int l = 0; l < L; l++) {
+        CHECK_STATUS(g4q_forward_bind_layer(fs, l), G4Q_OK);
+        CHECK_STATUS(g4q_forward_bind_layer(fs, l), G4Q_OK); /* bound: no-op */
+        for (int s = 0; s < S; s++) {
+            g4q_kvcache_reset(kv);
+            CHECK_STATUS(g4q_forward_layer(fs, kv, l, h[s], T), G4Q_OK);
+        }
+        g4q_forward_release_layer(fs, l);
+    }
+    CHECK_STATUS(g4q_forward_bind_layer(fs, L), G4Q_ERR_INVALID);
+    CHECK(whole->order_ok && streamed->order_ok);
+    int differ = 0;
+    for (int l = 0; l < L; l++)
+        for (int site = 0; site < G4Q_OBS_COUNT; site++) {
+            differ += whole->amax[l][site] != streamed->amax[l][site];
+            CHECK_EQ_INT(streamed->rows[l][site], (long)S * T);
+        }
+    CHECK_MSG(differ == 0, "layer-streamed run: %d of %d amaxes differ from whole-model runs",
+              differ, L * G4Q_OBS_COUNT);
+    printf("streamed: %d layers x %d sites over %d x %d tokens: %d amaxes differ from whole-model "
+           "runs\n",
+           L, G4Q_OBS_COUNT, S, T, differ);
+    for (int s = 0; s < S; s++)
+        be->buf_free(be, h[s]);
+done:
+    g4q_kvcache_free(kv);
+    g4q_forward_free(fs);
+    g4q_forward_free(f);
+    g4q_refmodel_free(m);
+    free(m), free(whole), free(streamed);
 }
 
 /* ---------------------------------------------------------------- datasets */
@@ -141,8 +218,7 @@ static g4q_tok *byte_tok(void)
 static void test_dataset(void)
 {
     g4q_tok *tok = byte_tok();
-    if (!tok)
-        return;
+    if (!tok) return;
     char dir[2048], txt[4096], jl[4096];
     g4q_test_tmpdir(dir, sizeof dir, "calib");
     snprintf(txt, sizeof txt, "%s/c.txt", dir);
@@ -169,8 +245,8 @@ static void test_dataset(void)
             CHECK_EQ_INT((long)d.stream_tokens, N);
             CHECK_EQ_INT((long)d.n_docs, 2);
             for (int j = 0; j < samples; j++) {
-                uint64_t o = mix(seed + (uint64_t)(j + 1) * 0x9E3779B97F4A7C15ull) %
-                             (uint64_t)(N - L + 2);
+                uint64_t o =
+                    mix(seed + (uint64_t)(j + 1) * 0x9E3779B97F4A7C15ull) % (uint64_t)(N - L + 2);
                 CHECK_EQ_INT(d.ids[(size_t)j * L], 7);
                 for (int t = 1; t < L; t++)
                     CHECK_EQ_INT(d.ids[(size_t)j * L + t], 10 + (unsigned char)stream[o + t - 1]);
@@ -214,9 +290,9 @@ int main(void)
     g_ctx.log_level = G4Q_LOG_ERROR;
     g_rng = g4q_test_seed();
     g4q_backend *be = NULL;
-    if (!CHECK_STATUS(g4q_backend_cpu_create(&g_ctx, &be), G4Q_OK))
-        return g4q_test_finish();
+    if (!CHECK_STATUS(g4q_backend_cpu_create(&g_ctx, &be), G4Q_OK)) return g4q_test_finish();
     test_observer(be);
+    test_streamed(be);
     test_dataset();
     test_no_tokens();
     g4q_backend_free(be);

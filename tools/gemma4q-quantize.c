@@ -36,28 +36,27 @@ static g4q_status load_calib(g4q_ctx *ctx, const quantize_opts *o, const g4q_rec
                              const g4q_config *cfg, g4q_calib_data *d)
 {
     if (!r->calib.present)
-        return g4q_fail(ctx, G4Q_ERR_USAGE, "%s: the recipe has no calibration section",
-                        r->path);
+        return g4q_fail(ctx, G4Q_ERR_USAGE, "%s: the recipe has no calibration section", r->path);
     char path[4096];
     g4q_tok *tok = NULL;
     G4Q_TRY(g4q_path_join(ctx, path, sizeof path, o->model, "tokenizer.json"));
     G4Q_TRY(g4q_tok_load(ctx, path, &tok));
     int samples = o->calib_samples ? o->calib_samples : r->calib.samples;
     int seq_len = o->calib_seq_len ? o->calib_seq_len : r->calib.seq_len;
-    g4q_status st = g4q_calib_load(ctx, r->calib.dataset_path, tok, cfg->bos_id, samples,
-                                   seq_len, r->calib.seed, d);
+    g4q_status st = g4q_calib_load(ctx, r->calib.dataset_path, tok, cfg->bos_id, samples, seq_len,
+                                   r->calib.seed, d);
     if (st == G4Q_OK) /* the manifest names the dataset as the recipe wrote it */
         snprintf(d->name, sizeof d->name, "%s", r->calib.dataset);
     g4q_tok_free(tok);
     return st;
 }
 
-/* Runs the calibration samples through the BF16 model on `dev`. */
+/* Runs the calibration samples through the BF16 model on `dev`, one layer at a time. */
 static g4q_status calibrate(g4q_ctx *ctx, const quantize_opts *o, const g4q_recipe *r,
                             const g4q_calib_data *d, g4q_device_kind dev, g4q_calib_result *res)
 {
     g4q_session *s = NULL;
-    g4q_session_opts so = {.device = dev};
+    g4q_session_opts so = {.device = dev, .max_chunk = d->seq_len, .stream_layers = 1};
     G4Q_TRY(g4q_session_open(ctx, o->model, &so, &s));
     g4q_status st = g4q_calib_run(ctx, s, d, r->calib.batch, res);
     g4q_session_free(s);
@@ -85,6 +84,7 @@ static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *p
     if (calib) {
         cJSON *c = g4q_calib_to_cjson(calib);
         cJSON_AddNumberToObject(c, "seconds", calib->seconds);
+        cJSON_AddNumberToObject(c, "peak_device_bytes", (double)calib->peak_device_bytes);
         cJSON_AddItemToObject(r, "calibration", c);
     }
     g4q_status st = g4q_json_write_file(ctx, path, r, 2);
@@ -102,53 +102,46 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
     g4q_device_kind dev = G4Q_DEVICE_CPU, req;
     g4q_status st = (cfg && w) ? G4Q_OK : g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
     if (st == G4Q_OK && (!o->model || !o->recipe || (!o->out && !o->dry_run)))
-        st = g4q_fail(ctx, G4Q_ERR_USAGE, "--model, --recipe and --out are required "
-                                          "(--out may be left out with --dry-run)");
+        st = g4q_fail(ctx, G4Q_ERR_USAGE,
+                      "--model, --recipe and --out are required "
+                      "(--out may be left out with --dry-run)");
     if (st == G4Q_OK && !g4q_is_dir(o->model))
         st = g4q_fail(ctx, G4Q_ERR_NOT_FOUND, "--model %s: no such checkpoint folder", o->model);
-    if (st == G4Q_OK)
-        st = g4q_device_parse(ctx, o->device, &req);
-    if (st == G4Q_OK)
-        st = g4q_recipe_load(ctx, o->recipe, &recipe);
-    if (st == G4Q_OK)
-        st = g4q_config_load(ctx, o->model, cfg);
-    if (st == G4Q_OK)
-        st = g4q_ckpt_open(ctx, o->model, &ck);
+    if (st == G4Q_OK) st = g4q_device_parse(ctx, o->device, &req);
+    if (st == G4Q_OK) st = g4q_recipe_load(ctx, o->recipe, &recipe);
+    if (st == G4Q_OK) st = g4q_config_load(ctx, o->model, cfg);
+    if (st == G4Q_OK) st = g4q_ckpt_open(ctx, o->model, &ck);
     if (st == G4Q_OK)
         st = g4q_weights_bind(ctx, cfg, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), o->model, w);
     if (st == G4Q_OK)
-        st = g4q_plan_build(ctx, recipe, cfg, w, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck),
-                            &plan);
+        st = g4q_plan_build(ctx, recipe, cfg, w, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), &plan);
     g4q_calib_data data = {0};
     g4q_calib_result *calib = NULL;
     if (st == G4Q_OK && o->dump_calib) {
         st = load_calib(ctx, o, recipe, cfg, &data);
-        if (st == G4Q_OK)
-            st = g4q_calib_dump(ctx, &data, o->dump_calib);
+        if (st == G4Q_OK) st = g4q_calib_dump(ctx, &data, o->dump_calib);
         if (st == G4Q_OK)
             G4Q_INFO(ctx, "%s: %d x %d calibration ids (int32 LE), sha256 %s", o->dump_calib,
                      data.samples, data.seq_len, data.ids_sha256);
     }
     if (st == G4Q_OK && o->dry_run) {
         g4q_plan_print(&plan, stdout);
-        if (o->json)
-            st = write_report(ctx, o->json, &plan, NULL, NULL, dev, 1);
+        if (o->json) st = write_report(ctx, o->json, &plan, NULL, NULL, dev, 1);
     } else if (st == G4Q_OK) {
         st = g4q_device_select(ctx, req, &dev, NULL);
         if (st == G4Q_OK && plan.needs_calibration) {
             calib = calloc(1, sizeof *calib);
-            if (!calib)
-                st = g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
-            if (st == G4Q_OK && !data.ids)
-                st = load_calib(ctx, o, recipe, cfg, &data);
-            if (st == G4Q_OK)
-                st = calibrate(ctx, o, recipe, &data, dev, calib);
+            if (!calib) st = g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
+            if (st == G4Q_OK && !data.ids) st = load_calib(ctx, o, recipe, cfg, &data);
+            if (st == G4Q_OK) st = calibrate(ctx, o, recipe, &data, dev, calib);
         }
-        g4q_export_opts eo = {.out_dir = o->out, .overwrite = o->force,
-                              .shard_bytes = o->shard_bytes, .device = dev, .calib = calib};
+        g4q_export_opts eo = {.out_dir = o->out,
+                              .overwrite = o->force,
+                              .shard_bytes = o->shard_bytes,
+                              .device = dev,
+                              .calib = calib};
         g4q_export_stats stats = {0};
-        if (st == G4Q_OK)
-            st = g4q_export_run(ctx, &plan, ck, cfg, &eo, &stats);
+        if (st == G4Q_OK) st = g4q_export_run(ctx, &plan, ck, cfg, &eo, &stats);
         if (st == G4Q_OK && !o->quiet) {
             fprintf(stderr,
                     "gemma4q: %s -> %s (%s, recipe %s)\n"
@@ -160,9 +153,9 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
             if (calib)
                 fprintf(stderr,
                         "gemma4q: calibration %d x %d tokens of %s (ids sha256 %.16s...), "
-                        "%.1f s\n",
+                        "%.1f s, peak GPU memory %.2f GB\n",
                         calib->samples, calib->seq_len, calib->dataset, calib->ids_sha256,
-                        calib->seconds);
+                        calib->seconds, (double)calib->peak_device_bytes / 1e9);
         }
         if (st == G4Q_OK && o->json) {
             st = write_report(ctx, o->json, &plan, &stats, calib, dev, 0);
@@ -221,24 +214,22 @@ int main(int argc, char **argv)
     g4q_ctx_init(&ctx);
     int n_pos = 0, help = 0;
     g4q_status st = g4q_cli_parse(&ctx, &cli, argc, argv, 1, NULL, 0, &n_pos, &help);
-    if (help)
-        return 0;
+    if (help) return 0;
     if (o.quiet) {
         ctx.log_level = G4Q_LOG_WARN;
         ctx.progress = -1;
     }
-    if (o.verbose)
-        ctx.log_level = G4Q_LOG_DEBUG;
+    if (o.verbose) ctx.log_level = G4Q_LOG_DEBUG;
     if (st == G4Q_OK && (o.calib_samples < 0 || o.calib_seq_len < 0))
-        st = g4q_fail(&ctx, G4Q_ERR_USAGE, "--calib-samples/--calib-seq-len: expected a positive "
-                                           "count");
+        st = g4q_fail(&ctx, G4Q_ERR_USAGE,
+                      "--calib-samples/--calib-seq-len: expected a positive "
+                      "count");
     if (st == G4Q_OK && o.threads < 0)
         st = g4q_fail(&ctx, G4Q_ERR_USAGE, "--threads %d: expected a positive count", o.threads);
     if (o.threads > 0) {
         ctx.threads = o.threads;
         omp_set_num_threads(o.threads);
     }
-    if (st == G4Q_OK)
-        st = run(&ctx, &o);
+    if (st == G4Q_OK) st = run(&ctx, &o);
     return g4q_cli_finish(&cli, &ctx, st);
 }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -23,8 +24,7 @@ static g4q_status on_site(void *user, int layer, g4q_obs_site site, const g4q_bu
     G4Q_TRY(os->be->amax(os->be, x, (size_t)rows * (size_t)cols, &a));
     g4q_calib_result *r = os->r;
     /* NaN never compares greater: keep it visible so g4q_calib_run reports it. */
-    if (a > r->amax[layer][site] || isnan(a))
-        r->amax[layer][site] = a;
+    if (a > r->amax[layer][site] || isnan(a)) r->amax[layer][site] = a;
     r->tokens[layer][site] += (uint64_t)rows;
     return G4Q_OK;
 }
@@ -38,6 +38,48 @@ static g4q_status check_finite(g4q_ctx *ctx, const g4q_calib_result *r)
                                 "calibration: layer %d: %s activations have amax %g (the BF16 "
                                 "model overflows on the calibration data)",
                                 l, g4q_obs_site_name((g4q_obs_site)s), (double)r->amax[l][s]);
+    return G4Q_OK;
+}
+
+/* The layer-streamed run: every sample's residual stream in its own buffer h[j] (embedded
+ * first, then the embedding is freed), then layer by layer: bind, run every sample through it
+ * from position 0 with the observer installed, free. */
+static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, g4q_buf **h,
+                             g4q_calib_result *out)
+{
+    g4q_backend *be = s->be;
+    const size_t rows = (size_t)d->seq_len, width = (size_t)s->cfg->hidden;
+    for (int j = 0; j < d->samples; j++) {
+        g4q_status st = be->buf_alloc(be, be->act_dtype, rows * width, &h[j]);
+        if (st != G4Q_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", g4q_ctx_error(ctx));
+            return g4q_fail(ctx, st,
+                            "calibration keeps the activations of all %d x %d tokens (%.2f GB): "
+                            "sample %d: %s",
+                            d->samples, d->seq_len,
+                            (double)d->samples * (double)(rows * width) *
+                                (double)g4q_dtype_size(be->act_dtype) / 1e9,
+                            j, why);
+        }
+        G4Q_TRY(g4q_forward_embed(s->fwd, d->ids + (size_t)j * rows, d->seq_len, h[j]));
+    }
+    g4q_forward_release_embed(s->fwd);
+    observer_state os = {.be = be, .r = out};
+    g4q_forward_observer obs = {.fn = on_site, .user = &os};
+    g4q_forward_set_observer(s->fwd, &obs);
+    g4q_progress pr;
+    g4q_progress_begin(&pr, ctx, "calibrate", "layers", (uint64_t)s->cfg->n_layers);
+    for (int l = 0; l < s->cfg->n_layers; l++) {
+        G4Q_TRY(g4q_forward_bind_layer(s->fwd, l));
+        for (int j = 0; j < d->samples; j++) {
+            g4q_kvcache_reset(s->kv);
+            G4Q_TRY(g4q_forward_layer(s->fwd, s->kv, l, h[j], d->seq_len));
+        }
+        g4q_forward_release_layer(s->fwd, l);
+        g4q_progress_update(&pr, (uint64_t)(l + 1));
+    }
+    g4q_progress_end(&pr);
     return G4Q_OK;
 }
 
@@ -58,26 +100,22 @@ g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, 
                 return g4q_fail(ctx, G4Q_ERR_INVALID,
                                 "%s: calibration observes the BF16 model, but '%s' is quantized",
                                 s->dir, s->qlin->layers[l][k].module);
+    if (!g4q_forward_streamed(s->fwd) || s->max_chunk < d->seq_len)
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "%s: calibration needs a layer-streamed session with chunks of %d tokens",
+                        s->dir, d->seq_len);
     G4Q_TRY(g4q_session_reserve(s, d->seq_len));
-    observer_state os = {.be = s->be, .r = out};
-    g4q_forward_observer obs = {.fn = on_site, .user = &os};
-    g4q_forward_set_observer(s->fwd, &obs);
-    g4q_progress pr;
-    const uint64_t total = (uint64_t)d->samples * (uint64_t)d->seq_len;
-    g4q_progress_begin(&pr, ctx, "calibrate", "tokens", total);
-    g4q_status st = G4Q_OK;
-    for (int j = 0; j < d->samples && st == G4Q_OK; j++) {
-        g4q_kvcache_reset(s->kv);
-        st = g4q_forward_run(s->fwd, s->kv, d->ids + (size_t)j * (size_t)d->seq_len, d->seq_len,
-                             0, NULL);
-        g4q_progress_update(&pr, (uint64_t)(j + 1) * (uint64_t)d->seq_len);
-    }
+    g4q_buf **h = calloc((size_t)d->samples, sizeof *h);
+    if (!h) return g4q_fail(ctx, G4Q_ERR_NOMEM, "calibration: out of memory");
+    g4q_status st = run_layers(ctx, s, d, h, out);
+    for (int j = 0; j < d->samples; j++)
+        s->be->buf_free(s->be, h[j]);
+    free(h);
     g4q_forward_set_observer(s->fwd, NULL);
     g4q_kvcache_reset(s->kv);
-    if (st != G4Q_OK)
-        return st;
-    g4q_progress_end(&pr);
-    out->total_tokens = total;
+    if (s->be->mem_peak) out->peak_device_bytes = s->be->mem_peak(s->be);
+    G4Q_TRY(st);
+    out->total_tokens = (uint64_t)d->samples * (uint64_t)d->seq_len;
     out->seconds = g4q_now_seconds() - t0;
     return check_finite(ctx, out);
 }
@@ -108,7 +146,8 @@ g4q_status g4q_calib_input_amax(g4q_ctx *ctx, const g4q_calib_result *r, int lay
     if (site < 0 || layer < 0 || layer >= r->n_layers)
         return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
                         "'%s': calibration observes decoder-layer Linears only, so this Linear "
-                        "has no input amax (quantize its activations: none)", module);
+                        "has no input amax (quantize its activations: none)",
+                        module);
     if (r->tokens[layer][site] == 0)
         return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
                         "'%s': no calibration token reached this Linear", module);
@@ -116,8 +155,8 @@ g4q_status g4q_calib_input_amax(g4q_ctx *ctx, const g4q_calib_result *r, int lay
     return G4Q_OK;
 }
 
-g4q_status g4q_calib_kv_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
-                             g4q_obs_site site, float *amax)
+g4q_status g4q_calib_kv_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer, g4q_obs_site site,
+                             float *amax)
 {
     if (layer < 0 || layer >= r->n_layers || r->tokens[layer][site] == 0)
         return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
@@ -130,8 +169,7 @@ g4q_status g4q_calib_kv_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
 cJSON *g4q_calib_to_cjson(const g4q_calib_result *r)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
+    if (!o) return NULL;
     cJSON_AddStringToObject(o, "method", "max");
     cJSON_AddStringToObject(o, "dataset", r->dataset);
     cJSON_AddStringToObject(o, "text_sha256", r->text_sha256);

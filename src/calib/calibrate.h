@@ -9,7 +9,12 @@
  *   - every token of every sample counts, the <bos> at position 0 included; samples are exactly
  *     seq_len real tokens (src/calib/dataset.h), so there is no padding to exclude;
  *   - each sample runs on its own from position 0 with an empty KV cache (causal attention sees
- *     only its own sample), in chunks of the session's max_chunk tokens;
+ *     only its own sample), as one chunk;
+ *   - the model runs layer by layer (g4q_forward_layer): all samples are embedded into buffers
+ *     of their own, then each layer is bound, run over every sample and freed, so the device
+ *     holds one layer's weights plus samples x seq_len x hidden activations (4 GB in bf16 for
+ *     the 12B at 512 x 1024), never the whole model. Per sample this computes what a whole-model
+ *     forward computes (bit for bit on the CPU backend, where no op is fused);
  *   - samples run one after another; calibration.batch does not change the result (the amax is a
  *     max over tokens, independent of how samples are grouped) and is recorded in the manifest;
  *   - the amax of a site is the backend's amax of the activation buffer (act_dtype: fp32 on the
@@ -44,12 +49,14 @@ typedef struct g4q_calib_result {
     int samples, seq_len, batch;
     uint64_t seed;
     char device[16];
+    size_t peak_device_bytes; /* the backend's peak memory during the run (0: not tracked) */
 } g4q_calib_result;
 
-/* Runs every sample of d through s (an open BF16 session: s->qlin must be all BF16, else
- * G4Q_ERR_INVALID) and fills *out. batch is only recorded (see above). The session's KV cache is
- * (re)reserved to seq_len positions. A progress bar counts tokens. Errors: those of the forward
- * pass; G4Q_ERR_NUMERIC if an amax is NaN or infinite (naming the layer and site). */
+/* Runs every sample of d through s and fills *out. s is a BF16 session (s->qlin all BF16) opened
+ * with stream_layers and max_chunk >= seq_len, else G4Q_ERR_INVALID; its embedding is released
+ * and its KV cache (re)reserved to seq_len positions. batch is only recorded (see above). A
+ * progress bar counts layers. Errors: those of the forward pass; the activations not fitting
+ * (naming their size); G4Q_ERR_NUMERIC if an amax is NaN or infinite (naming layer and site). */
 g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, int batch,
                          g4q_calib_result *out);
 
@@ -67,7 +74,8 @@ g4q_status g4q_calib_kv_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
                              g4q_obs_site site, float *amax);
 
 /* The calibration as a cJSON object for the manifest (dataset, sha256s, samples, seq_len, batch,
- * seed, tokens, device, and "amax": {site name: [per-layer amax]}); NULL when out of memory. Caller owns it. */
+ * seed, tokens, device, and "amax": {site name: [per-layer amax]}); NULL when out of memory.
+ * Caller owns it. */
 struct cJSON *g4q_calib_to_cjson(const g4q_calib_result *r);
 
 #ifdef __cplusplus

@@ -23,6 +23,8 @@ struct g4q_forward {
     const g4q_qlinears *ql; /* NULL: every Linear BF16 */
     int max_chunk;
     int logit_rows;
+    int streamed;         /* layers bound one at a time (g4q_forward_create_streamed) */
+    const g4q_weights *w; /* the weights, for binding layers later (streamed) */
     g4q_bweight *embed, *norm;
     fwd_layer layers[G4Q_MAX_LAYERS];
     g4q_buf *rope[2]; /* inv_freq per layer type: [hd/2] F32 */
@@ -199,9 +201,8 @@ g4q_status g4q_forward_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *c
     return g4q_forward_create_q(ctx, be, cfg, w, NULL, max_chunk, out);
 }
 
-g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
-                                const g4q_weights *w, const g4q_qlinears *ql, int max_chunk,
-                                g4q_forward **out)
+static g4q_status create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg, const g4q_weights *w,
+                         const g4q_qlinears *ql, int max_chunk, int streamed, g4q_forward **out)
 {
     *out = NULL;
     if (max_chunk < 1)
@@ -226,10 +227,12 @@ g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config 
     f->max_chunk = max_chunk;
     f->logit_rows = max_chunk < LOGIT_ROWS ? max_chunk : LOGIT_ROWS;
     f->graphs = 1;
+    f->streamed = streamed;
+    f->w = w;
     g4q_status st =
         bind(f, w->embed_tokens, "embed_tokens", -1, cfg->vocab_size, cfg->hidden, &f->embed);
     if (st == G4Q_OK) st = bind(f, w->norm, "norm", -1, 1, cfg->hidden, &f->norm);
-    for (int l = 0; l < cfg->n_layers && st == G4Q_OK; l++)
+    for (int l = 0; l < cfg->n_layers && st == G4Q_OK && !streamed; l++)
         st = bind_layer(f, l, &w->layers[l]);
     if (st == G4Q_OK) st = alloc_scratch(f);
     if (st != G4Q_OK) {
@@ -240,6 +243,60 @@ g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config 
     return G4Q_OK;
 }
 
+g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
+                                const g4q_weights *w, const g4q_qlinears *ql, int max_chunk,
+                                g4q_forward **out)
+{
+    return create(ctx, be, cfg, w, ql, max_chunk, 0, out);
+}
+
+g4q_status g4q_forward_create_streamed(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
+                                       const g4q_weights *w, int max_chunk, g4q_forward **out)
+{
+    return create(ctx, be, cfg, w, NULL, max_chunk, 1, out);
+}
+
+int g4q_forward_streamed(const g4q_forward *f)
+{
+    return f->streamed;
+}
+
+/* Frees layer l's bound weights (NULL ones are skipped) and clears their slots. */
+static void free_layer(g4q_forward *f, int l)
+{
+    g4q_backend *be = f->be;
+    fwd_layer *fl = &f->layers[l];
+    g4q_bweight **lw[] = {
+        &fl->q,         &fl->k,      &fl->v,      &fl->o,     &fl->gate,         &fl->up,
+        &fl->down,      &fl->q_norm, &fl->k_norm, &fl->in_ln, &fl->post_attn_ln, &fl->pre_ff_ln,
+        &fl->post_ff_ln};
+    for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
+        be->weight_free(be, *lw[i]);
+        *lw[i] = NULL;
+    }
+}
+
+g4q_status g4q_forward_bind_layer(g4q_forward *f, int l)
+{
+    if (l < 0 || l >= f->cfg->n_layers)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d of %d", l, f->cfg->n_layers);
+    if (f->layers[l].in_ln) return G4Q_OK; /* bound */
+    g4q_status st = bind_layer(f, l, &f->w->layers[l]);
+    if (st != G4Q_OK) free_layer(f, l);
+    return st;
+}
+
+void g4q_forward_release_layer(g4q_forward *f, int l)
+{
+    if (l >= 0 && l < f->cfg->n_layers) free_layer(f, l);
+}
+
+void g4q_forward_release_embed(g4q_forward *f)
+{
+    f->be->weight_free(f->be, f->embed);
+    f->embed = NULL;
+}
+
 void g4q_forward_free(g4q_forward *f)
 {
     if (!f) return;
@@ -248,15 +305,8 @@ void g4q_forward_free(g4q_forward *f)
     g4q_bweight **ws[] = {&f->embed, &f->norm};
     for (size_t i = 0; i < 2; i++)
         be->weight_free(be, *ws[i]);
-    for (int l = 0; l < f->cfg->n_layers; l++) {
-        fwd_layer *fl = &f->layers[l];
-        g4q_bweight *lw[] = {
-            fl->q,         fl->k,      fl->v,      fl->o,     fl->gate,         fl->up,
-            fl->down,      fl->q_norm, fl->k_norm, fl->in_ln, fl->post_attn_ln, fl->pre_ff_ln,
-            fl->post_ff_ln};
-        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
-            be->weight_free(be, lw[i]);
-    }
+    for (int l = 0; l < f->cfg->n_layers; l++)
+        free_layer(f, l);
     g4q_buf *bufs[] = {f->rope[0], f->rope[1], f->h, f->a, f->q,  f->k,
                        f->v,       f->att,     f->g, f->u, f->hl, f->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -471,11 +521,22 @@ void g4q_forward_set_graphs(g4q_forward *f, int on)
     if (!f->graphs && f->graph) drop_graph(f);
 }
 
-g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
-                           int last_only, float *logits)
+/* Every id is inside the vocabulary. */
+static g4q_status check_ids(g4q_forward *f, const int32_t *ids, int T)
 {
     const g4q_config *c = f->cfg;
-    if (T < 1) return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: %d tokens", T);
+    for (int t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= c->vocab_size)
+            return g4q_fail(f->ctx, G4Q_ERR_INVALID,
+                            "forward: token %d (index %d) outside the vocabulary of %d",
+                            (int)ids[t], t, c->vocab_size);
+    return G4Q_OK;
+}
+
+/* kv belongs to this model and backend and has room for T more positions. */
+static g4q_status check_kv(g4q_forward *f, const g4q_kvcache *kv, int T)
+{
+    const g4q_config *c = f->cfg;
     int same = kv->be == f->be && kv->n_layers == c->n_layers;
     for (int l = 0; same && l < c->n_layers; l++)
         same = kv->layers[l].nkv == c->layers[l].n_kv_heads &&
@@ -486,11 +547,20 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
         return g4q_fail(f->ctx, G4Q_ERR_INVALID,
                         "forward: %d tokens after %d cached exceed the context of %d", T,
                         kv->n_past, kv->max_ctx);
-    for (int t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= c->vocab_size)
-            return g4q_fail(f->ctx, G4Q_ERR_INVALID,
-                            "forward: token %d (index %d) outside the vocabulary of %d",
-                            (int)ids[t], t, c->vocab_size);
+    return G4Q_OK;
+}
+
+g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
+                           int last_only, float *logits)
+{
+    const g4q_config *c = f->cfg;
+    if (T < 1) return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: %d tokens", T);
+    if (f->streamed)
+        return g4q_fail(
+            f->ctx, G4Q_ERR_INVALID,
+            "forward: a layer-streamed forward runs layer by layer (g4q_forward_layer)");
+    G4Q_TRY(check_kv(f, kv, T));
+    G4Q_TRY(check_ids(f, ids, T));
     if (T == 1 && f->be->step_pos && !f->obs.fn) return decode_step(f, kv, ids, logits);
     const size_t V = (size_t)c->vocab_size;
     for (int t0 = 0; t0 < T; t0 += f->max_chunk) {
@@ -505,4 +575,34 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
             G4Q_TRY(logits_rows(f, C - 1, 1, logits));
     }
     return G4Q_OK;
+}
+
+g4q_status g4q_forward_embed(g4q_forward *f, const int32_t *ids, int T, g4q_buf *h)
+{
+    const g4q_config *c = f->cfg;
+    if (!f->embed)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: the embedding has been released");
+    if (T < 1 || T > f->max_chunk)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: %d tokens to embed (1..%d)", T,
+                        f->max_chunk);
+    G4Q_TRY(check_ids(f, ids, T));
+    return f->be->embed(f->be, h, f->embed, ids, T, embed_scale(f->be, c));
+}
+
+g4q_status g4q_forward_layer(g4q_forward *f, g4q_kvcache *kv, int l, g4q_buf *h, int T)
+{
+    const g4q_config *c = f->cfg;
+    if (l < 0 || l >= c->n_layers || !f->layers[l].in_ln)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d is not bound", l);
+    if (T < 1 || T > f->max_chunk)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: %d tokens in one layer run (1..%d)", T,
+                        f->max_chunk);
+    G4Q_TRY(check_kv(f, kv, T));
+    g4q_buf *own = f->h;
+    f->h = h; /* the layer updates the caller's residual rows in place */
+    g4q_status st =
+        f->be->rmsnorm(f->be, f->a, h, f->layers[l].in_ln, T, c->hidden, (float)c->rms_norm_eps);
+    if (st == G4Q_OK) st = layer(f, kv, l, T, NULL, NULL);
+    f->h = own;
+    return st;
 }

@@ -61,6 +61,31 @@ g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config 
 
 void g4q_forward_free(g4q_forward *f); /* NULL is a no-op */
 
+/* Layer-streamed use, for calibrating a model larger than the device memory one layer at a time
+ * (src/calib/calibrate.c): the caller keeps the residual stream of every sequence in its own
+ * buffers and runs the model layer by layer, binding each layer's weights only while it runs.
+ *
+ * g4q_forward_create_streamed binds the embedding and the final norm (all BF16, the checkpoint
+ * fully BF16) and no layer; g4q_forward_run refuses such a forward (G4Q_ERR_INVALID).
+ * g4q_forward_bind_layer / g4q_forward_release_layer bind and free layer l's weights (binding a
+ * bound layer is a no-op); g4q_forward_release_embed frees the embedding once every sequence is
+ * embedded. g4q_forward_embed writes the scaled embeddings of ids[0..T) into h [T, hidden]
+ * (act_dtype, T <= max_chunk). g4q_forward_layer runs bound layer l on the residual rows h
+ * [T, hidden] in place (T <= max_chunk) at positions kv->n_past .. kv->n_past+T-1, storing their
+ * K/V in layer l's cache and calling the observer at layer l's sites; it leaves kv->n_past alone
+ * (the other layers have not run). One sequence run through every layer this way computes what
+ * g4q_forward_run computes for it when max_chunk covers it, except that each layer's input norm
+ * is the plain rmsnorm op (a backend's fused norm_add_norm may sum in another order). */
+g4q_status g4q_forward_create_streamed(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
+                                       const g4q_weights *w, int max_chunk, g4q_forward **out);
+g4q_status g4q_forward_bind_layer(g4q_forward *f, int l);
+void g4q_forward_release_layer(g4q_forward *f, int l);
+void g4q_forward_release_embed(g4q_forward *f);
+g4q_status g4q_forward_embed(g4q_forward *f, const int32_t *ids, int T, g4q_buf *h);
+g4q_status g4q_forward_layer(g4q_forward *f, g4q_kvcache *kv, int l, g4q_buf *h, int T);
+/* 1 for a forward made by g4q_forward_create_streamed. */
+int g4q_forward_streamed(const g4q_forward *f);
+
 /* Runs ids[0..T) (T >= 1) at positions kv->n_past .. and advances kv->n_past by T. kv must have
  * been created for the same config and backend, with room for n_past + T positions
  * (G4Q_ERR_INVALID otherwise, nothing run). Token ids outside [0, vocab) are G4Q_ERR_INVALID.
@@ -99,8 +124,8 @@ typedef enum { G4Q_OBS_SITE_TABLE(G4Q_X_ENUM) G4Q_OBS_COUNT } g4q_obs_site;
 /* "attn_in", ...; "?" out of range. */
 const char *g4q_obs_site_name(g4q_obs_site s);
 
-/* A callback invoked at every site of every layer during g4q_forward_run, in layer order and, within
- * a layer, in the order ATTN_IN, K, V, O_IN, MLP_IN, DOWN_IN. x is valid only during the call and
+/* A callback invoked at every site of every layer run (g4q_forward_run, g4q_forward_layer), in
+ * layer order and, within a layer, in the order ATTN_IN, K, V, O_IN, MLP_IN, DOWN_IN. x is valid only during the call and
  * must not be modified; the callback may run backend ops that read it (be->amax). A non-OK return
  * stops the run and is passed on. */
 typedef struct g4q_forward_observer {

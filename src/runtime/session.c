@@ -93,8 +93,10 @@ static void describe_quantization(g4q_session *s, const char *qsrc)
     size_t nq = g4q_qlinears_quantized(q);
     if (nq == 0) {
         if (qsrc)
-            G4Q_WARN(s->ctx, "%s: %s declares a quantization, but every Linear is stored BF16; "
-                     "running it as a BF16 model", s->dir, qsrc);
+            G4Q_WARN(s->ctx,
+                     "%s: %s declares a quantization, but every Linear is stored BF16; "
+                     "running it as a BF16 model",
+                     s->dir, qsrc);
         return;
     }
     char list[256] = "";
@@ -105,7 +107,8 @@ static void describe_quantization(g4q_session *s, const char *qsrc)
                                     q->count[f], g4q_qlinear_format_name((g4q_qlinear_format)f));
     G4Q_INFO(s->ctx, "%s: quantized Linears: %s; %zu BF16", s->dir, list, q->count[G4Q_QL_BF16]);
     if (q->n_input_scales)
-        G4Q_WARN(s->ctx, "%s: %zu Linears carry activation scales (W4A4/W8A8): running them "
+        G4Q_WARN(s->ctx,
+                 "%s: %zu Linears carry activation scales (W4A4/W8A8): running them "
                  "weight-only, activations are not quantized (as vLLM runs NVFP4 on Hopper)",
                  s->dir, q->n_input_scales);
     if (q->n_kv_scales)
@@ -171,6 +174,8 @@ static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
     if (g4q_path_exists(path)) G4Q_TRY(g4q_tok_load(ctx, path, &s->tok));
     G4Q_TRY(g4q_device_select(ctx, o->device, &s->device, NULL));
     G4Q_TRY(create_backend(s, o->precision));
+    if (o->stream_layers)
+        return g4q_forward_create_streamed(ctx, s->be, s->cfg, s->weights, s->max_chunk, &s->fwd);
     return g4q_forward_create_q(ctx, s->be, s->cfg, s->weights, s->qlin, s->max_chunk, &s->fwd);
 }
 
@@ -178,7 +183,7 @@ g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opt
                             g4q_session **out)
 {
     *out = NULL;
-    g4q_session_opts defaults = {G4Q_DEVICE_AUTO, 0, G4Q_PRECISION_AUTO};
+    g4q_session_opts defaults = {G4Q_DEVICE_AUTO, 0, G4Q_PRECISION_AUTO, 0};
     const g4q_session_opts *o = opts ? opts : &defaults;
     if (o->max_chunk < 0)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "session: max_chunk %d < 0", o->max_chunk);

@@ -62,6 +62,8 @@ typedef struct g4q_session_opts {
     g4q_device_kind device;  /* requested device: AUTO, CPU or CUDA */
     int max_chunk;           /* tokens per forward chunk (scratch size); 0 = 256 */
     g4q_precision precision; /* requested precision; AUTO (0) = the device's own */
+    int stream_layers;       /* bind no layer: a layer-streamed forward (src/model/forward.h),
+                                for calibration; the checkpoint must be all BF16 */
 } g4q_session_opts;
 
 typedef struct g4q_session {
