@@ -41,6 +41,22 @@ static g4q_status check_finite(g4q_ctx *ctx, const g4q_calib_result *r)
     return G4Q_OK;
 }
 
+/* Drops layer l's mapped checkpoint pages (or with l < 0 the embedding's) from the resident set
+ * once they are no longer needed: a backend that copied them (CUDA) does not read them again, and
+ * the CPU backend would fault them back in from the page cache. */
+static void drop_pages(const g4q_session *s, int l)
+{
+    if (l < 0) {
+        g4q_ckpt_release(s->ckpt, s->weights->embed_tokens);
+        return;
+    }
+    const g4q_layer_weights *lw = &s->weights->layers[l];
+    const g4q_tensor *t[] = {lw->q_proj,    lw->k_proj,  lw->v_proj,   lw->o_proj,
+                             lw->gate_proj, lw->up_proj, lw->down_proj};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (t[i]) g4q_ckpt_release(s->ckpt, t[i]);
+}
+
 /* The layer-streamed run: every sample's residual stream in its own buffer h[j] (embedded
  * first, then the embedding is freed), then layer by layer: bind, run every sample through it
  * from position 0 with the observer installed, free. */
@@ -65,6 +81,7 @@ static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data 
         G4Q_TRY(g4q_forward_embed(s->fwd, d->ids + (size_t)j * rows, d->seq_len, h[j]));
     }
     g4q_forward_release_embed(s->fwd);
+    drop_pages(s, -1);
     observer_state os = {.be = be, .r = out};
     g4q_forward_observer obs = {.fn = on_site, .user = &os};
     g4q_forward_set_observer(s->fwd, &obs);
@@ -77,6 +94,7 @@ static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data 
             G4Q_TRY(g4q_forward_layer(s->fwd, s->kv, l, h[j], d->seq_len));
         }
         g4q_forward_release_layer(s->fwd, l);
+        drop_pages(s, l);
         g4q_progress_update(&pr, (uint64_t)(l + 1));
     }
     g4q_progress_end(&pr);
