@@ -150,12 +150,16 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
                     o->model, o->out, g4q_device_name(dev), recipe->name, stats.tensors_out,
                     (double)stats.bytes_in / 1e9, (double)stats.bytes_out / 1e9, stats.seconds,
                     (double)stats.peak_rss / 1e9, (double)stats.peak_gpu / 1e9);
-            if (calib)
+            if (calib) {
                 fprintf(stderr,
-                        "gemma4q: calibration %d x %d tokens of %s (ids sha256 %.16s...), "
-                        "%.1f s, peak GPU memory %.2f GB\n",
+                        "gemma4q: calibration %d x %d tokens of %s (ids sha256 %.16s...), %.1f s",
                         calib->samples, calib->seq_len, calib->dataset, calib->ids_sha256,
-                        calib->seconds, (double)calib->peak_device_bytes / 1e9);
+                        calib->seconds);
+                if (calib->peak_device_bytes) /* tracked by the CUDA backend */
+                    fprintf(stderr, ", peak GPU memory %.2f GB",
+                            (double)calib->peak_device_bytes / 1e9);
+                fputc('\n', stderr);
+            }
         }
         if (st == G4Q_OK && o->json) {
             st = write_report(ctx, o->json, &plan, &stats, calib, dev, 0);
