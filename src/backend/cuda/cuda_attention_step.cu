@@ -15,9 +15,9 @@
 //      layers; full layers have cap > n_past): its score is -inf and its p exactly 0 whichever
 //      row, old or new, the other blocks read, both finite.
 //   2. step_pv_kernel (split, query head): global max M and sum Σ l·exp(m - M) over the active
-//      ranges in a fixed order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in fp32 (keys
-//      with p = 0 add 0·v). The last block of a head to finish (a per-head counter in device
-//      memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
+//      ranges in a fixed (warp butterfly) order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in
+//      fp32 (keys with p = 0 add 0·v). The last block of a head to finish (a per-head counter in
+//      device memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
 // The fp32 sums run in other orders than cuda_attention.cu's, so the two paths may differ in the
 // last bit; each is deterministic.
 #include "backend/cuda/cuda_internal.h"
@@ -76,10 +76,31 @@ static __global__ void __launch_bounds__(ST_THREADS)
     /* With 16-byte K rows (hd % 8 == 0) q is stored transposed within each head, element
      * (chunk c, i) at c + i·hd/8, so that the lanes (one chunk each) read consecutive words. */
     const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
-    for (int e = threadIdx.x; e < g.group * g.hd; e += ST_THREADS) {
-        const int r = e / g.hd, d = e - r * g.hd;
-        qs[hd8 ? r * g.hd + (d % 8) * hd8 + d / 8 : e] =
-            __bfloat162float(q[(size_t)kvh * g.group * g.hd + e]);
+    /* Every K row this warp will read is requested into L1 now, so the per-key loop below does
+     * not wait a memory round trip per key (it overlaps the staging of q too). */
+    for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
+        const __nv_bfloat16 *kr =
+            j < nc ? kc + ((size_t)j * g.nkv + kvh) * g.hd : kn + (size_t)kvh * g.hd;
+        for (int c = lane; c < hd8; c += 32)
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + c * 8));
+    }
+    const __nv_bfloat16 *qh = q + (size_t)kvh * g.group * g.hd;
+    if (hd8) { /* 16-byte loads, several in flight per thread (not one round trip each) */
+#pragma unroll 4
+        for (int e8 = threadIdx.x; e8 < g.group * hd8; e8 += ST_THREADS) {
+            const uint4 raw = *reinterpret_cast<const uint4 *>(qh + (size_t)e8 * 8);
+            const __nv_bfloat162 *qp = reinterpret_cast<const __nv_bfloat162 *>(&raw);
+            const int r = e8 / hd8, c = e8 - r * hd8;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float2 f = __bfloat1622float2(qp[i]);
+                qs[r * g.hd + (2 * i) * hd8 + c] = f.x;
+                qs[r * g.hd + (2 * i + 1) * hd8 + c] = f.y;
+            }
+        }
+    } else {
+        for (int e = threadIdx.x; e < g.group * g.hd; e += ST_THREADS)
+            qs[e] = __bfloat162float(qh[e]);
     }
     __syncthreads();
     for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
@@ -152,34 +173,13 @@ static __global__ void __launch_bounds__(ST_THREADS)
     }
 }
 
-/* grid (nsplit, nh), 128 or 256 threads: part[split, h, d] = Σ p·v over the split's keys, summed
- * in key order; PV_BATCH V rows are loaded before they are used. The head's last block writes
- * out[h, :] = bf16(Σ part[0 .. nact-1, h, :]). */
-static __global__ void __launch_bounds__(PV_MAX_THREADS)
-    step_pv_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ S,
-                   const float2 *__restrict__ stats, const __nv_bfloat16 *__restrict__ vc,
-                   const __nv_bfloat16 *__restrict__ vn, float *part, unsigned *done,
-                   __nv_bfloat16 *__restrict__ out)
+/* The split's Σ p·v for one query head into o[0 .. hd), two dims per thread, keys in order. Any
+ * even head_dim. ps: the block's PV_KT staged probabilities. */
+static __device__ void pv_pairs(const step_geom &g, int nc, int jb, int je, int kvh,
+                                const __nv_bfloat16 *row, float M, float inv,
+                                const __nv_bfloat16 *__restrict__ vc,
+                                const __nv_bfloat16 *__restrict__ vn, float *ps, float *o)
 {
-    __shared__ float ps[PV_KT];
-    __shared__ int last;
-    g4q_pdl_trigger();
-    g4q_pdl_wait();
-    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
-    const int split = blockIdx.x, h = blockIdx.y, kvh = h / g.group;
-    const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
-    if (jb >= nkeys) return;
-    const int nact = (nkeys + g.split_len - 1) / g.split_len;
-    float M = -INFINITY;
-    for (int s = 0; s < nact; s++)
-        M = fmaxf(M, stats[(size_t)s * g.nh + h].x);
-    float sum = 0.0f;
-    for (int s = 0; s < nact; s++) {
-        const float2 st = stats[(size_t)s * g.nh + h];
-        if (st.x > -INFINITY) sum += st.y * expf(st.x - M);
-    }
-    const float inv = 1.0f / sum;
-    const __nv_bfloat16 *row = S + (size_t)h * g.ldS;
     for (int d0 = 0; d0 < g.hd; d0 += 2 * (int)blockDim.x) {
         const int d = d0 + 2 * threadIdx.x;
         float a0 = 0.0f, a1 = 0.0f;
@@ -190,38 +190,140 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
                 ps[k] = rb(expf(__bfloat162float(row[j0 + k]) - M) * inv);
             __syncthreads();
             if (d >= g.hd) continue;
-            int k = 0;
-            for (; k + PV_BATCH <= n; k += PV_BATCH) {
+            for (int k = 0; k < n; k += PV_BATCH) {
                 float2 v[PV_BATCH];
 #pragma unroll
                 for (int u = 0; u < PV_BATCH; u++) {
                     const int j = j0 + k + u;
                     const __nv_bfloat16 *vr =
                         j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
-                    v[u] = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
+                    v[u] =
+                        k + u < n
+                            ? __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d))
+                            : make_float2(0.0f, 0.0f);
                 }
 #pragma unroll
-                for (int u = 0; u < PV_BATCH; u++) {
-                    a0 = fmaf(ps[k + u], v[u].x, a0);
-                    a1 = fmaf(ps[k + u], v[u].y, a1);
-                }
+                for (int u = 0; u < PV_BATCH; u++)
+                    if (k + u < n) {
+                        a0 = fmaf(ps[k + u], v[u].x, a0);
+                        a1 = fmaf(ps[k + u], v[u].y, a1);
+                    }
             }
-            for (; k < n; k++) {
-                const int j = j0 + k;
+        }
+        if (d < g.hd) o[d] = a0, o[d + 1] = a1;
+    }
+}
+
+/* The same for head_dim % 8 == 0 and head_dim / 8 <= blockDim: W = hd/8 threads cover a V row
+ * with 16-byte loads, the block's nkg = blockDim / W key groups take keys kg, kg + nkg, ... (in
+ * order, PV_BATCH rows loaded before their first use), and the groups' sums are added in group
+ * order through shared memory (red: blockDim · 8 floats). */
+static __device__ void pv_rows8(const step_geom &g, int nc, int jb, int je, int kvh,
+                                const __nv_bfloat16 *row, float M, float inv,
+                                const __nv_bfloat16 *__restrict__ vc,
+                                const __nv_bfloat16 *__restrict__ vn, float *ps, float *red,
+                                float *o)
+{
+    const int W = g.hd / 8, nkg = (int)blockDim.x / W, kg = (int)threadIdx.x / W;
+    const int d = ((int)threadIdx.x % W) * 8;
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int j0 = jb; j0 < je; j0 += PV_KT) {
+        const int n = min(PV_KT, je - j0);
+        __syncthreads();
+        for (int k = threadIdx.x; k < n; k += blockDim.x)
+            ps[k] = rb(expf(__bfloat162float(row[j0 + k]) - M) * inv);
+        __syncthreads();
+        if (kg >= nkg) continue;
+        for (int k0 = kg; k0 < n; k0 += nkg * PV_BATCH) {
+            uint4 v[PV_BATCH];
+#pragma unroll
+            for (int u = 0; u < PV_BATCH; u++) {
+                const int k = k0 + u * nkg, j = j0 + k;
                 const __nv_bfloat16 *vr =
                     j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
-                const float2 v =
-                    __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d));
-                a0 = fmaf(ps[k], v.x, a0);
-                a1 = fmaf(ps[k], v.y, a1);
+                v[u] = k < n ? *reinterpret_cast<const uint4 *>(vr + d) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int u = 0; u < PV_BATCH; u++) {
+                const int k = k0 + u * nkg;
+                if (k >= n) break;
+                const float p = ps[k];
+                const __nv_bfloat162 *vp = reinterpret_cast<const __nv_bfloat162 *>(&v[u]);
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const float2 f = __bfloat1622float2(vp[i]);
+                    acc[2 * i] = fmaf(p, f.x, acc[2 * i]);
+                    acc[2 * i + 1] = fmaf(p, f.y, acc[2 * i + 1]);
+                }
             }
         }
-        if (d < g.hd) {
-            float *o = part + ((size_t)split * g.nh + h) * g.hd + d;
-            o[0] = a0;
-            o[1] = a1;
-        }
     }
+    if (kg < nkg)
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            red[kg * g.hd + d + i] = acc[i];
+    __syncthreads();
+    for (int e = threadIdx.x; e < g.hd; e += blockDim.x) {
+        float t = 0.0f;
+        for (int k = 0; k < nkg; k++)
+            t += red[k * g.hd + e];
+        o[e] = t;
+    }
+}
+
+/* grid (nsplit, nh), 128 or 256 threads: part[split, h, :] = Σ p·v over the split's keys
+ * (pv_rows8, or pv_pairs for head dims that are not a multiple of 8). The head's last block
+ * writes out[h, :] = bf16(Σ part[0 .. nact-1, h, :]). */
+static __global__ void __launch_bounds__(PV_MAX_THREADS)
+    step_pv_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ S,
+                   const float2 *__restrict__ stats, const __nv_bfloat16 *__restrict__ vc,
+                   const __nv_bfloat16 *__restrict__ vn, float *part, unsigned *done,
+                   __nv_bfloat16 *__restrict__ out)
+{
+    __shared__ float ps[PV_KT];
+    __shared__ float red[PV_MAX_THREADS * 8];
+    __shared__ int last;
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
+    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
+    const int split = blockIdx.x, h = blockIdx.y, kvh = h / g.group;
+    const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
+    if (jb >= nkeys) return;
+    const int nact = (nkeys + g.split_len - 1) / g.split_len;
+    /* Request the split's V rows (64 elements = one 128-byte line per prefetch) into L1 while
+     * the softmax statistics are read. */
+    const int lines = (g.hd + 63) / 64;
+    for (int e = threadIdx.x; e < (je - jb) * lines; e += blockDim.x) {
+        const int j = jb + e / lines;
+        const __nv_bfloat16 *vr =
+            j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(vr + (e % lines) * 64));
+    }
+    /* Global max and sum over the active ranges: each warp reads them a lane per range (one
+     * memory round trip, not one per range) and combines them in a fixed butterfly order, so
+     * every warp of every block of the head gets the same M and sum. */
+    const int lane = threadIdx.x & 31;
+    float M = -INFINITY;
+    for (int s = lane; s < nact; s += 32)
+        M = fmaxf(M, stats[(size_t)s * g.nh + h].x);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    float sum = 0.0f;
+    for (int s = lane; s < nact; s += 32) {
+        const float2 st = stats[(size_t)s * g.nh + h];
+        if (st.x > -INFINITY) sum += st.y * expf(st.x - M);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float inv = 1.0f / sum;
+    const __nv_bfloat16 *row = S + (size_t)h * g.ldS;
+    float *o = part + ((size_t)split * g.nh + h) * g.hd;
+    if (g.hd % 8 == 0 && g.hd / 8 <= (int)blockDim.x)
+        pv_rows8(g, nc, jb, je, kvh, row, M, inv, vc, vn, ps, red, o);
+    else
+        pv_pairs(g, nc, jb, je, kvh, row, M, inv, vc, vn, ps, o);
     /* Publish the partial, count the block; the last of the head's nact blocks sums them (read
      * through L2: other blocks wrote them). */
     __threadfence();
@@ -234,9 +336,21 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
     if (!last) return;
     __threadfence();
     for (int d = threadIdx.x; d < g.hd; d += blockDim.x) {
+        const float *pd = part + (size_t)h * g.hd + d;
+        const size_t stride = (size_t)g.nh * g.hd;
         float s = 0.0f;
-        for (int k = 0; k < nact; k++)
-            s += __ldcg(part + ((size_t)k * g.nh + h) * g.hd + d);
+        int k = 0;
+        for (; k + 8 <= nact; k += 8) { /* 8 loads in flight, added in range order */
+            float v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                v[u] = __ldcg(pd + (size_t)(k + u) * stride);
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                s += v[u];
+        }
+        for (; k < nact; k++)
+            s += __ldcg(pd + (size_t)k * stride);
         out[(size_t)h * g.hd + d] = __float2bfloat16_rn(s);
     }
 }
