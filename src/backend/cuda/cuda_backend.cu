@@ -10,7 +10,7 @@
 #include "base/bf16.h"
 
 #define CUBLAS_WS_BYTES ((size_t)32 << 20)
-#define HOST_CHUNK ((size_t)1 << 20) /* elements converted per staging round */
+#define HOST_CHUNK ((size_t)1 << 20) /* elements converted per round through the pinned stage */
 
 g4q_status g4q_cuda_alloc(g4q_backend *be, size_t bytes, const char *what, void **out)
 {
@@ -71,6 +71,7 @@ static void cuda_destroy(g4q_backend *be)
         g4q_cuda_release(be, s->ids_dev, s->ids_cap * sizeof(int32_t));
         g4q_cuda_release(be, s->pos_dev, sizeof(int));
         g4q_cuda_release(be, s->step_done, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned));
+        if (s->stage) cudaFreeHost(s->stage);
         if (s->blas) cublasDestroy(s->blas);
         if (s->stream) cudaStreamDestroy(s->stream);
         free(s);
@@ -127,8 +128,7 @@ static g4q_status cuda_upload(g4q_backend *be, g4q_buf *dst, size_t off, const f
         return G4Q_OK;
     }
     size_t chunk = count < HOST_CHUNK ? count : HOST_CHUNK;
-    uint16_t *tmp = (uint16_t *)malloc(chunk * sizeof(uint16_t));
-    if (!tmp) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda upload: staging");
+    uint16_t *tmp = s->stage;
     cudaError_t e = cudaSuccess;
     for (size_t done = 0; done < count && e == cudaSuccess; done += chunk) {
         size_t m = count - done < chunk ? count - done : chunk;
@@ -137,7 +137,6 @@ static g4q_status cuda_upload(g4q_backend *be, g4q_buf *dst, size_t off, const f
         e = cudaMemcpy((uint16_t *)dst->data + off + done, tmp, m * sizeof(uint16_t),
                        cudaMemcpyHostToDevice);
     }
-    free(tmp);
     G4Q_CUDA_CHECK(e);
     return G4Q_OK;
 }
@@ -158,8 +157,7 @@ static g4q_status cuda_download(g4q_backend *be, const g4q_buf *src, size_t off,
         return G4Q_OK;
     }
     size_t chunk = count < HOST_CHUNK ? count : HOST_CHUNK;
-    uint16_t *tmp = (uint16_t *)malloc(chunk * sizeof(uint16_t));
-    if (!tmp) return g4q_fail(ctx, G4Q_ERR_NOMEM, "cuda download: staging");
+    uint16_t *tmp = s->stage;
     cudaError_t e = cudaSuccess;
     for (size_t done = 0; done < count && e == cudaSuccess; done += chunk) {
         size_t m = count - done < chunk ? count - done : chunk;
@@ -168,7 +166,6 @@ static g4q_status cuda_download(g4q_backend *be, const g4q_buf *src, size_t off,
         for (size_t i = 0; e == cudaSuccess && i < m; i++)
             dst[done + i] = g4q_bf16_to_f32(tmp[i]);
     }
-    free(tmp);
     G4Q_CUDA_CHECK(e);
     return G4Q_OK;
 }
@@ -266,6 +263,7 @@ static g4q_status cuda_init_state(g4q_backend *be)
     G4Q_TRY(g4q_cuda_alloc(be, sizeof(float), "amax result", (void **)&s->amax_dev));
     G4Q_TRY(g4q_cuda_alloc(be, sizeof(int), "step position", (void **)&s->pos_dev));
     G4Q_CUDA_CHECK(cudaMemset(s->pos_dev, 0, sizeof(int)));
+    G4Q_CUDA_CHECK(cudaMallocHost((void **)&s->stage, HOST_CHUNK * sizeof(uint16_t)));
     G4Q_TRY(g4q_cuda_alloc(be, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned), "attention counters",
                            (void **)&s->step_done));
     G4Q_CUDA_CHECK(cudaMemset(s->step_done, 0, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned)));

@@ -52,6 +52,7 @@ typedef struct g4q_cuda_state {
     unsigned *step_done; /* decode attention: per query head, ranges done (zero between ops) */
     int pdl;             /* launch the decode-path kernels with programmatic dependent launch */
     int gemv_kpr;        /* GEMV warps per row: 0 chooses by shape; 1, 2, 4 force (benchmarks) */
+    uint16_t *stage;     /* pinned host memory for bf16 upload / download conversion rounds */
     int capturing;       /* a graph recording is open on the stream */
     uint64_t epoch;      /* device frees so far: graphs recorded at an older epoch are stale */
     int f32;             /* F32 mode (G4Q_CUDA_F32): fp32 activations, no bf16 rounding anywhere */
