@@ -46,8 +46,8 @@
 #define QG_MAX_N 4
 #define QG_WARPS 8
 #define QG_UNROLL 4
-#define QG_CHUNK 16                         /* weights per lane step */
-#define QG_SLICE_ELEMS ((size_t)16 << 20)   /* prefill: fp32 weight slice, 64 MB */
+#define QG_CHUNK 16                           /* weights per lane step */
+#define QG_SLICE_ELEMS ((size_t)16 << 20)     /* prefill: fp32 weight slice, 64 MB */
 #define QG_ALIGN(b) (((b) + 255) / 256 * 256) /* scratch partition alignment */
 
 /* NVFP4 division modes (g4q_bweight.qmode). */
@@ -125,7 +125,8 @@ static __device__ __forceinline__ void int4_word(uint32_t wd, float s, float *o)
 /* Four E4M3 bytes (element k in byte k) times the block scale. */
 static __device__ __forceinline__ void fp8_word(uint32_t wd, float s, float *o)
 {
-    const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(wd & 0xffffu), __NV_E4M3);
+    const __half2_raw lo =
+        __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(wd & 0xffffu), __NV_E4M3);
     const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2((__nv_fp8x2_storage_t)(wd >> 16), __NV_E4M3);
     const float2 a = __half22float2(__half2(lo)), b = __half22float2(__half2(hi));
     o[0] = __fmul_rn(a.x, s);
@@ -199,13 +200,18 @@ static __global__ void __launch_bounds__(QG_WARPS * 32) qgemv_kernel(const qgemv
 #pragma unroll
     for (int t = 0; t < N; t++)
         acc[t] = 0.0f;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * QG_UNROLL) {
-        qraw raw[QG_UNROLL];
+    qraw raw[QG_UNROLL];
+    auto load = [&](int c0) {
 #pragma unroll
         for (int u = 0; u < QG_UNROLL; u++) {
             const int c = c0 + 32 * u;
             if (c < chunks) raw[u] = qload<FMT>(a, row, c);
         }
+    };
+    load(lane); /* weights only: before the wait for the kernel that writes x (PDL) */
+    g4q_pdl_wait();
+    for (int c0 = lane; c0 < chunks; c0 += 32 * QG_UNROLL) {
+        if (c0 != lane) load(c0);
 #pragma unroll
         for (int u = 0; u < QG_UNROLL; u++) {
             const int c = c0 + 32 * u;
@@ -219,6 +225,7 @@ static __global__ void __launch_bounds__(QG_WARPS * 32) qgemv_kernel(const qgemv
             }
         }
     }
+    g4q_pdl_trigger();
 #pragma unroll
     for (int t = 0; t < N; t++) {
         float v = acc[t];
@@ -229,23 +236,16 @@ static __global__ void __launch_bounds__(QG_WARPS * 32) qgemv_kernel(const qgemv
     }
 }
 
+/* Launched with programmatic dependent launch (cuda_internal.h): each warp loads its first
+ * weight chunks before it waits for the kernel that writes x. */
 template <int FMT, int MODE>
-static void qgemv_launch_n(const qgemv_args &a, int n, unsigned blocks, cudaStream_t st)
+static cudaError_t qgemv_launch_n(g4q_backend *be, const qgemv_args &a, int n, unsigned blocks)
 {
-    switch (n) {
-    case 1:
-        qgemv_kernel<FMT, 1, MODE><<<blocks, QG_WARPS * 32, 0, st>>>(a);
-        break;
-    case 2:
-        qgemv_kernel<FMT, 2, MODE><<<blocks, QG_WARPS * 32, 0, st>>>(a);
-        break;
-    case 3:
-        qgemv_kernel<FMT, 3, MODE><<<blocks, QG_WARPS * 32, 0, st>>>(a);
-        break;
-    default:
-        qgemv_kernel<FMT, 4, MODE><<<blocks, QG_WARPS * 32, 0, st>>>(a);
-        break;
-    }
+    void (*kernel)(const qgemv_args) = n == 1   ? qgemv_kernel<FMT, 1, MODE>
+                                       : n == 2 ? qgemv_kernel<FMT, 2, MODE>
+                                       : n == 3 ? qgemv_kernel<FMT, 3, MODE>
+                                                : qgemv_kernel<FMT, 4, MODE>;
+    return g4q_cuda_launch(be, kernel, dim3(blocks), dim3(QG_WARPS * 32), 0, a);
 }
 
 static g4q_status qgemv(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w, int n)
@@ -264,18 +264,17 @@ static g4q_status qgemv(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q
     a.g = w->qg;
     a.r = w->qr;
     const unsigned blocks = g4q_cuda_blocks((size_t)w->rows, QG_WARPS);
-    cudaStream_t st = g4q_cuda_st(be)->stream;
-    if (w->format == G4Q_WF_NVFP4) {
-        if (w->qmode == QG_MUL) qgemv_launch_n<G4Q_WF_NVFP4, QG_MUL>(a, n, blocks, st);
-        else if (w->qmode == QG_MARKSTEIN)
-            qgemv_launch_n<G4Q_WF_NVFP4, QG_MARKSTEIN>(a, n, blocks, st);
-        else qgemv_launch_n<G4Q_WF_NVFP4, QG_DIV>(a, n, blocks, st);
-    } else if (w->format == G4Q_WF_FP8_BLOCK) {
-        qgemv_launch_n<G4Q_WF_FP8_BLOCK, QG_MUL>(a, n, blocks, st);
-    } else {
-        qgemv_launch_n<G4Q_WF_INT4, QG_MUL>(a, n, blocks, st);
-    }
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    cudaError_t e;
+    if (w->format == G4Q_WF_NVFP4)
+        e = w->qmode == QG_MUL ? qgemv_launch_n<G4Q_WF_NVFP4, QG_MUL>(be, a, n, blocks)
+            : w->qmode == QG_MARKSTEIN
+                ? qgemv_launch_n<G4Q_WF_NVFP4, QG_MARKSTEIN>(be, a, n, blocks)
+                : qgemv_launch_n<G4Q_WF_NVFP4, QG_DIV>(be, a, n, blocks);
+    else if (w->format == G4Q_WF_FP8_BLOCK)
+        e = qgemv_launch_n<G4Q_WF_FP8_BLOCK, QG_MUL>(be, a, n, blocks);
+    else
+        e = qgemv_launch_n<G4Q_WF_INT4, QG_MUL>(be, a, n, blocks);
+    G4Q_CUDA_CHECK(e);
     return G4Q_OK;
 }
 
@@ -288,11 +287,10 @@ static __device__ __forceinline__ float qvalue(const qgemv_args &a, int64_t cols
 {
     if (FMT == G4Q_WF_NVFP4) {
         const uint8_t b = reinterpret_cast<const uint8_t *>(a.data)[r * (cols / 2) + c / 2];
-        const uint8_t sb =
-            reinterpret_cast<const uint8_t *>(a.scale)[r * (cols / G4Q_NVFP4_BLOCK) +
-                                                       c / G4Q_NVFP4_BLOCK];
-        const float t = G4Q_FMUL(g4q_e2m1_decode((uint8_t)((c & 1) ? b >> 4 : b & 15u)),
-                                 g4q_e4m3_decode(sb));
+        const uint8_t sb = reinterpret_cast<const uint8_t *>(
+            a.scale)[r * (cols / G4Q_NVFP4_BLOCK) + c / G4Q_NVFP4_BLOCK];
+        const float t =
+            G4Q_FMUL(g4q_e2m1_decode((uint8_t)((c & 1) ? b >> 4 : b & 15u)), g4q_e4m3_decode(sb));
         return recip ? G4Q_FDIV(t, a.g) : G4Q_FMUL(t, a.g);
     } else if (FMT == G4Q_WF_FP8_BLOCK) {
         const uint8_t q = reinterpret_cast<const uint8_t *>(a.data)[r * cols + c];
@@ -368,8 +366,8 @@ static g4q_status qgemm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q
         if (w->format == G4Q_WF_NVFP4)
             qdequant_kernel<G4Q_WF_NVFP4><<<blocks, 256, 0, s->stream>>>(a, in, recip, r0, cnt, wf);
         else if (w->format == G4Q_WF_FP8_BLOCK)
-            qdequant_kernel<G4Q_WF_FP8_BLOCK><<<blocks, 256, 0, s->stream>>>(a, in, recip, r0, cnt,
-                                                                             wf);
+            qdequant_kernel<G4Q_WF_FP8_BLOCK>
+                <<<blocks, 256, 0, s->stream>>>(a, in, recip, r0, cnt, wf);
         else
             qdequant_kernel<G4Q_WF_INT4><<<blocks, 256, 0, s->stream>>>(a, in, recip, r0, cnt, wf);
         G4Q_CUDA_CHECK(cudaGetLastError());
