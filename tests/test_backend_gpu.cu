@@ -323,12 +323,14 @@ static void test_attention(pair_be p)
     for (auto &c : cases)
         test_attention_case(p, c);
     /* Decode with the step position: wrapped rings, windows, MQA with 16 heads, hd % 8 != 0,
-     * the first token, a ring exactly full. */
+     * the first token, a ring exactly full; query heads per KV head 1, 2, 3, 4, 8 and 16 (the
+     * scores kernel is compiled per common group size, 3 takes the generic one). */
     const att_case step_cases[] = {
         {1024, 1500, 1, 16, 8, 256, 1024}, {2048, 1000, 1, 16, 1, 512, 0},
         {1024, 0, 1, 2, 1, 256, 1024},     {7, 3, 1, 3, 3, 64, 0},
         {16, 40, 1, 2, 2, 10, 16},         {16, 16, 1, 4, 1, 128, 16},
         {300, 299, 1, 16, 1, 512, 0},      {64, 200, 1, 4, 2, 64, 64},
+        {64, 50, 1, 6, 2, 64, 32},         {128, 100, 1, 8, 1, 64, 0}, /* groups 3 and 8 */
     };
     if (p.gpu->step_pos) /* BF16 mode only */
         for (auto &c : step_cases)

@@ -50,6 +50,7 @@ static __device__ __forceinline__ int step_key_pos(const step_geom &g, int n_pas
 
 /* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. kst / vst: the caches
  * to store the new K / V row into (the same memory as kc and the pv kernel's vc), or NULL. */
+template <int G>
 static __global__ void __launch_bounds__(ST_THREADS)
     step_scores_kernel(step_geom g, const int *__restrict__ pos,
                        const __nv_bfloat16 *__restrict__ q, const __nv_bfloat16 *kc,
@@ -58,6 +59,8 @@ static __global__ void __launch_bounds__(ST_THREADS)
                        float2 *__restrict__ stats)
 {
     extern __shared__ float qs[];
+    constexpr int GM = G ? G : MAX_GROUP; /* query heads per KV head: compile-time when G > 0 */
+    const int group = G ? G : g.group;
     g4q_pdl_trigger();
     g4q_pdl_wait();
     const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
@@ -84,10 +87,10 @@ static __global__ void __launch_bounds__(ST_THREADS)
         for (int c = lane; c < hd8; c += 32)
             asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + c * 8));
     }
-    const __nv_bfloat16 *qh = q + (size_t)kvh * g.group * g.hd;
+    const __nv_bfloat16 *qh = q + (size_t)kvh * group * g.hd;
     if (hd8) { /* 16-byte loads, several in flight per thread (not one round trip each) */
 #pragma unroll 4
-        for (int e8 = threadIdx.x; e8 < g.group * hd8; e8 += ST_THREADS) {
+        for (int e8 = threadIdx.x; e8 < group * hd8; e8 += ST_THREADS) {
             const uint4 raw = *reinterpret_cast<const uint4 *>(qh + (size_t)e8 * 8);
             const __nv_bfloat162 *qp = reinterpret_cast<const __nv_bfloat162 *>(&raw);
             const int r = e8 / hd8, c = e8 - r * hd8;
@@ -99,7 +102,7 @@ static __global__ void __launch_bounds__(ST_THREADS)
             }
         }
     } else {
-        for (int e = threadIdx.x; e < g.group * g.hd; e += ST_THREADS)
+        for (int e = threadIdx.x; e < group * g.hd; e += ST_THREADS)
             qs[e] = __bfloat162float(qh[e]);
     }
     __syncthreads();
@@ -108,9 +111,9 @@ static __global__ void __launch_bounds__(ST_THREADS)
             j < nc ? kc + ((size_t)j * g.nkv + kvh) * g.hd : kn + (size_t)kvh * g.hd;
         const int p = step_key_pos(g, n_past, nc, j);
         const bool vis = g.window <= 0 || n_past - p < g.window;
-        float acc[MAX_GROUP];
+        float acc[GM];
 #pragma unroll
-        for (int r = 0; r < MAX_GROUP; r++)
+        for (int r = 0; r < GM; r++)
             acc[r] = 0.0f;
         for (int c = lane; c < hd8; c += 32) {
             uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
@@ -123,8 +126,8 @@ static __global__ void __launch_bounds__(ST_THREADS)
                 kf[2 * i + 1] = f.y;
             }
 #pragma unroll
-            for (int r = 0; r < MAX_GROUP; r++) {
-                if (r >= g.group) break;
+            for (int r = 0; r < GM; r++) {
+                if (!G && r >= group) break;
                 const float *qp = qs + r * g.hd + c;
 #pragma unroll
                 for (int i = 0; i < 8; i++)
@@ -134,28 +137,28 @@ static __global__ void __launch_bounds__(ST_THREADS)
         for (int d = hd8 * 8 + lane; d < g.hd; d += 32) {
             const float kf = __bfloat162float(kr[d]);
 #pragma unroll
-            for (int r = 0; r < MAX_GROUP; r++) {
-                if (r >= g.group) break;
+            for (int r = 0; r < GM; r++) {
+                if (!G && r >= group) break;
                 acc[r] = fmaf(qs[r * g.hd + d], kf, acc[r]);
             }
         }
 #pragma unroll
-        for (int r = 0; r < MAX_GROUP; r++) {
-            if (r >= g.group) break;
+        for (int r = 0; r < GM; r++) {
+            if (!G && r >= group) break;
             float a = acc[r];
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1)
                 a += __shfl_xor_sync(0xffffffffu, a, o);
             if (lane == r) {
-                const int h = kvh * g.group + r;
+                const int h = kvh * group + r;
                 S[(size_t)h * g.ldS + j] =
                     vis ? __float2bfloat16_rn(rb(a) * g.scale) : __float2bfloat16_rn(-INFINITY);
             }
         }
     }
     __syncthreads(); /* the block's S writes are visible to the whole block after this */
-    for (int r = warp; r < g.group; r += ST_THREADS / 32) {
-        const __nv_bfloat16 *row = S + (size_t)(kvh * g.group + r) * g.ldS;
+    for (int r = warp; r < group; r += ST_THREADS / 32) {
+        const __nv_bfloat16 *row = S + (size_t)(kvh * group + r) * g.ldS;
         float m = -INFINITY;
         for (int j = jb + lane; j < je; j += 32)
             m = fmaxf(m, __bfloat162float(row[j]));
@@ -169,7 +172,7 @@ static __global__ void __launch_bounds__(ST_THREADS)
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
             l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) stats[(size_t)split * g.nh + kvh * g.group + r] = make_float2(m, l);
+        if (lane == 0) stats[(size_t)split * g.nh + kvh * group + r] = make_float2(m, l);
     }
 }
 
@@ -388,7 +391,16 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
     float *part = (float *)((char *)scr + s_bytes + st_bytes);
     __nv_bfloat16 *kst = store ? (__nv_bfloat16 *)kc->data : nullptr;
     __nv_bfloat16 *vst = store ? (__nv_bfloat16 *)vc->data : nullptr;
-    G4Q_CUDA_CHECK(g4q_cuda_launch(be, step_scores_kernel, dim3((unsigned)g.nsplit, (unsigned)nkv),
+    /* The usual groups get a kernel with the head loop unrolled at compile time. */
+    void (*scores)(step_geom, const int *, const __nv_bfloat16 *, const __nv_bfloat16 *,
+                   const __nv_bfloat16 *, const __nv_bfloat16 *, __nv_bfloat16 *, __nv_bfloat16 *,
+                   __nv_bfloat16 *, float2 *) = group == 1    ? step_scores_kernel<1>
+                                                : group == 2  ? step_scores_kernel<2>
+                                                : group == 4  ? step_scores_kernel<4>
+                                                : group == 8  ? step_scores_kernel<8>
+                                                : group == 16 ? step_scores_kernel<16>
+                                                              : step_scores_kernel<0>;
+    G4Q_CUDA_CHECK(g4q_cuda_launch(be, scores, dim3((unsigned)g.nsplit, (unsigned)nkv),
                                    dim3(ST_THREADS), (size_t)group * hd * sizeof(float), g,
                                    (const int *)st->pos_dev, (const __nv_bfloat16 *)q->data,
                                    (const __nv_bfloat16 *)kc->data,
