@@ -95,10 +95,9 @@ static g4q_status bind_linear(g4q_forward *f, const g4q_tensor *t, g4q_weight_ro
     if (!q || q->format == G4Q_QL_BF16) return bind(f, t, what, layer, rows, cols, out);
     if (q->desc.rows != rows || q->desc.cols != cols)
         return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "forward: Linear '%s': [%lld, %lld], expected "
-                        "[%lld, %lld]",
-                        q->module, (long long)q->desc.rows, (long long)q->desc.cols,
-                        (long long)rows, (long long)cols);
+                        "forward: Linear '%s': [%lld, %lld], expected [%lld, %lld]", q->module,
+                        (long long)q->desc.rows, (long long)q->desc.cols, (long long)rows,
+                        (long long)cols);
     return f->be->weight_bind(f->be, &q->desc, out);
 }
 

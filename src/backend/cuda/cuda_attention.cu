@@ -292,9 +292,12 @@ static g4q_status launch_attention(g4q_backend *be, const att_geom &g, g4q_buf *
     return G4Q_OK;
 }
 
-g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const g4q_buf *k_new,
-                              const g4q_buf *v_new, const g4q_buf *kc, const g4q_buf *vc, int cap,
-                              int n_past, int T, int nh, int nkv, int hd, int window, float scale)
+/* g4q_cuda_attention; with store, a step-position run also stores the new K/V (the step kernels'
+ * store, cuda_attention_step.cu), other runs ignore it. */
+static g4q_status attend(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const g4q_buf *k_new,
+                         const g4q_buf *v_new, const g4q_buf *kc, const g4q_buf *vc, int cap,
+                         int n_past, int T, int nh, int nkv, int hd, int window, float scale,
+                         int store)
 {
     g4q_ctx *ctx = be->ctx;
     if (nkv <= 0 || nh % nkv || cap <= 0 || (n_past < 0 && n_past != G4Q_STEP_POS) || T < 0 ||
@@ -312,7 +315,7 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, c
             return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda attention: step position with T %d%s", T,
                             g4q_cuda_st(be)->f32 ? " in F32 mode" : "");
         return g4q_cuda_attention_step(be, out, q, k_new, v_new, kc, vc, cap, nh, nkv, hd, window,
-                                       scale, 0);
+                                       scale, store);
     }
     if (T == 0) return G4Q_OK;
     att_geom g;
@@ -335,6 +338,13 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, c
                                        scale);
     return launch_attention<__nv_bfloat16>(be, g, out, q, k_new, v_new, kc, vc, nsplit, split_len,
                                            scale);
+}
+
+g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const g4q_buf *k_new,
+                              const g4q_buf *v_new, const g4q_buf *kc, const g4q_buf *vc, int cap,
+                              int n_past, int T, int nh, int nkv, int hd, int window, float scale)
+{
+    return attend(be, out, q, k_new, v_new, kc, vc, cap, n_past, T, nh, nkv, hd, window, scale, 0);
 }
 
 /* grid (rows to store): copies row t of k_new / v_new into slot (n_past + t) mod cap; n_past from
@@ -386,22 +396,9 @@ g4q_status g4q_cuda_attention_store(g4q_backend *be, g4q_buf *out, const g4q_buf
                                     g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv,
                                     int hd, int window, float scale)
 {
-    /* A decode step in bf16 stores inside the attention kernels (cuda_attention_step.cu); the
-     * checks are those of g4q_cuda_attention, so run them through it when anything is off. */
-    if (n_past != G4Q_STEP_POS || T != 1 || g4q_cuda_st(be)->f32) {
-        G4Q_TRY(g4q_cuda_attention(be, out, q, k_new, v_new, kc, vc, cap, n_past, T, nh, nkv, hd,
-                                   window, scale));
-        return g4q_cuda_kv_store(be, kc, vc, k_new, v_new, cap, n_past, T, nkv, hd);
-    }
-    g4q_ctx *ctx = be->ctx;
-    if (nkv <= 0 || nh % nkv || cap <= 0 || hd <= 0 || hd % 2 ||
-        !g4q_cuda_bf16_ok(q, (size_t)nh * hd) || !g4q_cuda_bf16_ok(out, (size_t)nh * hd) ||
-        !g4q_cuda_bf16_ok(k_new, (size_t)nkv * hd) || !g4q_cuda_bf16_ok(v_new, (size_t)nkv * hd) ||
-        !g4q_cuda_bf16_ok(kc, (size_t)cap * nkv * hd) ||
-        !g4q_cuda_bf16_ok(vc, (size_t)cap * nkv * hd))
-        return g4q_fail(ctx, G4Q_ERR_INTERNAL,
-                        "cuda attention_store: nh %d nkv %d hd %d cap %d out of range", nh, nkv, hd,
-                        cap);
-    return g4q_cuda_attention_step(be, out, q, k_new, v_new, kc, vc, cap, nh, nkv, hd, window,
-                                   scale, 1);
+    /* A decode step in bf16 stores inside the attention kernels; everything else stores after. */
+    const int fused = n_past == G4Q_STEP_POS && T == 1 && !g4q_cuda_st(be)->f32;
+    G4Q_TRY(attend(be, out, q, k_new, v_new, kc, vc, cap, n_past, T, nh, nkv, hd, window, scale,
+                   fused));
+    return fused ? G4Q_OK : g4q_cuda_kv_store(be, kc, vc, k_new, v_new, cap, n_past, T, nkv, hd);
 }

@@ -40,6 +40,15 @@ static __device__ __forceinline__ float rb(float v)
     return __bfloat162float(__float2bfloat16_rn(v));
 }
 
+/* Row of key j of KV head kvh: cache slot j for j < nc (the cached keys), else the new token. */
+static __device__ __forceinline__ const __nv_bfloat16 *step_row(const step_geom &g,
+                                                                const __nv_bfloat16 *cache,
+                                                                const __nv_bfloat16 *fresh, int nc,
+                                                                int j, int kvh)
+{
+    return j < nc ? cache + ((size_t)j * g.nkv + kvh) * g.hd : fresh + (size_t)kvh * g.hd;
+}
+
 /* Position of key j for a query at n_past (nc cached keys, the oldest at lo). */
 static __device__ __forceinline__ int step_key_pos(const step_geom &g, int n_past, int nc, int j)
 {
@@ -82,8 +91,7 @@ static __global__ void __launch_bounds__(ST_THREADS)
     /* Every K row this warp will read is requested into L1 now, so the per-key loop below does
      * not wait a memory round trip per key (it overlaps the staging of q too). */
     for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
-        const __nv_bfloat16 *kr =
-            j < nc ? kc + ((size_t)j * g.nkv + kvh) * g.hd : kn + (size_t)kvh * g.hd;
+        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
         for (int c = lane; c < hd8; c += 32)
             asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + c * 8));
     }
@@ -107,8 +115,7 @@ static __global__ void __launch_bounds__(ST_THREADS)
     }
     __syncthreads();
     for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
-        const __nv_bfloat16 *kr =
-            j < nc ? kc + ((size_t)j * g.nkv + kvh) * g.hd : kn + (size_t)kvh * g.hd;
+        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
         const int p = step_key_pos(g, n_past, nc, j);
         const bool vis = g.window <= 0 || n_past - p < g.window;
         float acc[GM];
@@ -176,6 +183,17 @@ static __global__ void __launch_bounds__(ST_THREADS)
     }
 }
 
+/* ps[0 .. n) = p of keys j0 .. j0+n-1, p = bf16(exp(s - M) · inv), staged for the whole block
+ * (barriers on both sides, so every thread of the block must call it). */
+static __device__ __forceinline__ void stage_p(const __nv_bfloat16 *row, int j0, int n, float M,
+                                               float inv, float *ps)
+{
+    __syncthreads();
+    for (int k = threadIdx.x; k < n; k += blockDim.x)
+        ps[k] = rb(expf(__bfloat162float(row[j0 + k]) - M) * inv);
+    __syncthreads();
+}
+
 /* The split's Σ p·v for one query head into o[0 .. hd), two dims per thread, keys in order. Any
  * even head_dim. ps: the block's PV_KT staged probabilities. */
 static __device__ void pv_pairs(const step_geom &g, int nc, int jb, int je, int kvh,
@@ -188,18 +206,14 @@ static __device__ void pv_pairs(const step_geom &g, int nc, int jb, int je, int 
         float a0 = 0.0f, a1 = 0.0f;
         for (int j0 = jb; j0 < je; j0 += PV_KT) {
             const int n = min(PV_KT, je - j0);
-            __syncthreads();
-            for (int k = threadIdx.x; k < n; k += blockDim.x)
-                ps[k] = rb(expf(__bfloat162float(row[j0 + k]) - M) * inv);
-            __syncthreads();
+            stage_p(row, j0, n, M, inv, ps);
             if (d >= g.hd) continue;
             for (int k = 0; k < n; k += PV_BATCH) {
                 float2 v[PV_BATCH];
 #pragma unroll
                 for (int u = 0; u < PV_BATCH; u++) {
                     const int j = j0 + k + u;
-                    const __nv_bfloat16 *vr =
-                        j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
+                    const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
                     v[u] =
                         k + u < n
                             ? __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d))
@@ -232,18 +246,14 @@ static __device__ void pv_rows8(const step_geom &g, int nc, int jb, int je, int 
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     for (int j0 = jb; j0 < je; j0 += PV_KT) {
         const int n = min(PV_KT, je - j0);
-        __syncthreads();
-        for (int k = threadIdx.x; k < n; k += blockDim.x)
-            ps[k] = rb(expf(__bfloat162float(row[j0 + k]) - M) * inv);
-        __syncthreads();
+        stage_p(row, j0, n, M, inv, ps);
         if (kg >= nkg) continue;
         for (int k0 = kg; k0 < n; k0 += nkg * PV_BATCH) {
             uint4 v[PV_BATCH];
 #pragma unroll
             for (int u = 0; u < PV_BATCH; u++) {
                 const int k = k0 + u * nkg, j = j0 + k;
-                const __nv_bfloat16 *vr =
-                    j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
+                const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
                 v[u] = k < n ? *reinterpret_cast<const uint4 *>(vr + d) : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
@@ -298,8 +308,7 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
     const int lines = (g.hd + 63) / 64;
     for (int e = threadIdx.x; e < (je - jb) * lines; e += blockDim.x) {
         const int j = jb + e / lines;
-        const __nv_bfloat16 *vr =
-            j < nc ? vc + ((size_t)j * g.nkv + kvh) * g.hd : vn + (size_t)kvh * g.hd;
+        const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
         asm volatile("prefetch.global.L1 [%0];" ::"l"(vr + (e % lines) * 64));
     }
     /* Global max and sum over the active ranges: each warp reads them a lane per range (one

@@ -214,8 +214,8 @@ g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_b
 g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
                                   const g4q_bweight *w_post, float scale, g4q_buf *out,
                                   const g4q_bweight *w_next, int rows, int n, float eps);
-/* Decode attention (T = 1) with n_past read from the step position (cuda_attention_step.cu). */
-/* With store non-zero it also writes the new token's K and V into slot n_past mod cap of kc and
+/* Decode attention (T = 1) with n_past read from the step position (cuda_attention_step.cu).
+ * With store non-zero it also writes the new token's K and V into slot n_past mod cap of kc and
  * vc, as kv_store would afterwards (that slot is never a visible key, see the .cu). */
 g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
                                    const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
