@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds gemma4q and runs its CPU tests, then builds the libFuzzer targets with clang and runs
-# each for a bounded time. GPU tests (label gpu) are not run here: see scripts/gpu/.
+# each for a bounded time. GPU tests (label gpu) are not run here: scripts/gpu/check.sh tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)

@@ -1,6 +1,6 @@
 # gemma4q-mkmodel end to end: determinism (same seed, thread counts), seeds matter, sharding,
 # the refusal to overwrite, usage errors, the 12b sizes (docs/gemma4.md §6.5), and the
-# tokenizer loading in Python tokenizers (SKIP when it is not installed).
+# tokenizer loading in Python tokenizers (fails when it is not installed).
 # Usage: bash cli_mkmodel.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 B=$1
@@ -11,6 +11,14 @@ pass=0
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
 fail() { echo "FAIL: $*"; exit 1; }
 sums() { (cd "$1" && find . -type f | sort | xargs sha256sum); }
+PY=${G4Q_PYTHON:-python3}
+# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
+need_py() {
+    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
+run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
+the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
+}
+need_py tokenizers
 
 # --- determinism ---
 "$MK" --preset tiny --seed 7 --out "$T/a" --quiet >"$T/a.txt"
@@ -39,7 +47,7 @@ ok "no lm_head, no .partial"
 [ -f "$T/e/model.safetensors.index.json" ] || fail "sharded: no index"
 ls "$T/e"/model-0000*-of-0000*.safetensors >/dev/null || fail "sharded: no model-0000i-of-0000N files"
 [ -e "$T/e/model.safetensors" ] && fail "sharded: model.safetensors present too"
-python3 - "$T/a" "$T/e" <<'EOF' || fail "sharded tensors differ from the single file"
+"$PY" - "$T/a" "$T/e" <<'EOF' || fail "sharded tensors differ from the single file"
 import json, struct, sys, os
 def tensors(d):
     out = {}
@@ -114,8 +122,7 @@ grep -Eq '^tensors +40$' "$T/f.txt" || fail "12b --layers 2: $(cat "$T/f.txt")"
 ok "12b --layers 2 --vocab 4096 builds ($(grep bytes "$T/f.txt"))"
 
 # --- the tokenizer in Python tokenizers ---
-if python3 -c "import tokenizers" 2>/dev/null; then
-    python3 - "$T/a" <<'EOF' || fail "tokenizer.json does not load or encode as expected"
+"$PY" - "$T/a" <<'EOF' || fail "tokenizer.json does not load or encode as expected"
 import sys
 from tokenizers import Tokenizer
 t = Tokenizer.from_file(sys.argv[1] + "/tokenizer.json")
@@ -131,8 +138,5 @@ b = t.encode("\U0001D518", add_special_tokens=False).tokens  # not in the vocab:
 assert b == ["<0xF0>", "<0x9D>", "<0x94>", "<0x98>"], b
 print("  tokens:", enc.tokens[:12])
 EOF
-    ok "tokenizer.json loads in Python tokenizers; English text gives multi-character merges"
-else
-    echo "SKIP: Python tokenizers not installed"
-fi
+ok "tokenizer.json loads in Python tokenizers; English text gives multi-character merges"
 echo "cli_mkmodel: $pass passed, 0 failed"

@@ -1,6 +1,6 @@
 # gemma4q-quantize end to end on a tiny synthetic model: three public recipes (nvfp4a16,
 # int4-mlp-only, fp8-block) pass `gemma4q-inspect --check` and the independent Python decoder
-# (scripts/check/decode_export.py; SKIP when numpy is missing); --dry-run writes nothing; --json
+# (scripts/check/decode_export.py; fails when numpy is missing); --dry-run writes nothing; --json
 # writes a valid report; the same recipe in another process with --threads 1 and 2 gives
 # byte-identical files; bad inputs fail clearly and leave nothing; a
 # sharded input gives the same tensor hashes as the single file.
@@ -28,8 +28,14 @@ expect_error() {
     ok "$what: $(grep -m1 error "$T/err.txt")"
 }
 
-HAVE_NUMPY=1
-python3 -c 'import numpy' 2>/dev/null || HAVE_NUMPY=0
+PY=${G4Q_PYTHON:-python3}
+# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
+need_py() {
+    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
+run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
+the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
+}
+need_py numpy
 
 "$B/gemma4q-mkmodel" --preset tiny --seed 3 --out "$T/m" --quiet >/dev/null
 "$B/gemma4q-mkmodel" --preset tiny --seed 3 --shard-size 4MB --out "$T/msh" --quiet >/dev/null
@@ -43,7 +49,7 @@ for r in nvfp4a16 int4-mlp-only fp8-block; do
     grep -q '^total: ' "$T/$r.plan" || fail "$r: --dry-run printed no plan totals"
     grep -q -- '-> model.language_model.layers.0.mlp.down_proj' "$T/$r.plan" ||
         fail "$r: --dry-run plan lists no quantized outputs"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["dry_run"] is True and r["plan"]["tensors"]' \
+    "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["dry_run"] is True and r["plan"]["tensors"]' \
         "$T/$r.dry.json" || fail "$r: --dry-run --json report invalid"
     ok "$r: --dry-run prints the plan ($(grep '^total: ' "$T/$r.plan" | cut -c1-60)...) and writes nothing"
 
@@ -51,7 +57,7 @@ for r in nvfp4a16 int4-mlp-only fp8-block; do
     "$Q" --model "$T/m" --recipe "$R" --out "$T/$r" --json "$T/$r.json" --quiet 2>/dev/null ||
         fail "$r: quantize failed"
     [ -e "$T/$r.partial" ] && fail "$r: .partial left behind"
-    python3 - "$T/$r.json" <<'EOF' || fail "$r: --json report invalid"
+    "$PY" - "$T/$r.json" <<'EOF' || fail "$r: --json report invalid"
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["dry_run"] is False and r["result"]["tensors_out"] > 0, r
@@ -60,16 +66,12 @@ EOF
     ok "$r: quantized; --json report valid"
     "$I" --check "$T/$r" >"$T/$r.check" || fail "$r: inspect --check: $(cat "$T/$r.check")"
     "$I" --check --json "$T/$r" >"$T/$r.check.json" || fail "$r: inspect --check --json failed"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["ok"] and r["problem_count"] == 0' \
+    "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["ok"] and r["problem_count"] == 0' \
         "$T/$r.check.json" || fail "$r: --check --json report"
     ok "$r: inspect --check: $(tail -1 "$T/$r.check") ($(sed -n 's/.*format \([^;]*\);.*/\1/p' "$T/$r.check"))"
-    if [ $HAVE_NUMPY = 1 ]; then
-        python3 "$S/scripts/check/decode_export.py" "$T/$r" "$T/m" --quiet >"$T/$r.dec" ||
-            fail "$r: Python decoder: $(cat "$T/$r.dec")"
-        ok "$r: $(tail -1 "$T/$r.dec" | sed "s|$T/||")"
-    else
-        echo "SKIP: $r: Python decoder (numpy is not installed)"
-    fi
+    "$PY" "$S/scripts/check/decode_export.py" "$T/$r" "$T/m" --quiet >"$T/$r.dec" ||
+        fail "$r: Python decoder: $(cat "$T/$r.dec")"
+    ok "$r: $(tail -1 "$T/$r.dec" | sed "s|$T/||")"
 
     # --- determinism: other processes, 1 and 2 threads ---
     for th in 1 2; do
@@ -85,7 +87,7 @@ done
 # --- sharded input: the same tensors ---
 "$Q" --model "$T/msh" --recipe "$S/recipes/nvfp4a16.yaml" --out "$T/sh" --quiet 2>/dev/null ||
     fail "sharded input: quantize failed"
-python3 - "$T/nvfp4a16/manifest.json" "$T/sh/manifest.json" <<'EOF' || fail "sharded input: tensor hashes differ"
+"$PY" - "$T/nvfp4a16/manifest.json" "$T/sh/manifest.json" <<'EOF' || fail "sharded input: tensor hashes differ"
 import json, sys
 a, b = (json.load(open(p))["tensors"] for p in sys.argv[1:3])
 assert a == b, [k for k in a if a[k] != b.get(k)][:5]
@@ -103,7 +105,7 @@ cp "$T/m"/*.json "$T/m"/*.jinja "$T/trunc/"
 head -c 1000000 "$T/m/model.safetensors" >"$T/trunc/model.safetensors"
 expect_error "truncated model.safetensors" "model.safetensors" "$T/o2" -- "$Q" --model "$T/trunc" --recipe "$R" --out "$T/o2"
 cp -r "$T/m" "$T/nan"
-python3 - "$T/nan/model.safetensors" <<'EOF'
+"$PY" - "$T/nan/model.safetensors" <<'EOF'
 import json, struct, sys
 with open(sys.argv[1], "r+b") as f:
     n = struct.unpack("<Q", f.read(8))[0]
@@ -125,7 +127,7 @@ ok "existing OUT without --force: $(grep -m1 error "$T/err.txt")"
 
 # --- the checker sees a broken export ---
 cp -r "$T/nvfp4a16" "$T/broken"
-python3 - "$T/broken/config.json" <<'EOF'
+"$PY" - "$T/broken/config.json" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["quantization_config"]["ignore"].remove("model.embed_audio.embedding_projection")

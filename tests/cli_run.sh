@@ -2,8 +2,8 @@
 # (size, finite, identical across runs and thread counts), perplexity against an independent
 # numpy computation from the logits, greedy/sampled generation determinism, chat, info, a
 # quantization config over BF16 weights (runs as BF16, with a warning), and error cases. One
-# real-data tokenizer check on the Gemma 3 tokenizer (docs/gemma4.md §7.5) when the shared data
-# are present. Quantized exports: cli_compare.sh.
+# real-data tokenizer check on the Gemma 3 tokenizer (docs/gemma4.md §7.5; fails when the shared
+# data are missing). Quantized exports: cli_compare.sh.
 # Usage: bash cli_run.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 B=$1
@@ -14,6 +14,14 @@ trap 'rm -rf "$T"' EXIT
 pass=0
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
 fail() { echo "FAIL: $*"; exit 1; }
+PY=${G4Q_PYTHON:-python3}
+# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
+need_py() {
+    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
+run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
+the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
+}
+need_py "numpy, tokenizers"
 M=$T/tiny
 "$MK" --preset tiny --seed 3 --out "$M" --quiet >/dev/null
 TOK=$M/tokenizer.json
@@ -33,21 +41,18 @@ back=$("$RUN" detokenize --tokenizer "$TOK" --ids "$ids")
 printf '%s' "$TEXT" >"$T/t.txt"
 [ "$("$RUN" tokenize --tokenizer "$TOK" --file "$T/t.txt")" = "$ids" ] || fail "--file differs from --text"
 ok "tokenize/detokenize round trip ($(echo "$ids" | tr ',' '\n' | wc -l) ids), --file = --text"
-if python3 -c "import tokenizers" 2>/dev/null; then
-    want=$(python3 -c "
+want=$("$PY" -c "
 import sys; from tokenizers import Tokenizer
 t = Tokenizer.from_file(sys.argv[1]); print(','.join(map(str, t.encode(sys.argv[2], add_special_tokens=False).ids)))" "$TOK" "$TEXT")
-    [ "$ids" = "$want" ] || fail "ids differ from Python tokenizers: $ids vs $want"
-    ok "ids equal Python tokenizers' on the tiny tokenizer"
-fi
+[ "$ids" = "$want" ] || fail "ids differ from Python tokenizers: $ids vs $want"
+ok "ids equal Python tokenizers' on the tiny tokenizer"
 G3=${G4Q_SHARED_DIR:-}/data/gemma3-tokenizer.json.gz
-if [ -n "${G4Q_SHARED_DIR:-}" ] && [ -f "$G3" ]; then
-    got=$("$RUN" tokenize --tokenizer "$G3" --text "Hello world")
-    [ "$got" = "9259,1902" ] || fail "Gemma 3 'Hello world': $got, expected 9259,1902 (gemma4.md 7.5)"
-    ok "Gemma 3 tokenizer: 'Hello world' -> 9259,1902"
-else
-    echo "SKIP: Gemma 3 tokenizer not found (set G4Q_SHARED_DIR)"
-fi
+[ -n "${G4Q_SHARED_DIR:-}" ] && [ -f "$G3" ] ||
+    fail "Gemma 3 tokenizer '$G3' not found: set G4Q_SHARED_DIR to the shared data folder that \
+holds data/gemma3-tokenizer.json.gz (cmake -DG4Q_SHARED_DIR=DIR; default <source>/../shared)"
+got=$("$RUN" tokenize --tokenizer "$G3" --text "Hello world")
+[ "$got" = "9259,1902" ] || fail "Gemma 3 'Hello world': $got, expected 9259,1902 (gemma4.md 7.5)"
+ok "Gemma 3 tokenizer: 'Hello world' -> 9259,1902"
 
 # --- logits ---
 LIDS=2,17,42,1000,5,6,7,8,9,10,11,12
@@ -57,7 +62,7 @@ LIDS=2,17,42,1000,5,6,7,8,9,10,11,12
 "$RUN" logits --model "$M" --ids $LIDS --out "$T/l4.bin" --device cpu --quiet --threads 2
 [ "$(stat -c %s "$T/l1.bin")" = $((12 * 2048 * 4)) ] || fail "logits file size $(stat -c %s "$T/l1.bin")"
 cmp -s "$T/l1.bin" "$T/l2.bin" || fail "two runs give different logits"
-python3 - "$T" <<'EOF' || fail "logits not finite or threads 1 vs 2 differ"
+"$PY" - "$T" <<'EOF' || fail "logits not finite or threads 1 vs 2 differ"
 import sys, numpy as np
 d = sys.argv[1]
 a = np.fromfile(d + "/l3.bin", dtype="<f4").reshape(12, 2048)
@@ -75,14 +80,14 @@ cmp -s "$T/l1.bin" "$T/l5.bin" || fail "--precision fp32 on the cpu differs from
 ok "--precision fp32 on the cpu: the same bytes as the default (the cpu computes in fp32)"
 
 # --- perplexity vs numpy on the logits of one prefill ---
-python3 -c "
+"$PY" -c "
 import random; random.seed(5); w = 'the quick brown fox jumps over a lazy dog while model weights drift'.split()
 print(' '.join(random.choice(w) for _ in range(150)))" >"$T/p.txt"
 pids="2,$("$RUN" tokenize --tokenizer "$TOK" --file "$T/p.txt")"
 n=$(echo "$pids" | tr ',' '\n' | wc -l)
 "$RUN" ppl --model "$M" --file "$T/p.txt" --window 512 --stride 512 --quiet >"$T/p1.txt"
 "$RUN" logits --model "$M" --ids "$pids" --out "$T/pl.bin" --quiet
-python3 - "$T" "$pids" <<'EOF' || fail "ppl differs from numpy on the logits"
+"$PY" - "$T" "$pids" <<'EOF' || fail "ppl differs from numpy on the logits"
 import sys, math, numpy as np
 d, ids = sys.argv[1], [int(x) for x in sys.argv[2].split(",")]
 lg = np.fromfile(d + "/pl.bin", dtype="<f4").reshape(len(ids), -1).astype(np.float64)
@@ -100,10 +105,10 @@ ok "ppl (one window of $n tokens) equals numpy's NLL from the logits"
 "$RUN" ppl --model "$M" --file "$T/p.txt" --window 64 --stride 16 --quiet --threads 1 >"$T/p3.txt"
 grep -q "^tokens *$n ($((n - 1)) scored" "$T/p2.txt" || fail "strided scored count: $(cat "$T/p2.txt")"
 ppl=$(awk '/^perplexity/ {print $2}' "$T/p2.txt")
-python3 -c "import math,sys; x=float(sys.argv[1]); assert math.isfinite(x) and x > 1" "$ppl" || fail "ppl $ppl"
+"$PY" -c "import math,sys; x=float(sys.argv[1]); assert math.isfinite(x) and x > 1" "$ppl" || fail "ppl $ppl"
 a=$(awk '/^nll_sum/ {print $2}' "$T/p2.txt")
 b=$(awk '/^nll_sum/ {print $2}' "$T/p3.txt")
-python3 -c "import sys; a,b=map(float,sys.argv[1:]); assert abs(a-b) <= 1e-5*abs(b), (a,b)" "$a" "$b" ||
+"$PY" -c "import sys; a,b=map(float,sys.argv[1:]); assert abs(a-b) <= 1e-5*abs(b), (a,b)" "$a" "$b" ||
     fail "strided ppl differs between runs/threads: $a vs $b"
 "$RUN" ppl --model "$M" --file "$T/p.txt" --window 64 --stride 16 --quiet >"$T/p4.txt"
 cmp -s "$T/p2.txt" "$T/p4.txt" || fail "strided ppl not reproducible"

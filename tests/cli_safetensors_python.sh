@@ -6,16 +6,21 @@
 set -euo pipefail
 BUILD=$1
 SRC=$2
-if ! python3 -c 'import safetensors, numpy' 2>/dev/null; then
-    echo 'SKIP: python safetensors not installed'
-    exit 0
-fi
+fail() { echo "FAIL: $*"; exit 1; }
+PY=${G4Q_PYTHON:-python3}
+# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
+need_py() {
+    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
+run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
+the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
+}
+need_py "safetensors, numpy"
 T="$BUILD/test_safetensors"
 if [ ! -x "$T" ]; then
     echo "FAIL: $T not built (cmake --build $BUILD --target test_safetensors)"
     exit 1
 fi
-PY="$SRC/scripts/ci/check_safetensors.py"
+CHK="$SRC/scripts/ci/check_safetensors.py"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cli_st_py.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 export LC_ALL=C
@@ -42,13 +47,13 @@ if [ "$nshards" -lt 2 ] || [ ! -f "$tmp/c/model.safetensors.index.json" ]; then
     echo "FAIL: expected a sharded checkpoint, got: $(ls "$tmp/c")"
     exit 1
 fi
-python3 "$PY" list "$tmp/c" >"$tmp/a_py.txt"
+"$PY" "$CHK" list "$tmp/c" >"$tmp/a_py.txt"
 compare "C-written checkpoint, $nshards shards" "$tmp/a_c.txt" "$tmp/a_py.txt"
 
 # (b) Python writes a file; both list it.
-python3 "$PY" write "$tmp/py.safetensors" 4242
+"$PY" "$CHK" write "$tmp/py.safetensors" 4242
 "$T" --list "$tmp/py.safetensors" >"$tmp/b_c.txt"
-python3 "$PY" list "$tmp/py.safetensors" >"$tmp/b_py.txt"
+"$PY" "$CHK" list "$tmp/py.safetensors" >"$tmp/b_py.txt"
 compare "Python-written file" "$tmp/b_c.txt" "$tmp/b_py.txt"
 
 # (c) The same file as a checkpoint folder.

@@ -3,7 +3,7 @@
  * BPE rules), refusal of unsupported pipelines, and the real Gemma 3 tokenizer from the shared data
  * folder (docs/gemma4.md §7.5 vectors, oracle vectors in tests/data/tok_gemma3_vectors.txt made by
  * HF tokenizers, round trips on random UTF-8, raw invalid bytes, a printed 1 MB throughput).
- * Tests that need the shared data print SKIP when it is missing.
+ * Tests that need the shared data fail when it is missing (set G4Q_SHARED_DIR).
  *
  * Helper modes used by scripts/oracle/tok_compare.py:
  *   test_tokenizer --encode TOKENIZER TEXT_FILE...   one line of comma-separated ids per file
@@ -564,7 +564,8 @@ static void test_gemma(void)
 {
     char path[4096];
     if (!gemma_path(path, sizeof path)) {
-        printf("SKIP gemma3 tokenizer tests: %s not found (set G4Q_SHARED_DIR)\n", path);
+        CHECK_MSG(0, "gemma3 tokenizer %s not found: set G4Q_SHARED_DIR to the shared data folder "
+                     "(cmake -DG4Q_SHARED_DIR=DIR; default <source>/../shared)", path);
         return;
     }
     g4q_ctx ctx;
