@@ -6,10 +6,11 @@
 #     finite positive KL; fp8-block's KL is below the 4-bit formats'; compare --json is valid and
 #     its perplexities equal `ppl`'s for the same window and stride;
 #   - independent oracle: scripts/check/dequant_bf16.py writes a BF16 model holding bf16(dequant)
-#     of each export, decoded in numpy from docs/formats.md; the runtime's quantized model must be
-#     far closer to it than to the original (a wrong layout or binding would not be);
-#   - W4A4: input_scale tensors added to the W4A16 export change nothing (KL exactly 0 against it)
-#     and the weight-only run is announced once on stderr;
+#     of each export, decoded in numpy from docs/formats.md; the runtime's quantized model, run
+#     weight-only (--emulate none), must be far closer to it than to the original (a wrong layout
+#     or binding would not be);
+#   - W4A4: input_scale tensors added to the W4A16 export change nothing with --emulate none (KL
+#     exactly 0 against it); by default (sm100) the activations are quantized (KL > 0), said once;
 #   - broken exports fail with messages naming the tensor.
 # Usage: bash cli_compare.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -21,12 +22,18 @@ trap 'rm -rf "$T"' EXIT
 pass=0
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
 fail() { echo "FAIL: $*"; exit 1; }
-HAVE_NUMPY=1
-python3 -c 'import numpy' 2>/dev/null || HAVE_NUMPY=0
+PY=${G4Q_PYTHON:-python3}
+# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
+need_py() {
+    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
+run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
+the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
+}
+need_py numpy
 
 M=$T/m
 "$B/gemma4q-mkmodel" --preset tiny --seed 3 --out "$M" --quiet >/dev/null
-python3 -c "
+"$PY" -c "
 import random; random.seed(5); w = 'the quick brown fox jumps over a lazy dog while model weights drift and numbers round to nearest even'.split()
 print(' '.join(random.choice(w) for _ in range(160)))" >"$T/p.txt"
 mkrecipe() { # NAME EXPORT WEIGHTS
@@ -42,11 +49,11 @@ R_mo_w4a16=$T/mo-w4a16.yaml
 R_ct_int4=$T/ct-int4.yaml
 RECIPES="nvfp4a16 int4-mlp-only fp8-block mo-w4a16 ct-int4"
 # kl_of FILE: the kl_mean of a compare --json output
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # --- BF16 against itself: exactly zero ---
 "$RUN" compare --model "$M" --quantized "$M" --file "$T/p.txt" --window 128 --json --quiet >"$T/self.json"
-python3 - "$T/self.json" <<'EOF' || fail "BF16 vs itself: $(cat "$T/self.json")"
+"$PY" - "$T/self.json" <<'EOF' || fail "BF16 vs itself: $(cat "$T/self.json")"
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["kl_mean"] == 0 and r["kl_max"] == 0, r
@@ -55,7 +62,7 @@ assert r["ppl_ref"] == r["ppl_cand"], r
 EOF
 ok "compare BF16 vs itself: KL exactly 0, top-1 agreement 1.0 over $(field "$T/self.json" scored) positions"
 "$RUN" ppl --model "$M" --file "$T/p.txt" --window 128 --stride 64 --quiet >"$T/ppl.txt"
-python3 - "$T/self.json" "$T/ppl.txt" <<'EOF' || fail "compare's ppl differs from ppl's"
+"$PY" - "$T/self.json" "$T/ppl.txt" <<'EOF' || fail "compare's ppl differs from ppl's"
 import json, sys
 r = json.load(open(sys.argv[1]))
 p = dict(l.split(None, 1) for l in open(sys.argv[2]).read().splitlines())
@@ -79,7 +86,7 @@ for r in $RECIPES; do
     # --- compare against BF16 ---
     "$RUN" compare --model "$M" --quantized "$T/$r" --file "$T/p.txt" --window 128 --json --quiet \
         >"$T/$r.json" || fail "$r: compare failed"
-    python3 - "$T/$r.json" <<'EOF' || fail "$r: compare: $(cat "$T/$r.json")"
+    "$PY" - "$T/$r.json" <<'EOF' || fail "$r: compare: $(cat "$T/$r.json")"
 import json, math, sys
 r = json.load(open(sys.argv[1]))
 for k in ("kl_mean", "kl_max", "ppl_ref", "ppl_cand", "top1_agreement"):
@@ -89,12 +96,12 @@ assert 0 <= r["top1_agreement"] <= 1, r
 EOF
     ok "$r: compare: KL $(field "$T/$r.json" kl_mean), top-1 $(field "$T/$r.json" top1_agreement), ppl $(field "$T/$r.json" ppl_ref) -> $(field "$T/$r.json" ppl_cand)"
     # --- oracle: bf16(dequant) model decoded in numpy ---
-    if [ $HAVE_NUMPY = 1 ]; then
-        python3 "$S/scripts/check/dequant_bf16.py" "$T/$r" "$M" "$T/$r.deq" >/dev/null ||
-            fail "$r: dequant_bf16.py failed"
-        "$RUN" compare --model "$T/$r.deq" --quantized "$T/$r" --file "$T/p.txt" --window 128 \
-            --json --quiet >"$T/$r.deq.json" || fail "$r: compare with the dequantized model failed"
-        python3 - "$T/$r.json" "$T/$r.deq.json" <<'EOF' || fail "$r: the runtime's quantized model is not the decoded export"
+    "$PY" "$S/scripts/check/dequant_bf16.py" "$T/$r" "$M" "$T/$r.deq" >/dev/null ||
+        fail "$r: dequant_bf16.py failed"
+    "$RUN" compare --model "$T/$r.deq" --quantized "$T/$r" --file "$T/p.txt" --window 128 \
+        --emulate none --json --quiet >"$T/$r.deq.json" ||
+        fail "$r: compare with the dequantized model failed"
+    "$PY" - "$T/$r.json" "$T/$r.deq.json" <<'EOF' || fail "$r: the runtime's quantized model is not the decoded export"
 import json, sys
 a, d = (json.load(open(p)) for p in sys.argv[1:])
 # bf16 rounding of the dequantized weights (2^-9 relative) against 4/8-bit quantization error:
@@ -102,10 +109,9 @@ a, d = (json.load(open(p)) for p in sys.argv[1:])
 assert d["kl_mean"] < 0.05 * a["kl_mean"], (d["kl_mean"], a["kl_mean"])
 assert d["top1_agreement"] > 0.9 and d["top1_agreement"] >= a["top1_agreement"], (d, a)
 EOF
-        ok "$r: quantized model vs numpy bf16(dequant) model: KL $(field "$T/$r.deq.json" kl_mean), top-1 $(field "$T/$r.deq.json" top1_agreement)"
-    fi
+    ok "$r: quantized model vs numpy bf16(dequant) model: KL $(field "$T/$r.deq.json" kl_mean), top-1 $(field "$T/$r.deq.json" top1_agreement)"
 done
-python3 - "$T" <<'EOF' || fail "fp8-block's KL is not below the 4-bit formats'"
+"$PY" - "$T" <<'EOF' || fail "fp8-block's KL is not below the 4-bit formats'"
 import json, sys
 kl = {r: json.load(open(f"{sys.argv[1]}/{r}.json"))["kl_mean"]
       for r in ("fp8-block", "nvfp4a16", "mo-w4a16", "int4-mlp-only", "ct-int4")}
@@ -115,7 +121,7 @@ EOF
 ok "fp8-block has the smallest KL"
 
 # --- W4A4: input scales are validated and ignored (weight-only) ---
-python3 - "$T/mo-w4a16" "$T/mo-w4a4" <<'EOF' || fail "cannot build the W4A4 variant"
+"$PY" - "$T/mo-w4a16" "$T/mo-w4a4" <<'EOF' || fail "cannot build the W4A4 variant"
 import json, os, shutil, struct, sys
 src, dst = sys.argv[1:]
 shutil.copytree(src, dst)
@@ -132,17 +138,23 @@ hb = json.dumps(h).encode()
 hb += b" " * (-len(hb) % 8)
 open(p, "wb").write(struct.pack("<Q", len(hb)) + hb + bytes(body))
 EOF
-"$RUN" compare --model "$T/mo-w4a16" --quantized "$T/mo-w4a4" --file "$T/p.txt" --window 128 --json \
-    >"$T/a4.json" 2>"$T/a4.err" || fail "W4A4: compare failed: $(cat "$T/a4.err")"
-[ "$(field "$T/a4.json" kl_mean)" = "0" ] || fail "W4A4 vs W4A16: KL $(field "$T/a4.json" kl_mean)"
-[ "$(grep -c "activations are not quantized" "$T/a4.err")" = 1 ] ||
-    fail "W4A4: the weight-only note is not printed exactly once: $(cat "$T/a4.err")"
-ok "W4A4 export runs weight-only (KL 0 against W4A16), said once: $(grep -o 'Linears carry.*' "$T/a4.err" | cut -c1-70)..."
+"$RUN" compare --model "$T/mo-w4a16" --quantized "$T/mo-w4a4" --file "$T/p.txt" --window 128 \
+    --emulate none --json >"$T/a4.json" 2>"$T/a4.err" || fail "W4A4: compare failed: $(cat "$T/a4.err")"
+[ "$(field "$T/a4.json" kl_mean)" = "0" ] || fail "W4A4 vs W4A16, --emulate none: KL $(field "$T/a4.json" kl_mean)"
+ok "W4A4 export with --emulate none runs weight-only (KL 0 against W4A16)"
+"$RUN" compare --model "$T/mo-w4a16" --quantized "$T/mo-w4a4" --file "$T/p.txt" --window 128 \
+    --json >"$T/a4e.json" 2>"$T/a4e.err" || fail "W4A4: compare failed: $(cat "$T/a4e.err")"
+[ "$(field "$T/a4e.json" emulate)" = "sm100" ] || fail "W4A4: default mode $(field "$T/a4e.json" emulate), expected sm100"
+[ "$(grep -c "emulate sm100: activations NVFP4 on" "$T/a4e.err")" = 1 ] ||
+    fail "W4A4: the engine mode is not said exactly once: $(cat "$T/a4e.err")"
+"$PY" -c "import sys; k=float(sys.argv[1]); sys.exit(0 if k > 0 else 1)" "$(field "$T/a4e.json" kl_mean)" ||
+    fail "W4A4 default (sm100): KL $(field "$T/a4e.json" kl_mean), expected > 0 (activations quantized)"
+ok "W4A4 export defaults to sm100 (NVFP4 activations): KL $(field "$T/a4e.json" kl_mean) against W4A16, said once"
 
 # --- broken exports: clear errors naming the tensor ---
 breakit() { # NAME SRC PYTHON-STATEMENT-ON-h (the header dict; tensors may be deleted or retyped
     # with the same byte size); the data are repacked without gaps.
-    python3 - "$2" "$T/$1" "$3" <<'EOF'
+    "$PY" - "$2" "$T/$1" "$3" <<'EOF'
 import json, os, shutil, struct, sys
 src, dst, expr = sys.argv[1:]
 shutil.copytree(src, dst)

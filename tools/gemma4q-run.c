@@ -29,8 +29,8 @@
 #define MAX_TEXT_BYTES (1u << 30) /* text files read by ppl / tokenize */
 
 typedef struct run_opts {
-    const char *model, *quantized, *device, *precision, *tokenizer, *prompt, *system, *file, *text,
-        *ids, *out;
+    const char *model, *quantized, *device, *precision, *emulate, *tokenizer, *prompt, *system,
+        *file, *text, *ids, *out;
     int max_tokens, chat, threads, top_k, seed, ctx_len, window, stride, cmp_stride, quiet, verbose,
         json;
     double temperature, top_p;
@@ -90,16 +90,28 @@ static void print_ids(const int32_t *ids, size_t n)
     printf("\n");
 }
 
-static g4q_status open_session(g4q_ctx *ctx, const run_opts *o, g4q_session **s)
+/* Opens o->model; with `lend`, on that session's backend, `chunk` (0 = default) tokens per
+ * forward call. */
+static g4q_status open_session_on(g4q_ctx *ctx, const run_opts *o, g4q_session *lend, int chunk,
+                                  g4q_session **s)
 {
     if (!o->model) return g4q_fail(ctx, G4Q_ERR_USAGE, "--model DIR is required");
-    g4q_session_opts so = {0};
+    g4q_session_opts so = {.max_chunk = chunk, .backend = lend ? lend->be : NULL};
     G4Q_TRY(g4q_device_parse(ctx, o->device, &so.device));
     if (o->precision) G4Q_TRY(g4q_session_parse_precision(ctx, o->precision, &so.precision));
+    if (o->emulate) G4Q_TRY(g4q_session_parse_emulate(ctx, o->emulate, &so.emulate));
     G4Q_TRY(g4q_session_open(ctx, o->model, &so, s));
+    if ((*s)->emulate != G4Q_EMULATE_NONE)
+        G4Q_INFO(ctx, "%s: engine numerics %s (--emulate)", o->model,
+                 g4q_emulate_name((*s)->emulate));
     G4Q_INFO(ctx, "%s: %d layers, hidden %d, vocab %d on %s", o->model, (*s)->cfg->n_layers,
              (*s)->cfg->hidden, (*s)->cfg->vocab_size, (*s)->be->name);
     return G4Q_OK;
+}
+
+static g4q_status open_session(g4q_ctx *ctx, const run_opts *o, g4q_session **s)
+{
+    return open_session_on(ctx, o, NULL, 0, s);
 }
 
 static g4q_status need_tokenizer(g4q_ctx *ctx, const g4q_session *s)
@@ -247,14 +259,17 @@ static g4q_status cmd_ppl(g4q_ctx *ctx, const run_opts *o)
 
 /* ---------------------------------------------------------------- compare */
 
-static g4q_status open_dir(g4q_ctx *ctx, const run_opts *o, const char *dir, g4q_session **s)
+static g4q_status open_dir(g4q_ctx *ctx, const run_opts *o, const char *dir, g4q_session *lend,
+                           g4q_session **s)
 {
     run_opts o2 = *o;
     o2.model = dir;
-    return open_session(ctx, &o2, s);
+    /* Whole windows per forward call: the logits of both models stay on the backend. */
+    return open_session_on(ctx, &o2, lend, o->window > 0 ? o->window : 0, s);
 }
 
-static void print_compare(const run_opts *o, int stride, const g4q_compare_result *r)
+static void print_compare(const run_opts *o, int stride, const char *emulate,
+                          const g4q_compare_result *r)
 {
     if (o->json) {
         cJSON *j = cJSON_CreateObject();
@@ -268,6 +283,8 @@ static void print_compare(const run_opts *o, int stride, const g4q_compare_resul
         cJSON_AddNumberToObject(j, "kl_mean", r->kl_mean);
         cJSON_AddNumberToObject(j, "kl_max", r->kl_max);
         cJSON_AddNumberToObject(j, "kl_max_token", (double)r->kl_max_token);
+        cJSON_AddNumberToObject(j, "kl_p99", r->kl_p99);
+        cJSON_AddStringToObject(j, "emulate", emulate);
         cJSON_AddNumberToObject(j, "top1_agreement", r->top1_rate);
         cJSON_AddNumberToObject(j, "top1_agree", (double)r->top1_agree);
         cJSON_AddNumberToObject(j, "nll_ref", r->nll_ref);
@@ -282,10 +299,11 @@ static void print_compare(const run_opts *o, int stride, const g4q_compare_resul
         return;
     }
     printf("reference   %s\n", o->model);
-    printf("candidate   %s\n", o->quantized);
+    printf("candidate   %s (emulate %s)\n", o->quantized, emulate);
     printf("tokens      %lld (%lld scored; %d windows, window %d, stride %d)\n",
            (long long)r->n_tokens, (long long)r->n_scored, r->n_windows, o->window, stride);
     printf("kl_mean     %.6g nats/token  (KL(P_ref || P_cand))\n", r->kl_mean);
+    printf("kl_p99      %.6g\n", r->kl_p99);
     printf("kl_max      %.6g (predicting token %lld)\n", r->kl_max, (long long)r->kl_max_token);
     printf("top1        %.6f (%lld of %lld positions agree)\n", r->top1_rate,
            (long long)r->top1_agree, (long long)r->n_scored);
@@ -305,11 +323,9 @@ static g4q_status cmd_compare(g4q_ctx *ctx, const run_opts *o)
     size_t len = 0;
     g4q_status st = o->file ? g4q_read_file(ctx, o->file, MAX_TEXT_BYTES, &text, &len)
                             : parse_ids(ctx, o->ids, &ids);
-    if (st == G4Q_OK) st = open_dir(ctx, o, o->model, &ref);
-    /* The candidate runs on the device the reference resolved to (one "no GPU" line, not two). */
-    run_opts o_cand = *o;
-    if (st == G4Q_OK) o_cand.device = g4q_device_name(ref->device);
-    if (st == G4Q_OK) st = open_dir(ctx, &o_cand, o->quantized, &cand);
+    if (st == G4Q_OK) st = open_dir(ctx, o, o->model, NULL, &ref);
+    /* The candidate runs on the reference's backend (the logits of both are scored there). */
+    if (st == G4Q_OK) st = open_dir(ctx, o, o->quantized, ref, &cand);
     if (st == G4Q_OK && text) st = need_tokenizer(ctx, ref);
     if (st == G4Q_OK && text) st = encode(ctx, ref->tok, text, len, ref->cfg->bos_id, &ids);
     const int stride = o->cmp_stride ? o->cmp_stride : (o->window / 2 > 0 ? o->window / 2 : 1);
@@ -317,7 +333,7 @@ static g4q_status cmd_compare(g4q_ctx *ctx, const run_opts *o)
     g4q_compare_result r;
     if (st == G4Q_OK) st = g4q_compare_run(ref, cand, ids.ids, (int64_t)ids.n, &co, &r);
     if (st == G4Q_OK) {
-        print_compare(o, stride, &r);
+        print_compare(o, stride, g4q_emulate_name(cand->emulate), &r);
         G4Q_INFO(ctx, "%s, %.2f s, %.1f tok/s (both models)", ref->be->name, r.seconds,
                  r.seconds > 0 ? (double)r.n_scored / r.seconds : 0.0);
     }
@@ -551,7 +567,9 @@ static const subcmd SUBS[] = {
      "tokens (<bos> + the text of --file, or --ids as given) in the windows of 'ppl' and prints,\n"
      "over the scored positions: the mean and largest KL(P_ref || P_cand) in nats (exact, over\n"
      "the full vocabulary), the top-1 agreement, and each model's perplexity. Both models are\n"
-     "loaded at once. Quantized checkpoints run weight-only (activations are not quantized).\n"
+     "loaded at once, on one backend, and each window runs whole; the statistics are reduced on\n"
+     "the device. Quantized checkpoints run with the numerics of --emulate (default: the\n"
+     "export's own target engine).\n"
      "--json prints one JSON object instead."},
     {"logits", LOG, cmd_logits, "write the float32 logits of one prefill of token ids",
      "--model DIR --ids 2,17,42 --out FILE [options]",
@@ -627,6 +645,12 @@ int main(int argc, char **argv)
          {"--precision", G4Q_OPT_STRING, &o.precision, "P",
           "bf16 (cuda only, its default) or fp32 (the cpu's; on cuda 2x GPU memory, BF16 "
           "models only)"}},
+        {RUNS,
+         {"--emulate", G4Q_OPT_STRING, &o.emulate, "MODE",
+          "engine numerics of a quantized model: auto (the export's target, default), none "
+          "(weight-only), sm90 (Hopper as vLLM runs it: FP8 W8A8 activations, NVFP4 "
+          "weight-only) or sm100 (Blackwell: also NVFP4 W4A4 activations); sm90/sm100 use an "
+          "FP8 KV cache when the export declares one"}},
         {RUNS,
          {"--threads", G4Q_OPT_INT, &o.threads, "N", "CPU threads (default: all cores)"}},
         {RUNS, {"--quiet", G4Q_OPT_FLAG, &o.quiet, NULL, "warnings and errors only"}},

@@ -1,7 +1,8 @@
 /*
  * The backend interface: the small set of tensor ops the Gemma 4 forward pass is written against
- * (see docs/design.md, "One model, two backends"). A backend is a struct of function pointers plus
- * an opaque state; the model code (src/model/forward.c) never sees how or where the ops run.
+ * (see docs/architecture.md §4.1, "One model, two backends"). A backend is a struct of function
+ * pointers plus an opaque state; the model code (src/model/forward.c) never sees how or where the
+ * ops run.
  *
  * Backends:
  *   CPU  (src/backend/cpu/): host memory, activations fp32, fp32 accumulation, OpenMP. The
@@ -38,6 +39,7 @@
 
 #include "base/ctx.h"
 #include "io/dtype.h"
+#include "quant/actq.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -108,6 +110,11 @@ typedef struct g4q_weight_desc {
     const char *name;      /* tensor name for messages; not owned */
     unsigned flags;        /* G4Q_WD_* */
     g4q_dtype scale_dtype; /* INT4: F16, BF16 or F32 scales; ignored otherwise */
+    /* Engine emulation (src/quant/actq.h): the activation quantization the matmul applies to x
+     * before multiplying, with its scale (the input scale for NVFP4 and FP8_TENSOR). NONE (0)
+     * for a plain matmul. */
+    g4q_actq act;
+    float act_scale;
 } g4q_weight_desc;
 
 typedef struct g4q_buf g4q_buf;         /* defined by each backend */
@@ -147,7 +154,13 @@ struct g4q_backend {
 
     /* ---- ops ---- */
     /* y[n, rows(W)] = x[n, cols(W)] · Wᵀ, fp32 accumulation, W dequantized on the fly as
-     * described at g4q_wformat (never expanded to a full-size copy). */
+     * described at g4q_wformat (never expanded to a full-size copy). A weight bound with an
+     * activation quantization (desc.act) computes y = alpha · (Q(x) · Wᵀ) with Q and alpha of
+     * src/quant/actq.h, applied to each row of x (x itself is not modified).
+     * CUDA (BF16 mode) runs rows beyond its GEMV sizes on tensor cores: the packed weight is
+     * widened to bf16 a slice at a time (NVFP4 as E2M1 · E4M3, exact, with the global scale in
+     * the GEMM's alpha; FP8 and INT4 values rounded to bf16 as Marlin-class kernels do) and Q(x)
+     * is stored as bf16 (exact for NVFP4 and FP8_TENSOR; FP8_GROUP's q · d is rounded). */
     g4q_status (*matmul)(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                          int n);
 
@@ -201,6 +214,19 @@ struct g4q_backend {
      * already be checked against rows(table); table is a bound [vocab, d] weight. */
     g4q_status (*embed)(g4q_backend *be, g4q_buf *y, const g4q_bweight *table, const int32_t *ids,
                         int T, float scale);
+
+    /* FP8 KV-cache emulation in place: x[i] = fl32(E4M3_sat(x[i] / scale) · scale) for
+     * i < count (src/quant/actq.h g4q_fp8_roundtrip), then rounded to the buffer's dtype. */
+    g4q_status (*fp8_roundtrip)(g4q_backend *be, g4q_buf *x, size_t count, float scale);
+
+    /* Next-token statistics of two models' logits on the same positions, for compare: a and b
+     * are [rows, V] (act_dtype, after softcap), target[rows] the actual next ids (host memory,
+     * each in [0, V)). Per row r, with P = softmax(a[r]) and Q = softmax(b[r]) in double over
+     * log-sum-exp: out[r] = {KL(P || Q), −log P(target), −log Q(target), argmax a, argmax b}
+     * (first index on ties), written to host memory. Deterministic: the same inputs give the
+     * same bits. */
+    g4q_status (*logit_stats)(g4q_backend *be, const g4q_buf *a, const g4q_buf *b,
+                              const int32_t *target, int rows, int V, double (*out)[5]);
 
     /* *amax = max |x[i]| over i < count (0 for count 0; NaN propagates), returned to the host. */
     g4q_status (*amax)(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
@@ -276,6 +302,15 @@ struct g4q_backend {
 
 /* "bf16", "nvfp4", "fp8_block", "int4". */
 const char *g4q_wformat_name(g4q_wformat f);
+
+/* Checks desc's activation quantization (act, act_scale) for weight_bind: G4Q_ERR_INVALID naming
+ * `backend` and the weight for an unknown mode, a scale that is not finite and > 0 where the mode
+ * uses one, or NVFP4 activations with in features not a multiple of 16. */
+g4q_status g4q_weight_desc_check_act(g4q_ctx *ctx, const char *backend, const g4q_weight_desc *d);
+
+/* The CPU reference of logit_stats for one row: a, b [V] fp32, out as logit_stats describes
+ * (maxima first, then Σ exp in double in index order, KL summed in index order). */
+void g4q_logit_row_stats(const float *a, const float *b, int V, int32_t target, double out[5]);
 
 /* Frees a backend (be->destroy); NULL is a no-op. */
 void g4q_backend_free(g4q_backend *be);

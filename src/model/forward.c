@@ -44,6 +44,8 @@ struct g4q_forward {
     const g4q_kvcache *graph_kv; /* the cache it was recorded against */
     int graph_logits;            /* whether it computes the logits */
     g4q_forward_observer obs;    /* obs.fn NULL: none */
+    int kv_fp8;                  /* FP8 KV-cache emulation (g4q_forward_set_kv_fp8) */
+    float k_scale[G4Q_MAX_LAYERS], v_scale[G4Q_MAX_LAYERS];
 };
 
 const char *g4q_obs_site_name(g4q_obs_site s)
@@ -346,6 +348,10 @@ static g4q_status attention_block(g4q_forward *f, g4q_kvcache *kv, int l, int C)
     }
     G4Q_TRY(observe(f, l, G4Q_OBS_K, f->k, C, nkv * hd));
     G4Q_TRY(observe(f, l, G4Q_OBS_V, f->v, C, nkv * hd));
+    if (f->kv_fp8) { /* the cache holds E4M3 values: the chunk is attended to as stored */
+        G4Q_TRY(be->fp8_roundtrip(be, f->k, (size_t)C * (size_t)(nkv * hd), f->k_scale[l]));
+        G4Q_TRY(be->fp8_roundtrip(be, f->v, (size_t)C * (size_t)(nkv * hd), f->v_scale[l]));
+    }
     const g4q_kv_layer *kl = &kv->layers[l];
     const int window = lc->type == G4Q_LAYER_SLIDING ? c->sliding_window : 0;
     /* Attend over the old cache plus the chunk, and only then store the chunk (§5 trap). */
@@ -573,6 +579,47 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
         else if (t0 + C == T)
             G4Q_TRY(logits_rows(f, C - 1, 1, logits));
     }
+    return G4Q_OK;
+}
+
+g4q_status g4q_forward_run_logits(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
+                                  g4q_buf *logits)
+{
+    const g4q_config *c = f->cfg;
+    g4q_backend *be = f->be;
+    if (T < 1 || T > f->max_chunk || f->streamed)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID,
+                        "forward: run_logits of %d tokens (1..%d, not layer-streamed)", T,
+                        f->max_chunk);
+    G4Q_TRY(check_kv(f, kv, T));
+    G4Q_TRY(check_ids(f, ids, T));
+    G4Q_TRY(be->embed(be, f->h, f->embed, ids, T, embed_scale(be, c)));
+    G4Q_TRY(layers(f, kv, T, f->a)); /* f->a: the final-normed rows */
+    kv->n_past += T;
+    G4Q_TRY(be->matmul(be, logits, f->a, f->embed, T));
+    if (c->final_logit_softcapping > 0)
+        G4Q_TRY(be->softcap(be, logits, (size_t)T * (size_t)c->vocab_size,
+                            (float)c->final_logit_softcapping));
+    return G4Q_OK;
+}
+
+g4q_status g4q_forward_set_kv_fp8(g4q_forward *f, const float *k_scale, const float *v_scale)
+{
+    f->kv_fp8 = 0;
+    if (!k_scale) return G4Q_OK;
+    if (!f->be->fp8_roundtrip)
+        return g4q_fail(f->ctx, G4Q_ERR_UNSUPPORTED, "forward: backend %s has no FP8 KV cache",
+                        f->be->name);
+    for (int l = 0; l < f->cfg->n_layers; l++) {
+        if (!(k_scale[l] > 0.0f) || !(v_scale[l] > 0.0f) || !isfinite(k_scale[l]) ||
+            !isfinite(v_scale[l]))
+            return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d: KV scales %g, %g", l,
+                            (double)k_scale[l], (double)v_scale[l]);
+        f->k_scale[l] = k_scale[l];
+        f->v_scale[l] = v_scale[l];
+    }
+    if (f->graph) drop_graph(f);
+    f->kv_fp8 = 1;
     return G4Q_OK;
 }
 

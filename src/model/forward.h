@@ -95,6 +95,17 @@ int g4q_forward_streamed(const g4q_forward *f);
 g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
                            int last_only, float *logits);
 
+/* Runs ids[0..T) (1 <= T <= max_chunk) like g4q_forward_run and leaves the logits of every row on
+ * the backend: logits is a buffer of this backend with room for [T, vocab] act_dtype values
+ * (after softcap), row t for position n_past + t. For scoring on the device (compare). */
+g4q_status g4q_forward_run_logits(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
+                                  g4q_buf *logits);
+/* FP8 KV-cache emulation (docs/formats.md §7): with k_scale/v_scale [n_layers] (finite, > 0)
+ * every chunk's K and V are rounded through E4M3 at the cache-write point, k = fl32(E4M3(k / ks)
+ * · ks) (backend op fp8_roundtrip), before they are attended to and stored, as an engine with an
+ * FP8 cache computes. NULL turns it off. The backend must have fp8_roundtrip
+ * (G4Q_ERR_UNSUPPORTED otherwise). */
+g4q_status g4q_forward_set_kv_fp8(g4q_forward *f, const float *k_scale, const float *v_scale);
 /* Decode steps (T == 1) on a backend with step positions and graphs (CUDA) are recorded once per
  * KV cache and replayed; on (the default) or off (every op launched one by one, same results
  * bit for bit). */

@@ -160,7 +160,10 @@ static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_tensor *w, in
     G4Q_TRY(expect(f, ws, G4Q_DT_F8_E4M3, out, in / G4Q_NVFP4_BLOCK));
     float v;
     G4Q_TRY(expect_scalar(f, g, &v));
-    if (is) G4Q_TRY(expect_scalar(f, is, &v));
+    if (is) {
+        G4Q_TRY(expect_scalar(f, is, &v));
+        q->input_scale = ct ? 1.0f / v : v;
+    }
     take(f, w), take(f, ws), take(f, g), take(f, is);
     q->format = ct ? G4Q_QL_NVFP4_CT : G4Q_QL_NVFP4_MO;
     q->has_input_scale = is != NULL;
@@ -209,7 +212,10 @@ static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int6
                                 f->label, ws->name, (unsigned long long)i, (double)v);
         }
     }
-    if (is) G4Q_TRY(expect_scalar(f, is, &v));
+    if (is) {
+        G4Q_TRY(expect_scalar(f, is, &v));
+        q->input_scale = v;
+    }
     take(f, w), take(f, ws), take(f, is);
     q->format = per_tensor ? G4Q_QL_FP8_TENSOR : G4Q_QL_FP8_BLOCK;
     q->has_input_scale = is != NULL;
@@ -364,20 +370,25 @@ static g4q_status detect(const finder *f, g4q_qlinear *q, int64_t out, int64_t i
     return G4Q_OK; /* BF16, or absent / wrong: g4q_weights_bind_partial reports it */
 }
 
-/* Marks KV-cache scale tensors (§7) of the layers as used; returns how many. */
-static size_t take_kv_scales(const finder *f, const g4q_config *cfg)
+/* Validates the KV-cache scale tensors (§7) of the layers, keeps their values in q and marks
+ * them as used. */
+static g4q_status take_kv_scales(const finder *f, const g4q_config *cfg, g4q_qlinears *q)
 {
-    size_t n = 0;
     for (int L = 0; L < cfg->n_layers; L++) {
-        char m[G4Q_WEIGHT_NAME_MAX];
-        snprintf(m, sizeof m, "%slayers.%d.self_attn.k_proj", cfg->prefix, L);
-        const g4q_tensor *k = find(f, m, "k_scale");
-        snprintf(m, sizeof m, "%slayers.%d.self_attn.v_proj", cfg->prefix, L);
-        const g4q_tensor *v = find(f, m, "v_scale");
-        n += (k != NULL) + (v != NULL);
-        take(f, k), take(f, v);
+        static const char *const proj[2] = {"k_proj", "v_proj"}, *const key[2] = {"k_scale",
+                                                                                  "v_scale"};
+        float *val[2] = {&q->k_scale[L], &q->v_scale[L]};
+        for (int i = 0; i < 2; i++) {
+            char m[G4Q_WEIGHT_NAME_MAX];
+            snprintf(m, sizeof m, "%slayers.%d.self_attn.%s", cfg->prefix, L, proj[i]);
+            const g4q_tensor *t = find(f, m, key[i]);
+            if (!t) continue;
+            G4Q_TRY(expect_scalar(f, t, val[i]));
+            take(f, t);
+            q->n_kv_scales++;
+        }
     }
-    return n;
+    return G4Q_OK;
 }
 
 static g4q_status detect_all(const finder *f, const g4q_config *cfg, g4q_qlinears *q)
@@ -415,8 +426,7 @@ static g4q_status detect_all(const finder *f, const g4q_config *cfg, g4q_qlinear
         q->count[ql->format]++;
         q->n_input_scales += (size_t)ql->has_input_scale;
     }
-    q->n_kv_scales = take_kv_scales(f, cfg);
-    return G4Q_OK;
+    return take_kv_scales(f, cfg, q);
 }
 
 /* "<module>.weight" of every packed Linear, for g4q_weights_bind_partial. */

@@ -23,11 +23,10 @@
  *                                     ceil(in/128), 1] or [ceil(out/128), ceil(in/128)] is
  *                                     fp8_pb_wo (§4).
  *   otherwise                         BF16 (`<m>.weight` BF16, checked by
- * g4q_weights_bind_partial). Activation scales (input_scale / input_global_scale) are validated and
- * counted but not used: the runtime runs W4A4 / W8A8 checkpoints weight-only, with unquantized
- * activations (as vLLM runs NVFP4 on Hopper, formats.md §9.2). KV-cache scales (§7:
- * self_attn.k_proj.k_scale, self_attn.v_proj.v_scale) are accepted and counted but not used either
- * (the KV cache stays in the backend's activation dtype).
+ * g4q_weights_bind_partial). Activation scales (input_scale / input_global_scale) and KV-cache
+ * scales (§7: self_attn.k_proj.k_scale, self_attn.v_proj.v_scale) are validated and their values
+ * kept; whether they are used is the runtime's choice (src/runtime/session.h, --emulate): the
+ * descriptors are made without an activation quantization (desc.act NONE).
  *
  * Errors name the label (checkpoint folder) and the tensor: G4Q_ERR_SHAPE for a wrong dtype or
  * shape, G4Q_ERR_NUMERIC for a non-finite or non-positive global scale, G4Q_ERR_UNSUPPORTED for
@@ -67,7 +66,10 @@ const char *g4q_qlinear_format_name(g4q_qlinear_format f);
 
 typedef struct g4q_qlinear {
     g4q_qlinear_format format;
-    int has_input_scale;              /* an activation scale is stored (not used) */
+    int has_input_scale;              /* an activation scale is stored */
+    float input_scale; /* its value in ModelOpt's convention (amax / (6 · 448) for NVFP4, amax /
+                          448 for FP8): ModelOpt input_scale, 1 / compressed-tensors
+                          input_global_scale; 0 when absent */
     char module[G4Q_WEIGHT_NAME_MAX]; /* full module name, e.g. "...layers.3.mlp.up_proj" */
     g4q_weight_desc desc; /* format != BF16: ready for weight_bind (name = module); its pointers
                              point into the checkpoint's tensor data */
@@ -85,6 +87,7 @@ typedef struct g4q_qlinears {
     size_t count[G4Q_QL_COUNT]; /* Linear modules per format (layers + multimodal) */
     size_t n_input_scales;      /* quantized Linears with an activation scale */
     size_t n_kv_scales;         /* KV-cache scale tensors present */
+    float k_scale[G4Q_MAX_LAYERS], v_scale[G4Q_MAX_LAYERS]; /* their values; 0 where absent */
 } g4q_qlinears;
 
 /* 0..6 for the projections q, k, v, o, gate, up, down; -1 for other roles. */

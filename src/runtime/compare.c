@@ -7,80 +7,40 @@
 #include "base/progress.h"
 #include "base/sys.h"
 
-/* Per-position results, summed in position order afterwards (deterministic). */
-typedef struct pos_stat {
-    double kl, nll_ref, nll_cand;
-    int agree;
-} pos_stat;
-
 typedef struct cmp_state {
     g4q_session *ref, *cand;
+    g4q_backend *be; /* the one backend both sessions run on */
     int rows;
-    float *la, *lb; /* [rows, vocab] logits of the reference / candidate */
-    pos_stat *ps;   /* [rows] */
+    g4q_buf *la, *lb;   /* [rows, vocab] logits of the reference / candidate, on the backend */
+    double (*st)[5];    /* [rows] per-position statistics (backend.h logit_stats) */
+    double *kl;         /* [n] per-position KL in position order, for the percentile */
     g4q_compare_result *r;
     double kl_sum, nll_ref_sum, nll_cand_sum;
     g4q_progress *bar;
 } cmp_state;
 
-/* log Σ exp(x) in double, and the first argmax. */
-static double lse_argmax(const float *x, int V, int *arg)
+/* Adds the statistics of rows [0, c), row i predicting token tok0 + i, in position order. */
+static g4q_status score(cmp_state *cs, int c, int64_t tok0)
 {
-    double mx = -INFINITY;
-    int a = 0;
-    for (int v = 0; v < V; v++)
-        if (x[v] > mx) {
-            mx = x[v];
-            a = v;
-        }
-    double s = 0.0;
-    for (int v = 0; v < V; v++)
-        s += exp((double)x[v] - mx);
-    *arg = a;
-    return mx + log(s);
-}
-
-static void position(const float *a, const float *b, int V, int32_t target, pos_stat *out)
-{
-    int aa, ab;
-    const double la = lse_argmax(a, V, &aa), lb = lse_argmax(b, V, &ab);
-    double kl = 0.0;
-    for (int v = 0; v < V; v++) {
-        const double lpa = (double)a[v] - la, lpb = (double)b[v] - lb;
-        kl += exp(lpa) * (lpa - lpb);
-    }
-    out->kl = kl;
-    out->agree = aa == ab;
-    out->nll_ref = la - (double)a[target];
-    out->nll_cand = lb - (double)b[target];
-}
-
-/* Scores logits rows [0, c) of both models: row i predicts tgt[i]; tok0 = index of tgt[0]. */
-static g4q_status score(cmp_state *cs, int c, const int32_t *tgt, int64_t tok0)
-{
-    const int V = cs->ref->cfg->vocab_size;
-#pragma omp parallel for schedule(dynamic, 1) if (c > 1)
-    for (int i = 0; i < c; i++)
-        position(cs->la + (size_t)i * V, cs->lb + (size_t)i * V, V, tgt[i], &cs->ps[i]);
     g4q_compare_result *r = cs->r;
     for (int i = 0; i < c; i++) {
-        const pos_stat *p = &cs->ps[i];
-        if (!isfinite(p->kl) || !isfinite(p->nll_ref) || !isfinite(p->nll_cand)) {
-            const char *who = !isfinite(p->nll_ref) ? cs->ref->dir : cs->cand->dir;
+        const double *p = cs->st[i];
+        if (!isfinite(p[0]) || !isfinite(p[1]) || !isfinite(p[2])) {
+            const char *who = !isfinite(p[1]) ? cs->ref->dir : cs->cand->dir;
             return g4q_fail(cs->ref->ctx, G4Q_ERR_NUMERIC,
                             "compare: token %lld: non-finite result (logits of %s contain "
                             "NaN/inf)",
                             (long long)(tok0 + i), who);
         }
-        cs->kl_sum += p->kl;
-        cs->nll_ref_sum += p->nll_ref;
-        cs->nll_cand_sum += p->nll_cand;
-        r->top1_agree += p->agree;
-        if (r->n_scored == 0 || p->kl > r->kl_max) {
-            r->kl_max = p->kl;
+        cs->kl_sum += p[0];
+        cs->nll_ref_sum += p[1];
+        cs->nll_cand_sum += p[2];
+        r->top1_agree += p[3] == p[4];
+        if (r->n_scored == 0 || p[0] > r->kl_max) {
+            r->kl_max = p[0];
             r->kl_max_token = tok0 + i;
         }
-        r->n_scored++;
+        cs->kl[r->n_scored++] = p[0];
     }
     if (cs->bar) g4q_progress_update(cs->bar, (uint64_t)r->n_scored);
     return G4Q_OK;
@@ -91,6 +51,8 @@ static g4q_status score(cmp_state *cs, int c, const int32_t *tgt, int64_t tok0)
 static g4q_status window(cmp_state *cs, const int32_t *ids, int64_t b, int64_t e, int64_t first)
 {
     g4q_session *s[2] = {cs->ref, cs->cand};
+    g4q_buf *lg[2] = {cs->la, cs->lb};
+    const int V = cs->ref->cfg->vocab_size;
     for (int m = 0; m < 2; m++) {
         g4q_kvcache_reset(s[m]->kv);
         if (first - 1 > b)
@@ -98,11 +60,18 @@ static g4q_status window(cmp_state *cs, const int32_t *ids, int64_t b, int64_t e
     }
     for (int64_t p = first - 1; p < e - 1; p += cs->rows) {
         const int c = (int)(e - 1 - p < cs->rows ? e - 1 - p : cs->rows);
-        G4Q_TRY(g4q_forward_run(cs->ref->fwd, cs->ref->kv, ids + p, c, 0, cs->la));
-        G4Q_TRY(g4q_forward_run(cs->cand->fwd, cs->cand->kv, ids + p, c, 0, cs->lb));
-        G4Q_TRY(score(cs, c, ids + p + 1, p + 1));
+        for (int m = 0; m < 2; m++)
+            G4Q_TRY(g4q_forward_run_logits(s[m]->fwd, s[m]->kv, ids + p, c, lg[m]));
+        G4Q_TRY(cs->be->logit_stats(cs->be, cs->la, cs->lb, ids + p + 1, c, V, cs->st));
+        G4Q_TRY(score(cs, c, p + 1));
     }
     return G4Q_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 static g4q_status check_args(g4q_session *ref, g4q_session *cand, const int32_t *ids, int64_t n,
@@ -137,16 +106,24 @@ g4q_status g4q_compare_run(g4q_session *ref, g4q_session *cand, const int32_t *i
 {
     *out = (g4q_compare_result){0};
     const int W = opts->window, S = opts->stride;
+    if (ref->be != cand->be || !ref->be->logit_stats)
+        return g4q_fail(ref->ctx, G4Q_ERR_INVALID,
+                        "compare: %s and %s must run on one backend with logit_stats "
+                        "(g4q_session_opts.backend)",
+                        ref->dir, cand->dir);
     G4Q_TRY(check_args(ref, cand, ids, n, W, S));
+    g4q_backend *be = ref->be;
     const size_t V = (size_t)ref->cfg->vocab_size;
-    cmp_state cs = {.ref = ref, .cand = cand, .rows = opts->rows > 0 ? opts->rows : 16, .r = out};
-    cs.la = malloc((size_t)cs.rows * V * sizeof *cs.la);
-    cs.lb = malloc((size_t)cs.rows * V * sizeof *cs.lb);
-    cs.ps = malloc((size_t)cs.rows * sizeof *cs.ps);
-    g4q_status st = G4Q_OK;
-    if (!cs.la || !cs.lb || !cs.ps)
-        st = g4q_fail(ref->ctx, G4Q_ERR_NOMEM, "compare: out of memory for 2 x %d x %zu logits",
-                      cs.rows, V);
+    int rows = ref->max_chunk < cand->max_chunk ? ref->max_chunk : cand->max_chunk;
+    if (opts->rows > 0 && opts->rows < rows) rows = opts->rows;
+    cmp_state cs = {.ref = ref, .cand = cand, .be = be, .rows = rows, .r = out};
+    g4q_status st = be->buf_alloc(be, be->act_dtype, (size_t)rows * V, &cs.la);
+    if (st == G4Q_OK) st = be->buf_alloc(be, be->act_dtype, (size_t)rows * V, &cs.lb);
+    cs.st = malloc((size_t)rows * sizeof *cs.st);
+    cs.kl = malloc((size_t)n * sizeof *cs.kl);
+    if (st == G4Q_OK && (!cs.st || !cs.kl))
+        st = g4q_fail(ref->ctx, G4Q_ERR_NOMEM, "compare: out of memory for %lld positions",
+                      (long long)n);
     g4q_progress bar;
     if (st == G4Q_OK && opts->progress) {
         cs.bar = &bar;
@@ -163,9 +140,15 @@ g4q_status g4q_compare_run(g4q_session *ref, g4q_session *cand, const int32_t *i
         if (e == n) break;
     }
     if (cs.bar) g4q_progress_end(&bar);
-    free(cs.la);
-    free(cs.lb);
-    free(cs.ps);
+    be->buf_free(be, cs.la);
+    be->buf_free(be, cs.lb);
+    free(cs.st);
+    if (st == G4Q_OK && out->n_scored) {
+        qsort(cs.kl, (size_t)out->n_scored, sizeof *cs.kl, cmp_double);
+        int64_t i = (int64_t)ceil(0.99 * (double)out->n_scored) - 1;
+        out->kl_p99 = cs.kl[i < 0 ? 0 : i];
+    }
+    free(cs.kl);
     if (st != G4Q_OK) return st;
     const double k = out->n_scored ? (double)out->n_scored : 1.0;
     out->n_tokens = n;

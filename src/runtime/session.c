@@ -106,14 +106,112 @@ static void describe_quantization(g4q_session *s, const char *qsrc)
             len += (size_t)snprintf(list + len, sizeof list - len, "%s%zu %s", len ? ", " : "",
                                     q->count[f], g4q_qlinear_format_name((g4q_qlinear_format)f));
     G4Q_INFO(s->ctx, "%s: quantized Linears: %s; %zu BF16", s->dir, list, q->count[G4Q_QL_BF16]);
-    if (q->n_input_scales)
-        G4Q_WARN(s->ctx,
-                 "%s: %zu Linears carry activation scales (W4A4/W8A8): running them "
-                 "weight-only, activations are not quantized (as vLLM runs NVFP4 on Hopper)",
-                 s->dir, q->n_input_scales);
-    if (q->n_kv_scales)
-        G4Q_INFO(s->ctx, "%s: %zu KV-cache scales ignored (the KV cache is not quantized)", s->dir,
-                 q->n_kv_scales);
+}
+
+/* Whether the quantization config declares an FP8 KV cache (session.h). */
+static int declares_fp8_kv(const char *quant_json)
+{
+    cJSON *q = quant_json ? cJSON_Parse(quant_json) : NULL;
+    if (!q) return 0;
+    const cJSON *algo = cJSON_GetObjectItemCaseSensitive(q, "kv_cache_quant_algo");
+    const cJSON *scheme = cJSON_GetObjectItemCaseSensitive(q, "kv_cache_scheme");
+    const int on = (cJSON_IsString(algo) && strcmp(algo->valuestring, "FP8") == 0) ||
+                   (scheme && !cJSON_IsNull(scheme));
+    cJSON_Delete(q);
+    return on;
+}
+
+/* The activation quantization an engine of mode e applies in front of Linear q. */
+static g4q_actq engine_actq(g4q_emulate e, const g4q_qlinear *q)
+{
+    if (e == G4Q_EMULATE_NONE) return G4Q_ACTQ_NONE;
+    switch (q->format) {
+    case G4Q_QL_NVFP4_MO:
+    case G4Q_QL_NVFP4_CT:
+        return e == G4Q_EMULATE_SM100 && q->has_input_scale ? G4Q_ACTQ_NVFP4 : G4Q_ACTQ_NONE;
+    case G4Q_QL_FP8_BLOCK:
+        return G4Q_ACTQ_FP8_GROUP;
+    case G4Q_QL_FP8_TENSOR:
+        return q->has_input_scale ? G4Q_ACTQ_FP8_TENSOR : G4Q_ACTQ_NONE;
+    default:
+        return G4Q_ACTQ_NONE;
+    }
+}
+
+/* Resolves the engine numerics (session.h) and sets every Linear's activation quantization. */
+static void set_emulation(g4q_session *s, g4q_emulate want)
+{
+    g4q_qlinears *q = s->qlin;
+    const int declared = declares_fp8_kv(s->quant_json);
+    int w4a4 = 0;
+    for (int L = 0; L < q->n_layers; L++)
+        for (int i = 0; i < G4Q_MAX_LAYER_LINEARS; i++) {
+            const g4q_qlinear *ql = &q->layers[L][i];
+            w4a4 |= (ql->format == G4Q_QL_NVFP4_MO || ql->format == G4Q_QL_NVFP4_CT) &&
+                    ql->has_input_scale;
+        }
+    if (want == G4Q_EMULATE_AUTO)
+        want = w4a4 ? G4Q_EMULATE_SM100
+                    : (g4q_qlinears_quantized(q) || declared ? G4Q_EMULATE_SM90 : G4Q_EMULATE_NONE);
+    s->emulate = want;
+    s->kv_fp8 = want != G4Q_EMULATE_NONE && declared;
+    size_t n[4] = {0};
+    for (int L = 0; L < q->n_layers; L++)
+        for (int i = 0; i < G4Q_MAX_LAYER_LINEARS; i++) {
+            g4q_qlinear *ql = &q->layers[L][i];
+            if (ql->format == G4Q_QL_BF16) continue;
+            ql->desc.act = engine_actq(want, ql);
+            ql->desc.act_scale = ql->input_scale;
+            n[ql->desc.act]++;
+        }
+    if (!g4q_qlinears_quantized(q) && !declared) return; /* a BF16 model: nothing to say */
+    G4Q_INFO(s->ctx,
+             "%s: emulate %s: activations NVFP4 on %zu Linears, FP8 dynamic 1x128 on %zu, FP8 "
+             "static on %zu, unquantized on %zu; KV cache %s",
+             s->dir, g4q_emulate_name(want), n[G4Q_ACTQ_NVFP4], n[G4Q_ACTQ_FP8_GROUP],
+             n[G4Q_ACTQ_FP8_TENSOR], n[G4Q_ACTQ_NONE],
+             s->kv_fp8 ? (q->n_kv_scales ? "FP8 (calibrated scales)" : "FP8 (scale 1.0)")
+                       : (declared ? "not FP8 (mode none)" : "not quantized"));
+}
+
+/* Turns the FP8 KV cache on when the mode says so, with the checkpoint's scales (1.0 where
+ * absent). */
+static g4q_status set_kv(g4q_session *s)
+{
+    if (!s->kv_fp8) return G4Q_OK;
+    float ks[G4Q_MAX_LAYERS], vs[G4Q_MAX_LAYERS];
+    for (int L = 0; L < s->cfg->n_layers; L++) {
+        ks[L] = s->qlin->k_scale[L] > 0.0f ? s->qlin->k_scale[L] : 1.0f;
+        vs[L] = s->qlin->v_scale[L] > 0.0f ? s->qlin->v_scale[L] : 1.0f;
+    }
+    return g4q_forward_set_kv_fp8(s->fwd, ks, vs);
+}
+
+g4q_status g4q_session_parse_emulate(g4q_ctx *ctx, const char *text, g4q_emulate *out)
+{
+    static const g4q_emulate all[] = {G4Q_EMULATE_AUTO, G4Q_EMULATE_NONE, G4Q_EMULATE_SM90,
+                                      G4Q_EMULATE_SM100};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(text, g4q_emulate_name(all[i])) == 0) {
+            *out = all[i];
+            return G4Q_OK;
+        }
+    return g4q_fail(ctx, G4Q_ERR_USAGE, "--emulate '%s': expected auto, none, sm90 or sm100",
+                    text);
+}
+
+const char *g4q_emulate_name(g4q_emulate e)
+{
+    switch (e) {
+    case G4Q_EMULATE_NONE:
+        return "none";
+    case G4Q_EMULATE_SM90:
+        return "sm90";
+    case G4Q_EMULATE_SM100:
+        return "sm100";
+    default:
+        return "auto";
+    }
 }
 
 g4q_status g4q_session_parse_precision(g4q_ctx *ctx, const char *text, g4q_precision *out)
@@ -135,9 +233,16 @@ const char *g4q_precision_name(g4q_precision p)
 }
 
 /* The backend of the resolved device in the requested precision (see session.h, "Precision"). */
-static g4q_status create_backend(g4q_session *s, g4q_precision want)
+static g4q_status create_backend(g4q_session *s, g4q_precision want, g4q_backend *lent)
 {
     g4q_ctx *ctx = s->ctx;
+    if (lent) {
+        s->be = lent;
+        s->be_borrowed = 1;
+        s->device = strcmp(lent->name, "cpu") == 0 ? G4Q_DEVICE_CPU : G4Q_DEVICE_CUDA;
+        s->precision = lent->act_dtype == G4Q_DT_BF16 ? G4Q_PRECISION_BF16 : G4Q_PRECISION_F32;
+        return G4Q_OK;
+    }
     if (want != G4Q_PRECISION_AUTO && want != G4Q_PRECISION_BF16 && want != G4Q_PRECISION_F32)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "%s: unknown precision %d", s->dir, (int)want);
     if (s->device == G4Q_DEVICE_CUDA) {
@@ -172,18 +277,28 @@ static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
     G4Q_TRY(load_generation_config(s));
     G4Q_TRY(g4q_path_join(ctx, path, sizeof path, s->dir, "tokenizer.json"));
     if (g4q_path_exists(path)) G4Q_TRY(g4q_tok_load(ctx, path, &s->tok));
-    G4Q_TRY(g4q_device_select(ctx, o->device, &s->device, NULL));
-    G4Q_TRY(create_backend(s, o->precision));
+    if (!o->backend) G4Q_TRY(g4q_device_select(ctx, o->device, &s->device, NULL));
+    G4Q_TRY(create_backend(s, o->precision, o->backend));
     if (o->stream_layers)
         return g4q_forward_create_streamed(ctx, s->be, s->cfg, s->weights, s->max_chunk, &s->fwd);
-    return g4q_forward_create_q(ctx, s->be, s->cfg, s->weights, s->qlin, s->max_chunk, &s->fwd);
+    if ((unsigned)o->emulate > G4Q_EMULATE_SM100)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "%s: unknown emulation mode %d", s->dir,
+                        (int)o->emulate);
+    set_emulation(s, o->emulate);
+    G4Q_TRY(g4q_forward_create_q(ctx, s->be, s->cfg, s->weights, s->qlin, s->max_chunk, &s->fwd));
+    /* A GPU holds its own copy of every weight: the mapped pages leave the resident set (they are
+     * paged in again only if read). The CPU backend computes from the mapping itself. */
+    if (s->device == G4Q_DEVICE_CUDA)
+        for (size_t i = 0; i < g4q_ckpt_count(s->ckpt); i++)
+            g4q_ckpt_release(s->ckpt, g4q_ckpt_tensor(s->ckpt, i));
+    return set_kv(s);
 }
 
 g4q_status g4q_session_open(g4q_ctx *ctx, const char *dir, const g4q_session_opts *opts,
                             g4q_session **out)
 {
     *out = NULL;
-    g4q_session_opts defaults = {G4Q_DEVICE_AUTO, 0, G4Q_PRECISION_AUTO, 0};
+    g4q_session_opts defaults = {.device = G4Q_DEVICE_AUTO};
     const g4q_session_opts *o = opts ? opts : &defaults;
     if (o->max_chunk < 0)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "session: max_chunk %d < 0", o->max_chunk);
@@ -221,7 +336,7 @@ void g4q_session_free(g4q_session *s)
     if (!s) return;
     g4q_kvcache_free(s->kv);
     g4q_forward_free(s->fwd);
-    g4q_backend_free(s->be);
+    if (!s->be_borrowed) g4q_backend_free(s->be);
     g4q_tok_free(s->tok);
     g4q_ckpt_close(s->ckpt);
     free(s->weights);

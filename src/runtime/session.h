@@ -15,10 +15,23 @@
  *   generation_config.json   optional: "eos_token_id" (int or list) gives the stop ids (else the
  *                            config's eos id), "suppress_tokens" the ids masked before sampling
  *                            (ids outside [0, vocab) are ignored, docs/gemma4.md §7.4)
- * Quantized checkpoints run weight-only: activation scales (W4A4 / W8A8 input_scale) and KV
- * scales are validated and ignored, which is said once on stderr (WARN level for activations).
- * The quantization config (hf_quant_config.json / config.json) is only read for messages; a
- * folder that declares one but stores every Linear BF16 runs as BF16 with a warning.
+ * Engine numerics (opts.emulate, docs/formats.md §9): a quantized checkpoint runs as an engine
+ * runs it on the chosen GPU generation; every Linear's activation quantization is set on its
+ * weight descriptor (backend.h, src/quant/actq.h) and the KV cache is rounded through FP8:
+ *   NONE   weight-only everywhere (activations and the KV cache in the backend's dtype).
+ *   SM90   Hopper as vLLM runs each format: NVFP4 weight-only (Marlin; input scales ignored),
+ *          INT4 weight-only, fp8_pb_wo as W8A8 with dynamic per-token 1x128 FP8 activations,
+ *          FP8 per-tensor with an input_scale as static W8A8; an FP8 KV cache when declared.
+ *   SM100  Blackwell: as SM90, and NVFP4 Linears with an input scale quantize their
+ *          activations to NVFP4 (W4A4) with it as the global scale.
+ *   AUTO   the export's own target: SM100 when a Linear is NVFP4 W4A4, else SM90 when anything
+ *          is quantized or an FP8 KV cache is declared, else NONE.
+ * "An FP8 KV cache is declared": hf_quant_config.json kv_cache_quant_algo "FP8", or
+ * config.json quantization_config.kv_cache_scheme / kv_cache_quant_algo set. Its scales are the
+ * checkpoint's k_scale / v_scale per layer, 1.0 where absent (a cast cache). The mode used and
+ * what it does are said once on stderr (INFO).
+ * A folder that declares a quantization but stores every Linear BF16 runs as BF16 with a
+ * warning.
  *
  * Device: "auto" takes the CUDA GPU when one is usable (src/backend/device.h), else the CPU
  * backend; "cuda" creates src/backend/cuda/cuda_backend.h's backend (G4Q_ERR_CUDA without a usable
@@ -58,12 +71,23 @@ typedef enum {
     G4Q_PRECISION_F32 = 2   /* CPU, or CUDA's F32 mode */
 } g4q_precision;
 
+/* Engine numerics (see "Engine numerics" above). */
+typedef enum {
+    G4Q_EMULATE_AUTO = 0,
+    G4Q_EMULATE_NONE = 1,
+    G4Q_EMULATE_SM90 = 2,
+    G4Q_EMULATE_SM100 = 3
+} g4q_emulate;
+
 typedef struct g4q_session_opts {
     g4q_device_kind device;  /* requested device: AUTO, CPU or CUDA */
     int max_chunk;           /* tokens per forward chunk (scratch size); 0 = 256 */
     g4q_precision precision; /* requested precision; AUTO (0) = the device's own */
     int stream_layers;       /* bind no layer: a layer-streamed forward (src/model/forward.h),
                                 for calibration; the checkpoint must be all BF16 */
+    g4q_emulate emulate;     /* engine numerics; AUTO (0) = the export's own target */
+    g4q_backend *backend;    /* run on this existing backend (borrowed, must outlive the
+                                session; device and precision are then its own), or NULL */
 } g4q_session_opts;
 
 typedef struct g4q_session {
@@ -77,7 +101,10 @@ typedef struct g4q_session {
     const char *quant_source; /* static: the file quant_json came from, or NULL */
     g4q_device_kind device;   /* the resolved device: CPU or CUDA */
     g4q_precision precision;  /* the resolved precision: BF16 (CUDA) or F32 */
-    g4q_backend *be;          /* owned */
+    g4q_backend *be;          /* owned unless opts.backend lent it */
+    int be_borrowed;          /* be belongs to the caller */
+    g4q_emulate emulate;      /* the resolved engine numerics: NONE, SM90 or SM100 */
+    int kv_fp8;               /* the KV cache runs in FP8 (an engine mode, declared) */
     g4q_forward *fwd;         /* owned */
     g4q_kvcache *kv;          /* owned; NULL until g4q_session_reserve */
     g4q_tok *tok;             /* owned; NULL when the folder has no tokenizer.json */
@@ -92,6 +119,10 @@ typedef struct g4q_session {
 /* Parses "bf16", "fp32" or "auto"; anything else is G4Q_ERR_USAGE naming the value. */
 g4q_status g4q_session_parse_precision(g4q_ctx *ctx, const char *text, g4q_precision *out);
 
+/* Parses "auto", "none", "sm90" or "sm100"; anything else is G4Q_ERR_USAGE naming the value. */
+g4q_status g4q_session_parse_emulate(g4q_ctx *ctx, const char *text, g4q_emulate *out);
+/* "auto", "none", "sm90", "sm100". */
+const char *g4q_emulate_name(g4q_emulate e);
 /* "auto", "bf16", "fp32". */
 const char *g4q_precision_name(g4q_precision p);
 

@@ -92,6 +92,7 @@ static g4q_status cpu_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q
                         "cpu backend: weight '%s': unknown format %d", name, (int)d->format);
     if (d->rows <= 0 || d->cols <= 0 || !d->data)
         return g4q_fail(be->ctx, G4Q_ERR_INVALID, "cpu backend: weight '%s': empty", name);
+    G4Q_TRY(g4q_weight_desc_check_act(be->ctx, "cpu", d));
     g4q_bweight *w = calloc(1, sizeof *w);
     if (!w) return g4q_fail(be->ctx, G4Q_ERR_NOMEM, "cpu backend: weight '%s'", name);
     w->format = d->format;
@@ -99,6 +100,8 @@ static g4q_status cpu_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q
     w->cols = d->cols;
     w->data = d->data;
     w->name = name;
+    w->act = d->act;
+    w->act_scale = d->act_scale;
     if (d->format != G4Q_WF_BF16) {
         g4q_status st = g4q_cpu_bind_packed(be, d, w);
         if (st != G4Q_OK) {
@@ -229,6 +232,30 @@ static g4q_status cpu_amax(g4q_backend *be, const g4q_buf *x, size_t count, floa
     return G4Q_OK;
 }
 
+static g4q_status cpu_fp8_roundtrip(g4q_backend *be, g4q_buf *x, size_t count, float scale)
+{
+    if (count > x->count || !(scale > 0.0f))
+        return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu fp8_roundtrip: %zu values, scale %g",
+                        count, (double)scale);
+    float *d = x->data;
+#pragma omp parallel for num_threads(g4q_cpu_threads(be, count)) schedule(static)
+    for (size_t i = 0; i < count; i++)
+        d[i] = g4q_fp8_roundtrip(d[i], scale);
+    return G4Q_OK;
+}
+
+static g4q_status cpu_logit_stats(g4q_backend *be, const g4q_buf *a, const g4q_buf *b,
+                                  const int32_t *target, int rows, int V, double (*out)[5])
+{
+    if ((size_t)rows * (size_t)V > a->count || (size_t)rows * (size_t)V > b->count)
+        return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu logit_stats: %d rows out of range", rows);
+#pragma omp parallel for num_threads(g4q_cpu_threads(be, (size_t)rows *(size_t)V)) schedule(static)
+    for (int r = 0; r < rows; r++)
+        g4q_logit_row_stats(a->data + (size_t)r * (size_t)V, b->data + (size_t)r * (size_t)V, V,
+                            target[r], out[r]);
+    return G4Q_OK;
+}
+
 g4q_status g4q_backend_cpu_create(g4q_ctx *ctx, g4q_backend **out)
 {
     *out = NULL;
@@ -256,6 +283,8 @@ g4q_status g4q_backend_cpu_create(g4q_ctx *ctx, g4q_backend **out)
     be->softcap = cpu_softcap;
     be->embed = cpu_embed;
     be->amax = cpu_amax;
+    be->fp8_roundtrip = cpu_fp8_roundtrip;
+    be->logit_stats = cpu_logit_stats;
     *out = be;
     return G4Q_OK;
 }

@@ -29,6 +29,8 @@ struct g4q_bweight {
      * [256] fp32 E4M3 values. NULL for BF16 and INT4. */
     float *lut;
     const char *name;
+    g4q_actq act;    /* activation quantization applied by the matmul (src/quant/actq.h) */
+    float act_scale; /* its scale */
 };
 
 /* Widens rows [r0, r0+nr) of W to fp32 wf[nr, cols] (cpu_weights.c), the values of g4q_wformat. */

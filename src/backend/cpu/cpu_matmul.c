@@ -8,9 +8,13 @@
  * outputs for every token, four rows at a time so each x value loaded feeds four accumulators.
  * The inner loops are `omp simd` reductions, so each dot product is summed in several fp32
  * partial sums (a reduction order different from a plain loop, same precision class).
+ *
+ * A weight bound with an activation quantization (src/quant/actq.h) first quantizes a copy of x
+ * row by row, runs the same GEMM on it and multiplies the outputs by the mode's alpha.
  */
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
 
@@ -59,6 +63,19 @@ g4q_status g4q_cpu_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g
                         "do not fit the buffers",
                         w->name, (long long)out, (long long)in, n);
     if (n == 0) return G4Q_OK;
+    const float *xd = x->data;
+    float *xq = NULL;
+    if (w->act != G4Q_ACTQ_NONE) {
+        xq = malloc((size_t)n * (size_t)in * sizeof *xq);
+        if (!xq)
+            return g4q_fail(be->ctx, G4Q_ERR_NOMEM, "cpu matmul: weight '%s': no scratch memory",
+                            w->name);
+        memcpy(xq, x->data, (size_t)n * (size_t)in * sizeof *xq);
+#pragma omp parallel for num_threads(g4q_cpu_threads(be, (size_t)n *(size_t)in)) schedule(static)
+        for (int i = 0; i < n; i++)
+            g4q_actq_row(w->act, w->act_scale, xq + (int64_t)i * in, in);
+        xd = xq;
+    }
     const int64_t nblk = (out + MM_ROWS - 1) / MM_ROWS;
     int failed = 0;
 #pragma omp parallel num_threads(g4q_cpu_threads(be, (size_t)n *(size_t)out *(size_t)in))          \
@@ -75,10 +92,15 @@ g4q_status g4q_cpu_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g
             const int nr = (int)(out - r0 < MM_ROWS ? out - r0 : MM_ROWS);
             g4q_cpu_decode_rows(w, r0, nr, wf);
             for (int i = 0; i < n; i++)
-                block_token(wf, nr, x->data + (int64_t)i * in, in, y->data + (int64_t)i * out + r0);
+                block_token(wf, nr, xd + (int64_t)i * in, in, y->data + (int64_t)i * out + r0);
         }
         free(wf);
     }
+    free(xq);
+    const float alpha = g4q_actq_alpha(w->act, w->act_scale);
+    if (alpha != 1.0f)
+        for (size_t i = 0; i < (size_t)n * (size_t)out; i++)
+            y->data[i] *= alpha;
     if (failed)
         return g4q_fail(be->ctx, G4Q_ERR_NOMEM, "cpu matmul: weight '%s': no scratch memory",
                         w->name);

@@ -192,12 +192,15 @@ g4q_status g4q_cuda_weight_new(g4q_backend *be, const g4q_weight_desc *d, g4q_bw
     *out = NULL;
     if (d->rows <= 0 || d->cols <= 0 || !d->data)
         return g4q_fail(be->ctx, G4Q_ERR_INVALID, "cuda backend: weight '%s': empty", name);
+    G4Q_TRY(g4q_weight_desc_check_act(be->ctx, "cuda", d));
     g4q_bweight *w = (g4q_bweight *)calloc(1, sizeof *w);
     if (!w) return g4q_fail(be->ctx, G4Q_ERR_NOMEM, "cuda backend: weight '%s'", name);
     w->format = d->format;
     w->rows = d->rows;
     w->cols = d->cols;
     w->name = name;
+    w->act = d->act;
+    w->act_scale = d->act_scale;
     *out = w;
     return G4Q_OK;
 }
@@ -337,6 +340,8 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->softcap = g4q_cuda_softcap;
     be->embed = g4q_cuda_embed;
     be->amax = g4q_cuda_amax;
+    be->fp8_roundtrip = g4q_cuda_fp8_roundtrip;
+    be->logit_stats = g4q_cuda_logit_stats;
     be->mem_peak = cuda_mem_peak;
     be->matmul3 = g4q_cuda_matmul3;
     be->matmul_geglu = g4q_cuda_matmul_geglu;

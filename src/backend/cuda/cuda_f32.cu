@@ -53,11 +53,12 @@ g4q_status g4q_cuda_weight_bind_f32(g4q_backend *be, const g4q_weight_desc *d, g
     g4q_ctx *ctx = be->ctx;
     *out = NULL;
     const char *name = d->name ? d->name : "(unnamed)";
-    if (d->format != G4Q_WF_BF16)
+    if (d->format != G4Q_WF_BF16 || d->act != G4Q_ACTQ_NONE)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
-                        "cuda backend (fp32): weight '%s': format %s is not supported in fp32 "
+                        "cuda backend (fp32): weight '%s': format %s%s is not supported in fp32 "
                         "mode (only BF16 weights, widened to fp32)",
-                        name, g4q_wformat_name(d->format));
+                        name, g4q_wformat_name(d->format),
+                        d->act != G4Q_ACTQ_NONE ? " with activation quantization" : "");
     g4q_bweight *w;
     G4Q_TRY(g4q_cuda_weight_new(be, d, &w));
     const size_t n = (size_t)d->rows * (size_t)d->cols;

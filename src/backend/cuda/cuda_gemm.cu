@@ -179,7 +179,8 @@ template <bool GEGLU> static g4q_status launch_gemv(g4q_backend *be, const gemv_
 /* The GEMV applies: n small, bf16 weight with 16-byte rows. */
 static bool gemv_ok(const g4q_bweight *w, int n)
 {
-    return n >= 1 && n <= GEMV_MAX_N && w->format == G4Q_WF_BF16 && w->cols % 8 == 0 &&
+    return n >= 1 && n <= GEMV_MAX_N && w->format == G4Q_WF_BF16 && w->act == G4Q_ACTQ_NONE &&
+           w->cols % 8 == 0 &&
            w->cols / 8 <= INT32_MAX;
 }
 
@@ -205,7 +206,8 @@ g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const 
                         "cuda matmul: weight '%s' [%lld, %lld]: %d rows do not fit the buffers",
                         w->name, (long long)out, (long long)in, n);
     if (n == 0) return G4Q_OK;
-    if (w->format != G4Q_WF_BF16) return g4q_cuda_qmatmul(be, y, x, w, n); /* cuda_qgemm.cu */
+    if (w->format != G4Q_WF_BF16 || w->act != G4Q_ACTQ_NONE)
+        return g4q_cuda_qmatmul(be, y, x, w, n); /* cuda_qgemm.cu */
     if (gemv_ok(w, n)) return launch_gemv<false>(be, gemv_one(y, x, w), n);
     if (out > INT32_MAX || in > INT32_MAX)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda matmul: weight '%s' too large for cuBLAS",

@@ -33,6 +33,9 @@ struct g4q_bweight {
     float qg, qr; /* NVFP4: the stored scale2 and, for the reciprocal form, fl32(1/scale2) */
     int qmode;    /* NVFP4: how the GEMV applies scale2 (cuda_qgemm.cu) */
     int group;    /* INT4: inputs per scale */
+    float qtensor; /* FP8 per tensor: the one scale (the grid in qscale repeats it); 0 otherwise */
+    g4q_actq act;    /* activation quantization of the matmul (backend.h, src/quant/actq.h) */
+    float act_scale; /* its scale */
 };
 
 #define G4Q_CUDA_STEP_MAX_HEADS 1024 /* query heads the decode attention supports */
@@ -179,7 +182,8 @@ g4q_status g4q_cuda_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const 
                            int n);
 /* Packed weights (cuda_qgemm.cu): binding of the NVFP4 / FP8_BLOCK / INT4 formats of backend.h
  * (G4Q_ERR_UNSUPPORTED outside the bf16 mode), release of their device memory (not of w itself),
- * and the matmul for such a weight (bf16 x and y; buffers already checked by the caller). */
+ * and the matmul for such a weight or for any weight with an activation quantization (bf16 x
+ * and y; buffers already checked by the caller). */
 g4q_status g4q_cuda_qweight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out);
 void g4q_cuda_qweight_release(g4q_backend *be, g4q_bweight *w);
 g4q_status g4q_cuda_qmatmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
@@ -201,6 +205,10 @@ g4q_status g4q_cuda_softcap(g4q_backend *be, g4q_buf *x, size_t count, float cap
 g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table, const int32_t *ids,
                           int T, float scale);
 g4q_status g4q_cuda_amax(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
+/* Evaluation ops (cuda_eval.cu): backend.h fp8_roundtrip and logit_stats. */
+g4q_status g4q_cuda_fp8_roundtrip(g4q_backend *be, g4q_buf *x, size_t count, float scale);
+g4q_status g4q_cuda_logit_stats(g4q_backend *be, const g4q_buf *a, const g4q_buf *b,
+                                const int32_t *target, int rows, int V, double (*out)[5]);
 
 g4q_status g4q_cuda_matmul3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *y0,
                             const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1, g4q_buf *y2,

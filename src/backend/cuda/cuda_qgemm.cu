@@ -29,10 +29,18 @@
 // has checked, for every one of the 2040 possible finite t, that this gives the same bits as the
 // division; otherwise the kernel divides (__fdiv_rn).
 //
-// Prefill (larger n, or other shapes): the weight is dequantized QG_SLICE_ELEMS elements' worth of
-// rows at a time into an fp32 slice of the backend scratch (the same exact decoding, via
-// quant/codecs.h), x is widened to fp32 once, cuBLAS SGEMM (CUBLAS_COMPUTE_32F, no TF32) writes
-// each slice's columns of an fp32 [n, rows] result, which is rounded to bf16 at the end.
+// Prefill (larger n, other shapes, or any weight with an activation quantization): tensor cores.
+// The weight is widened QG_SLICE_ELEMS elements' worth of rows at a time into a bf16 slice of the
+// backend scratch, and cuBLAS (bf16 inputs, CUBLAS_COMPUTE_32F) writes that slice's columns of the
+// bf16 [n, rows] result, with the factor every element shares in its alpha:
+//   NVFP4   slice E2M1 · E4M3 (exact in bf16); alpha scale2 (compressed-tensors: fl32(1/global))
+//   FP8     per tensor: slice E4M3 (exact), alpha the scale; blocks: bf16(E4M3 · scale)
+//   INT4    bf16(q · scale)                     (the rounding Marlin-class kernels make too)
+//   BF16    the weight itself (only reached with an activation quantization)
+// With an activation quantization, Q(x) of src/quant/actq.h is first written to a bf16 scratch
+// (one thread per block / group / value; exact for NVFP4 and FP8 per tensor) and alpha takes its
+// factor too, so NVFP4 W4A4 runs as the engine's E2M1 · E4M3 products with alpha = input_scale ·
+// scale2. The decode GEMVs above stay exact fp32 decoders.
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
@@ -41,13 +49,14 @@
 #include <cstring>
 
 #include "backend/cuda/cuda_internal.h"
+#include "quant/actq.h"
 #include "quant/codecs.h"
 
 #define QG_MAX_N 4
 #define QG_WARPS 8
 #define QG_UNROLL 4
 #define QG_CHUNK 16                           /* weights per lane step */
-#define QG_SLICE_ELEMS ((size_t)16 << 20)     /* prefill: fp32 weight slice, 64 MB */
+#define QG_SLICE_ELEMS ((size_t)32 << 20)     /* prefill: bf16 weight slice, 64 MB */
 #define QG_ALIGN(b) (((b) + 255) / 256 * 256) /* scratch partition alignment */
 
 /* NVFP4 division modes (g4q_bweight.qmode). */
@@ -278,54 +287,67 @@ static g4q_status qgemv(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q
     return G4Q_OK;
 }
 
-/* ---- prefill: dequantize a slice of rows to fp32, SGEMM ---- */
+/* ---- prefill: widen a slice of rows to bf16, tensor-core GEMM ---- */
 
-/* One weight value, decoded with the src/quant codecs exactly as the CPU backend does. */
+/* One weight value as the slice holds it (see the file comment: the shared factor is left out). */
 template <int FMT>
-static __device__ __forceinline__ float qvalue(const qgemv_args &a, int64_t cols, int recip,
-                                               int64_t r, int64_t c)
+static __device__ __forceinline__ float qslice_value(const qgemv_args &a, int64_t cols, int tensor,
+                                                     int64_t r, int64_t c)
 {
     if (FMT == G4Q_WF_NVFP4) {
         const uint8_t b = reinterpret_cast<const uint8_t *>(a.data)[r * (cols / 2) + c / 2];
         const uint8_t sb = reinterpret_cast<const uint8_t *>(
             a.scale)[r * (cols / G4Q_NVFP4_BLOCK) + c / G4Q_NVFP4_BLOCK];
-        const float t =
-            G4Q_FMUL(g4q_e2m1_decode((uint8_t)((c & 1) ? b >> 4 : b & 15u)), g4q_e4m3_decode(sb));
-        return recip ? G4Q_FDIV(t, a.g) : G4Q_FMUL(t, a.g);
+        return G4Q_FMUL(g4q_e2m1_decode((uint8_t)((c & 1) ? b >> 4 : b & 15u)),
+                        g4q_e4m3_decode(sb));
     } else if (FMT == G4Q_WF_FP8_BLOCK) {
-        const uint8_t q = reinterpret_cast<const uint8_t *>(a.data)[r * cols + c];
-        const float s = reinterpret_cast<const float *>(
-            a.scale)[(r / G4Q_FP8_BLOCK) * a.nsc + c / G4Q_FP8_BLOCK];
-        return G4Q_FMUL(g4q_e4m3_decode(q), s);
-    } else {
+        const float q = g4q_e4m3_decode(reinterpret_cast<const uint8_t *>(a.data)[r * cols + c]);
+        if (tensor) return q;
+        return G4Q_FMUL(
+            q, reinterpret_cast<const float *>(a.scale)[(r / G4Q_FP8_BLOCK) * a.nsc + c / G4Q_FP8_BLOCK]);
+    } else if (FMT == G4Q_WF_INT4) {
         const uint32_t wd =
             reinterpret_cast<const uint32_t *>(a.data)[r * (cols / G4Q_INT4_PER_I32) + c / 8];
         const int q = (int)((wd >> (4 * (c & 7))) & 15u) - 8;
-        const float s = reinterpret_cast<const float *>(a.scale)[r * a.nsc + c / a.group];
-        return G4Q_FMUL((float)q, s);
+        return G4Q_FMUL((float)q, reinterpret_cast<const float *>(a.scale)[r * a.nsc + c / a.group]);
     }
+    return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(a.data)[r * cols + c]);
 }
 
 template <int FMT>
-static __global__ void qdequant_kernel(const qgemv_args a, int64_t cols, int recip, int64_t r0,
-                                       size_t count, float *out)
+static __global__ void qslice_kernel(const qgemv_args a, int64_t cols, int tensor, int64_t r0,
+                                     size_t count, __nv_bfloat16 *out)
 {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= count) return;
     const int64_t r = r0 + (int64_t)(i / (size_t)cols), c = (int64_t)(i % (size_t)cols);
-    out[i] = qvalue<FMT>(a, cols, recip, r, c);
+    out[i] = __float2bfloat16_rn(qslice_value<FMT>(a, cols, tensor, r, c));
 }
 
-static __global__ void bf16_to_f32_kernel(const __nv_bfloat16 *x, float *o, size_t count)
+/* Q(x) of src/quant/actq.h without its alpha, one thread per unit of a row. */
+static __global__ void actq_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *xq, int64_t rows,
+                                   int64_t cols, g4q_actq mode, float s)
 {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < count) o[i] = __bfloat162float(x[i]);
+    const int unit = g4q_actq_unit(mode);
+    const int64_t per_row = (cols + unit - 1) / unit;
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * per_row) return;
+    const int64_t c0 = (i % per_row) * unit, off = (i / per_row) * cols + c0;
+    const int n = (int)(cols - c0 < unit ? cols - c0 : unit);
+    float v[G4Q_ACTQ_FP8_GROUP_SIZE];
+    for (int j = 0; j < n; j++)
+        v[j] = __bfloat162float(x[off + j]);
+    g4q_actq_unit_apply(mode, s, v, n);
+    for (int j = 0; j < n; j++)
+        xq[off + j] = __float2bfloat16_rn(v[j]);
 }
 
-static __global__ void f32_to_bf16_kernel(const float *x, __nv_bfloat16 *o, size_t count)
+/* The factor every element of the slice shares (file comment). */
+static float qslice_alpha(const g4q_bweight *w)
 {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < count) o[i] = __float2bfloat16_rn(x[i]);
+    if (w->format == G4Q_WF_NVFP4) return w->qmode == QG_MUL ? w->qg : 1.0f / w->qg;
+    if (w->format == G4Q_WF_FP8_BLOCK && w->qtensor > 0.0f) return w->qtensor;
+    return 1.0f;
 }
 
 static g4q_status qgemm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w, int n)
@@ -336,50 +358,53 @@ static g4q_status qgemm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q
     if (out > INT32_MAX || in > INT32_MAX)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda matmul: weight '%s' too large for cuBLAS",
                         w->name);
-    int64_t slice = (int64_t)(QG_SLICE_ELEMS / (size_t)in);
+    int64_t slice = w->format == G4Q_WF_BF16 ? out : (int64_t)(QG_SLICE_ELEMS / (size_t)in);
     if (slice < 128) slice = 128;
     if (slice > out) slice = out;
-    const size_t xs_b = QG_ALIGN((size_t)n * (size_t)in * sizeof(float));
-    const size_t ys_b = QG_ALIGN((size_t)n * (size_t)out * sizeof(float));
-    const size_t wf_b = QG_ALIGN((size_t)slice * (size_t)in * sizeof(float));
+    const size_t nx = (size_t)n * (size_t)in;
+    const size_t xq_b = w->act != G4Q_ACTQ_NONE ? QG_ALIGN(nx * 2) : 0;
+    const size_t ws_b = w->format != G4Q_WF_BF16 ? QG_ALIGN((size_t)slice * (size_t)in * 2) : 0;
     void *scr = NULL;
-    G4Q_TRY(g4q_cuda_scratch(be, xs_b + ys_b + wf_b, &scr));
-    float *xs = (float *)scr, *ys = (float *)((char *)scr + xs_b),
-          *wf = (float *)((char *)scr + xs_b + ys_b);
-    const size_t nx = (size_t)n * (size_t)in, ny = (size_t)n * (size_t)out;
-    bf16_to_f32_kernel<<<g4q_cuda_blocks(nx, 256), 256, 0, s->stream>>>(
-        (const __nv_bfloat16 *)x->data, xs, nx);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    if (xq_b + ws_b) G4Q_TRY(g4q_cuda_scratch(be, xq_b + ws_b, &scr));
+    const void *xin = x->data;
+    if (w->act != G4Q_ACTQ_NONE) {
+        const int64_t units = (int64_t)n * ((in + g4q_actq_unit(w->act) - 1) / g4q_actq_unit(w->act));
+        actq_kernel<<<g4q_cuda_blocks((size_t)units, 128), 128, 0, s->stream>>>(
+            (const __nv_bfloat16 *)x->data, (__nv_bfloat16 *)scr, n, in, w->act, w->act_scale);
+        G4Q_CUDA_CHECK(cudaGetLastError());
+        xin = scr;
+    }
+    __nv_bfloat16 *ws = (__nv_bfloat16 *)((char *)scr + xq_b);
     qgemv_args a = {};
     a.data = w->data;
     a.scale = w->qscale;
     a.group = w->group;
     a.nsc = (int)(w->format == G4Q_WF_FP8_BLOCK ? (in + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK
                                                 : (w->group ? in / w->group : 0));
-    a.g = w->qg;
-    const int recip = w->qmode != QG_MUL;
-    const float alpha = 1.0f, beta = 0.0f;
+    const int tensor = w->qtensor > 0.0f;
+    const float alpha = qslice_alpha(w) * g4q_actq_alpha(w->act, w->act_scale), beta = 0.0f;
     for (int64_t r0 = 0; r0 < out; r0 += slice) {
         const int64_t nr = out - r0 < slice ? out - r0 : slice;
         const size_t cnt = (size_t)nr * (size_t)in;
         const unsigned blocks = g4q_cuda_blocks(cnt, 256);
+        const void *wsl = (const char *)w->data + (size_t)r0 * (size_t)in * 2; /* BF16 rows */
         if (w->format == G4Q_WF_NVFP4)
-            qdequant_kernel<G4Q_WF_NVFP4><<<blocks, 256, 0, s->stream>>>(a, in, recip, r0, cnt, wf);
+            qslice_kernel<G4Q_WF_NVFP4><<<blocks, 256, 0, s->stream>>>(a, in, tensor, r0, cnt, ws);
         else if (w->format == G4Q_WF_FP8_BLOCK)
-            qdequant_kernel<G4Q_WF_FP8_BLOCK>
-                <<<blocks, 256, 0, s->stream>>>(a, in, recip, r0, cnt, wf);
-        else
-            qdequant_kernel<G4Q_WF_INT4><<<blocks, 256, 0, s->stream>>>(a, in, recip, r0, cnt, wf);
-        G4Q_CUDA_CHECK(cudaGetLastError());
+            qslice_kernel<G4Q_WF_FP8_BLOCK>
+                <<<blocks, 256, 0, s->stream>>>(a, in, tensor, r0, cnt, ws);
+        else if (w->format == G4Q_WF_INT4)
+            qslice_kernel<G4Q_WF_INT4><<<blocks, 256, 0, s->stream>>>(a, in, tensor, r0, cnt, ws);
+        if (w->format != G4Q_WF_BF16) {
+            G4Q_CUDA_CHECK(cudaGetLastError());
+            wsl = ws;
+        }
         /* Column-major view: Yᵀ[r0 .. r0+nr, n] (ldc = out) = (slice as [in, nr])ᵀ · Xᵀ[in, n]. */
         G4Q_CUBLAS_CHECK(cublasGemmEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)in,
-                                      &alpha, wf, CUDA_R_32F, (int)in, xs, CUDA_R_32F, (int)in,
-                                      &beta, ys + r0, CUDA_R_32F, (int)out, CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT));
+                                      &alpha, wsl, CUDA_R_16BF, (int)in, xin, CUDA_R_16BF, (int)in,
+                                      &beta, (__nv_bfloat16 *)y->data + r0, CUDA_R_16BF, (int)out,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
-    f32_to_bf16_kernel<<<g4q_cuda_blocks(ny, 256), 256, 0, s->stream>>>(
-        ys, (__nv_bfloat16 *)y->data, ny);
-    G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }
 
@@ -392,7 +417,8 @@ g4q_status g4q_cuda_qmatmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const
                         "cuda matmul: weight '%s': %s weights need bf16 activations", w->name,
                         g4q_wformat_name(w->format));
     if (n == 0) return G4Q_OK;
-    if (n <= QG_MAX_N && w->cols % QG_CHUNK == 0 && w->cols / QG_CHUNK <= INT32_MAX)
+    if (w->format != G4Q_WF_BF16 && w->act == G4Q_ACTQ_NONE && n <= QG_MAX_N &&
+        w->cols % QG_CHUNK == 0 && w->cols / QG_CHUNK <= INT32_MAX)
         return qgemv(be, y, x, w, n);
     return qgemm(be, y, x, w, n);
 }
@@ -503,6 +529,7 @@ static g4q_status bind_fp8(g4q_backend *be, const g4q_weight_desc *d, g4q_bweigh
         sc[i] = host_f32(d->scale, (d->flags & G4Q_WD_FP8_PER_TENSOR) ? 0 : i);
     w->bytes = (size_t)d->rows * (size_t)d->cols;
     w->qscale_bytes = nbr * nbc * sizeof(float);
+    if (d->flags & G4Q_WD_FP8_PER_TENSOR) w->qtensor = sc[0];
     g4q_status st = upload_new(be, d->data, w->bytes, w->name, (void **)&w->data);
     if (st == G4Q_OK) st = upload_new(be, sc, w->qscale_bytes, w->name, &w->qscale);
     free(sc);
