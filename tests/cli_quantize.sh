@@ -28,13 +28,7 @@ expect_error() {
     ok "$what: $(grep -m1 error "$T/err.txt")"
 }
 
-PY=${G4Q_PYTHON:-python3}
-# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
-need_py() {
-    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
-run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
-the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
-}
+. "$2/tests/python_oracle.sh" # PY, need_py
 need_py numpy
 
 "$B/gemma4q-mkmodel" --preset tiny --seed 3 --out "$T/m" --quiet >/dev/null

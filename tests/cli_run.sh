@@ -14,13 +14,7 @@ trap 'rm -rf "$T"' EXIT
 pass=0
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
 fail() { echo "FAIL: $*"; exit 1; }
-PY=${G4Q_PYTHON:-python3}
-# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
-need_py() {
-    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
-run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
-the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
-}
+. "$2/tests/python_oracle.sh" # PY, need_py
 need_py "numpy, tokenizers"
 M=$T/tiny
 "$MK" --preset tiny --seed 3 --out "$M" --quiet >/dev/null

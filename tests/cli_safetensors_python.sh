@@ -7,13 +7,7 @@ set -euo pipefail
 BUILD=$1
 SRC=$2
 fail() { echo "FAIL: $*"; exit 1; }
-PY=${G4Q_PYTHON:-python3}
-# need_py MODULES: the oracle's Python modules import, or the test fails saying what to install.
-need_py() {
-    "$PY" -c "import $1" 2>/dev/null || fail "the Python oracle needs $1, which $PY cannot import: \
-run scripts/install-deps.sh (it puts numpy, tokenizers, safetensors in .venv, which CMake hands to \
-the tests), or point G4Q_PYTHON at a python3 that has them (cmake -DG4Q_PYTHON=PATH)"
-}
+. "$2/tests/python_oracle.sh" # PY, need_py
 need_py "safetensors, numpy"
 T="$BUILD/test_safetensors"
 if [ ! -x "$T" ]; then
