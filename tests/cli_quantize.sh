@@ -3,7 +3,8 @@
 # (scripts/check/decode_export.py; fails when numpy is missing); --dry-run writes nothing; --json
 # writes a valid report; the same recipe in another process with --threads 1 and 2 gives
 # byte-identical files; bad inputs fail clearly and leave nothing; a
-# sharded input gives the same tensor hashes as the single file.
+# sharded input gives the same tensor hashes as the single file; a compressed-tensors MLP-only
+# export ignores the absent v_proj of k_eq_v layers, and --check refuses it without that entry.
 # Usage: bash cli_quantize.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 B=$1
@@ -131,5 +132,35 @@ if "$I" --check "$T/broken" >"$T/broken.txt" 2>&1; then fail "--check passed a b
 grep -q 'PROBLEM \[excludes-cover\] model.embed_audio.embedding_projection' "$T/broken.txt" ||
     fail "--check: $(cat "$T/broken.txt")"
 ok "--check fails on an ignore list without embed_audio"
+
+# --- compressed-tensors, MLP only: the absent v_proj of k_eq_v layers is ignored like q/k_proj ---
+# (vLLM looks up q_proj, k_proj and v_proj of a fused qkv_proj in `ignore` and refuses the model
+# when they disagree, even where v_proj has no tensor.)
+printf '%s\n' 'name: ct-int4-mlp' 'export: compressed-tensors' 'rules:' \
+    '  - pattern: "model.language_model.layers.*.mlp.*_proj"' '    weights: int4' >"$T/ct-mlp.yaml"
+"$Q" --model "$T/m" --recipe "$T/ct-mlp.yaml" --out "$T/ct-mlp" --quiet 2>/dev/null ||
+    fail "ct-int4-mlp: quantize failed"
+"$I" --check "$T/ct-mlp" >"$T/ct-mlp.check" ||
+    fail "ct-int4-mlp: inspect --check: $(cat "$T/ct-mlp.check")"
+cp -r "$T/ct-mlp" "$T/ct-mlp-broken"
+"$PY" - "$T/ct-mlp/config.json" "$T/ct-mlp-broken/config.json" <<'EOF' || fail "ct-int4-mlp ignore"
+import json, sys
+c = json.load(open(sys.argv[1]))
+tc, ignore = c["text_config"], c["quantization_config"]["ignore"]
+full = [i for i, t in enumerate(tc["layer_types"]) if t == "full_attention"]
+assert tc["attention_k_eq_v"] and full, "the tiny model has k_eq_v full layers"
+absent = ["model.language_model.layers.%d.self_attn.v_proj" % i for i in full]
+missing = [a for a in absent if a not in ignore]
+assert not missing, "ignore lacks the absent v_proj of k_eq_v layers: %s" % missing
+ignore.remove(absent[0])
+json.dump(c, open(sys.argv[2], "w"), indent=2)
+EOF
+if "$I" --check "$T/ct-mlp-broken" >"$T/ct-mlp-broken.txt" 2>&1; then
+    fail "--check passed a CT ignore list without an absent v_proj"
+fi
+grep -q 'PROBLEM \[fused-ignore\] model.language_model.layers.5.self_attn.v_proj' \
+    "$T/ct-mlp-broken.txt" ||
+    fail "--check: $(cat "$T/ct-mlp-broken.txt")"
+ok "ct-int4-mlp: ignore names the absent v_proj of k_eq_v layers; --check fails without it"
 
 echo "$pass passed, 0 failed"

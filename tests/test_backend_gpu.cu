@@ -319,6 +319,8 @@ static void test_attention(pair_be p)
         {1024, 0, 1, 2, 1, 256, 1024},      /* first token */
         {16, 40, 33, 2, 2, 10, 16},         /* head_dim not a multiple of 8 (scalar path) */
         {7, 3, 1, 3, 3, 64, 0},             /* MHA, tiny */
+        {512, 0, 300, 8, 4, 128, 128},      /* tensor-core path: window inside a long chunk */
+        {256, 400, 100, 8, 2, 64, 128},     /* tensor-core path: wrapped ring + chunk, fp32 sum */
     };
     for (auto &c : cases)
         test_attention_case(p, c);

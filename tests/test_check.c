@@ -352,9 +352,41 @@ static void test_fp8_block(g4q_ctx *ctx, const char *dir)
     unload(&l);
 }
 
+static cJSON *ct_ignore(loaded *l)
+{
+    return cJSON_GetObjectItem(cJSON_GetObjectItem(l->config, "quantization_config"), "ignore");
+}
+
+static int ignore_has(loaded *l, const char *name)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ct_ignore(l)) if (strcmp(e->valuestring, name) == 0) return 1;
+    return 0;
+}
+
+/* Removes every ignore entry containing `substr`; returns how many (not inside CHECK_EQ_INT, which
+ * evaluates its arguments twice). */
+static int ignore_remove(loaded *l, const char *substr)
+{
+    cJSON *ig = ct_ignore(l);
+    int removed = 0;
+    for (int i = cJSON_GetArraySize(ig) - 1; i >= 0; i--)
+        if (strstr(cJSON_GetArrayItem(ig, i)->valuestring, substr)) {
+            cJSON_DeleteItemFromArray(ig, i);
+            removed++;
+        }
+    return removed;
+}
+
+/* Attention quantized: the k_eq_v layers' (5, 11) absent v_proj must not be ignored either. */
 static void test_ct_nvfp4(g4q_ctx *ctx, const char *dir)
 {
     loaded l;
+    CHECK(load(ctx, dir, &l));
+    CHECK(!ignore_has(&l, L "5.self_attn.v_proj") && !ignore_has(&l, L "11.self_attn.v_proj"));
+    cJSON_AddItemToArray(ct_ignore(&l), cJSON_CreateString(L "5.self_attn.v_proj"));
+    expect_problem(ctx, &l, "fused-ignore", L "5.self_attn.v_proj", "absent v_proj ignored alone");
+    unload(&l);
     CHECK(load(ctx, dir, &l));
     g4q_tensor *t = tensor(&l, L "7.mlp.gate_proj.weight_global_scale");
     if (CHECK(t != NULL)) {
@@ -365,6 +397,44 @@ static void test_ct_nvfp4(g4q_ctx *ctx, const char *dir)
     cJSON *ig = cJSON_GetObjectItem(cJSON_GetObjectItem(l.config, "quantization_config"), "ignore");
     cJSON_AddItemToArray(ig, cJSON_CreateString("re:.*layers\\.8\\.mlp\\..*"));
     expect_problem(ctx, &l, "excludes-hit", L "8.mlp.down_proj", "CT ignore regex hits");
+    unload(&l);
+}
+
+/* MLP only, attention BF16: vLLM looks up v_proj of the fused qkv_proj even on the k_eq_v layers
+ * 5 and 11, which have no v_proj tensor, so `ignore` names it there as it names q_proj and k_proj
+ * (else vLLM: "Found a different quantization schemes for ['q_proj', 'k_proj', 'v_proj']"). */
+static void test_ct_int4(g4q_ctx *ctx, const char *dir)
+{
+    loaded l;
+    CHECK(load(ctx, dir, &l));
+    CHECK(tensor(&l, L "5.self_attn.v_proj.weight") == NULL);
+    CHECK_MSG(ignore_has(&l, L "5.self_attn.v_proj"), "ignore lacks layer 5's absent v_proj");
+    CHECK_MSG(ignore_has(&l, L "11.self_attn.v_proj"), "ignore lacks layer 11's absent v_proj");
+    CHECK(ignore_has(&l, L "4.self_attn.v_proj")); /* a sliding layer's real v_proj */
+    int removed = ignore_remove(&l, L "5.self_attn.v_proj");
+    CHECK_EQ_INT(removed, 1);
+    expect_problem(ctx, &l, "fused-ignore", L "5.self_attn.v_proj", "absent v_proj not ignored");
+    unload(&l);
+    CHECK(load(ctx, dir, &l));
+    /* Without layer_types, the k_eq_v layers are transformers' default full layers (l % 6 == 5)
+     * and the last one. */
+    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(l.config, "text_config"), "layer_types");
+    removed = ignore_remove(&l, L "11.self_attn.v_proj");
+    CHECK_EQ_INT(removed, 1);
+    expect_problem(ctx, &l, "fused-ignore", L "11.self_attn.v_proj", "default layer_types");
+    /* Regex entries are matched as vLLM does: one that skips v_proj leaves it out... */
+    removed = ignore_remove(&l, L "11.self_attn.");
+    CHECK_EQ_INT(removed, 3); /* q_proj, k_proj, o_proj */
+    cJSON_AddItemToArray(ct_ignore(&l),
+                         cJSON_CreateString("re:.*layers\\.11\\.self_attn\\.[qko]_proj"));
+    expect_problem(ctx, &l, "fused-ignore", L "11.self_attn.v_proj", "regex without v_proj");
+    /* ...and one that names every self_attn module of the layer covers it. */
+    cJSON_AddItemToArray(ct_ignore(&l), cJSON_CreateString("re:.*layers\\.11\\.self_attn\\..*"));
+    g4q_check_report rep;
+    CHECK_EQ_INT(run(ctx, &l, &rep), 0);
+    if (rep.n_problems)
+        g4q_check_report_print(&rep, "regex ignore", stdout);
+    g4q_check_report_free(&rep);
     unload(&l);
 }
 
@@ -418,7 +488,7 @@ int main(void)
         {"ct-nvfp4", recipe_ct_nvfp4, G4Q_CHECK_FMT_CT_NVFP4, test_ct_nvfp4},
         {"fp8-block", recipe_fp8_block, G4Q_CHECK_FMT_MO_FP8_PB_WO, test_fp8_block},
         {"gptq", recipe_gptq, G4Q_CHECK_FMT_GPTQ, test_gptq},
-        {"ct-int4", recipe_ct_int4, G4Q_CHECK_FMT_CT_INT4, NULL},
+        {"ct-int4", recipe_ct_int4, G4Q_CHECK_FMT_CT_INT4, test_ct_int4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         g4q_status st = export_with(&ctx, model, cases[i].name, cases[i].recipe, out, sizeof out);

@@ -359,7 +359,7 @@ static int bench_model(const char *dir, int prompt, int steps)
         st = g4q_qlinears_bind(&g_ctx, &cfg, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), dir, &w,
                                ql);
     if (st == G4Q_OK) st = g4q_backend_cuda_create(&g_ctx, &be);
-    if (st == G4Q_OK) st = g4q_forward_create_q(&g_ctx, be, &cfg, &w, ql, prompt, &f);
+    if (st == G4Q_OK) st = g4q_forward_create_q(&g_ctx, be, &cfg, &w, ql, NULL, prompt, &f);
     if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, be, &cfg, prompt + steps + 8, &kv);
     const double t_load = g4q_now_seconds() - t0;
     std::vector<int32_t> ids((size_t)prompt + steps + 8);

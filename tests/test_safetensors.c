@@ -280,6 +280,8 @@ static void test_roundtrip(uint64_t shard_bytes, const char *tag)
         for (size_t i = 0; i < g4q_ckpt_count(c); i++)
             g4q_ckpt_release(c, g4q_ckpt_tensor(c, i));
         check_ckpt_against(c, r, n, "after release");
+        g4q_ckpt_release_all(c);
+        check_ckpt_against(c, r, n, "after release_all");
         g4q_ckpt_close(c);
     } else {
         printf("  %s\n", g4q_ctx_error(&ctx));
@@ -320,6 +322,13 @@ static void test_release_big(void)
     g4q_ckpt_release(c, t);
     uint64_t after = g4q_rss_bytes();
     CHECK_MSG(before == 0 || after + (2u << 20) < before, "RSS %llu -> %llu after release",
+              (unsigned long long)before, (unsigned long long)after);
+    CHECK(memcmp(t->data, data, n) == 0);
+    /* release_all (one madvise per shard) drops them as well. */
+    before = g4q_rss_bytes();
+    g4q_ckpt_release_all(c);
+    after = g4q_rss_bytes();
+    CHECK_MSG(before == 0 || after + (2u << 20) < before, "RSS %llu -> %llu after release_all",
               (unsigned long long)before, (unsigned long long)after);
     CHECK(memcmp(t->data, data, n) == 0);
     g4q_ckpt_close(c);

@@ -18,8 +18,11 @@
  *     format (names, dtypes, shapes: §2.1, §3, §4, §5.2, §5.3, §6); every other expected tensor is
  *     present, BF16 and of its shape; nothing else is in the files (KV scales of §7 excepted).
  *   - Coverage: every BF16 Linear (and lm_head) is skipped by exclude_modules under vLLM's rules
- *     (export/excludes.h), and no quantized module is; for compressed-tensors the `ignore` list;
- *     for GPTQ the modules_in_block_to_quantize substrings select exactly the quantized modules.
+ *     (export/excludes.h), and no quantized module is; for compressed-tensors the `ignore` list,
+ *     which must also name the absent v_proj of a k_eq_v layer exactly when it names that
+ *     layer's q_proj and k_proj (vLLM looks up all three shards of qkv_proj; the k_eq_v layers are
+ *     read from config.json's attention_k_eq_v and layer_types); for GPTQ the
+ *     modules_in_block_to_quantize substrings select exactly the quantized modules.
  *   - Fused groups ({q,k,v} / {q,k} without v_proj, {gate,up}) are quantized alike, and for NVFP4
  *     share bit-identical weight_scale_2 / input_scale (ModelOpt) or weight_global_scale /
  *     input_global_scale (compressed-tensors) (§2.7).

@@ -322,6 +322,68 @@ static int ct_matches(const char *entry, const char *module)
     return hit;
 }
 
+static int ct_ignored(const cJSON *ignore, const char *module)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ignore) if (ct_matches(e->valuestring, module)) return 1;
+    return 0;
+}
+
+/* Marks kev[l] for every layer l < max that has no v_proj tensor, and returns num_hidden_layers
+ * (at most max). Read from config.json itself rather than through the config parser, as
+ * transformers reads it: with attention_k_eq_v, every full-attention layer lacks v_proj;
+ * layer_types defaults to full where l % 6 == 5, and the last layer is full whatever it says. */
+static int k_eq_v_layers(const cJSON *config, unsigned char *kev, int max)
+{
+    const cJSON *tc = member(config, "text_config");
+    if (!cJSON_IsObject(tc))
+        tc = config; /* Gemma4UnifiedForCausalLM: the keys are at the top level */
+    const cJSON *nl = member(tc, "num_hidden_layers"), *types = member(tc, "layer_types");
+    int n = cJSON_IsNumber(nl) && nl->valuedouble > 0 ? (int)nl->valuedouble : 0;
+    if (n > max)
+        n = max;
+    if (!cJSON_IsTrue(member(tc, "attention_k_eq_v")))
+        return n;
+    for (int l = 0; l < n; l++) {
+        const cJSON *t = cJSON_IsArray(types) ? cJSON_GetArrayItem(types, l) : NULL;
+        int full = t ? cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0
+                     : l % 6 == 5;
+        kev[l] = full || l == n - 1;
+    }
+    return n;
+}
+
+/* vLLM loads q_proj, k_proj and v_proj as one qkv_proj and looks all three names up in `ignore`,
+ * refusing the model unless they agree. On a k_eq_v layer v_proj names no tensor, so nothing
+ * else checks its entry: it must be ignored exactly when q_proj and k_proj are. */
+static void ct_absent_v_proj(g4q_check_state *s, const cJSON *ignore)
+{
+    unsigned char kev[G4Q_MAX_LAYERS] = {0};
+    int n = k_eq_v_layers(s->in->config, kev, G4Q_MAX_LAYERS);
+    for (int l = 0; l < n; l++) {
+        if (!kev[l])
+            continue;
+        const g4q_check_module *q = NULL;
+        for (size_t i = 0; i < s->n_mods && !q; i++)
+            if (s->mods[i].layer == l && s->mods[i].role == G4Q_W_Q_PROJ)
+                q = &s->mods[i];
+        size_t len = q ? strlen(q->name) : 0; /* "<prefix>layers.N.self_attn.q_proj" */
+        if (len < 6)
+            continue; /* no such layer in the model: its tensors are reported missing */
+        char k[G4Q_CHECK_ITEM_MAX], v[G4Q_CHECK_ITEM_MAX];
+        snprintf(k, sizeof k, "%.*sk_proj", (int)(len - 6), q->name);
+        snprintf(v, sizeof v, "%.*sv_proj", (int)(len - 6), q->name);
+        int iq = ct_ignored(ignore, q->name), ik = ct_ignored(ignore, k);
+        int iv = ct_ignored(ignore, v);
+        g4q_check_expect(s, iq == ik && iv == ik, v, "fused-ignore",
+                         "layer %d has no v_proj (attention_k_eq_v), but vLLM looks up all "
+                         "three shard names of its fused qkv_proj in ignore and fails to load "
+                         "unless they agree: q_proj %s, k_proj %s, v_proj %s", l,
+                         iq ? "ignored" : "not ignored", ik ? "ignored" : "not ignored",
+                         iv ? "ignored" : "not ignored");
+    }
+}
+
 static void coverage_ct(g4q_check_state *s)
 {
     const cJSON *ig = member(member(s->in->config, "quantization_config"), "ignore"), *e;
@@ -344,6 +406,7 @@ static void coverage_ct(g4q_check_state *s)
                              "BF16 Linear not in the ignore list: the loader would expect packed "
                              "weights for it");
     }
+    ct_absent_v_proj(s, ig);
 }
 
 static void coverage_gptq(g4q_check_state *s)

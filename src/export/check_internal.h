@@ -45,7 +45,8 @@ int g4q_check_expect(g4q_check_state *s, int ok, const char *item, const char *r
 void g4q_check_json(g4q_check_state *s);
 
 /* After the modules' states are known: exclude_modules / ignore / modules_in_block_to_quantize
- * select exactly the BF16 / quantized modules. */
+ * select exactly the BF16 / quantized modules, and a compressed-tensors ignore list treats the
+ * absent v_proj of each k_eq_v layer as it treats that layer's q_proj and k_proj. */
 void g4q_check_coverage(g4q_check_state *s);
 
 #endif

@@ -112,9 +112,49 @@ static g4q_status modelopt_quant_config(g4q_ctx *ctx, const g4q_plan *p, g4q_pla
     return G4Q_OK;
 }
 
-/* compressed-tensors ignore list: every BF16 Linear by exact name (lm_head included). */
-static void ct_quant_config(const g4q_plan *p, g4q_plan_format fmt, int act, cJSON *qc)
+/* The decoder layer N when `module` is "<prefix>layers.N.self_attn.<proj>", else -1. */
+static int self_attn_layer(const g4q_config *cfg, const char *module, const char *proj)
 {
+    size_t pl = strlen(cfg->prefix);
+    if (strncmp(module, cfg->prefix, pl) != 0 || strncmp(module + pl, "layers.", 7) != 0)
+        return -1;
+    const char *digits = module + pl + 7;
+    if (*digits < '0' || *digits > '9')
+        return -1;
+    char *end;
+    long layer = strtol(digits, &end, 10);
+    if (layer >= cfg->n_layers || strncmp(end, ".self_attn.", 11) != 0 || strcmp(end + 11, proj))
+        return -1;
+    return (int)layer;
+}
+
+/* compressed-tensors ignore list (formats.md §5.3, §6): every BF16 Linear by exact name, in plan
+ * order, then lm_head. vLLM decides a fused qkv_proj by looking up all three shard names, so a
+ * k_eq_v layer's v_proj, which has no tensor, is listed right after its q_proj whenever q_proj
+ * (and so k_proj: the plan quantizes fused groups alike) stays BF16, and never otherwise. */
+static g4q_status ct_ignore(g4q_ctx *ctx, const g4q_plan *p, const g4q_config *cfg,
+                            g4q_strlist *ignore)
+{
+    for (size_t i = 0; i < p->unquantized.count; i++) {
+        const char *m = p->unquantized.items[i];
+        G4Q_TRY(g4q_strlist_push(ctx, ignore, m));
+        int layer = self_attn_layer(cfg, m, "q_proj");
+        if (layer >= 0 && !cfg->layers[layer].has_v_proj)
+            G4Q_TRY(g4q_strlist_pushf(ctx, ignore, "%slayers.%d.self_attn.v_proj", cfg->prefix,
+                                      layer));
+    }
+    return G4Q_OK;
+}
+
+static g4q_status ct_quant_config(g4q_ctx *ctx, const g4q_plan *p, const g4q_config *cfg,
+                                  g4q_plan_format fmt, int act, cJSON *qc)
+{
+    g4q_strlist ignore = {0};
+    g4q_status st = ct_ignore(ctx, p, cfg, &ignore);
+    if (st != G4Q_OK) {
+        g4q_strlist_free(&ignore);
+        return st;
+    }
     int nvfp4 = fmt == G4Q_PF_NVFP4_CT;
     cJSON *groups = cJSON_AddObjectToObject(qc, "config_groups");
     cJSON *g0 = cJSON_AddObjectToObject(groups, "group_0");
@@ -144,8 +184,10 @@ static void ct_quant_config(const g4q_plan *p, g4q_plan_format fmt, int act, cJS
     cJSON_AddStringToObject(qc, "format", nvfp4 ? "nvfp4-pack-quantized" : "pack-quantized");
     cJSON_AddStringToObject(qc, "quantization_status", "compressed");
     cJSON_AddNullToObject(qc, "kv_cache_scheme");
-    cJSON_AddItemToObject(qc, "ignore", string_array(&p->unquantized));
+    cJSON_AddItemToObject(qc, "ignore", string_array(&ignore));
     cJSON_AddItemToObject(qc, "producer", producer());
+    g4q_strlist_free(&ignore);
+    return G4Q_OK;
 }
 
 /* GPTQ's modules_in_block_to_quantize: the quantized module suffixes within a layer ("mlp.up_proj"),
@@ -222,7 +264,7 @@ g4q_status g4q_export_quant_config(g4q_ctx *ctx, const g4q_plan *p, const g4q_co
         st = modelopt_quant_config(ctx, p, fmt, act, qc);
         break;
     case G4Q_RECIPE_EXPORT_COMPRESSED_TENSORS:
-        ct_quant_config(p, fmt, act, qc);
+        st = ct_quant_config(ctx, p, cfg, fmt, act, qc);
         break;
     case G4Q_RECIPE_EXPORT_GPTQ:
         st = gptq_quant_config(ctx, p, cfg, qc);

@@ -116,6 +116,8 @@ uint64_t g4q_ckpt_data_bytes(const g4q_ckpt *c); /* sum of tensor bytes */
  * stay readable and are paged in again on the next access. Used to keep RSS at about one layer
  * while streaming a 24 GB checkpoint. */
 void g4q_ckpt_release(const g4q_ckpt *c, const g4q_tensor *t);
+/* g4q_ckpt_release for every tensor of the checkpoint (one madvise per mapped shard). */
+void g4q_ckpt_release_all(const g4q_ckpt *c);
 
 /* ---- streamed writer ---- */
 

@@ -295,17 +295,36 @@ uint64_t g4q_ckpt_data_bytes(const g4q_ckpt *c)
     return c->data_bytes;
 }
 
+/* Drops the resident pages wholly inside [p, p + n) (madvise DONTNEED on a read-only mapping). */
+static void drop_pages(const void *p, size_t n)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0)
+        return;
+    uintptr_t mask = (uintptr_t)pg - 1;
+    uintptr_t a = ((uintptr_t)p + mask) & ~mask;
+    uintptr_t b = ((uintptr_t)p + (uintptr_t)n) & ~mask;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+void g4q_ckpt_release_all(const g4q_ckpt *c)
+{
+    for (size_t i = 0; c && i < c->nfiles; i++) {
+        const g4q_st_file *f = c->files[i];
+        size_t n = g4q_st_count(f);
+        if (!g4q_st_is_mapped(f) || n == 0)
+            continue;
+        const g4q_tensor *first = g4q_st_tensor(f, 0), *last = g4q_st_tensor(f, n - 1);
+        drop_pages(first->data, (size_t)((const unsigned char *)last->data + last->nbytes -
+                                         (const unsigned char *)first->data));
+    }
+}
+
 void g4q_ckpt_release(const g4q_ckpt *c, const g4q_tensor *t)
 {
     if (!c || !t || t->nbytes == 0 || t->file < 0 || (size_t)t->file >= c->nfiles ||
         !g4q_st_is_mapped(c->files[t->file]))
         return;
-    long pg = sysconf(_SC_PAGESIZE);
-    if (pg <= 0)
-        return;
-    uintptr_t mask = (uintptr_t)pg - 1;
-    uintptr_t a = ((uintptr_t)t->data + mask) & ~mask;
-    uintptr_t b = ((uintptr_t)t->data + (uintptr_t)t->nbytes) & ~mask;
-    if (b > a)
-        madvise((void *)a, b - a, MADV_DONTNEED);
+    drop_pages(t->data, t->nbytes);
 }

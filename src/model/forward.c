@@ -199,11 +199,12 @@ static g4q_status alloc_scratch(g4q_forward *f)
 g4q_status g4q_forward_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
                               const g4q_weights *w, int max_chunk, g4q_forward **out)
 {
-    return g4q_forward_create_q(ctx, be, cfg, w, NULL, max_chunk, out);
+    return g4q_forward_create_q(ctx, be, cfg, w, NULL, NULL, max_chunk, out);
 }
 
 static g4q_status create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg, const g4q_weights *w,
-                         const g4q_qlinears *ql, int max_chunk, int streamed, g4q_forward **out)
+                         const g4q_qlinears *ql, const g4q_bind_hook *hook, int max_chunk,
+                         int streamed, g4q_forward **out)
 {
     *out = NULL;
     if (max_chunk < 1)
@@ -233,8 +234,11 @@ static g4q_status create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg, c
     g4q_status st =
         bind(f, w->embed_tokens, "embed_tokens", -1, cfg->vocab_size, cfg->hidden, &f->embed);
     if (st == G4Q_OK) st = bind(f, w->norm, "norm", -1, 1, cfg->hidden, &f->norm);
-    for (int l = 0; l < cfg->n_layers && st == G4Q_OK && !streamed; l++)
+    if (st == G4Q_OK && hook && hook->fn) hook->fn(hook->user);
+    for (int l = 0; l < cfg->n_layers && st == G4Q_OK && !streamed; l++) {
         st = bind_layer(f, l, &w->layers[l]);
+        if (st == G4Q_OK && hook && hook->fn) hook->fn(hook->user);
+    }
     if (st == G4Q_OK) st = alloc_scratch(f);
     if (st != G4Q_OK) {
         g4q_forward_free(f);
@@ -245,16 +249,16 @@ static g4q_status create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg, c
 }
 
 g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
-                                const g4q_weights *w, const g4q_qlinears *ql, int max_chunk,
-                                g4q_forward **out)
+                                const g4q_weights *w, const g4q_qlinears *ql,
+                                const g4q_bind_hook *hook, int max_chunk, g4q_forward **out)
 {
-    return create(ctx, be, cfg, w, ql, max_chunk, 0, out);
+    return create(ctx, be, cfg, w, ql, hook, max_chunk, 0, out);
 }
 
 g4q_status g4q_forward_create_streamed(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
                                        const g4q_weights *w, int max_chunk, g4q_forward **out)
 {
-    return create(ctx, be, cfg, w, NULL, max_chunk, 1, out);
+    return create(ctx, be, cfg, w, NULL, NULL, max_chunk, 1, out);
 }
 
 int g4q_forward_streamed(const g4q_forward *f)

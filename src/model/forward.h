@@ -49,15 +49,23 @@ typedef struct g4q_forward g4q_forward;
 g4q_status g4q_forward_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
                               const g4q_weights *w, int max_chunk, g4q_forward **out);
 
+/* Called by g4q_forward_create_q after the embedding and final norm, then after each layer, have
+ * been bound: e.g. a caller whose backend keeps its own copy of the weights drops the host pages
+ * they were read from, so that host memory holds about one layer at a time. */
+typedef struct g4q_bind_hook {
+    void (*fn)(void *user);
+    void *user;
+} g4q_bind_hook;
+
 /* g4q_forward_create for a checkpoint with quantized Linears (src/model/qlinear.h): each
  * projection whose ql entry is not G4Q_QL_BF16 is bound from its packed descriptor (the
  * backend's weight_bind; a backend without that format gives G4Q_ERR_UNSUPPORTED naming the
  * module), the others from w as BF16. ql (NULL = all BF16) and the tensor data it points into
- * must outlive the result. */
+ * must outlive the result. hook may be NULL. */
 typedef struct g4q_qlinears g4q_qlinears;
 g4q_status g4q_forward_create_q(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
-                                const g4q_weights *w, const g4q_qlinears *ql, int max_chunk,
-                                g4q_forward **out);
+                                const g4q_weights *w, const g4q_qlinears *ql,
+                                const g4q_bind_hook *hook, int max_chunk, g4q_forward **out);
 
 void g4q_forward_free(g4q_forward *f); /* NULL is a no-op */
 

@@ -259,6 +259,11 @@ static g4q_status create_backend(g4q_session *s, g4q_precision want, g4q_backend
     return g4q_backend_cpu_create(ctx, &s->be);
 }
 
+static void release_mapped(void *ckpt)
+{
+    g4q_ckpt_release_all((const g4q_ckpt *)ckpt);
+}
+
 static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
 {
     g4q_ctx *ctx = s->ctx;
@@ -285,12 +290,13 @@ static g4q_status open_parts(g4q_session *s, const g4q_session_opts *o)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "%s: unknown emulation mode %d", s->dir,
                         (int)o->emulate);
     set_emulation(s, o->emulate);
-    G4Q_TRY(g4q_forward_create_q(ctx, s->be, s->cfg, s->weights, s->qlin, s->max_chunk, &s->fwd));
-    /* A GPU holds its own copy of every weight: the mapped pages leave the resident set (they are
-     * paged in again only if read). The CPU backend computes from the mapping itself. */
-    if (s->device == G4Q_DEVICE_CUDA)
-        for (size_t i = 0; i < g4q_ckpt_count(s->ckpt); i++)
-            g4q_ckpt_release(s->ckpt, g4q_ckpt_tensor(s->ckpt, i));
+    /* A GPU holds its own copy of every weight: the mapped pages leave the resident set after each
+     * layer is bound (they are paged in again only if read), so host memory holds about one layer.
+     * The CPU backend computes from the mapping itself. */
+    const g4q_bind_hook release = {release_mapped, s->ckpt};
+    G4Q_TRY(g4q_forward_create_q(ctx, s->be, s->cfg, s->weights, s->qlin,
+                                 s->device == G4Q_DEVICE_CUDA ? &release : NULL, s->max_chunk,
+                                 &s->fwd));
     return set_kv(s);
 }
 

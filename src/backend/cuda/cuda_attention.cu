@@ -15,6 +15,15 @@
 //   3. pv_kernel     : partial fp32 sums Σ p·v over one of nsplit key ranges, RQ rows per block,
 //                      2 dims per thread; the key split keeps decode (T = 1) spread over the GPU.
 //   4. finish_kernel : adds the nsplit partials in a fixed order and stores T once.
+// Tensor cores (BF16 mode, chunks of TC_MIN_T rows or more): steps 1 and 3 are batched cuBLAS
+// GEMMs instead (bf16 inputs, fp32 accumulation, one batch entry per query head through device
+// pointer arrays, so that the heads of a GQA group share their K and V rows in place):
+//   S_h = bf16(Q_h · K_cacheᵀ | Q_h · K_newᵀ) for every key, visible or not (masked in step 2,
+//         which also applies the scale with its rounding: score = bf16(S · scale));
+//   O_h = P_h · V over all keys (invisible ones have p = 0): written as bf16 directly when there
+//         is no cached key, else summed in fp32 over the two key ranges and rounded once.
+// The numerics are those above; only the order of the fp32 sums differs. F32 mode and short
+// chunks (decode) keep the SIMT kernels.
 // Keys: j < nc are cache slots 0..nc-1 (nc = min(n_past, cap); slot j holds the position p with
 // p ≡ j mod cap among the cached positions max(0, n_past-cap) .. n_past-1), j >= nc are the new
 // rows. A key at position p is visible to the query at position pq iff p <= pq and (window <= 0
@@ -145,8 +154,9 @@ static __global__ void __launch_bounds__(SC_THREADS)
     }
 }
 
-/* grid (T, nh): P = T(exp(s - max) / sum) over the visible keys of row (t, h), 0 elsewhere. */
-template <typename T> static __global__ void softmax_kernel(att_geom g, T *S)
+/* grid (T, nh): P = T(exp(s - max) / sum) over the visible keys of row (t, h), 0 elsewhere, with
+ * s = T(S · scale) (scale 1 when S already holds the scores: the rounding is then exact). */
+template <typename T> static __global__ void softmax_kernel(att_geom g, T *S, float scale)
 {
     __shared__ float red[32];
     const int t = blockIdx.x, h = blockIdx.y, pq = g.n_past + t;
@@ -154,7 +164,7 @@ template <typename T> static __global__ void softmax_kernel(att_geom g, T *S)
     const int nw = blockDim.x >> 5, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float m = -INFINITY;
     for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x)
-        if (visible(g, pq, key_pos(g, j))) m = fmaxf(m, g4q_ld(row[j]));
+        if (visible(g, pq, key_pos(g, j))) m = fmaxf(m, g4q_rnd<T>(g4q_ld(row[j]) * scale));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -166,7 +176,7 @@ template <typename T> static __global__ void softmax_kernel(att_geom g, T *S)
     __syncthreads();
     float sum = 0.0f;
     for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x)
-        if (visible(g, pq, key_pos(g, j))) sum += expf(g4q_ld(row[j]) - m);
+        if (visible(g, pq, key_pos(g, j))) sum += expf(g4q_rnd<T>(g4q_ld(row[j]) * scale) - m);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -178,7 +188,7 @@ template <typename T> static __global__ void softmax_kernel(att_geom g, T *S)
     const float inv = 1.0f / sum;
     for (int j = threadIdx.x; j < g.nkeys; j += blockDim.x) {
         float p = 0.0f;
-        if (visible(g, pq, key_pos(g, j))) p = expf(g4q_ld(row[j]) - m) * inv;
+        if (visible(g, pq, key_pos(g, j))) p = expf(g4q_rnd<T>(g4q_ld(row[j]) * scale) - m) * inv;
         row[j] = g4q_cvt<T>(p);
     }
 }
@@ -280,7 +290,7 @@ static g4q_status launch_attention(g4q_backend *be, const att_geom &g, g4q_buf *
     else
         scores_kernel<T, false><<<sg, SC_THREADS, qs_bytes, stream>>>(g, qd, kcd, knd, S, scale);
     G4Q_CUDA_CHECK(cudaGetLastError());
-    softmax_kernel<T><<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, stream>>>(g, S);
+    softmax_kernel<T><<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, stream>>>(g, S, 1.0f);
     G4Q_CUDA_CHECK(cudaGetLastError());
     dim3 pg(dim_chunks, row_tiles, (unsigned)(g.nkv * nsplit));
     pv_kernel<T><<<pg, PV_THREADS, 0, stream>>>(g, S, (const T *)vc->data, (const T *)v_new->data,
@@ -289,6 +299,86 @@ static g4q_status launch_attention(g4q_backend *be, const att_geom &g, g4q_buf *
     const unsigned fb = std::min(g4q_cuda_blocks(o_elems, 256), 4096u);
     finish_kernel<T><<<fb, 256, 0, stream>>>((T *)out->data, part, o_elems, nsplit);
     G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}
+
+/* ---- tensor-core path (file comment) ---- */
+
+#define TC_MIN_T 16 /* chunks of at least this many rows take it (BF16 mode) */
+#define TC_ARRAYS 12
+
+/* One thread per query head h: the pointer arrays of the four batched GEMMs, array a at
+ * arr[a · nh + h]: S over the cache (K, Q, S), S over the chunk, P·V over the cache (V, P, O), P·V
+ * over the chunk. o has elements of osz bytes ([T, nh, hd]). */
+static __global__ void tc_ptrs_kernel(att_geom g, const __nv_bfloat16 *q, const __nv_bfloat16 *kc,
+                                      const __nv_bfloat16 *kn, const __nv_bfloat16 *vc,
+                                      const __nv_bfloat16 *vn, __nv_bfloat16 *S, char *o, int osz,
+                                      const void **arr)
+{
+    const int h = blockIdx.x * blockDim.x + threadIdx.x;
+    if (h >= g.nh) return;
+    const size_t nh = (size_t)g.nh, kv = (size_t)(h / g.group) * g.hd, qo = (size_t)h * g.hd;
+    __nv_bfloat16 *sh = S + (size_t)h * g.T * g.nkeys;
+    void *oh = o + qo * osz;
+    const void *v[TC_ARRAYS] = {kc + kv, q + qo, sh,          kn + kv, q + qo, sh + g.nc,
+                                vc + kv, sh,     oh,          vn + kv, sh + g.nc, oh};
+    for (int a = 0; a < TC_ARRAYS; a++)
+        arr[a * nh + h] = v[a];
+}
+
+static g4q_status tc_attention(g4q_backend *be, const att_geom &g, g4q_buf *out, const g4q_buf *q,
+                               const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
+                               const g4q_buf *vc, float scale)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    const size_t nh = (size_t)g.nh, o_elems = (size_t)g.T * nh * g.hd;
+    const size_t s_bytes = (nh * g.T * g.nkeys * 2 + 255) / 256 * 256;
+    const size_t a_bytes = (TC_ARRAYS * nh * sizeof(void *) + 255) / 256 * 256;
+    const size_t o_bytes = g.nc ? o_elems * sizeof(float) : 0; /* fp32 sum of the two ranges */
+    void *scr;
+    G4Q_TRY(g4q_cuda_scratch(be, s_bytes + a_bytes + o_bytes, &scr));
+    __nv_bfloat16 *S = (__nv_bfloat16 *)scr;
+    const void **arr = (const void **)((char *)scr + s_bytes);
+    float *o32 = (float *)((char *)scr + s_bytes + a_bytes);
+    typedef const __nv_bfloat16 cb;
+    tc_ptrs_kernel<<<g4q_cuda_blocks(nh, 128), 128, 0, s->stream>>>(
+        g, (cb *)q->data, (cb *)kc->data, (cb *)k_new->data, (cb *)vc->data, (cb *)v_new->data, S,
+        g.nc ? (char *)o32 : (char *)out->data, g.nc ? 4 : 2, arr);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    const float one = 1.0f, zero = 0.0f;
+    const int ldkv = g.nkv * g.hd, ldq = g.nh * g.hd, batch = g.nh;
+    const cudaDataType bf = CUDA_R_16BF, ot = g.nc ? CUDA_R_32F : CUDA_R_16BF;
+    /* Column-major views: S_hᵀ [keys, T] (ld nkeys) = (K [keys, hd] row-major)ᵀᵀ · Q_hᵀ. */
+    if (g.nc)
+        G4Q_CUBLAS_CHECK(cublasGemmBatchedEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, g.nc, g.T, g.hd,
+                                             &one, arr, bf, ldkv, arr + nh, bf, ldq, &zero,
+                                             (void *const *)(arr + 2 * nh), bf, g.nkeys, batch,
+                                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    G4Q_CUBLAS_CHECK(cublasGemmBatchedEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, g.T, g.T, g.hd, &one,
+                                         arr + 3 * nh, bf, ldkv, arr + 4 * nh, bf, ldq, &zero,
+                                         (void *const *)(arr + 5 * nh), bf, g.nkeys, batch,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    softmax_kernel<__nv_bfloat16>
+        <<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, s->stream>>>(g, S, scale);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    /* O_hᵀ [hd, T] (ld nh·hd) = (V [keys, hd] row-major)ᵀ · P_hᵀ [keys, T]. */
+    if (g.nc)
+        G4Q_CUBLAS_CHECK(cublasGemmBatchedEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, g.hd, g.T, g.nc,
+                                             &one, arr + 6 * nh, bf, ldkv, arr + 7 * nh, bf,
+                                             g.nkeys, &zero, (void *const *)(arr + 8 * nh), ot, ldq,
+                                             batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    G4Q_CUBLAS_CHECK(cublasGemmBatchedEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, g.hd, g.T, g.T,
+                                         &one, arr + 9 * nh, bf, ldkv, arr + 10 * nh, bf,
+                                         g.nkeys, g.nc ? &one : &zero, (void *const *)(arr + 11 * nh),
+                                         ot, ldq, batch, CUBLAS_COMPUTE_32F,
+                                         CUBLAS_GEMM_DEFAULT));
+    if (g.nc) {
+        const unsigned fb = std::min(g4q_cuda_blocks(o_elems, 256), 4096u);
+        finish_kernel<__nv_bfloat16>
+            <<<fb, 256, 0, s->stream>>>((__nv_bfloat16 *)out->data, o32, o_elems, 1);
+        G4Q_CUDA_CHECK(cudaGetLastError());
+    }
     return G4Q_OK;
 }
 
@@ -323,6 +413,8 @@ static g4q_status attend(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const 
     g.n_past = n_past, g.nc = n_past < cap ? n_past : cap, g.window = window;
     g.lo_c = n_past - cap > 0 ? n_past - cap : 0;
     g.nkeys = g.nc + T;
+    if (!g4q_cuda_st(be)->f32 && T >= TC_MIN_T)
+        return tc_attention(be, g, out, q, k_new, v_new, kc, vc, scale);
     const unsigned row_tiles = g4q_cuda_blocks((size_t)T * g.group, RQ);
     const unsigned key_tiles = g4q_cuda_blocks((size_t)g.nkeys, KT);
     const unsigned dim_chunks = g4q_cuda_blocks((size_t)hd, 2 * PV_THREADS);

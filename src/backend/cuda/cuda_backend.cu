@@ -39,6 +39,18 @@ void g4q_cuda_release(g4q_backend *be, void *p, size_t bytes)
     g4q_cuda_st(be)->epoch++;
 }
 
+g4q_status g4q_cuda_upload_bytes(g4q_backend *be, void *dst, const void *src, size_t bytes,
+                                 const char *what)
+{
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    if (e != cudaSuccess)
+        return g4q_fail(be->ctx, G4Q_ERR_CUDA, "cuda backend: %s: upload of %zu bytes: %s", what,
+                        bytes, cudaGetErrorString(e));
+    return G4Q_OK;
+}
+
 g4q_status g4q_cuda_scratch(g4q_backend *be, size_t bytes, void **out)
 {
     g4q_cuda_state *s = g4q_cuda_st(be);
@@ -134,8 +146,9 @@ static g4q_status cuda_upload(g4q_backend *be, g4q_buf *dst, size_t off, const f
         size_t m = count - done < chunk ? count - done : chunk;
         for (size_t i = 0; i < m; i++)
             tmp[i] = g4q_f32_to_bf16(src[done + i]);
-        e = cudaMemcpy((uint16_t *)dst->data + off + done, tmp, m * sizeof(uint16_t),
-                       cudaMemcpyHostToDevice);
+        e = cudaMemcpyAsync((uint16_t *)dst->data + off + done, tmp, m * sizeof(uint16_t),
+                            cudaMemcpyHostToDevice, s->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(s->stream); /* before reusing stage */
     }
     G4Q_CUDA_CHECK(e);
     return G4Q_OK;
@@ -220,12 +233,7 @@ static g4q_status cuda_weight_bind(g4q_backend *be, const g4q_weight_desc *d, g4
     G4Q_TRY(g4q_cuda_weight_new(be, d, &w));
     w->bytes = (size_t)d->rows * (size_t)d->cols * sizeof(uint16_t);
     g4q_status st = g4q_cuda_alloc(be, w->bytes, name, (void **)&w->data);
-    if (st == G4Q_OK) {
-        cudaError_t e = cudaMemcpy(w->data, d->data, w->bytes, cudaMemcpyHostToDevice);
-        if (e != cudaSuccess)
-            st = g4q_fail(ctx, G4Q_ERR_CUDA, "cuda backend: weight '%s': upload: %s", name,
-                          cudaGetErrorString(e));
-    }
+    if (st == G4Q_OK) st = g4q_cuda_upload_bytes(be, w->data, d->data, w->bytes, name);
     if (st != G4Q_OK) {
         g4q_cuda_release(be, w->data, w->bytes);
         free(w);

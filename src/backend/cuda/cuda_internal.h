@@ -73,6 +73,12 @@ g4q_status g4q_cuda_weight_new(g4q_backend *be, const g4q_weight_desc *d, g4q_bw
 
 g4q_status g4q_cuda_alloc(g4q_backend *be, size_t bytes, const char *what, void **out);
 void g4q_cuda_release(g4q_backend *be, void *p, size_t bytes);
+/* Copies `bytes` host bytes (pageable or pinned, any alignment) to device memory on the backend's
+ * stream and waits for the copy, so that kernels on that stream see the data. (A plain cudaMemcpy
+ * from pageable memory may return before its DMA lands and is not ordered with the backend's
+ * non-blocking stream.) Errors name `what`. */
+g4q_status g4q_cuda_upload_bytes(g4q_backend *be, void *dst, const void *src, size_t bytes,
+                                 const char *what);
 /* Makes the attention scratch at least `bytes` long (grows by reallocation). */
 g4q_status g4q_cuda_scratch(g4q_backend *be, size_t bytes, void **out);
 

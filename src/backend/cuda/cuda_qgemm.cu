@@ -30,7 +30,8 @@
 // division; otherwise the kernel divides (__fdiv_rn).
 //
 // Prefill (larger n, other shapes, or any weight with an activation quantization): tensor cores.
-// The weight is widened QG_SLICE_ELEMS elements' worth of rows at a time into a bf16 slice of the
+// The weight is widened QG_SLICE_ELEMS elements' worth of rows (whole multiples of 256; one slice
+// for every Linear of the 12B) at a time into a bf16 slice of the
 // backend scratch, and cuBLAS (bf16 inputs, CUBLAS_COMPUTE_32F) writes that slice's columns of the
 // bf16 [n, rows] result, with the factor every element shares in its alpha:
 //   NVFP4   slice E2M1 · E4M3 (exact in bf16); alpha scale2 (compressed-tensors: fl32(1/global))
@@ -56,7 +57,8 @@
 #define QG_WARPS 8
 #define QG_UNROLL 4
 #define QG_CHUNK 16                           /* weights per lane step */
-#define QG_SLICE_ELEMS ((size_t)32 << 20)     /* prefill: bf16 weight slice, 64 MB */
+#define QG_SLICE_ELEMS ((size_t)64 << 20)     /* prefill: bf16 weight slice, 128 MB at most */
+#define QG_SLICE_ROWS 256                     /* slices are whole multiples of this many rows */
 #define QG_ALIGN(b) (((b) + 255) / 256 * 256) /* scratch partition alignment */
 
 /* NVFP4 division modes (g4q_bweight.qmode). */
@@ -324,6 +326,62 @@ static __global__ void qslice_kernel(const qgemv_args a, int64_t cols, int tenso
     out[i] = __float2bfloat16_rn(qslice_value<FMT>(a, cols, tensor, r, c));
 }
 
+/* The same slice when cols % 16 == 0, one thread per chunk of 16 weights through the GEMV's
+ * decoders (a.g = 1 leaves NVFP4's t = E2M1 · E4M3 as it is; `tensor` sets an FP8 per-tensor
+ * scale to 1), written as two 16-byte stores. Bit-identical to qslice_kernel. */
+template <int FMT>
+static __global__ void qslice16_kernel(const qgemv_args a, int tensor, int64_t r0, size_t nchunks,
+                                       uint4 *out)
+{
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nchunks) return;
+    const int64_t row = r0 + (int64_t)(i / (size_t)a.chunks);
+    qraw raw = qload<FMT>(a, row, (int)(i % (size_t)a.chunks));
+    if (tensor) raw.s0 = 1.0f;
+    float w[16];
+    qdecode<FMT, QG_MUL>(raw, a, w);
+    uint32_t p[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const __nv_bfloat162 h = __floats2bfloat162_rn(w[2 * k], w[2 * k + 1]);
+        p[k] = *reinterpret_cast<const uint32_t *>(&h);
+    }
+    out[2 * i] = make_uint4(p[0], p[1], p[2], p[3]);
+    out[2 * i + 1] = make_uint4(p[4], p[5], p[6], p[7]);
+}
+
+/* Widens rows [r0, r0 + nr) of packed weight w into the bf16 slice ws [nr, in]. */
+static g4q_status qslice(g4q_backend *be, const g4q_bweight *w, const qgemv_args &a, int64_t r0,
+                         int64_t nr, __nv_bfloat16 *ws)
+{
+    g4q_ctx *ctx = be->ctx;
+    cudaStream_t st = g4q_cuda_st(be)->stream;
+    const int64_t in = w->cols;
+    const int tensor = w->qtensor > 0.0f;
+    if (in % QG_CHUNK == 0) {
+        const size_t n = (size_t)nr * (size_t)(in / QG_CHUNK);
+        const unsigned b = g4q_cuda_blocks(n, 256);
+        uint4 *o = reinterpret_cast<uint4 *>(ws);
+        if (w->format == G4Q_WF_NVFP4)
+            qslice16_kernel<G4Q_WF_NVFP4><<<b, 256, 0, st>>>(a, tensor, r0, n, o);
+        else if (w->format == G4Q_WF_FP8_BLOCK)
+            qslice16_kernel<G4Q_WF_FP8_BLOCK><<<b, 256, 0, st>>>(a, tensor, r0, n, o);
+        else
+            qslice16_kernel<G4Q_WF_INT4><<<b, 256, 0, st>>>(a, tensor, r0, n, o);
+    } else {
+        const size_t n = (size_t)nr * (size_t)in;
+        const unsigned b = g4q_cuda_blocks(n, 256);
+        if (w->format == G4Q_WF_NVFP4)
+            qslice_kernel<G4Q_WF_NVFP4><<<b, 256, 0, st>>>(a, in, tensor, r0, n, ws);
+        else if (w->format == G4Q_WF_FP8_BLOCK)
+            qslice_kernel<G4Q_WF_FP8_BLOCK><<<b, 256, 0, st>>>(a, in, tensor, r0, n, ws);
+        else
+            qslice_kernel<G4Q_WF_INT4><<<b, 256, 0, st>>>(a, in, tensor, r0, n, ws);
+    }
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}
+
 /* Q(x) of src/quant/actq.h without its alpha, one thread per unit of a row. */
 static __global__ void actq_kernel(const __nv_bfloat16 *x, __nv_bfloat16 *xq, int64_t rows,
                                    int64_t cols, g4q_actq mode, float s)
@@ -358,8 +416,11 @@ static g4q_status qgemm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q
     if (out > INT32_MAX || in > INT32_MAX)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "cuda matmul: weight '%s' too large for cuBLAS",
                         w->name);
+    /* Whole multiples of QG_SLICE_ROWS rows, so that each slice's output columns start 16-byte
+     * aligned (cuBLAS falls back to slow kernels otherwise). */
     int64_t slice = w->format == G4Q_WF_BF16 ? out : (int64_t)(QG_SLICE_ELEMS / (size_t)in);
-    if (slice < 128) slice = 128;
+    slice = slice / QG_SLICE_ROWS * QG_SLICE_ROWS;
+    if (slice < QG_SLICE_ROWS) slice = QG_SLICE_ROWS;
     if (slice > out) slice = out;
     const size_t nx = (size_t)n * (size_t)in;
     const size_t xq_b = w->act != G4Q_ACTQ_NONE ? QG_ALIGN(nx * 2) : 0;
@@ -381,22 +442,14 @@ static g4q_status qgemm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q
     a.group = w->group;
     a.nsc = (int)(w->format == G4Q_WF_FP8_BLOCK ? (in + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK
                                                 : (w->group ? in / w->group : 0));
-    const int tensor = w->qtensor > 0.0f;
+    a.chunks = (int)(in / QG_CHUNK);
+    a.g = 1.0f; /* the slice leaves NVFP4's global factor to alpha */
     const float alpha = qslice_alpha(w) * g4q_actq_alpha(w->act, w->act_scale), beta = 0.0f;
     for (int64_t r0 = 0; r0 < out; r0 += slice) {
         const int64_t nr = out - r0 < slice ? out - r0 : slice;
-        const size_t cnt = (size_t)nr * (size_t)in;
-        const unsigned blocks = g4q_cuda_blocks(cnt, 256);
         const void *wsl = (const char *)w->data + (size_t)r0 * (size_t)in * 2; /* BF16 rows */
-        if (w->format == G4Q_WF_NVFP4)
-            qslice_kernel<G4Q_WF_NVFP4><<<blocks, 256, 0, s->stream>>>(a, in, tensor, r0, cnt, ws);
-        else if (w->format == G4Q_WF_FP8_BLOCK)
-            qslice_kernel<G4Q_WF_FP8_BLOCK>
-                <<<blocks, 256, 0, s->stream>>>(a, in, tensor, r0, cnt, ws);
-        else if (w->format == G4Q_WF_INT4)
-            qslice_kernel<G4Q_WF_INT4><<<blocks, 256, 0, s->stream>>>(a, in, tensor, r0, cnt, ws);
         if (w->format != G4Q_WF_BF16) {
-            G4Q_CUDA_CHECK(cudaGetLastError());
+            G4Q_TRY(qslice(be, w, a, r0, nr, ws));
             wsl = ws;
         }
         /* Column-major view: Yᵀ[r0 .. r0+nr, n] (ldc = out) = (slice as [in, nr])ᵀ · Xᵀ[in, n]. */
@@ -491,13 +544,8 @@ static __global__ void transpose_u32_kernel(const uint32_t *src, uint32_t *dst, 
 static g4q_status upload_new(g4q_backend *be, const void *src, size_t bytes, const char *name,
                              void **out)
 {
-    g4q_ctx *ctx = be->ctx;
     G4Q_TRY(g4q_cuda_alloc(be, bytes, name, out));
-    cudaError_t e = cudaMemcpy(*out, src, bytes, cudaMemcpyHostToDevice);
-    if (e != cudaSuccess)
-        return g4q_fail(ctx, G4Q_ERR_CUDA, "cuda backend: weight '%s': upload: %s", name,
-                        cudaGetErrorString(e));
-    return G4Q_OK;
+    return g4q_cuda_upload_bytes(be, *out, src, bytes, name);
 }
 
 static g4q_status bind_nvfp4(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight *w)

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Summary of an ncu kernel-duration CSV of g4q_forward prefills (scripts/bench/profile_prefill.sh).
+
+Usage: profile_summary.py CSV MODEL_DIR PROMPT
+
+Splits the kernel sequence into forward passes at each embed_kernel, keeps the second pass of more
+than 8 kernels (the first timed prefill after the warm-up), and prints the time share of
+GEMMs (cuBLAS kernels and the decode GEMVs), packed-weight slices and activation quantization,
+attention, and everything else, then each distinct GEMM kernel's total time. With a BF16 model the
+GEMM TFLOP/s is computed from the Linear weights of the checkpoint header (2 * PROMPT * rows * cols
+per Linear; the tied lm_head is left out: the bench computes only the last row's logits).
+"""
+import csv
+import json
+import os
+import re
+import struct
+import sys
+
+CATS = [
+    ("gemm", re.compile(r"gemm|xmma|cutlass|nvjet|gemv|Kernel2|splitK", re.I)),
+    ("slice/actq", re.compile(r"qslice|actq")),
+    ("attention", re.compile(r"scores_kernel|softmax_kernel|pv_kernel|finish_kernel|kv_store")),
+]
+
+
+def category(name):
+    for c, rx in CATS:
+        if rx.search(name):
+            return c
+    return "other"
+
+
+def passes(rows):
+    cur, out = [], []
+    for name, dur in rows:
+        if re.search(r"\bembed_kernel", name) and cur:
+            out.append(cur)
+            cur = []
+        cur.append((name, dur))
+    if cur:
+        out.append(cur)
+    return out
+
+
+def linear_flops(model, prompt):
+    """2 * prompt * (rows * cols) over every BF16 *_proj.weight of model.safetensors(.index)."""
+    if not os.path.isdir(model):
+        return None
+    files = [f for f in os.listdir(model) if f.endswith(".safetensors")]
+    total = 0
+    for f in files:
+        with open(os.path.join(model, f), "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            hdr = json.loads(fh.read(n))
+        for k, v in hdr.items():
+            if k == "__metadata__" or not k.endswith("_proj.weight") or "language_model" not in k:
+                continue
+            if v["dtype"] != "BF16" or len(v["shape"]) != 2:
+                return None  # an export: packed weights
+            total += v["shape"][0] * v["shape"][1]
+    return 2.0 * prompt * total
+
+
+def main():
+    path, model, prompt = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rows = []
+    with open(path) as fh:
+        for r in csv.DictReader(fh):
+            if r.get("Metric Name") != "gpu__time_duration.sum":
+                continue
+            unit = r.get("Metric Unit", "nsecond")
+            v = float(r["Metric Value"].replace(",", ""))
+            scale = {"ns": 1e-9, "nsecond": 1e-9, "us": 1e-6, "usecond": 1e-6, "ms": 1e-3,
+                     "msecond": 1e-3, "s": 1.0, "second": 1.0}[unit]
+            rows.append((r["Kernel Name"], v * scale))
+    ps = [p for p in passes(rows) if len(p) > 8]
+    if len(ps) < 2:
+        sys.exit("profile_summary: fewer than two forward passes in %s" % path)
+    p = ps[1]
+    total = sum(d for _, d in p)
+    by = {}
+    for n, d in p:
+        by[category(n)] = by.get(category(n), 0.0) + d
+    print("prefill %d tokens, %s: %d kernels, %.2f ms of kernel time (one at a time) = %.0f tok/s"
+          % (prompt, os.path.basename(model.rstrip("/")), len(p), total * 1e3, prompt / total))
+    for c in ("gemm", "slice/actq", "attention", "other"):
+        if c in by:
+            print("  %-11s %8.2f ms  %5.1f%%" % (c, by[c] * 1e3, 100 * by[c] / total))
+    fl = linear_flops(model, prompt)
+    if fl and by.get("gemm"):
+        print("  Linear GEMMs: %.2f TFLOP in %.2f ms = %.0f TFLOP/s" % (fl / 1e12, by["gemm"] * 1e3,
+                                                                   fl / by["gemm"] / 1e12))
+    names = {}
+    for n, d in p:
+        key = re.sub(r"^void |\(.*", "", n)[:90]
+        c, t = names.get(key, (0, 0.0))
+        names[key] = (c + 1, t + d)
+    print("  kernels by total time:")
+    for key, (c, t) in sorted(names.items(), key=lambda kv: -kv[1][1])[:14]:
+        print("    %8.2f ms  %4d x  %s" % (t * 1e3, c, key))
+
+
+main()
