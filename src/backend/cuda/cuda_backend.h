@@ -23,8 +23,10 @@
  *              otherwise cublasGemmEx, BF16 in/out, CUBLAS_COMPUTE_32F.
  *   rmsnorm    one block per row, sum of squares in fp32.
  *   rope       c = bf16(cos θ), s = bf16(sin θ) and the three roundings of §4.6.
- *   attention  scores bf16(q·k) for the visible keys, fp32 softmax rounded to bf16, P·V summed in
- *              fp32 and rounded once, as HF eager attention does. Scratch grows on demand.
+ *   attention  scores bf16(bf16(q·k) · scale) for the visible keys, fp32 softmax rounded to
+ *              bf16, P·V summed in fp32 and rounded once, as HF eager attention does; chunks of
+ *              16+ rows compute q·k and P·V as batched cuBLAS GEMMs (cuda_attention.cu). Scratch
+ *              grows on demand.
  *   geglu      bf16(bf16(gelu_tanh(g)) · u); add_scaled bf16(bf16(h + a) · s); softcap
  *              bf16(bf16(tanh(bf16(x / cap))) · cap); embed bf16(E[id] · scale).
  *
@@ -33,8 +35,10 @@
  * from device memory: cuda_attention_step.cu) and graph recording on the stream (cuda_fused.cu).
  * A graph is stale once any device memory was freed after it was recorded.
  *
- * Weights: only G4Q_WF_BF16 so far (copied to the device at weight_bind); the packed formats
- * give G4Q_ERR_UNSUPPORTED naming the tensor. mem_peak reports the device bytes held at peak.
+ * Weights: G4Q_WF_BF16 (copied to the device at weight_bind) and, in BF16 mode, the packed NVFP4,
+ * FP8 128x128 / per-tensor and INT4 formats (cuda_qgemm.cu: decoded in the GEMV, widened to bf16
+ * slices for tensor-core GEMMs, never expanded whole); F32 mode gives G4Q_ERR_UNSUPPORTED for
+ * packed weights, naming the tensor. mem_peak reports the device bytes held at peak.
  * A plain C header: builds without CUDA link a stub that returns G4Q_ERR_UNSUPPORTED.
  */
 #ifndef G4Q_BACKEND_CUDA_CUDA_BACKEND_H
