@@ -1,0 +1,354 @@
+/* GPTQ error-feedback quantization, CPU reference (contract in gptq.h). */
+#include "quant/gptq.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/bf16.h"
+#include "quant/blockq.h"
+
+/* ---- the inverse Hessian's upper Cholesky factor ---- */
+
+/* In-place lower Cholesky factor of the symmetric positive definite A [n, n] (only the lower
+ * triangle is read and written). Returns the first failing pivot + 1, or 0. */
+static int64_t cholesky_lower(double *A, int64_t n, int nt)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double d = A[j * n + j];
+        for (int64_t k = 0; k < j; k++)
+            d -= A[j * n + k] * A[j * n + k];
+        if (!(d > 0.0) || !isfinite(d))
+            return j + 1;
+        d = sqrt(d);
+        A[j * n + j] = d;
+#pragma omp parallel for schedule(static) num_threads(nt) if (j * (n - j) > 65536)
+        for (int64_t i = j + 1; i < n; i++) {
+            double s = A[i * n + j];
+            for (int64_t k = 0; k < j; k++)
+                s -= A[i * n + k] * A[j * n + k];
+            A[i * n + j] = s / d;
+        }
+    }
+    return 0;
+}
+
+/* U [n, n] fp32 (upper triangle; the rest zero) with (H + damping)⁻¹ = Uᵀ·U; dead[c] = 1 where
+ * H[c, c] == 0 (that diagonal entry is taken as 1). */
+static g4q_status inverse_factor(g4q_ctx *ctx, const char *nm, const double *H, int64_t n,
+                                 double damp, int nt, float *U, uint8_t *dead)
+{
+    double *A = malloc((size_t)n * (size_t)n * sizeof *A);
+    double *B = malloc((size_t)n * (size_t)n * sizeof *B);
+    if (!A || !B) {
+        free(A);
+        free(B);
+        return g4q_fail(ctx, G4Q_ERR_NOMEM, "tensor '%s': GPTQ needs 2 x %lld x %lld doubles", nm,
+                        (long long)n, (long long)n);
+    }
+    memcpy(A, H, (size_t)n * (size_t)n * sizeof *A);
+    double mean = 0.0;
+    for (int64_t c = 0; c < n; c++) {
+        dead[c] = A[c * n + c] == 0.0;
+        if (dead[c])
+            A[c * n + c] = 1.0;
+        mean += A[c * n + c];
+    }
+    mean /= (double)n;
+    for (int64_t c = 0; c < n; c++)
+        A[c * n + c] += damp * mean;
+    g4q_status st = G4Q_OK;
+    int64_t bad = isfinite(mean) ? cholesky_lower(A, n, nt) : 1;
+    if (bad) {
+        st = g4q_fail(ctx, G4Q_ERR_NUMERIC,
+                      "tensor '%s': the calibration Hessian is not positive definite (pivot %lld "
+                      "of %lld) even with damping %g",
+                      nm, (long long)bad - 1, (long long)n, damp);
+        goto out;
+    }
+    /* B = L⁻¹ (lower), column by column. */
+    memset(B, 0, (size_t)n * (size_t)n * sizeof *B);
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
+    for (int64_t j = 0; j < n; j++) {
+        B[j * n + j] = 1.0 / A[j * n + j];
+        for (int64_t i = j + 1; i < n; i++) {
+            double s = 0.0;
+            for (int64_t k = j; k < i; k++)
+                s += A[i * n + k] * B[k * n + j];
+            B[i * n + j] = -s / A[i * n + i];
+        }
+    }
+    /* A = H⁻¹ = L⁻ᵀ·L⁻¹, lower triangle: A[i][j] = Σ_{k >= i} B[k][i]·B[k][j] for j <= i. */
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j <= i; j++) {
+            double s = 0.0;
+            for (int64_t k = i; k < n; k++)
+                s += B[k * n + i] * B[k * n + j];
+            A[i * n + j] = s;
+        }
+    bad = cholesky_lower(A, n, nt);
+    if (bad) {
+        st = g4q_fail(ctx, G4Q_ERR_NUMERIC,
+                      "tensor '%s': the inverse Hessian lost positive definiteness (pivot %lld)",
+                      nm, (long long)bad - 1);
+        goto out;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+            U[i * n + j] = j >= i ? (float)A[j * n + i] : 0.0f;
+out:
+    free(A);
+    free(B);
+    return st;
+}
+
+/* ---- the column loop, generic over the format ---- */
+
+/* A format, applied to the rows [r0, r1) of a thread: optional group_begin when column c starts a
+ * group of `group` columns (fix the scales of columns [c, c + n) from the current values of the
+ * column-major Wt; returns non-zero when a scale overflows), and qdq of column c (write the codes
+ * and the dequantized values q[r]). Rows never interact, so threads split them. */
+typedef struct gptq_fmt {
+    int group;
+    int (*group_begin)(void *u, const float *Wt, int64_t rows, int64_t c, int64_t n, int64_t r0,
+                       int64_t r1);
+    void (*qdq)(void *u, int64_t c, const float *w, float *q, int64_t r0, int64_t r1);
+    void *u;
+} gptq_fmt;
+
+/* The whole column loop for rows [r0, r1) (E [block, rows] and q [rows] shared, disjoint rows). */
+static int gptq_rows(const gptq_fmt *f, float *Wt, const float *U, int64_t rows, int64_t cols,
+                     int64_t B, float *E, float *q, int64_t r0, int64_t r1)
+{
+    int bad = 0;
+    for (int64_t i1 = 0; i1 < cols; i1 += B) {
+        const int64_t i2 = i1 + B < cols ? i1 + B : cols;
+        for (int64_t i = i1; i < i2; i++) {
+            float *wc = Wt + i * rows;
+            if (f->group_begin && i % f->group == 0)
+                bad |= f->group_begin(f->u, Wt, rows, i, cols - i < f->group ? cols - i : f->group,
+                                      r0, r1);
+            f->qdq(f->u, i, wc, q, r0, r1);
+            const float d = U[i * cols + i];
+            float *e = E + (i - i1) * rows;
+            for (int64_t r = r0; r < r1; r++)
+                e[r] = (wc[r] - q[r]) / d;
+            for (int64_t j = i + 1; j < i2; j++) {
+                const float uij = U[i * cols + j];
+                float *wj = Wt + j * rows;
+                for (int64_t r = r0; r < r1; r++)
+                    wj[r] = fmaf(-e[r], uij, wj[r]);
+            }
+        }
+        /* The block's errors into every later column, block columns in ascending order. */
+        for (int64_t j = i2; j < cols; j++) {
+            float *wj = Wt + j * rows;
+            for (int64_t i = i1; i < i2; i++) {
+                const float uij = U[i * cols + j];
+                const float *e = E + (i - i1) * rows;
+                for (int64_t r = r0; r < r1; r++)
+                    wj[r] = fmaf(-e[r], uij, wj[r]);
+            }
+        }
+    }
+    return bad;
+}
+
+/* Runs GPTQ; returns through *bad whether a group scale overflowed. */
+static g4q_status run_gptq(g4q_ctx *ctx, const char *nm, const uint16_t *w, int64_t rows,
+                           int64_t cols, const double *H, const g4q_gptq_opts *o,
+                           const gptq_fmt *f, int *bad)
+{
+    *bad = 0;
+    if (!H)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': GPTQ needs the input Hessian", nm);
+    const double damp = o && o->damp > 0.0 ? o->damp : 0.01;
+    const int64_t B = o && o->block > 0 ? o->block : 128;
+    const int nt = ctx->threads > 0 ? ctx->threads : omp_get_max_threads();
+    float *U = malloc((size_t)cols * (size_t)cols * sizeof *U);
+    float *Wt = malloc((size_t)rows * (size_t)cols * sizeof *Wt);
+    float *E = malloc((size_t)rows * (size_t)B * sizeof *E);
+    float *q = malloc((size_t)rows * sizeof *q);
+    uint8_t *dead = malloc((size_t)cols);
+    g4q_status st = G4Q_OK;
+    if (!U || !Wt || !E || !q || !dead) {
+        st = g4q_fail(ctx, G4Q_ERR_NOMEM, "tensor '%s': GPTQ working memory", nm);
+        goto out;
+    }
+    st = inverse_factor(ctx, nm, H, cols, damp, nt, U, dead);
+    if (st != G4Q_OK)
+        goto out;
+    /* Column-major working copy; dead inputs' weights are zero (they never reach the output). */
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t c = 0; c < cols; c++)
+        for (int64_t r = 0; r < rows; r++)
+            Wt[c * rows + r] = dead[c] ? 0.0f : g4q_bf16_to_f32(w[r * cols + c]);
+    int any = 0;
+#pragma omp parallel num_threads(nt) reduction(| : any)
+    {
+        const int64_t T = omp_get_num_threads();
+        const int64_t per = ((rows + T - 1) / T + 15) / 16 * 16; /* 64-byte row slices */
+        const int64_t r0 = omp_get_thread_num() * per, r1 = r0 + per < rows ? r0 + per : rows;
+        if (r0 < r1)
+            any |= gptq_rows(f, Wt, U, rows, cols, B, E, q, r0, r1);
+    }
+    *bad = any;
+out:
+    free(U);
+    free(Wt);
+    free(E);
+    free(q);
+    free(dead);
+    return st;
+}
+
+/* ---- INT4: lazy group scales ---- */
+
+typedef struct int4_state {
+    int8_t *q;
+    float *scales;
+    int64_t cols, ng;
+    int group, mse, store;
+} int4_state;
+
+#define GPTQ_MAX_GROUP 4096
+
+static int int4_group_begin(void *u, const float *Wt, int64_t rows, int64_t c, int64_t n,
+                            int64_t r0, int64_t r1)
+{
+    int4_state *s = u;
+    int bad = 0;
+    for (int64_t r = r0; r < r1; r++) {
+        uint16_t g[GPTQ_MAX_GROUP]; /* the group's current weights, rounded to bf16 */
+        for (int64_t k = 0; k < n; k++)
+            g[k] = g4q_f32_to_bf16(Wt[(c + k) * rows + r]);
+        const float sc = g4q_int4_group_scale(g, (int)n, s->mse, s->store);
+        bad |= isinf(sc) != 0;
+        s->scales[r * s->ng + c / s->group] = sc;
+    }
+    return bad;
+}
+
+static void int4_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, int64_t r1)
+{
+    int4_state *s = u;
+    for (int64_t r = r0; r < r1; r++) {
+        const float sc = s->scales[r * s->ng + c / s->group];
+        const int v = g4q_int4_encode(w[r] / sc);
+        s->q[r * s->cols + c] = (int8_t)v;
+        q[r] = (float)v * sc;
+    }
+}
+
+g4q_status g4q_gptq_int4(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                         int64_t cols, int group, g4q_scale_method method, g4q_dtype scale_dtype,
+                         const double *H, const g4q_gptq_opts *o, int8_t *q, float *scales)
+{
+    const char *nm = name ? name : "?";
+    /* The RTN quantizer validates shape, dtype, method and weights, and its outputs are replaced. */
+    G4Q_TRY(g4q_int4_quantize(ctx, name, w, rows, cols, group, method, scale_dtype, q, scales));
+    if (group > GPTQ_MAX_GROUP)
+        return g4q_fail(ctx, G4Q_ERR_SHAPE, "tensor '%s': GPTQ supports INT4 groups up to %d", nm,
+                        GPTQ_MAX_GROUP);
+    int4_state s = {q, scales, cols, g4q_int4_group_count(cols, group), group,
+                    method == G4Q_SCALE_MSE,
+                    scale_dtype == G4Q_DT_F16    ? G4Q_SCALE_STORE_F16
+                    : scale_dtype == G4Q_DT_BF16 ? G4Q_SCALE_STORE_BF16
+                                                 : G4Q_SCALE_STORE_F32};
+    gptq_fmt f = {group, int4_group_begin, int4_qdq, &s};
+    int bad;
+    G4Q_TRY(run_gptq(ctx, nm, w, rows, cols, H, o, &f, &bad));
+    if (bad)
+        return g4q_fail(ctx, G4Q_ERR_NUMERIC,
+                        "tensor '%s': a GPTQ group scale overflows %s (error feedback grew the "
+                        "weights)",
+                        nm, g4q_dtype_name(scale_dtype));
+    return G4Q_OK;
+}
+
+/* ---- NVFP4: fixed block scales, codes with feedback ---- */
+
+typedef struct nvfp4_state {
+    uint8_t *packed;
+    const uint8_t *scales;
+    int64_t cols;
+    float g;  /* ModelOpt: wsf2 (denominator E4M3 · g); CT: the global scale (E4M3 ÷ g) */
+    int ct;
+} nvfp4_state;
+
+static void nvfp4_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, int64_t r1)
+{
+    nvfp4_state *s = u;
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t i = r * s->cols + c;
+        const float sv = g4q_e4m3_decode(s->scales[i / G4Q_NVFP4_BLOCK]);
+        uint8_t nib;
+        if (s->ct) {
+            nib = g4q_e2m1_encode_ieee_sign(G4Q_FDIV(w[r], G4Q_FDIV(sv, s->g)));
+            q[r] = g4q_e2m1_decode(nib) * sv / s->g;
+        } else {
+            nib = g4q_e2m1_encode(G4Q_FDIV(w[r], G4Q_FMUL(sv, s->g)));
+            q[r] = g4q_e2m1_decode(nib) * sv * s->g;
+        }
+        uint8_t *b = s->packed + i / 2;
+        *b = (i & 1) ? (uint8_t)((*b & 0x0Fu) | (nib << 4)) : (uint8_t)((*b & 0xF0u) | nib);
+    }
+}
+
+g4q_status g4q_gptq_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                          int64_t cols, float global_amax, g4q_scale_method method,
+                          const double *H, const g4q_gptq_opts *o, uint8_t *packed,
+                          uint8_t *scales, float *wsf2)
+{
+    G4Q_TRY(g4q_nvfp4_quantize(ctx, name, w, rows, cols, global_amax, method, packed, scales,
+                               wsf2));
+    nvfp4_state s = {packed, scales, cols, *wsf2, 0};
+    gptq_fmt f = {0, NULL, nvfp4_qdq, &s};
+    int bad;
+    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, &bad);
+}
+
+g4q_status g4q_gptq_nvfp4_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                             int64_t cols, float global_amax, const double *H,
+                             const g4q_gptq_opts *o, uint8_t *packed, uint8_t *scales,
+                             float *global_scale)
+{
+    G4Q_TRY(g4q_nvfp4_quantize_ct(ctx, name, w, rows, cols, global_amax, packed, scales,
+                                  global_scale));
+    nvfp4_state s = {packed, scales, cols, *global_scale, 1};
+    gptq_fmt f = {0, NULL, nvfp4_qdq, &s};
+    int bad;
+    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, &bad);
+}
+
+/* ---- FP8 128x128 blocks: fixed scales, codes with feedback ---- */
+
+typedef struct fp8_state {
+    uint8_t *q;
+    const float *scales;
+    int64_t cols, nbc;
+} fp8_state;
+
+static void fp8_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, int64_t r1)
+{
+    fp8_state *s = u;
+    for (int64_t r = r0; r < r1; r++) {
+        const float sc = s->scales[(r / G4Q_FP8_BLOCK) * s->nbc + c / G4Q_FP8_BLOCK];
+        const uint8_t v = g4q_e4m3_encode_sat(w[r] / sc);
+        s->q[r * s->cols + c] = v;
+        q[r] = g4q_e4m3_decode(v) * sc;
+    }
+}
+
+g4q_status g4q_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                               int64_t cols, g4q_scale_method method, const double *H,
+                               const g4q_gptq_opts *o, uint8_t *q, float *scales)
+{
+    G4Q_TRY(g4q_fp8_quantize_blocks(ctx, name, w, rows, cols, method, q, scales));
+    fp8_state s = {q, scales, cols, (cols + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK};
+    gptq_fmt f = {0, NULL, fp8_qdq, &s};
+    int bad;
+    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, &bad);
+}
