@@ -380,7 +380,7 @@ static void test_errors_schema(void)
     expect_error(HEAD RULE_W4A16 "rulez: []\n", INV, 6, "unknown key 'rulez'",
                  "allowed keys: name, description, export, rules");
     expect_error(HEAD "rules:\n  - pattern: a\n    weight: nvfp4\n", INV, 5,
-                 "unknown key 'weight'", "pattern, weights, scale_search, activations");
+                 "unknown key 'weight'", "pattern, weights, scale_search, algorithm, activations");
     expect_error(HEAD RULE_W4A16 "kv_cache:\n  format: fp8\n  scale: cast\n", INV, 8,
                  "unknown key 'scale'", "format, scales");
     expect_error(HEAD RULE_W4A16 "calibration:\n  dataset: x\n  samples: 4\n  seq_len: 8\n"
@@ -468,6 +468,16 @@ static void test_errors_combinations(void)
                  6, "not fp8", NULL);
     expect_error(HEAD "rules:\n  - pattern: a\n    weights: bf16\n    scale_search: mse\n", INV,
                  6, "remove 'scale_search'", NULL);
+    /* algorithm gptq: not on bf16 or fp8 per-tensor rules, and only with a calibration. */
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: bf16\n    algorithm: gptq\n", INV, 6,
+                 "remove 'algorithm'", NULL);
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: fp8\n    activations: fp8\n"
+                      "    algorithm: gptq\n",
+                 INV, 7, "not fp8 per-tensor", NULL);
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: nvfp4\n    algorithm: gptq\n", INV, 1,
+                 "missing required key 'calibration'", "algorithm gptq");
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: nvfp4\n    algorithm: sgd\n", INV, 6,
+                 "rtn, gptq", NULL);
     expect_error(HEAD "rules:\n  - pattern: a\n    weights: bf16\n", INV, 4, "no rule quantizes",
                  NULL);
     /* KV-cache quantization only through ModelOpt; scales only with format fp8. */

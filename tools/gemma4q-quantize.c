@@ -53,12 +53,13 @@ static g4q_status load_calib(g4q_ctx *ctx, const quantize_opts *o, const g4q_rec
 
 /* Runs the calibration samples through the BF16 model on `dev`, one layer at a time. */
 static g4q_status calibrate(g4q_ctx *ctx, const quantize_opts *o, const g4q_recipe *r,
-                            const g4q_calib_data *d, g4q_device_kind dev, g4q_calib_result *res)
+                            const g4q_calib_data *d, g4q_device_kind dev, int hessians,
+                            g4q_calib_result *res)
 {
     g4q_session *s = NULL;
     g4q_session_opts so = {.device = dev, .max_chunk = d->seq_len, .stream_layers = 1};
     G4Q_TRY(g4q_session_open(ctx, o->model, &so, &s));
-    g4q_status st = g4q_calib_run(ctx, s, d, r->calib.batch, res);
+    g4q_status st = g4q_calib_run(ctx, s, d, r->calib.batch, hessians, res);
     g4q_session_free(s);
     return st;
 }
@@ -133,7 +134,8 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
             calib = calloc(1, sizeof *calib);
             if (!calib) st = g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
             if (st == G4Q_OK && !data.ids) st = load_calib(ctx, o, recipe, cfg, &data);
-            if (st == G4Q_OK) st = calibrate(ctx, o, recipe, &data, dev, calib);
+            if (st == G4Q_OK)
+                st = calibrate(ctx, o, recipe, &data, dev, plan.needs_hessians, calib);
         }
         g4q_export_opts eo = {.out_dir = o->out,
                               .overwrite = o->force,
@@ -166,6 +168,7 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
         }
     }
     g4q_calib_data_free(&data);
+    g4q_calib_result_clear(calib);
     free(calib);
     g4q_plan_free(&plan);
     g4q_ckpt_close(ck);

@@ -50,15 +50,35 @@ typedef struct g4q_calib_result {
     uint64_t seed;
     char device[16];
     size_t peak_device_bytes; /* the backend's peak memory during the run (0: not tracked) */
+    /* Only when g4q_calib_run was asked for Hessians: H = Σ x·xᵀ over every calibration token x
+     * (fp64, [n, n] row-major, n = hess_dim) of the input of each Linear site (ATTN_IN, O_IN,
+     * MLP_IN, DOWN_IN) of each layer, as the BF16 model computes it (activations in the
+     * backend's act_dtype, accumulated on the host in fp64, tokens in order: deterministic on
+     * one device). NULL elsewhere. Owned: g4q_calib_result_clear frees them. */
+    double *hess[G4Q_MAX_LAYERS][G4Q_OBS_COUNT];
+    int hess_dim[G4Q_MAX_LAYERS][G4Q_OBS_COUNT];
 } g4q_calib_result;
 
-/* Runs every sample of d through s and fills *out. s is a BF16 session (s->qlin all BF16) opened
+/* Host memory the Hessians may take at most (two-pass GPTQ keeps them all until export). */
+#define G4Q_CALIB_HESS_MAX_BYTES ((uint64_t)8 << 30)
+
+/* Runs every sample of d through s and fills *out (with hessians non-zero also out->hess, after
+ * checking that they fit in G4Q_CALIB_HESS_MAX_BYTES: G4Q_ERR_NOMEM naming the size otherwise). s is a BF16 session (s->qlin all BF16) opened
  * with stream_layers and max_chunk >= seq_len, else G4Q_ERR_INVALID; its embedding is released
  * and its KV cache (re)reserved to seq_len positions. batch is only recorded (see above). A
  * progress bar counts layers. Errors: those of the forward pass; the activations not fitting
  * (naming their size); G4Q_ERR_NUMERIC if an amax is NaN or infinite (naming layer and site). */
 g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, int batch,
-                         g4q_calib_result *out);
+                         int hessians, g4q_calib_result *out);
+
+/* Frees the Hessians of r (the rest is plain data); NULL is a no-op. */
+void g4q_calib_result_clear(g4q_calib_result *r);
+
+/* The input Hessian of the Linear (layer, role) and its size, or G4Q_ERR_NEEDS_CALIBRATION naming
+ * `module` when the calibration has none for it (not asked for, or no site for the role). */
+g4q_status g4q_calib_input_hessian(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
+                                   g4q_weight_role role, const char *module, const double **H,
+                                   int *n);
 
 /* The observation site whose buffer is the input of a Linear of this role (Q/K/V_PROJ: ATTN_IN,
  * O_PROJ: O_IN, GATE/UP_PROJ: MLP_IN, DOWN_PROJ: DOWN_IN), or -1 for other roles. */

@@ -186,10 +186,22 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
                           it->out[o].name, (unsigned long long)it->out[o].nbytes);
     }
     float group_amax = it->group >= 0 ? amax[it->group] : 0.0f;
-    if (st == G4Q_OK && rs->gpu && g4q_gpu_quantizer_supports(it))
+    const double *H = NULL; /* GPTQ: the input Hessian of the calibration (CPU reference only) */
+    if (st == G4Q_OK && it->decision.algo == G4Q_RECIPE_ALGO_GPTQ) {
+        int n = 0;
+        st = rs->calib ? g4q_calib_input_hessian(rs->ctx, rs->calib, it->layer, it->role,
+                                                 it->module, &H, &n)
+                       : g4q_fail(rs->ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                                  "'%s': algorithm gptq needs calibration, and none was run",
+                                  it->module);
+        if (st == G4Q_OK && n != it->src->shape[1])
+            st = g4q_fail(rs->ctx, G4Q_ERR_INTERNAL, "'%s': Hessian [%d, %d] for %lld inputs",
+                          it->module, n, n, (long long)it->src->shape[1]);
+    }
+    if (st == G4Q_OK && rs->gpu && !H && g4q_gpu_quantizer_supports(it))
         st = g4q_quantize_item_cuda(rs->ctx, rs->gpu, it, group_amax, bufs);
     else if (st == G4Q_OK)
-        st = g4q_quantize_item_cpu(rs->ctx, it, group_amax, bufs);
+        st = g4q_quantize_item_cpu(rs->ctx, it, group_amax, H, bufs);
     for (int o = 0; o < n_weight && st == G4Q_OK; o++)
         st = write_output(rs, &it->out[o], bufs[o]);
     if (st == G4Q_OK)

@@ -170,6 +170,14 @@ static void plan_outputs(g4q_plan *p, g4q_plan_item *it)
                      "amax", it->module, g4q_recipe_act_name(it->decision.act));
         }
     }
+    if (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ)
+        p->needs_hessians = 1;
+    if (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ && !p->needs_calibration) {
+        p->needs_calibration = 1;
+        snprintf(p->calibration_reason, sizeof p->calibration_reason,
+                 "'%s' is quantized with algorithm gptq, which needs the Hessian of its "
+                 "calibration inputs", it->module);
+    }
 }
 
 /* Fused groups: members must agree on the format (vLLM loads them as one Linear), and NVFP4
@@ -403,6 +411,8 @@ cJSON *g4q_plan_to_cjson(const g4q_plan *p)
         cJSON_AddStringToObject(o, "format", g4q_plan_format_name(it->format));
         if (it->format != G4Q_PF_KEEP)
             cJSON_AddStringToObject(o, "scale_search", g4q_recipe_search_name(it->decision.search));
+        if (it->decision.algo != G4Q_RECIPE_ALGO_RTN) /* rtn: absent, as before gptq existed */
+            cJSON_AddStringToObject(o, "algorithm", g4q_recipe_algo_name(it->decision.algo));
         cJSON_AddNumberToObject(o, "bytes_in", (double)it->src->nbytes);
         cJSON *outs = cJSON_AddArrayToObject(o, "outputs");
         for (int k = 0; k < it->n_out; k++) {

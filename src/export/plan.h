@@ -102,6 +102,7 @@ typedef struct g4q_plan {
     uint64_t bytes_in, bytes_out;
     size_t n_quantized;
     int needs_calibration;   /* some output needs input/KV scales that only calibration gives */
+    int needs_hessians;      /* some item uses algorithm gptq: calibration keeps input Hessians */
     char calibration_reason[256];
 } g4q_plan;
 

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/gptq.h"
 #include "quant/quant.h"
 
 static g4q_status quant_int4(g4q_ctx *ctx, const g4q_plan_item *it, const uint16_t *w,
-                             int64_t rows, int64_t cols, g4q_scale_method m, void **bufs)
+                             int64_t rows, int64_t cols, g4q_scale_method m, const double *H,
+                             void **bufs)
 {
     const int group = 128;
     int64_t groups = g4q_int4_group_count(cols, group);
@@ -17,7 +19,9 @@ static g4q_status quant_int4(g4q_ctx *ctx, const g4q_plan_item *it, const uint16
                                                       it->src->name);
     g4q_dtype sdt = it->format == G4Q_PF_INT4_GPTQ ? G4Q_DT_F16 : G4Q_DT_BF16;
     if (st == G4Q_OK)
-        st = g4q_int4_quantize(ctx, it->src->name, w, rows, cols, group, m, sdt, q, scales);
+        st = H ? g4q_gptq_int4(ctx, it->src->name, w, rows, cols, group, m, sdt, H, NULL, q,
+                               scales)
+               : g4q_int4_quantize(ctx, it->src->name, w, rows, cols, group, m, sdt, q, scales);
     if (st == G4Q_OK)
         st = g4q_quantize_item_pack_int4(ctx, it, q, scales, bufs);
     free(q);
@@ -40,7 +44,7 @@ g4q_status g4q_quantize_item_pack_int4(g4q_ctx *ctx, const g4q_plan_item *it, co
 }
 
 g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float group_amax,
-                                 void **bufs)
+                                 const double *H, void **bufs)
 {
     const g4q_tensor *t = it->src;
     if (t->dtype != G4Q_DT_BF16 || t->ndim != 2)
@@ -58,6 +62,9 @@ g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float gr
         G4Q_TRY(g4q_quant_amax_bf16(ctx, t->name, w, t->numel, &amax));
     switch (it->format) {
     case G4Q_PF_NVFP4_MO:
+        if (H)
+            return g4q_gptq_nvfp4(ctx, t->name, w, rows, cols, amax, m, H, NULL, bufs[0],
+                                  bufs[1], (float *)bufs[2]);
         return g4q_nvfp4_quantize(ctx, t->name, w, rows, cols, amax, m, bufs[0], bufs[1],
                                   (float *)bufs[2]);
     case G4Q_PF_NVFP4_CT:
@@ -66,6 +73,9 @@ g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float gr
                             "tensor '%s': compressed-tensors NVFP4 is written with scale_search "
                             "max only (use export modelopt for %s)",
                             t->name, g4q_scale_method_name(m));
+        if (H)
+            return g4q_gptq_nvfp4_ct(ctx, t->name, w, rows, cols, amax, H, NULL, bufs[0],
+                                     bufs[1], (float *)bufs[2]);
         return g4q_nvfp4_quantize_ct(ctx, t->name, w, rows, cols, amax, bufs[0], bufs[1],
                                      (float *)bufs[2]);
     case G4Q_PF_FP8_TENSOR:
@@ -75,10 +85,13 @@ g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float gr
         return g4q_fp8_quantize_tensor(ctx, t->name, w, rows, cols, amax, G4Q_FP8_ROUND_EXACT,
                                        bufs[0], (float *)bufs[1]);
     case G4Q_PF_FP8_BLOCK:
+        if (H)
+            return g4q_gptq_fp8_blocks(ctx, t->name, w, rows, cols, m, H, NULL, bufs[0],
+                                       bufs[1]);
         return g4q_fp8_quantize_blocks(ctx, t->name, w, rows, cols, m, bufs[0], bufs[1]);
     case G4Q_PF_INT4_GPTQ:
     case G4Q_PF_INT4_CT:
-        return quant_int4(ctx, it, w, rows, cols, m, bufs);
+        return quant_int4(ctx, it, w, rows, cols, m, H, bufs);
     default:
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "tensor '%s': nothing to quantize", t->name);
     }

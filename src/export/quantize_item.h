@@ -13,11 +13,10 @@ extern "C" {
 #endif
 
 /* CPU reference path. group_amax: the fused group's shared amax when it->group >= 0 (else
- * ignored: the tensor's own amax is used). */
+ * ignored: the tensor's own amax is used). H: the input Hessian [in, in] (src/calib) for an item
+ * with algorithm gptq (src/quant/gptq.h), else NULL. */
 g4q_status g4q_quantize_item_cpu(g4q_ctx *ctx, const g4q_plan_item *it, float group_amax,
-                                 void **bufs);
-
-
+                                 const double *H, void **bufs);
 
 /* Packs INT4 codes q [rows, cols] and fp32 group scales (128 per group, already exact in the
  * format's scale dtype) into the GPTQ or compressed-tensors outputs of the item. Shared by the

@@ -67,25 +67,29 @@ static g4q_status inverse_factor(g4q_ctx *ctx, const char *nm, const double *H, 
                       nm, (long long)bad - 1, (long long)n, damp);
         goto out;
     }
-    /* B = L⁻¹ (lower), column by column. */
+    /* B = L⁻¹, stored transposed (B[j][k] = L⁻¹[k][j], so every inner product below runs over
+     * contiguous memory), column j of L⁻¹ by forward substitution. */
     memset(B, 0, (size_t)n * (size_t)n * sizeof *B);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
     for (int64_t j = 0; j < n; j++) {
-        B[j * n + j] = 1.0 / A[j * n + j];
+        double *bj = B + j * n;
+        bj[j] = 1.0 / A[j * n + j];
         for (int64_t i = j + 1; i < n; i++) {
+            const double *ai = A + i * n;
             double s = 0.0;
             for (int64_t k = j; k < i; k++)
-                s += A[i * n + k] * B[k * n + j];
-            B[i * n + j] = -s / A[i * n + i];
+                s += ai[k] * bj[k];
+            bj[i] = -s / ai[i];
         }
     }
-    /* A = H⁻¹ = L⁻ᵀ·L⁻¹, lower triangle: A[i][j] = Σ_{k >= i} B[k][i]·B[k][j] for j <= i. */
+    /* A = H⁻¹ = L⁻ᵀ·L⁻¹, lower triangle: A[i][j] = Σ_{k >= i} L⁻¹[k][i]·L⁻¹[k][j], j <= i. */
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j <= i; j++) {
+            const double *bi = B + i * n, *bj = B + j * n;
             double s = 0.0;
             for (int64_t k = i; k < n; k++)
-                s += B[k * n + i] * B[k * n + j];
+                s += bi[k] * bj[k];
             A[i * n + j] = s;
         }
     bad = cholesky_lower(A, n, nt);

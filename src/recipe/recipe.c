@@ -24,6 +24,7 @@
 static const char *const export_names[] = {G4Q_RECIPE_EXPORT_TABLE(G4Q_X_NAME)};
 static const char *const weights_names[] = {G4Q_RECIPE_WEIGHTS_TABLE(G4Q_X_NAME)};
 static const char *const search_names[] = {G4Q_RECIPE_SEARCH_TABLE(G4Q_X_NAME)};
+static const char *const algo_names[] = {G4Q_RECIPE_ALGO_TABLE(G4Q_X_NAME)};
 static const char *const act_names[] = {G4Q_RECIPE_ACT_TABLE(G4Q_X_NAME)};
 static const char *const kv_names[] = {G4Q_RECIPE_KV_TABLE(G4Q_X_NAME)};
 static const char *const kv_scales_names[] = {G4Q_RECIPE_KV_SCALES_TABLE(G4Q_X_NAME)};
@@ -46,6 +47,10 @@ const char *g4q_recipe_search_name(g4q_recipe_search v)
 {
     return name_of(search_names, G4Q_RECIPE_SEARCH_COUNT, (int)v);
 }
+const char *g4q_recipe_algo_name(g4q_recipe_algo v)
+{
+    return name_of(algo_names, G4Q_RECIPE_ALGO_COUNT, (int)v);
+}
 const char *g4q_recipe_act_name(g4q_recipe_act v)
 {
     return name_of(act_names, G4Q_RECIPE_ACT_COUNT, (int)v);
@@ -62,7 +67,8 @@ const char *g4q_recipe_kv_scales_name(g4q_recipe_kv_scales v)
 /* Allowed keys per mapping, in the order the messages list them. */
 static const char *const top_keys[] = {"name",    "description", "export",     "rules",
                                        "exclude", "kv_cache",    "calibration"};
-static const char *const rule_keys[] = {"pattern", "weights", "scale_search", "activations"};
+static const char *const rule_keys[] = {"pattern", "weights", "scale_search", "algorithm",
+                                        "activations"};
 static const char *const kv_keys[] = {"format", "scales"};
 static const char *const calib_keys[] = {"dataset", "samples", "seq_len", "batch", "seed"};
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -251,17 +257,23 @@ static g4q_status check_rule_combination(parser *p, const yaml_node_t *map, cons
 {
     const yaml_node_t *wn = lookup(p, map, "weights");
     const yaml_node_t *sn = lookup(p, map, "scale_search");
+    const yaml_node_t *gn = lookup(p, map, "algorithm");
     const yaml_node_t *an = lookup(p, map, "activations");
     const char *w = g4q_recipe_weights_name(rule->weights);
     g4q_recipe_export ex = p->r->export_format;
     if (rule->weights == G4Q_RECIPE_W_BF16) {
-        const yaml_node_t *extra = sn ? sn : an;
+        const yaml_node_t *extra = sn ? sn : gn ? gn : an;
         if (extra)
             return FAIL_AT(p, extra,
                            "%s: weights bf16 keeps the module unquantized; remove '%s'", what,
-                           sn ? "scale_search" : "activations");
+                           sn ? "scale_search" : gn ? "algorithm" : "activations");
         return G4Q_OK;
     }
+    if (rule->algo == G4Q_RECIPE_ALGO_GPTQ && rule->weights == G4Q_RECIPE_W_FP8)
+        return FAIL_AT(p, gn,
+                       "%s: algorithm gptq is defined for nvfp4, fp8-block and int4 weights, not "
+                       "fp8 per-tensor",
+                       what);
     if (rule->search == G4Q_RECIPE_SEARCH_FOUR_OVER_SIX && rule->weights != G4Q_RECIPE_W_NVFP4)
         return FAIL_AT(p, sn,
                        "%s: scale_search four-over-six is defined for nvfp4 weights only "
@@ -333,6 +345,11 @@ static g4q_status parse_rule(parser *p, const yaml_node_t *map, int index)
     if ((n = lookup(p, map, "scale_search"))) {
         G4Q_TRY(get_enum(p, n, what, search_names, G4Q_RECIPE_SEARCH_COUNT, &v));
         rule->search = (g4q_recipe_search)v;
+    }
+    rule->algo = G4Q_RECIPE_ALGO_RTN;
+    if ((n = lookup(p, map, "algorithm"))) {
+        G4Q_TRY(get_enum(p, n, what, algo_names, G4Q_RECIPE_ALGO_COUNT, &v));
+        rule->algo = (g4q_recipe_algo)v;
     }
     rule->act = G4Q_RECIPE_ACT_NONE;
     if ((n = lookup(p, map, "activations"))) {
@@ -500,14 +517,20 @@ static g4q_status check_recipe(parser *p, const yaml_node_t *root, const yaml_no
     if (first < 0)
         return FAIL_AT(p, rules, "rules: no rule quantizes anything (every rule is bf16)");
     if (g4q_recipe_needs_calibration(r) && !r->calib.present) {
-        int act_rule = -1;
-        for (int i = 0; i < r->n_rules && act_rule < 0; i++)
-            if (r->rules[i].act != G4Q_RECIPE_ACT_NONE)
+        int act_rule = -1, algo_rule = -1;
+        for (int i = 0; i < r->n_rules; i++) {
+            if (act_rule < 0 && r->rules[i].act != G4Q_RECIPE_ACT_NONE)
                 act_rule = i;
+            if (algo_rule < 0 && r->rules[i].algo != G4Q_RECIPE_ALGO_RTN)
+                algo_rule = i;
+        }
         char why[128];
         if (act_rule >= 0)
             snprintf(why, sizeof why, "rules[%d] quantizes activations (%s), whose input scales",
                      act_rule + 1, g4q_recipe_act_name(r->rules[act_rule].act));
+        else if (algo_rule >= 0)
+            snprintf(why, sizeof why, "rules[%d] uses algorithm %s, whose input Hessians",
+                     algo_rule + 1, g4q_recipe_algo_name(r->rules[algo_rule].algo));
         else
             snprintf(why, sizeof why, "kv_cache.scales: calibrated KV scales");
         return FAIL_AT(p, root,
@@ -670,8 +693,12 @@ void g4q_recipe_free(g4q_recipe *r)
 
 g4q_recipe_decision g4q_recipe_match(const g4q_recipe *r, const char *module_name)
 {
-    g4q_recipe_decision d = {G4Q_RECIPE_W_BF16, G4Q_RECIPE_SEARCH_MAX, G4Q_RECIPE_ACT_NONE, -1,
-                             -1};
+    g4q_recipe_decision d = {.weights = G4Q_RECIPE_W_BF16,
+                             .search = G4Q_RECIPE_SEARCH_MAX,
+                             .algo = G4Q_RECIPE_ALGO_RTN,
+                             .act = G4Q_RECIPE_ACT_NONE,
+                             .rule = -1,
+                             .exclude = -1};
     for (int i = 0; i < r->n_excludes; i++)
         if (g4q_glob_match(r->excludes[i].pattern, module_name)) {
             d.exclude = i;
@@ -681,6 +708,7 @@ g4q_recipe_decision g4q_recipe_match(const g4q_recipe *r, const char *module_nam
         if (g4q_glob_match(r->rules[i].pattern, module_name)) {
             d.weights = r->rules[i].weights;
             d.search = r->rules[i].search;
+            d.algo = r->rules[i].algo;
             d.act = r->rules[i].act;
             d.rule = i;
             return d;
@@ -691,7 +719,7 @@ g4q_recipe_decision g4q_recipe_match(const g4q_recipe *r, const char *module_nam
 int g4q_recipe_needs_calibration(const g4q_recipe *r)
 {
     for (int i = 0; i < r->n_rules; i++)
-        if (r->rules[i].act != G4Q_RECIPE_ACT_NONE)
+        if (r->rules[i].act != G4Q_RECIPE_ACT_NONE || r->rules[i].algo != G4Q_RECIPE_ALGO_RTN)
             return 1;
     return r->kv_format == G4Q_RECIPE_KV_FP8 && r->kv_scales == G4Q_RECIPE_KV_SCALES_CALIBRATED;
 }
@@ -771,6 +799,8 @@ static cJSON *rule_json(const g4q_recipe_rule *ru)
     cJSON_AddStringToObject(o, "weights", g4q_recipe_weights_name(ru->weights));
     if (ru->weights != G4Q_RECIPE_W_BF16) {
         cJSON_AddStringToObject(o, "scale_search", g4q_recipe_search_name(ru->search));
+        if (ru->algo != G4Q_RECIPE_ALGO_RTN) /* rtn: absent, as before gptq existed */
+            cJSON_AddStringToObject(o, "algorithm", g4q_recipe_algo_name(ru->algo));
         cJSON_AddStringToObject(o, "activations", g4q_recipe_act_name(ru->act));
     }
     cJSON_AddNumberToObject(o, "line", ru->line);

@@ -18,6 +18,8 @@
  *     - pattern: "model.language_model.layers.*.mlp.*_proj"   # required, glob (recipe/glob.h)
  *       weights: nvfp4              # required: nvfp4 | fp8 | fp8-block | int4 | bf16 (= keep)
  *       scale_search: mse           # optional, default max: max | mse | four-over-six
+ *       algorithm: gptq             # optional, default rtn: rtn | gptq (src/quant/gptq.h; needs
+ *                                   # calibration: the Hessian of each Linear's input)
  *       activations: nvfp4          # optional, default none: none | nvfp4 | fp8
  *   exclude: ["lm_head"]            # optional sequence of globs; an excluded module is kept BF16
  *                                   # whatever the rules say (exclude beats rules)
@@ -43,7 +45,9 @@
  *   int4: max = block amax (group 128); mse = the §2.5 multiplier search per group.
  * Valid weight/activation pairs: nvfp4 + none (W4A16) or nvfp4 (W4A4); fp8 + fp8 (ModelOpt FP8 is
  * W8A8, §3); fp8-block + none (fp8_pb_wo; engines quantize activations dynamically, §4);
- * int4 + none (W4A16). A bf16 rule takes neither scale_search nor activations.
+ * int4 + none (W4A16). A bf16 rule takes neither scale_search nor activations nor algorithm.
+ * algorithm gptq: nvfp4 (scale_search chooses the fixed block scales), fp8-block and int4 (group
+ * scales found as GPTQ goes, by scale_search max or mse); not fp8 per-tensor.
  *
  * Valid exports (checked at load time):
  *   modelopt: nvfp4, fp8, fp8-block. int4 is refused: vLLM cannot load ModelOpt W4A16_AWQ (§5.1).
@@ -90,6 +94,10 @@ struct cJSON;
     X(G4Q_RECIPE_SEARCH_MSE, "mse")                                                                \
     X(G4Q_RECIPE_SEARCH_FOUR_OVER_SIX, "four-over-six")
 
+#define G4Q_RECIPE_ALGO_TABLE(X)                                                                   \
+    X(G4Q_RECIPE_ALGO_RTN, "rtn")                                                                  \
+    X(G4Q_RECIPE_ALGO_GPTQ, "gptq")
+
 #define G4Q_RECIPE_ACT_TABLE(X)                                                                    \
     X(G4Q_RECIPE_ACT_NONE, "none")                                                                 \
     X(G4Q_RECIPE_ACT_NVFP4, "nvfp4")                                                               \
@@ -107,6 +115,7 @@ struct cJSON;
 typedef enum { G4Q_RECIPE_EXPORT_TABLE(G4Q_X_ENUM) G4Q_RECIPE_EXPORT_COUNT } g4q_recipe_export;
 typedef enum { G4Q_RECIPE_WEIGHTS_TABLE(G4Q_X_ENUM) G4Q_RECIPE_W_COUNT } g4q_recipe_weights;
 typedef enum { G4Q_RECIPE_SEARCH_TABLE(G4Q_X_ENUM) G4Q_RECIPE_SEARCH_COUNT } g4q_recipe_search;
+typedef enum { G4Q_RECIPE_ALGO_TABLE(G4Q_X_ENUM) G4Q_RECIPE_ALGO_COUNT } g4q_recipe_algo;
 typedef enum { G4Q_RECIPE_ACT_TABLE(G4Q_X_ENUM) G4Q_RECIPE_ACT_COUNT } g4q_recipe_act;
 typedef enum { G4Q_RECIPE_KV_TABLE(G4Q_X_ENUM) G4Q_RECIPE_KV_COUNT } g4q_recipe_kv;
 typedef enum {
@@ -118,6 +127,7 @@ typedef enum {
 const char *g4q_recipe_export_name(g4q_recipe_export v);
 const char *g4q_recipe_weights_name(g4q_recipe_weights v);
 const char *g4q_recipe_search_name(g4q_recipe_search v);
+const char *g4q_recipe_algo_name(g4q_recipe_algo v);
 const char *g4q_recipe_act_name(g4q_recipe_act v);
 const char *g4q_recipe_kv_name(g4q_recipe_kv v);
 const char *g4q_recipe_kv_scales_name(g4q_recipe_kv_scales v);
@@ -127,6 +137,7 @@ typedef struct g4q_recipe_rule {
     const char *pattern; /* glob, syntax checked */
     g4q_recipe_weights weights;
     g4q_recipe_search search; /* MAX for bf16 rules */
+    g4q_recipe_algo algo;     /* RTN for bf16 rules */
     g4q_recipe_act act;       /* NONE for bf16 rules */
     int line, column;
 } g4q_recipe_rule;
@@ -169,6 +180,7 @@ typedef struct g4q_recipe {
 typedef struct g4q_recipe_decision {
     g4q_recipe_weights weights;
     g4q_recipe_search search;
+    g4q_recipe_algo algo;
     g4q_recipe_act act;
     int rule;    /* index of the deciding rule, -1 when none matched or an exclude matched */
     int exclude; /* index of the matching exclude pattern, -1 when none */
