@@ -21,6 +21,12 @@
 # Work already in WORK_DIR (exports, logits, vLLM results for the same ids) is reused, so a list
 # of exports can be split over several calls; the table lists every export done so far.
 # e.g. DEADLINE=420 HARD_STOP=560 scripts/engines/vllm_check.sh /tmp/ts /tmp/vc
+# Getting there (2026-12-03): build the kit here with ../shared/tools/vllm/make-kit.sh .vkit (an
+#   ignored folder; four parts call1..call4 of <= 50 MiB), pack the three tools and .devlibs into
+#   one small tar (.vkit/g4q1) and the referee as an xz tar split in two (.vkit/g4q3, g4q4); then
+#   four back-to-back device runs carrying call1+g4q1, call2, call3+g4q3, call4+g4q4, each copying
+#   into /tmp (vstage, vstage2, g4q) and the last one unpacking /tmp/ts, running install.sh and this
+#   script with PATH/LD_LIBRARY_PATH at /tmp/g4q (all 11 default exports took 201 s with JOBS=3).
 set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 case ${1:-} in -h | --help) usage; exit 0 ;; esac
