@@ -160,12 +160,13 @@ static int gptq_rows(const gptq_fmt *f, float *Wt, const float *U, int64_t rows,
     return bad;
 }
 
-/* Runs GPTQ; returns through *bad whether a group scale overflowed. */
+/* Runs GPTQ; returns through *bad (may be NULL) whether a group scale overflowed. */
 static g4q_status run_gptq(g4q_ctx *ctx, const char *nm, const uint16_t *w, int64_t rows,
                            int64_t cols, const double *H, const g4q_gptq_opts *o,
                            const gptq_fmt *f, int *bad)
 {
-    *bad = 0;
+    if (bad)
+        *bad = 0;
     if (!H)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': GPTQ needs the input Hessian", nm);
     const double damp = o && o->damp > 0.0 ? o->damp : 0.01;
@@ -198,7 +199,8 @@ static g4q_status run_gptq(g4q_ctx *ctx, const char *nm, const uint16_t *w, int6
         if (r0 < r1)
             any |= gptq_rows(f, Wt, U, rows, cols, B, E, q, r0, r1);
     }
-    *bad = any;
+    if (bad)
+        *bad = any;
 out:
     free(U);
     free(Wt);
@@ -310,8 +312,7 @@ g4q_status g4q_gptq_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int
                                wsf2));
     nvfp4_state s = {packed, scales, cols, *wsf2, 0};
     gptq_fmt f = {0, NULL, nvfp4_qdq, &s};
-    int bad;
-    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, &bad);
+    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
 }
 
 g4q_status g4q_gptq_nvfp4_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
@@ -323,8 +324,7 @@ g4q_status g4q_gptq_nvfp4_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, 
                                   global_scale));
     nvfp4_state s = {packed, scales, cols, *global_scale, 1};
     gptq_fmt f = {0, NULL, nvfp4_qdq, &s};
-    int bad;
-    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, &bad);
+    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
 }
 
 /* ---- FP8 128x128 blocks: fixed scales, codes with feedback ---- */
@@ -353,6 +353,5 @@ g4q_status g4q_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, const uint16_t *w
     G4Q_TRY(g4q_fp8_quantize_blocks(ctx, name, w, rows, cols, method, q, scales));
     fp8_state s = {q, scales, cols, (cols + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK};
     gptq_fmt f = {0, NULL, fp8_qdq, &s};
-    int bad;
-    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, &bad);
+    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
 }
