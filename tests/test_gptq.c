@@ -23,7 +23,7 @@ enum { ROWS = 96, COLS = 384, NTOK = 768 };
 typedef struct data {
     uint16_t w[ROWS * COLS];
     float x[NTOK * COLS]; /* calibration inputs, token-major */
-    double H[COLS * COLS];
+    float H[COLS * COLS]; /* fp32, as the calibration gives it */
 } data;
 
 /* W: normal weights with a few outliers; x: AR(1)-correlated inputs with channel scales from 0.2
@@ -46,20 +46,19 @@ static void make_data(data *d, int diag)
             d->x[t * COLS + c] = (float)prev * scale[c];
         }
     }
-    memset(d->H, 0, sizeof d->H);
+    static double acc[COLS * COLS];
+    memset(acc, 0, sizeof acc);
     for (int t = 0; t < NTOK; t++) {
         const float *x = d->x + t * COLS;
         for (int i = 0; i < COLS; i++)
             for (int j = 0; j <= i; j++)
-                d->H[i * COLS + j] += (double)x[i] * x[j];
+                acc[i * COLS + j] += (double)x[i] * x[j];
     }
     for (int i = 0; i < COLS; i++)
-        for (int j = 0; j < i; j++)
-            d->H[j * COLS + i] = diag ? 0.0 : d->H[i * COLS + j];
-    if (diag)
-        for (int i = 0; i < COLS; i++)
-            for (int j = 0; j < i; j++)
-                d->H[i * COLS + j] = 0.0;
+        for (int j = 0; j <= i; j++) {
+            const float v = (diag && j < i) ? 0.0f : (float)acc[i * COLS + j];
+            d->H[i * COLS + j] = d->H[j * COLS + i] = v;
+        }
 }
 
 /* Σ_t ||(W − Ŵ)·x_t||², fp64. */
@@ -91,7 +90,7 @@ typedef struct out {
 
 /* Quantizes d->w in format f, with GPTQ (H given) or RTN (H NULL); fills o and its dequantized
  * weights. */
-static g4q_status quantize(g4q_ctx *ctx, const data *d, fmt f, const double *H, out *o)
+static g4q_status quantize(g4q_ctx *ctx, const data *d, fmt f, const float *H, out *o)
 {
     memset(o, 0, sizeof *o);
     float amax = 0.0f;
@@ -197,7 +196,7 @@ static void test_errors(void)
     g4q_ctx_init(&ctx);
     make_data(&D, 1);
     for (int i = 0; i < COLS; i++)
-        D.H[i * COLS + i] = -1.0;
+        D.H[i * COLS + i] = -1.0f;
     CHECK_STATUS(quantize(&ctx, &D, F_INT4_MAX, D.H, &G), G4Q_ERR_NUMERIC);
     CHECK_STATUS(g4q_gptq_fp8_blocks(&ctx, "w", D.w, ROWS, COLS, G4Q_SCALE_MAX, NULL, NULL,
                                      G.codes, G.scales),
@@ -205,7 +204,7 @@ static void test_errors(void)
     /* Dead inputs (H[c, c] == 0) are allowed: their weights are zeroed. */
     make_data(&D, 0);
     for (int j = 0; j < COLS; j++)
-        D.H[5 * COLS + j] = D.H[j * COLS + 5] = 0.0;
+        D.H[5 * COLS + j] = D.H[j * COLS + 5] = 0.0f;
     if (CHECK_STATUS(quantize(&ctx, &D, F_INT4_MAX, D.H, &G), G4Q_OK)) {
         int zero = 1;
         for (int r = 0; r < ROWS; r++)

@@ -478,6 +478,28 @@ static void test_errors_combinations(void)
                  "missing required key 'calibration'", "algorithm gptq");
     expect_error(HEAD "rules:\n  - pattern: a\n    weights: nvfp4\n    algorithm: sgd\n", INV, 6,
                  "rtn, gptq", NULL);
+    /* Weighted scale searches: not on fp8 per-tensor, and they need calibration. */
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: fp8\n    activations: fp8\n"
+                      "    scale_search: hessian\n",
+                 INV, 7, "not fp8 per-tensor", NULL);
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: nvfp4\n    scale_search: imatrix\n",
+                 INV, 1, "missing required key 'calibration'", NULL);
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: nvfp4\n    scale_search: hessian\n"
+                      "calibration:\n  dataset: builtin:default\n  samples: 1\n  seq_len: 8\n"
+                      "  sequential: yes\n",
+                 INV, 11, "false, true", NULL);
+    {
+        g4q_recipe *r = expect_ok("name: t\nexport: gptq\nrules:\n  - pattern: a\n    weights: int4\n"
+                                       "    scale_search: hessian\n    algorithm: gptq\n"
+                                       "calibration:\n  dataset: builtin:default\n  samples: 1\n"
+                                       "  seq_len: 8\n  sequential: true\n");
+        if (r) {
+            CHECK(r->rules[0].search == G4Q_RECIPE_SEARCH_HESSIAN);
+            CHECK(r->calib.sequential == 1);
+            CHECK(g4q_recipe_needs_calibration(r));
+        }
+        g4q_recipe_free(r);
+    }
     expect_error(HEAD "rules:\n  - pattern: a\n    weights: bf16\n", INV, 4, "no rule quantizes",
                  NULL);
     /* KV-cache quantization only through ModelOpt; scales only with format fp8. */

@@ -1,7 +1,7 @@
 /*
  * gemma4q-quantize --model DIR --recipe FILE --out OUT: quantizes a BF16 Gemma 4 checkpoint as a
  * recipe says and exports it (ModelOpt, compressed-tensors or GPTQ). Thin: parses the options and
- * calls the library (recipe -> plan -> export).
+ * calls the library (recipe -> plan -> g4q_quantize_run: calibration, per-layer GPTQ, export).
  */
 #include <omp.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "recipe/recipe.h"
-#include "runtime/session.h"
+#include "pipeline/quantize.h"
 #include "text/tokenizer.h"
 
 typedef struct quantize_opts {
@@ -51,23 +51,11 @@ static g4q_status load_calib(g4q_ctx *ctx, const quantize_opts *o, const g4q_rec
     return st;
 }
 
-/* Runs the calibration samples through the BF16 model on `dev`, one layer at a time. */
-static g4q_status calibrate(g4q_ctx *ctx, const quantize_opts *o, const g4q_recipe *r,
-                            const g4q_calib_data *d, g4q_device_kind dev, int hessians,
-                            g4q_calib_result *res)
-{
-    g4q_session *s = NULL;
-    g4q_session_opts so = {.device = dev, .max_chunk = d->seq_len, .stream_layers = 1};
-    G4Q_TRY(g4q_session_open(ctx, o->model, &so, &s));
-    g4q_status st = g4q_calib_run(ctx, s, d, r->calib.batch, hessians, res);
-    g4q_session_free(s);
-    return st;
-}
-
 static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *plan,
-                               const g4q_export_stats *stats, const g4q_calib_result *calib,
-                               g4q_device_kind dev, int dry_run)
+                               const g4q_quantize_report *rep, g4q_device_kind dev, int dry_run)
 {
+    const g4q_export_stats *stats = rep ? &rep->stats : NULL;
+    const g4q_calib_result *calib = rep && rep->calibrated ? &rep->calib : NULL;
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "recipe", plan->recipe->name);
     cJSON_AddStringToObject(r, "device", g4q_device_name(dev));
@@ -81,6 +69,9 @@ static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *p
         cJSON_AddNumberToObject(s, "seconds", stats->seconds);
         cJSON_AddNumberToObject(s, "peak_rss_bytes", (double)stats->peak_rss);
         cJSON_AddNumberToObject(s, "peak_gpu_bytes", (double)stats->peak_gpu);
+        cJSON_AddNumberToObject(s, "job_peak_gpu_bytes", (double)rep->peak_gpu);
+        cJSON_AddNumberToObject(s, "layer_quantized_tensors", (double)rep->layer_items);
+        cJSON_AddNumberToObject(s, "layer_quantize_seconds", rep->layer_quant_seconds);
     }
     if (calib) {
         cJSON *c = g4q_calib_to_cjson(calib);
@@ -91,6 +82,30 @@ static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *p
     g4q_status st = g4q_json_write_file(ctx, path, r, 2);
     cJSON_Delete(r);
     return st;
+}
+
+static void print_summary(const quantize_opts *o, const g4q_recipe *recipe, g4q_device_kind dev,
+                          const g4q_quantize_report *rep)
+{
+    const g4q_export_stats *st = &rep->stats;
+    fprintf(stderr,
+            "gemma4q: %s -> %s (%s, recipe %s)\n"
+            "gemma4q: %zu tensors, %.3f GB in -> %.3f GB out, export %.1f s, peak host RSS "
+            "%.2f GB, peak GPU memory %.2f GB\n",
+            o->model, o->out, g4q_device_name(dev), recipe->name, st->tensors_out,
+            (double)st->bytes_in / 1e9, (double)st->bytes_out / 1e9, st->seconds,
+            (double)st->peak_rss / 1e9, (double)rep->peak_gpu / 1e9);
+    if (!rep->calibrated) return;
+    const g4q_calib_result *c = &rep->calib;
+    fprintf(stderr, "gemma4q: calibration %d x %d tokens of %s (ids sha256 %.16s...)%s, %.1f s",
+            c->samples, c->seq_len, c->dataset, c->ids_sha256,
+            c->sequential ? ", sequential" : "", c->seconds);
+    if (rep->layer_items)
+        fprintf(stderr, ", of which %.1f s quantizing %zu tensors layer by layer",
+                rep->layer_quant_seconds, rep->layer_items);
+    if (c->peak_device_bytes) /* tracked by the CUDA backend */
+        fprintf(stderr, ", peak GPU memory %.2f GB", (double)c->peak_device_bytes / 1e9);
+    fputc('\n', stderr);
 }
 
 static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
@@ -117,7 +132,8 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
     if (st == G4Q_OK)
         st = g4q_plan_build(ctx, recipe, cfg, w, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), &plan);
     g4q_calib_data data = {0};
-    g4q_calib_result *calib = NULL;
+    g4q_quantize_report *rep = calloc(1, sizeof *rep);
+    if (st == G4Q_OK && !rep) st = g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
     if (st == G4Q_OK && o->dump_calib) {
         st = load_calib(ctx, o, recipe, cfg, &data);
         if (st == G4Q_OK) st = g4q_calib_dump(ctx, &data, o->dump_calib);
@@ -127,49 +143,27 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
     }
     if (st == G4Q_OK && o->dry_run) {
         g4q_plan_print(&plan, stdout);
-        if (o->json) st = write_report(ctx, o->json, &plan, NULL, NULL, dev, 1);
+        if (o->json) st = write_report(ctx, o->json, &plan, NULL, dev, 1);
     } else if (st == G4Q_OK) {
         st = g4q_device_select(ctx, req, &dev, NULL);
-        if (st == G4Q_OK && plan.needs_calibration) {
-            calib = calloc(1, sizeof *calib);
-            if (!calib) st = g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
-            if (st == G4Q_OK && !data.ids) st = load_calib(ctx, o, recipe, cfg, &data);
-            if (st == G4Q_OK)
-                st = calibrate(ctx, o, recipe, &data, dev, plan.needs_hessians, calib);
-        }
-        g4q_export_opts eo = {.out_dir = o->out,
-                              .overwrite = o->force,
-                              .shard_bytes = o->shard_bytes,
-                              .device = dev,
-                              .calib = calib};
-        g4q_export_stats stats = {0};
-        if (st == G4Q_OK) st = g4q_export_run(ctx, &plan, ck, cfg, &eo, &stats);
-        if (st == G4Q_OK && !o->quiet) {
-            fprintf(stderr,
-                    "gemma4q: %s -> %s (%s, recipe %s)\n"
-                    "gemma4q: %zu tensors, %.3f GB in -> %.3f GB out, %.1f s, peak host RSS "
-                    "%.2f GB, peak GPU memory %.2f GB\n",
-                    o->model, o->out, g4q_device_name(dev), recipe->name, stats.tensors_out,
-                    (double)stats.bytes_in / 1e9, (double)stats.bytes_out / 1e9, stats.seconds,
-                    (double)stats.peak_rss / 1e9, (double)stats.peak_gpu / 1e9);
-            if (calib) {
-                fprintf(stderr,
-                        "gemma4q: calibration %d x %d tokens of %s (ids sha256 %.16s...), %.1f s",
-                        calib->samples, calib->seq_len, calib->dataset, calib->ids_sha256,
-                        calib->seconds);
-                if (calib->peak_device_bytes) /* tracked by the CUDA backend */
-                    fprintf(stderr, ", peak GPU memory %.2f GB",
-                            (double)calib->peak_device_bytes / 1e9);
-                fputc('\n', stderr);
-            }
-        }
-        if (st == G4Q_OK && o->json) {
-            st = write_report(ctx, o->json, &plan, &stats, calib, dev, 0);
-        }
+        if (st == G4Q_OK && plan.needs_calibration && !data.ids)
+            st = load_calib(ctx, o, recipe, cfg, &data);
+        g4q_quantize_job job = {.model_dir = o->model,
+                                .plan = &plan,
+                                .ckpt = ck,
+                                .cfg = cfg,
+                                .calib_data = &data,
+                                .sequential = recipe->calib.sequential,
+                                .export = {.out_dir = o->out,
+                                           .overwrite = o->force,
+                                           .shard_bytes = o->shard_bytes,
+                                           .device = dev}};
+        if (st == G4Q_OK) st = g4q_quantize_run(ctx, &job, rep);
+        if (st == G4Q_OK && !o->quiet) print_summary(o, recipe, dev, rep);
+        if (st == G4Q_OK && o->json) st = write_report(ctx, o->json, &plan, rep, dev, 0);
     }
     g4q_calib_data_free(&data);
-    g4q_calib_result_clear(calib);
-    free(calib);
+    free(rep);
     g4q_plan_free(&plan);
     g4q_ckpt_close(ck);
     g4q_recipe_free(recipe);

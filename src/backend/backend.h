@@ -231,6 +231,15 @@ struct g4q_backend {
     /* *amax = max |x[i]| over i < count (0 for count 0; NaN propagates), returned to the host. */
     g4q_status (*amax)(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
 
+    /* H [n, n] = xᵀ·x (accumulate 0) or H += xᵀ·x (accumulate 1) over the `rows` rows of x
+     * [rows, n]: the input Hessian Σ x·xᵀ of a Linear (src/calib). H is an F32 buffer of n·n elements, both triangles written (H stays exactly
+     * symmetric); x has act_dtype. Products are exact in fp32 for bf16 inputs; sums are fp32.
+     * CPU: every H[i][j] adds its rows in order to the stored value (deterministic, any thread
+     * count). CUDA: one cuBLAS GEMM (CUBLAS_COMPUTE_32F, beta = accumulate):
+     * deterministic on one GPU, but summed in another order than the CPU's. */
+    g4q_status (*gram)(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
+                       int accumulate);
+
     /* ---- reporting (may be NULL) ---- */
     /* Peak bytes of backend memory held at once since creation (buffers, weights, workspaces):
      * device memory for CUDA. NULL where the backend does not track it (the CPU backend). */

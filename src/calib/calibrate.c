@@ -15,9 +15,12 @@ typedef struct observer_state {
     g4q_ctx *ctx;
     g4q_backend *be;
     g4q_calib_result *r;
-    int hessians;
-    float *host;       /* download buffer for the Hessian sites */
-    size_t host_count; /* its capacity in floats */
+    unsigned hessian_sites;
+    int layer;                   /* the layer whose Hessians hess[] hold */
+    g4q_buf *hess[G4Q_OBS_COUNT]; /* the current layer's Hessians, on the backend */
+    int dim[G4Q_OBS_COUNT];      /* their sizes (0: not allocated) */
+    int started[G4Q_OBS_COUNT];  /* this layer has summed into them */
+    float *host[G4Q_OBS_COUNT];  /* downloads, handed to layer_done */
 } observer_state;
 
 static int is_linear_input(g4q_obs_site site)
@@ -26,85 +29,31 @@ static int is_linear_input(g4q_obs_site site)
            site == G4Q_OBS_DOWN_IN;
 }
 
-/* H += Σ_t x_t·x_tᵀ over rows x_t of x [rows, n]; the lower triangle, mirrored at the end of the
- * run (finish_hessians). Each H[i][j] sums its tokens in order, so any thread count gives the
- * same bits. */
-static g4q_status add_hessian(observer_state *os, int layer, g4q_obs_site site, const g4q_buf *x,
-                              int rows, int n)
+/* H(site) += xᵀ·x on the backend; the buffer is (re)allocated when the width changes (full and
+ * sliding layers have different o_proj inputs) and overwritten by a layer's first sample. */
+static g4q_status add_hessian(observer_state *os, g4q_obs_site site, const g4q_buf *x, int rows,
+                              int n)
 {
-    g4q_calib_result *r = os->r;
-    if (!r->hess[layer][site]) {
-        r->hess[layer][site] = calloc((size_t)n * (size_t)n, sizeof(double));
-        if (!r->hess[layer][site])
-            return g4q_fail(os->ctx, G4Q_ERR_NOMEM, "calibration: layer %d: %s Hessian [%d, %d]",
-                            layer, g4q_obs_site_name(site), n, n);
-        r->hess_dim[layer][site] = n;
+    g4q_backend *be = os->be;
+    if (os->dim[site] != n) {
+        be->buf_free(be, os->hess[site]);
+        os->hess[site] = NULL;
+        os->dim[site] = 0;
+        free(os->host[site]);
+        os->host[site] = malloc((size_t)n * (size_t)n * sizeof(float));
+        g4q_status st = os->host[site]
+                            ? be->buf_alloc(be, G4Q_DT_F32, (size_t)n * (size_t)n, &os->hess[site])
+                            : G4Q_ERR_NOMEM;
+        if (st != G4Q_OK)
+            return g4q_fail(os->ctx, st == G4Q_ERR_NOMEM ? G4Q_ERR_NOMEM : st,
+                            "calibration: layer %d: %s Hessian [%d, %d] (%.2f GB in fp32)",
+                            os->layer, g4q_obs_site_name(site), n, n,
+                            (double)n * (double)n * 4e-9);
+        os->dim[site] = n;
     }
-    if (r->hess_dim[layer][site] != n)
-        return g4q_fail(os->ctx, G4Q_ERR_INTERNAL, "calibration: layer %d: %s width %d, then %d",
-                        layer, g4q_obs_site_name(site), r->hess_dim[layer][site], n);
-    const size_t count = (size_t)rows * (size_t)n;
-    if (count > os->host_count) {
-        free(os->host);
-        os->host = malloc(count * sizeof *os->host);
-        os->host_count = os->host ? count : 0;
-        if (!os->host)
-            return g4q_fail(os->ctx, G4Q_ERR_NOMEM, "calibration: %zu activations", count);
-    }
-    G4Q_TRY(os->be->download(os->be, x, 0, os->host, count));
-    double *H = r->hess[layer][site];
-    const float *xs = os->host;
-    /* Row tiles of H stay in cache while every token passes over them. */
-    enum { TILE = 32 };
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i0 = 0; i0 < n; i0 += TILE) {
-        const int i1 = i0 + TILE < n ? i0 + TILE : n;
-        for (int t = 0; t < rows; t++) {
-            const float *xt = xs + (size_t)t * (size_t)n;
-            for (int i = i0; i < i1; i++) {
-                const double a = xt[i];
-                double *hi = H + (size_t)i * (size_t)n;
-                for (int j = 0; j <= i; j++)
-                    hi[j] += a * xt[j];
-            }
-        }
-    }
+    G4Q_TRY(be->gram(be, os->hess[site], x, rows, n, os->started[site]));
+    os->started[site] = 1;
     return G4Q_OK;
-}
-
-/* Mirrors each Hessian's lower triangle into the upper one. */
-static void finish_hessians(g4q_calib_result *r)
-{
-    for (int l = 0; l < r->n_layers; l++)
-        for (int s = 0; s < G4Q_OBS_COUNT; s++) {
-            double *H = r->hess[l][s];
-            const size_t n = (size_t)r->hess_dim[l][s];
-            for (size_t i = 0; H && i < n; i++)
-                for (size_t j = 0; j < i; j++)
-                    H[j * n + i] = H[i * n + j];
-        }
-}
-
-void g4q_calib_result_clear(g4q_calib_result *r)
-{
-    for (int l = 0; r && l < G4Q_MAX_LAYERS; l++)
-        for (int s = 0; s < G4Q_OBS_COUNT; s++) {
-            free(r->hess[l][s]);
-            r->hess[l][s] = NULL;
-            r->hess_dim[l][s] = 0;
-        }
-}
-
-/* Bytes the Hessians of every Linear input site of the model take. */
-static uint64_t hessian_bytes(const g4q_config *cfg)
-{
-    uint64_t b = 0;
-    for (int l = 0; l < cfg->n_layers; l++) {
-        const uint64_t d = (uint64_t)cfg->hidden, I = (uint64_t)cfg->intermediate;
-        const uint64_t o = (uint64_t)cfg->n_heads * (uint64_t)cfg->layers[l].head_dim;
-        b += 8 * (2 * d * d + o * o + I * I);
-    }
-    return b;
 }
 
 static g4q_status on_site(void *user, int layer, g4q_obs_site site, const g4q_buf *x, int rows,
@@ -117,8 +66,32 @@ static g4q_status on_site(void *user, int layer, g4q_obs_site site, const g4q_bu
     /* NaN never compares greater: keep it visible so g4q_calib_run reports it. */
     if (a > r->amax[layer][site] || isnan(a)) r->amax[layer][site] = a;
     r->tokens[layer][site] += (uint64_t)rows;
-    if (os->hessians && is_linear_input(site))
-        return add_hessian(os, layer, site, x, rows, cols);
+    if (is_linear_input(site) && (os->hessian_sites >> site & 1u))
+        return add_hessian(os, site, x, rows, cols);
+    return G4Q_OK;
+}
+
+static void observer_free(observer_state *os)
+{
+    for (int s = 0; s < G4Q_OBS_COUNT; s++) {
+        os->be->buf_free(os->be, os->hess[s]);
+        free(os->host[s]);
+    }
+}
+
+/* The layer's statistics for layer_done: its Hessians downloaded. */
+static g4q_status layer_stats(observer_state *os, int l, uint64_t tokens, g4q_calib_layer *out)
+{
+    memset(out, 0, sizeof *out);
+    out->layer = l;
+    out->tokens = tokens;
+    for (int s = 0; s < G4Q_OBS_COUNT; s++) {
+        if (!os->started[s]) continue;
+        const size_t n = (size_t)os->dim[s];
+        G4Q_TRY(os->be->download(os->be, os->hess[s], 0, os->host[s], n * n));
+        out->hess[s] = os->host[s];
+        out->hess_dim[s] = os->dim[s];
+    }
     return G4Q_OK;
 }
 
@@ -150,73 +123,109 @@ static void drop_pages(const g4q_session *s, int l)
         if (t[i]) g4q_ckpt_release(s->ckpt, t[i]);
 }
 
-/* The layer-streamed run: every sample's residual stream in its own buffer h[j] (embedded
- * first, then the embedding is freed), then layer by layer: bind, run every sample through it
- * from position 0 with the observer installed, free. */
-static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, g4q_buf **h,
-                             int hessians, g4q_calib_result *out)
+/* Allocates `count` activation buffers of rows x width, naming what they are for. */
+static g4q_status alloc_acts(g4q_ctx *ctx, g4q_backend *be, const g4q_calib_data *d, size_t width,
+                             const char *what, g4q_buf **h)
 {
-    g4q_backend *be = s->be;
-    const size_t rows = (size_t)d->seq_len, width = (size_t)s->cfg->hidden;
+    const size_t rows = (size_t)d->seq_len;
     for (int j = 0; j < d->samples; j++) {
         g4q_status st = be->buf_alloc(be, be->act_dtype, rows * width, &h[j]);
         if (st != G4Q_OK) {
             char why[512];
             snprintf(why, sizeof why, "%s", g4q_ctx_error(ctx));
             return g4q_fail(ctx, st,
-                            "calibration keeps the activations of all %d x %d tokens (%.2f GB): "
-                            "sample %d: %s",
-                            d->samples, d->seq_len,
+                            "calibration keeps %s of all %d x %d tokens (%.2f GB): sample %d: %s",
+                            what, d->samples, d->seq_len,
                             (double)d->samples * (double)(rows * width) *
                                 (double)g4q_dtype_size(be->act_dtype) / 1e9,
                             j, why);
         }
-        G4Q_TRY(g4q_forward_embed(s->fwd, d->ids + (size_t)j * rows, d->seq_len, h[j]));
     }
+    return G4Q_OK;
+}
+
+/* Runs every sample through bound layer l (residual streams in place). */
+static g4q_status run_samples(g4q_session *s, const g4q_calib_data *d, int l, g4q_buf **h)
+{
+    for (int j = 0; j < d->samples; j++) {
+        g4q_kvcache_reset(s->kv);
+        G4Q_TRY(g4q_forward_layer(s->fwd, s->kv, l, h[j], d->seq_len));
+    }
+    return G4Q_OK;
+}
+
+/* Sequential mode: layer l again, from its saved inputs, with the hook's replacement weights. */
+static g4q_status rerun_quantized(g4q_session *s, const g4q_calib_data *d, int l, g4q_buf **h,
+                                  g4q_buf **h_in, const g4q_layer_weights *replace)
+{
+    g4q_backend *be = s->be;
+    const size_t rows = (size_t)d->seq_len, width = (size_t)s->cfg->hidden;
+    g4q_forward_release_layer(s->fwd, l);
+    G4Q_TRY(g4q_forward_bind_layer_from(s->fwd, l, replace));
+    for (int j = 0; j < d->samples; j++)
+        G4Q_TRY(be->copy_rows(be, h[j], 0, h_in[j], 0, rows, width));
+    g4q_forward_set_observer(s->fwd, NULL);
+    return run_samples(s, d, l, h);
+}
+
+/* The layer-streamed run: every sample's residual stream in its own buffer h[j] (embedded
+ * first, then the embedding is freed), then layer by layer: bind, run every sample through it
+ * from position 0 with the observer installed, hand the statistics to the hook (and in
+ * sequential mode run the layer again with the weights it returns), free. */
+static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, g4q_buf **h,
+                             g4q_buf **h_in, const g4q_calib_hooks *hk, observer_state *os)
+{
+    g4q_backend *be = s->be;
+    const size_t rows = (size_t)d->seq_len, width = (size_t)s->cfg->hidden;
+    G4Q_TRY(alloc_acts(ctx, be, d, width, "the activations", h));
+    if (hk->sequential)
+        G4Q_TRY(alloc_acts(ctx, be, d, width, "a second copy of the activations (sequential)",
+                           h_in));
+    for (int j = 0; j < d->samples; j++)
+        G4Q_TRY(g4q_forward_embed(s->fwd, d->ids + (size_t)j * rows, d->seq_len, h[j]));
     g4q_forward_release_embed(s->fwd);
     drop_pages(s, -1);
-    observer_state os = {.ctx = ctx, .be = be, .r = out, .hessians = hessians};
-    g4q_forward_observer obs = {.fn = on_site, .user = &os};
-    g4q_forward_set_observer(s->fwd, &obs);
+    g4q_forward_observer obs = {.fn = on_site, .user = os};
     g4q_progress pr;
     g4q_progress_begin(&pr, ctx, "calibrate", "layers", (uint64_t)s->cfg->n_layers);
-    for (int l = 0; l < s->cfg->n_layers; l++) {
-        g4q_status st = g4q_forward_bind_layer(s->fwd, l);
-        for (int j = 0; j < d->samples && st == G4Q_OK; j++) {
-            g4q_kvcache_reset(s->kv);
-            st = g4q_forward_layer(s->fwd, s->kv, l, h[j], d->seq_len);
-        }
-        if (st != G4Q_OK) {
-            free(os.host);
-            return st;
-        }
+    g4q_status st = G4Q_OK;
+    for (int l = 0; l < s->cfg->n_layers && st == G4Q_OK; l++) {
+        os->layer = l;
+        memset(os->started, 0, sizeof os->started);
+        g4q_forward_set_observer(s->fwd, &obs);
+        st = g4q_forward_bind_layer(s->fwd, l);
+        for (int j = 0; j < d->samples && st == G4Q_OK && hk->sequential; j++)
+            st = be->copy_rows(be, h_in[j], 0, h[j], 0, rows, width);
+        if (st == G4Q_OK) st = run_samples(s, d, l, h);
+        g4q_calib_layer ls;
+        g4q_layer_weights replace = s->weights->layers[l];
+        if (st == G4Q_OK && hk->layer_done) st = layer_stats(os, l, (uint64_t)d->samples * rows, &ls);
+        if (st == G4Q_OK && hk->layer_done)
+            st = hk->layer_done(hk->user, &ls, hk->sequential ? &replace : NULL);
+        if (st == G4Q_OK && hk->sequential) st = rerun_quantized(s, d, l, h, h_in, &replace);
         g4q_forward_release_layer(s->fwd, l);
         drop_pages(s, l);
         g4q_progress_update(&pr, (uint64_t)(l + 1));
     }
     g4q_progress_end(&pr);
-    free(os.host);
-    if (hessians) finish_hessians(out);
-    return G4Q_OK;
+    return st;
 }
 
 g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, int batch,
-                         int hessians, g4q_calib_result *out)
+                         const g4q_calib_hooks *hooks, g4q_calib_result *out)
 {
     memset(out, 0, sizeof *out);
-    if (hessians && hessian_bytes(s->cfg) > G4Q_CALIB_HESS_MAX_BYTES)
-        return g4q_fail(ctx, G4Q_ERR_NOMEM,
-                        "%s: algorithm gptq keeps the input Hessian of every Linear until the "
-                        "export (%.1f GB in fp64, more than the %.0f GB this two-pass path allows); "
-                        "GPTQ streamed layer by layer, for models of this size, is not built yet",
-                        s->dir, (double)hessian_bytes(s->cfg) / 1e9,
-                        (double)G4Q_CALIB_HESS_MAX_BYTES / 1e9);
+    const g4q_calib_hooks none = {0};
+    const g4q_calib_hooks *hk = hooks ? hooks : &none;
+    if (hk->sequential && !hk->layer_done)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "calibration: sequential mode needs a layer hook");
     double t0 = g4q_now_seconds();
     out->n_layers = s->cfg->n_layers;
     snprintf(out->dataset, sizeof out->dataset, "%s", d->name);
     memcpy(out->text_sha256, d->text_sha256, sizeof out->text_sha256);
     memcpy(out->ids_sha256, d->ids_sha256, sizeof out->ids_sha256);
     out->samples = d->samples, out->seq_len = d->seq_len, out->batch = batch, out->seed = d->seed;
+    out->sequential = hk->sequential;
     snprintf(out->device, sizeof out->device, "%s", g4q_device_name(s->device));
     for (int l = 0; l < s->qlin->n_layers; l++)
         for (int k = 0; k < G4Q_MAX_LAYER_LINEARS; k++)
@@ -229,19 +238,20 @@ g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, 
                         "%s: calibration needs a layer-streamed session with chunks of %d tokens",
                         s->dir, d->seq_len);
     G4Q_TRY(g4q_session_reserve(s, d->seq_len));
-    g4q_buf **h = calloc((size_t)d->samples, sizeof *h);
+    g4q_buf **h = calloc(2 * (size_t)d->samples, sizeof *h);
     if (!h) return g4q_fail(ctx, G4Q_ERR_NOMEM, "calibration: out of memory");
-    g4q_status st = run_layers(ctx, s, d, h, hessians, out);
-    for (int j = 0; j < d->samples; j++)
+    observer_state os = {.ctx = ctx, .be = s->be, .r = out, .hessian_sites = hk->hessian_sites};
+    g4q_status st = run_layers(ctx, s, d, h, h + d->samples, hk, &os);
+    for (int j = 0; j < 2 * d->samples; j++)
         s->be->buf_free(s->be, h[j]);
     free(h);
+    observer_free(&os);
     g4q_forward_set_observer(s->fwd, NULL);
     g4q_kvcache_reset(s->kv);
     if (s->be->mem_peak) out->peak_device_bytes = s->be->mem_peak(s->be);
     out->total_tokens = (uint64_t)d->samples * (uint64_t)d->seq_len;
     out->seconds = g4q_now_seconds() - t0;
     if (st == G4Q_OK) st = check_finite(ctx, out);
-    if (st != G4Q_OK) g4q_calib_result_clear(out);
     return st;
 }
 
@@ -280,21 +290,6 @@ g4q_status g4q_calib_input_amax(g4q_ctx *ctx, const g4q_calib_result *r, int lay
     return G4Q_OK;
 }
 
-g4q_status g4q_calib_input_hessian(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
-                                   g4q_weight_role role, const char *module, const double **H,
-                                   int *n)
-{
-    int site = g4q_calib_site_of_role(role);
-    if (site < 0 || layer < 0 || layer >= r->n_layers || !r->hess[layer][site])
-        return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION,
-                        "'%s': the calibration has no input Hessian for this Linear (algorithm "
-                        "gptq applies to decoder-layer Linears)",
-                        module);
-    *H = r->hess[layer][site];
-    *n = r->hess_dim[layer][site];
-    return G4Q_OK;
-}
-
 g4q_status g4q_calib_kv_amax(g4q_ctx *ctx, const g4q_calib_result *r, int layer, g4q_obs_site site,
                              float *amax)
 {
@@ -320,6 +315,7 @@ cJSON *g4q_calib_to_cjson(const g4q_calib_result *r)
     cJSON_AddNumberToObject(o, "seed", (double)r->seed);
     cJSON_AddNumberToObject(o, "tokens", (double)r->total_tokens);
     cJSON_AddStringToObject(o, "device", r->device);
+    cJSON_AddBoolToObject(o, "sequential", r->sequential);
     cJSON *am = cJSON_AddObjectToObject(o, "amax");
     for (int site = 0; am && site < G4Q_OBS_COUNT; site++) {
         cJSON *arr = cJSON_AddArrayToObject(am, g4q_obs_site_name((g4q_obs_site)site));

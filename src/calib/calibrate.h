@@ -3,7 +3,10 @@
  * decoder layer, the running max of |x| at every observation site of the forward pass
  * (src/model/forward.h: the inputs of q/k/v, o, gate/up and down, and K/V at the cache-write
  * point). This is ModelOpt's "max" calibration observed on the unquantized model: every layer sees
- * the BF16 model's activations, never quantized ones.
+ * the BF16 model's activations, never quantized ones. Optionally (g4q_calib_hooks) it also sums
+ * each layer's Linear input Hessians and hands them to a hook when the layer is done (the one
+ * pass of GPTQ and Hessian-weighted scale search, src/pipeline/quantize.h), and in sequential
+ * mode calibrates each layer on the quantized model's outputs of the layers before it.
  *
  * Semantics (what the recipe's numbers mean here):
  *   - every token of every sample counts, the <bos> at position 0 included; samples are exactly
@@ -50,35 +53,52 @@ typedef struct g4q_calib_result {
     uint64_t seed;
     char device[16];
     size_t peak_device_bytes; /* the backend's peak memory during the run (0: not tracked) */
-    /* Only when g4q_calib_run was asked for Hessians: H = Σ x·xᵀ over every calibration token x
-     * (fp64, [n, n] row-major, n = hess_dim) of the input of each Linear site (ATTN_IN, O_IN,
-     * MLP_IN, DOWN_IN) of each layer, as the BF16 model computes it (activations in the
-     * backend's act_dtype, accumulated on the host in fp64, tokens in order: deterministic on
-     * one device). NULL elsewhere. Owned: g4q_calib_result_clear frees them. */
-    double *hess[G4Q_MAX_LAYERS][G4Q_OBS_COUNT];
-    int hess_dim[G4Q_MAX_LAYERS][G4Q_OBS_COUNT];
+    int sequential;           /* layers were calibrated on the quantized model's outputs */
 } g4q_calib_result;
 
-/* Host memory the Hessians may take at most (two-pass GPTQ keeps them all until export). */
-#define G4Q_CALIB_HESS_MAX_BYTES ((uint64_t)8 << 30)
+/* One decoder layer's statistics beyond the amaxes, handed to g4q_calib_hooks.layer_done once the
+ * layer has seen every sample. */
+typedef struct g4q_calib_layer {
+    int layer;
+    /* For the sites in hooks->hessian_sites: H = Σ x·xᵀ over every calibration token x of the input of each Linear
+     * site (ATTN_IN: q/k/v; O_IN; MLP_IN: gate/up; DOWN_IN), accumulated on the backend in fp32
+     * (backend.h gram: in token order on the CPU, one cuBLAS GEMM per sample on CUDA) and
+     * downloaded: fp32 [n, n] row-major host memory, n = hess_dim[site]; NULL elsewhere. Valid
+     * only during the call. */
+    const float *hess[G4Q_OBS_COUNT];
+    int hess_dim[G4Q_OBS_COUNT];
+    uint64_t tokens; /* tokens each Hessian sums */
+} g4q_calib_layer;
 
-/* Runs every sample of d through s and fills *out (with hessians non-zero also out->hess, after
- * checking that they fit in G4Q_CALIB_HESS_MAX_BYTES: G4Q_ERR_NOMEM naming the size otherwise). s is a BF16 session (s->qlin all BF16) opened
+/* What g4q_calib_run does beyond the amaxes (all zero: amaxes only). */
+typedef struct g4q_calib_hooks {
+    /* Linear input sites whose Hessians each layer accumulates (g4q_calib_layer), as a mask of
+     * 1u << site over ATTN_IN, O_IN, MLP_IN, DOWN_IN; 0: none. Only the sites asked for are
+     * computed (the down_proj input's Hessian is the widest by far). */
+    unsigned hessian_sites;
+    /* Sequential mode (GPTQ's): layer_done must fill *replace with the layer's weights as the
+     * quantized model has them (BF16 tensors: the dequantized Linears, the rest unchanged), and
+     * the layer is run again on its inputs with them, so that layer l+1 is calibrated on the
+     * quantized model's outputs of layer l. Off (ModelOpt's semantics, the default): every
+     * layer sees the BF16 model's activations. replace's tensors must stay valid until the next
+     * layer_done call or the end of g4q_calib_run. Costs a second pass over each layer and a
+     * copy of the residual stream (samples x seq_len x hidden activations). */
+    int sequential;
+    /* Called after each layer (may be NULL unless sequential); replace is NULL unless
+     * sequential. An error stops the run and is returned. */
+    g4q_status (*layer_done)(void *user, const g4q_calib_layer *layer,
+                             g4q_layer_weights *replace);
+    void *user;
+} g4q_calib_hooks;
+
+/* Runs every sample of d through s and fills *out. s is a BF16 session (s->qlin all BF16) opened
  * with stream_layers and max_chunk >= seq_len, else G4Q_ERR_INVALID; its embedding is released
- * and its KV cache (re)reserved to seq_len positions. batch is only recorded (see above). A
- * progress bar counts layers. Errors: those of the forward pass; the activations not fitting
- * (naming their size); G4Q_ERR_NUMERIC if an amax is NaN or infinite (naming layer and site). */
+ * and its KV cache (re)reserved to seq_len positions. batch is only recorded (see above); hooks
+ * may be NULL. A progress bar counts layers. Errors: those of the forward pass and the hooks; the
+ * activations not fitting (naming their size); G4Q_ERR_NUMERIC if an amax is NaN or infinite
+ * (naming layer and site). */
 g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, int batch,
-                         int hessians, g4q_calib_result *out);
-
-/* Frees the Hessians of r (the rest is plain data); NULL is a no-op. */
-void g4q_calib_result_clear(g4q_calib_result *r);
-
-/* The input Hessian of the Linear (layer, role) and its size, or G4Q_ERR_NEEDS_CALIBRATION naming
- * `module` when the calibration has none for it (not asked for, or no site for the role). */
-g4q_status g4q_calib_input_hessian(g4q_ctx *ctx, const g4q_calib_result *r, int layer,
-                                   g4q_weight_role role, const char *module, const double **H,
-                                   int *n);
+                         const g4q_calib_hooks *hooks, g4q_calib_result *out);
 
 /* The observation site whose buffer is the input of a Linear of this role (Q/K/V_PROJ: ATTN_IN,
  * O_PROJ: O_IN, GATE/UP_PROJ: MLP_IN, DOWN_PROJ: DOWN_IN), or -1 for other roles. */

@@ -30,6 +30,7 @@ typedef struct run_state {
     uint64_t bytes_done;
     g4q_gpu_quantizer *gpu; /* NULL: CPU path */
     const g4q_calib_result *calib; /* NULL: no calibration */
+    void **const *ready;           /* g4q_export_opts.ready */
 } run_state;
 
 /* Declares every output in processing order: global tensors first, then layer by layer. */
@@ -179,31 +180,25 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
         n_weight++;
     void *bufs[G4Q_PLAN_MAX_OUTPUTS] = {0};
     g4q_status st = G4Q_OK;
-    for (int o = 0; o < it->n_out && st == G4Q_OK; o++) {
+    void **ready = rs->ready ? rs->ready[it - rs->plan->items] : NULL;
+    for (int o = ready ? it->n_out : 0; o < it->n_out && st == G4Q_OK; o++) {
         bufs[o] = malloc(it->out[o].nbytes ? it->out[o].nbytes : 1);
         if (!bufs[o])
             st = g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "%s: cannot allocate %llu bytes",
                           it->out[o].name, (unsigned long long)it->out[o].nbytes);
     }
     float group_amax = it->group >= 0 ? amax[it->group] : 0.0f;
-    const double *H = NULL; /* GPTQ: the input Hessian of the calibration (CPU reference only) */
-    if (st == G4Q_OK && it->decision.algo == G4Q_RECIPE_ALGO_GPTQ) {
-        int n = 0;
-        st = rs->calib ? g4q_calib_input_hessian(rs->ctx, rs->calib, it->layer, it->role,
-                                                 it->module, &H, &n)
-                       : g4q_fail(rs->ctx, G4Q_ERR_NEEDS_CALIBRATION,
-                                  "'%s': algorithm gptq needs calibration, and none was run",
-                                  it->module);
-        if (st == G4Q_OK && n != it->src->shape[1])
-            st = g4q_fail(rs->ctx, G4Q_ERR_INTERNAL, "'%s': Hessian [%d, %d] for %lld inputs",
-                          it->module, n, n, (long long)it->src->shape[1]);
-    }
-    if (st == G4Q_OK && rs->gpu && !H && g4q_gpu_quantizer_supports(it))
-        st = g4q_quantize_item_cuda(rs->ctx, rs->gpu, it, group_amax, bufs);
-    else if (st == G4Q_OK)
-        st = g4q_quantize_item_cpu(rs->ctx, it, group_amax, H, bufs);
+    if (st == G4Q_OK && !ready && g4q_plan_item_needs_hessian(it))
+        st = g4q_fail(rs->ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                      "'%s': %s needs the calibration's input Hessian (quantize through "
+                      "g4q_quantize, which computes it)",
+                      it->module, g4q_plan_item_hessian_use(it));
+    else if (st == G4Q_OK && !ready && rs->gpu && g4q_gpu_quantizer_supports(it))
+        st = g4q_quantize_item_cuda(rs->ctx, rs->gpu, it, group_amax, NULL, bufs, NULL);
+    else if (st == G4Q_OK && !ready)
+        st = g4q_quantize_item_cpu(rs->ctx, it, group_amax, NULL, bufs, NULL);
     for (int o = 0; o < n_weight && st == G4Q_OK; o++)
-        st = write_output(rs, &it->out[o], bufs[o]);
+        st = write_output(rs, &it->out[o], ready ? ready[o] : bufs[o]);
     if (st == G4Q_OK)
         st = write_calibrated(rs, it);
     for (int o = 0; o < it->n_out; o++)
@@ -385,7 +380,8 @@ g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ck
                         "gemma4q never invents scales",
                         plan->recipe->name, plan->calibration_reason);
     run_state rs = {.ctx = ctx, .plan = plan, .ckpt = ckpt,
-                    .calib = plan->needs_calibration ? opts->calib : NULL};
+                    .calib = plan->needs_calibration ? opts->calib : NULL,
+                    .ready = opts->ready};
     if (opts->device == G4Q_DEVICE_CUDA)
         G4Q_TRY(g4q_gpu_quantizer_create(ctx, &rs.gpu));
     g4q_outdir od;

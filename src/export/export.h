@@ -32,6 +32,11 @@ typedef struct g4q_export_opts {
      * fl32(amax · R448) of K / V at the cache-write point (§7). A Linear without observed tokens
      * is G4Q_ERR_NEEDS_CALIBRATION; compressed-tensors input_global_scale is UNSUPPORTED. */
     const g4q_calib_result *calib;
+    /* Items quantized before the export, with their calibration Hessians (GPTQ, weighted scale
+     * search: src/pipeline/quantize.h), indexed like plan->items: ready[i], when non-NULL, holds
+     * item i's weight outputs (plan.h order and sizes), written as they are. NULL: none. An item
+     * that needs a Hessian and is not ready is G4Q_ERR_NEEDS_CALIBRATION. */
+    void **const *ready;
 } g4q_export_opts;
 
 typedef struct g4q_export_stats {

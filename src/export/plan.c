@@ -170,14 +170,29 @@ static void plan_outputs(g4q_plan *p, g4q_plan_item *it)
                      "amax", it->module, g4q_recipe_act_name(it->decision.act));
         }
     }
-    if (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ)
+    if (g4q_plan_item_needs_hessian(it))
         p->needs_hessians = 1;
-    if (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ && !p->needs_calibration) {
+    if (g4q_plan_item_needs_hessian(it) && !p->needs_calibration) {
         p->needs_calibration = 1;
         snprintf(p->calibration_reason, sizeof p->calibration_reason,
-                 "'%s' is quantized with algorithm gptq, which needs the Hessian of its "
-                 "calibration inputs", it->module);
+                 "'%s' is quantized with %s, which needs the Hessian of its calibration inputs",
+                 it->module, g4q_plan_item_hessian_use(it));
     }
+}
+
+int g4q_plan_item_needs_hessian(const g4q_plan_item *it)
+{
+    return it->format != G4Q_PF_KEEP && (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ ||
+                                         it->decision.search == G4Q_RECIPE_SEARCH_IMATRIX ||
+                                         it->decision.search == G4Q_RECIPE_SEARCH_HESSIAN);
+}
+
+const char *g4q_plan_item_hessian_use(const g4q_plan_item *it)
+{
+    if (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ) return "algorithm gptq";
+    if (it->decision.search == G4Q_RECIPE_SEARCH_IMATRIX) return "scale_search imatrix";
+    if (it->decision.search == G4Q_RECIPE_SEARCH_HESSIAN) return "scale_search hessian";
+    return "no Hessian";
 }
 
 /* Fused groups: members must agree on the format (vLLM loads them as one Linear), and NVFP4

@@ -102,7 +102,7 @@ typedef struct g4q_plan {
     uint64_t bytes_in, bytes_out;
     size_t n_quantized;
     int needs_calibration;   /* some output needs input/KV scales that only calibration gives */
-    int needs_hessians;      /* some item uses algorithm gptq: calibration keeps input Hessians */
+    int needs_hessians;      /* some item needs its input Hessian (g4q_plan_item_needs_hessian) */
     char calibration_reason[256];
 } g4q_plan;
 
@@ -115,6 +115,13 @@ g4q_status g4q_plan_build(g4q_ctx *ctx, const g4q_recipe *recipe, const g4q_conf
                           g4q_plan *out);
 
 void g4q_plan_free(g4q_plan *p); /* NULL is a no-op */
+
+/* 1 when the item is quantized with its calibration input Hessian (algorithm gptq, scale_search
+ * imatrix or hessian), so that it
+ * is quantized during calibration, layer by layer (src/pipeline/quantize.h), not by the export;
+ * g4q_plan_item_hessian_use names why ("algorithm gptq", ...), for messages. */
+int g4q_plan_item_needs_hessian(const g4q_plan_item *it);
+const char *g4q_plan_item_hessian_use(const g4q_plan_item *it);
 
 /* Prints the plan: one line per tensor (decision and resulting bytes) and the totals. */
 void g4q_plan_print(const g4q_plan *p, FILE *f);

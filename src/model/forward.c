@@ -291,6 +291,16 @@ g4q_status g4q_forward_bind_layer(g4q_forward *f, int l)
     return st;
 }
 
+g4q_status g4q_forward_bind_layer_from(g4q_forward *f, int l, const g4q_layer_weights *lw)
+{
+    if (l < 0 || l >= f->cfg->n_layers || f->layers[l].in_ln)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d of %d (bound?)", l,
+                        f->cfg->n_layers);
+    g4q_status st = bind_layer(f, l, lw);
+    if (st != G4Q_OK) free_layer(f, l);
+    return st;
+}
+
 void g4q_forward_release_layer(g4q_forward *f, int l)
 {
     if (l >= 0 && l < f->cfg->n_layers) free_layer(f, l);

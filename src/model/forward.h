@@ -87,6 +87,10 @@ void g4q_forward_free(g4q_forward *f); /* NULL is a no-op */
 g4q_status g4q_forward_create_streamed(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg,
                                        const g4q_weights *w, int max_chunk, g4q_forward **out);
 g4q_status g4q_forward_bind_layer(g4q_forward *f, int l);
+/* Binds layer l (which must not be bound) from lw instead of the forward's own weights, all
+ * BF16 (sequential calibration runs a layer again with its quantized-dequantized Linears);
+ * lw's tensors must outlive the binding (the CPU backend keeps pointers). */
+g4q_status g4q_forward_bind_layer_from(g4q_forward *f, int l, const g4q_layer_weights *lw);
 void g4q_forward_release_layer(g4q_forward *f, int l);
 void g4q_forward_release_embed(g4q_forward *f);
 g4q_status g4q_forward_embed(g4q_forward *f, const int32_t *ids, int T, g4q_buf *h);

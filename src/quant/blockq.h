@@ -11,16 +11,33 @@
  * FP8 block losses in fp64. Searches keep the first minimum (strict <), and stop summing a
  * candidate once its partial sum reaches the best so far: sums of non-negative terms never
  * decrease, so this early exit cannot change the result.
+ *
+ * Weighted searches (quant.h, G4Q_SCALE_IMATRIX / G4Q_SCALE_HESSIAN): `H` points at Ĥ[c0, c0],
+ * the weight of the block's first column, with row stride `ldh` in floats; the block's weights
+ * are H[j·ldh + i] for its columns i, j < n. The imatrix losses read only the diagonal
+ * H[i·(ldh+1)], so a compact diagonal vector can be passed with ldh = 0. The weights must be
+ * finite with a non-negative diagonal (g4q_hess_normalize's output). The imatrix terms are
+ * non-negative, so those losses stop early like the MSE ones; hessian terms can be negative, so
+ * those always run to the end.
  */
 #ifndef G4Q_QUANT_BLOCKQ_H
 #define G4Q_QUANT_BLOCKQ_H
 
 #include "quant/codecs.h"
+#include "quant/quant.h"
 
 #if defined(__CUDA_ARCH__)
 #define G4Q_DDIV(a, b) __ddiv_rn((a), (b))
 #else
 #define G4Q_DDIV(a, b) ((double)(a) / (double)(b))
+#endif
+
+/* Vectorisation hint for loops whose iterations are independent (no reduction, so it cannot
+ * change any bit); only where OpenMP is on and outside nvcc. */
+#if defined(_OPENMP) && !defined(__CUDACC__)
+#define G4Q_SIMD _Pragma("omp simd")
+#else
+#define G4Q_SIMD
 #endif
 
 /* Number of E4M3 candidates of the NVFP4 MSE sweep (codes 0x01..0x7E). */
@@ -123,6 +140,139 @@ G4Q_HD uint8_t g4q_nvfp4_block_mse(const float *w, const float *cand, float wsf2
     return best_c;
 }
 
+/* ---- weighted searches, shared pieces ---- */
+
+/* 1 if any of the n diagonal weights H[i·(ldh+1)] is nonzero: the block has a live input. A block
+ * without one takes the plain MSE choice. */
+G4Q_HD int g4q_hess_live(const float *H, int64_t ldh, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (H[(int64_t)i * (ldh + 1)] != 0.0f)
+            return 1;
+    return 0;
+}
+
+/* NVFP4 weighted §2.4 sweep (kind G4Q_SCALE_IMATRIX or G4Q_SCALE_HESSIAN) for one 16-element
+ * block; H, ldh as in the file comment (the block's 16 x 16 weights). Candidates, tie rule,
+ * zero block (0x38) and the final §2.3 steps 4-5 encoding as g4q_nvfp4_block_mse; the error of
+ * candidate s, all in fp32 with e_i = sign(w_i) · (|w_i| − E2M1mag(|w_i| ÷ s) · s):
+ *   imatrix: err = Σ_i fl(fl(e_i · e_i) · H[i·(ldh+1)]), i ascending (early exit as MSE);
+ *   hessian: t_i = Σ_j fl(H[j·ldh + i] · e_j) (j ascending, zero e_j skipped: exact),
+ *            err = Σ_i fl(e_i · t_i), i ascending.
+ * A block without a live input gives g4q_nvfp4_block_mse's result. With H = I both give exactly
+ * the MSE error sums, hence its bytes. */
+G4Q_HD uint8_t g4q_nvfp4_block_mse_h(const float *w, const float *cand, float wsf2, int kind,
+                                     const float *H, int64_t ldh, uint8_t *out8)
+{
+    if (!g4q_hess_live(H, ldh, G4Q_NVFP4_BLOCK))
+        return g4q_nvfp4_block_mse(w, cand, wsf2, out8);
+    float a[G4Q_NVFP4_BLOCK];
+    float bamax = 0.0f;
+    for (int i = 0; i < G4Q_NVFP4_BLOCK; i++) {
+        a[i] = fabsf(w[i]);
+        bamax = fmaxf(bamax, a[i]);
+    }
+    uint8_t best_c = G4Q_E4M3_ONE;
+    if (bamax > 0.0f) {
+        float best = INFINITY;
+        for (int c = 1; c <= G4Q_NVFP4_SWEEP_N; c++) {
+            float s = cand[c - 1], err = 0.0f;
+            if (kind == G4Q_SCALE_IMATRIX) {
+                int i = 0;
+                for (; i < G4Q_NVFP4_BLOCK && err < best; i++) {
+                    float m = g4q_e2m1_mag_value(g4q_e2m1_mag_code(G4Q_FDIV(a[i], s)));
+                    float t = G4Q_FSUB(a[i], G4Q_FMUL(m, s));
+                    err = G4Q_FADD(err, G4Q_FMUL(G4Q_FMUL(t, t), H[(int64_t)i * (ldh + 1)]));
+                }
+                if (i < G4Q_NVFP4_BLOCK)
+                    continue;
+            } else {
+                float e[G4Q_NVFP4_BLOCK], t[G4Q_NVFP4_BLOCK];
+                for (int i = 0; i < G4Q_NVFP4_BLOCK; i++) {
+                    float m = g4q_e2m1_mag_value(g4q_e2m1_mag_code(G4Q_FDIV(a[i], s)));
+                    float d = G4Q_FSUB(a[i], G4Q_FMUL(m, s));
+                    e[i] = w[i] < 0.0f ? -d : d;
+                    t[i] = 0.0f;
+                }
+                for (int j = 0; j < G4Q_NVFP4_BLOCK; j++) {
+                    if (e[j] == 0.0f)
+                        continue;
+                    const float *hr = H + (int64_t)j * ldh;
+                    G4Q_SIMD
+                    for (int i = 0; i < G4Q_NVFP4_BLOCK; i++)
+                        t[i] = G4Q_FADD(t[i], G4Q_FMUL(hr[i], e[j]));
+                }
+                for (int i = 0; i < G4Q_NVFP4_BLOCK; i++)
+                    err = G4Q_FADD(err, G4Q_FMUL(e[i], t[i]));
+            }
+            if (err < best) {
+                best = err;
+                best_c = (uint8_t)c;
+            }
+        }
+    }
+    g4q_nvfp4_block_encode(w, best_c, wsf2, out8);
+    return best_c;
+}
+
+/* Element format of the fp64 weighted losses. */
+#define G4Q_QDQ_INT4 0
+#define G4Q_QDQ_FP8 1
+/* Output columns i kept at once by g4q_loss_hessian (wider blocks run in tiles; each t_i is still
+ * summed over all j in order, so the tile size does not change any bit). */
+#define G4Q_HESS_TILE 128
+
+/* Signed QDQ error of one bf16 value with scale s, the term of the MSE losses: FP8 x − fl32(
+ * E4M3_sat(x ÷ s) · s) (g4q_fp8_row_loss), INT4 x − fl32(clamp(RNE(x ÷ s), −8, 7) · s)
+ * (g4q_int4_group_loss). */
+G4Q_HD float g4q_qdq_err(int fmt, uint16_t wb, float s)
+{
+    float x = g4q_bf16_to_f32(wb);
+    float v = fmt == G4Q_QDQ_FP8 ? g4q_e4m3_decode(g4q_e4m3_encode_sat(G4Q_FDIV(x, s)))
+                                 : (float)g4q_int4_encode(G4Q_FDIV(x, s));
+    return G4Q_FSUB(x, G4Q_FMUL(v, s));
+}
+
+/* imatrix loss of n values, fp64: Σ_j fl64(fl64(e_j · e_j) · d[j·dstride]), j ascending; stops
+ * once the sum reaches `stop` (the terms are non-negative). */
+G4Q_HD double g4q_loss_imatrix(int fmt, const uint16_t *w, int n, float s, const float *d,
+                               int64_t dstride, double stop)
+{
+    double acc = 0.0;
+    for (int j = 0; j < n && acc < stop; j++) {
+        float e = g4q_qdq_err(fmt, w[j], s);
+        acc = G4Q_DADD(acc, G4Q_DMUL(G4Q_DMUL(e, e), d[(int64_t)j * dstride]));
+    }
+    return acc;
+}
+
+/* hessian loss eᵀ Ĥ e of n values, fp64: t_i = Σ_j fl64(H[j·ldh + i] · e_j) (j ascending; zero
+ * e_j skipped, which is exact), result Σ_i fl64(e_i · t_i) (i ascending). The fp32 · fp32
+ * products are exact in fp64. O(n²); the errors are recomputed per tile of G4Q_HESS_TILE. */
+G4Q_HD double g4q_loss_hessian(int fmt, const uint16_t *w, int n, float s, const float *H,
+                               int64_t ldh)
+{
+    double acc = 0.0;
+    for (int i0 = 0; i0 < n; i0 += G4Q_HESS_TILE) {
+        int ni = n - i0 < G4Q_HESS_TILE ? n - i0 : G4Q_HESS_TILE;
+        double t[G4Q_HESS_TILE];
+        for (int i = 0; i < ni; i++)
+            t[i] = 0.0;
+        for (int j = 0; j < n; j++) {
+            float e = g4q_qdq_err(fmt, w[j], s);
+            if (e == 0.0f)
+                continue;
+            const float *hr = H + (int64_t)j * ldh + i0;
+            G4Q_SIMD
+            for (int i = 0; i < ni; i++)
+                t[i] = G4Q_DADD(t[i], G4Q_DMUL(hr[i], e));
+        }
+        for (int i = 0; i < ni; i++)
+            acc = G4Q_DADD(acc, G4Q_DMUL(g4q_qdq_err(fmt, w[i0 + i], s), t[i]));
+    }
+    return acc;
+}
+
 /* §2.6 4-over-6 for one block, with wsf2 = fl32(G * R1536): scale codes for the block max mapped
  * to 6 (d = fl32(6 * wsf2)) and to 4 (d = fl32(4 * wsf2)) by the §2.3 steps 2-3, each block encoded
  * by §2.3 steps 4-5; the 4-code is kept only if its fp32 block SSE (g4q_nvfp4_block_sse) is
@@ -186,6 +336,20 @@ G4Q_HD double g4q_fp8_row_loss(const uint16_t *row, int n, float scale, double s
     return acc;
 }
 
+/* Loss of one row of an FP8 tile for search kind G4Q_SCALE_MSE (g4q_fp8_row_loss), IMATRIX
+ * (g4q_loss_imatrix) or HESSIAN (g4q_loss_hessian, which ignores stop); H, ldh: the tile's
+ * weights (file comment), unused for MSE. The tile's loss is the rows' losses added in row order
+ * in fp64, on the CPU and the GPU alike. */
+G4Q_HD double g4q_fp8_row_loss_k(int kind, const uint16_t *row, int n, float scale,
+                                 const float *H, int64_t ldh, double stop)
+{
+    if (kind == G4Q_SCALE_IMATRIX)
+        return g4q_loss_imatrix(G4Q_QDQ_FP8, row, n, scale, H, ldh + 1, stop);
+    if (kind == G4Q_SCALE_HESSIAN)
+        return g4q_loss_hessian(G4Q_QDQ_FP8, row, n, scale, H, ldh);
+    return g4q_fp8_row_loss(row, n, scale, stop);
+}
+
 /* ---- INT4 (§5) ---- */
 
 /* Rounds a positive scale to its storage precision (RNE); a result of zero becomes the smallest
@@ -240,6 +404,49 @@ G4Q_HD float g4q_int4_group_scale(const uint16_t *w, int n, int mse, int store)
         float s = g4q_int4_store_scale(
             G4Q_FDIV(G4Q_FMUL(amax, g4q_int4_multiplier(k)), 7.5f), store);
         double l = g4q_int4_group_loss(w, n, s, best);
+        if (l < best) {
+            best = l;
+            best_s = s;
+        }
+    }
+    return best_s;
+}
+
+/*
+ * Scale of one INT4 group of n bf16 values for any search kind (a g4q_scale_method value):
+ * G4Q_SCALE_MAX / G4Q_SCALE_MSE as g4q_int4_group_scale (H unused, may be NULL); IMATRIX /
+ * HESSIAN the same 121 candidates store(fl32(amax · m_k) ÷ 7.5) with the least g4q_loss_imatrix /
+ * g4q_loss_hessian, fp64, ties to the smallest k. H: weights Ĥ (already normalised, quant.h) with
+ * row stride ldh; the group's columns are c0 .. c0+n−1, i.e. its weights are
+ * H[(c0+i)·ldh + c0+j]. Ways to call it:
+ *   full matrix Ĥ [cols, cols]:         H = Ĥ, ldh = cols, c0 = the group's first column;
+ *   compact diagonal (imatrix) d[cols]: H = d, ldh = 0, c0 = the group's first column;
+ *   compact blocks (hessian) [ng][group][group]: H = blocks + g·group², ldh = group, c0 = 0.
+ * A group without a live input (g4q_hess_live) takes the MSE choice; an all-zero group 1.0. Any
+ * other kind is treated as MAX. This is what g4q_int4_quantize_h runs per group (and GPTQ's lazy
+ * group scales may call it with the group's updated weights).
+ */
+G4Q_HD float g4q_int4_group_scale_h(const uint16_t *w, int n, int kind, int store,
+                                    const float *H, int64_t ldh, int64_t c0)
+{
+    if (kind != G4Q_SCALE_IMATRIX && kind != G4Q_SCALE_HESSIAN)
+        return g4q_int4_group_scale(w, n, kind == G4Q_SCALE_MSE, store);
+    const float *hb = H + c0 * ldh + c0;
+    if (!g4q_hess_live(hb, ldh, n))
+        return g4q_int4_group_scale(w, n, 1, store);
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++)
+        amax = fmaxf(amax, fabsf(g4q_bf16_to_f32(w[j])));
+    if (amax == 0.0f)
+        return 1.0f;
+    float best_s = 1.0f;
+    double best = INFINITY;
+    for (int k = 0; k < G4Q_INT4_MULT_N; k++) {
+        float s = g4q_int4_store_scale(
+            G4Q_FDIV(G4Q_FMUL(amax, g4q_int4_multiplier(k)), 7.5f), store);
+        double l = kind == G4Q_SCALE_IMATRIX
+                       ? g4q_loss_imatrix(G4Q_QDQ_INT4, w, n, s, hb, ldh + 1, best)
+                       : g4q_loss_hessian(G4Q_QDQ_INT4, w, n, s, hb, ldh);
         if (l < best) {
             best = l;
             best_s = s;

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 
 #include "quant/blockq.h"
 
@@ -67,17 +68,20 @@ size_t g4q_fp8_block_count(int64_t rows, int64_t cols)
            (size_t)((cols + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK);
 }
 
-/* Scale of one block [r0, r0+nr) x [c0, c0+nc) by the §2.5 multiplier search. */
-static float block_mse_scale(const uint16_t *w, int64_t cols, int64_t r0, int64_t c0, int nr,
-                             int nc, float bamax)
+/* Scale of one block [r0, r0+nr) x [c0, c0+nc) by the §2.5 multiplier search; the loss of a
+ * candidate is the rows' g4q_fp8_row_loss_k (kind MSE, IMATRIX or HESSIAN, with the tile's
+ * weights H, ldh) added in row order. */
+static float block_search_scale(const uint16_t *w, int64_t cols, int64_t r0, int64_t c0, int nr,
+                                int nc, float bamax, int kind, const float *H, int64_t ldh)
 {
     float best_s = 1.0f;
     double best = INFINITY;
     for (int k = 0; k < G4Q_MSE_MULT_N; k++) {
         float s = g4q_fp8_scale_of(bamax * g4q_mse_multiplier(k));
         double loss = 0.0;
-        for (int r = 0; r < nr && loss < best; r++)
-            loss += g4q_fp8_row_loss(w + (r0 + r) * cols + c0, nc, s, best);
+        /* rows stop early only while every partial sum is non-negative (not for hessian) */
+        for (int r = 0; r < nr && (kind == G4Q_SCALE_HESSIAN || loss < best); r++)
+            loss += g4q_fp8_row_loss_k(kind, w + (r0 + r) * cols + c0, nc, s, H, ldh, best);
         if (loss < best) {
             best = loss;
             best_s = s;
@@ -90,12 +94,23 @@ g4q_status g4q_fp8_quantize_blocks(g4q_ctx *ctx, const char *name, const uint16_
                                    int64_t rows, int64_t cols, g4q_scale_method method,
                                    uint8_t *q, float *scales)
 {
+    return g4q_fp8_quantize_blocks_h(ctx, name, w, rows, cols, method, NULL, q, scales);
+}
+
+g4q_status g4q_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name, const uint16_t *w,
+                                     int64_t rows, int64_t cols, g4q_scale_method method,
+                                     const float *H, uint8_t *q, float *scales)
+{
     G4Q_TRY(check_shape(ctx, name, w, rows, cols, q, scales));
-    if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE)
-        return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': FP8 blocks support max and mse, not %s",
+    if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE && !g4q_scale_method_weighted(method))
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "tensor '%s': FP8 blocks support max, mse, imatrix and hessian, not %s",
                         name ? name : "?", g4q_scale_method_name(method));
     float tamax;
     G4Q_TRY(g4q_quant_amax_bf16(ctx, name, w, (size_t)rows * (size_t)cols, &tamax));
+    float *hw;
+    G4Q_TRY(g4q_hess_prepare(ctx, name, method, H, cols, G4Q_FP8_BLOCK, &hw));
+    const int hess = method == G4Q_SCALE_HESSIAN;
     int64_t nbr = (rows + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK;
     int64_t nbc = (cols + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK;
     int nt = ctx->threads > 0 ? ctx->threads : omp_get_max_threads();
@@ -109,8 +124,14 @@ g4q_status g4q_fp8_quantize_blocks(g4q_ctx *ctx, const char *name, const uint16_
             for (int c = 0; c < nc; c++)
                 bamax = fmaxf(bamax, fabsf(g4q_bf16_to_f32(w[(r0 + r) * cols + c0 + c])));
         float s = g4q_fp8_scale_of(bamax);
-        if (method == G4Q_SCALE_MSE && bamax > 0.0f)
-            s = block_mse_scale(w, cols, r0, c0, nr, nc, bamax);
+        if (method != G4Q_SCALE_MAX && bamax > 0.0f) {
+            /* compact weights: the diagonal (ldh 0) or the tile's 128 x 128 block (ldh 128) */
+            const float *hb = !hw ? NULL : hess ? hw + (b % nbc) * G4Q_FP8_BLOCK * G4Q_FP8_BLOCK
+                                                : hw + c0;
+            int64_t ldh = hess ? G4Q_FP8_BLOCK : 0;
+            int kind = hw && g4q_hess_live(hb, ldh, nc) ? (int)method : (int)G4Q_SCALE_MSE;
+            s = block_search_scale(w, cols, r0, c0, nr, nc, bamax, kind, hb, ldh);
+        }
         scales[b] = s;
         for (int r = 0; r < nr; r++)
             for (int c = 0; c < nc; c++) {
@@ -118,6 +139,7 @@ g4q_status g4q_fp8_quantize_blocks(g4q_ctx *ctx, const char *name, const uint16_
                 q[i] = g4q_e4m3_encode_sat(g4q_bf16_to_f32(w[i]) / s);
             }
     }
+    free(hw);
     return G4Q_OK;
 }
 

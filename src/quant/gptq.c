@@ -13,7 +13,7 @@
 
 /* In-place lower Cholesky factor of the symmetric positive definite A [n, n] (only the lower
  * triangle is read and written). Returns the first failing pivot + 1, or 0. */
-static int64_t cholesky_lower(double *A, int64_t n, int nt)
+int64_t g4q_cholesky_lower_f64(double *A, int64_t n, int nt)
 {
     for (int64_t j = 0; j < n; j++) {
         double d = A[j * n + j];
@@ -34,11 +34,25 @@ static int64_t cholesky_lower(double *A, int64_t n, int nt)
     return 0;
 }
 
-/* U [n, n] fp32 (upper triangle; the rest zero) with (H + damping)⁻¹ = Uᵀ·U; dead[c] = 1 where
- * H[c, c] == 0 (that diagonal entry is taken as 1). */
-static g4q_status inverse_factor(g4q_ctx *ctx, const char *nm, const double *H, int64_t n,
-                                 double damp, int nt, float *U, uint8_t *dead)
+int g4q_gptq_damp_diag(double *diag, int64_t n, double damp, uint8_t *dead)
 {
+    double mean = 0.0;
+    for (int64_t c = 0; c < n; c++) {
+        dead[c] = diag[c] == 0.0;
+        if (dead[c]) diag[c] = 1.0;
+        mean += diag[c];
+    }
+    mean /= (double)n;
+    for (int64_t c = 0; c < n; c++)
+        diag[c] += damp * mean;
+    return !isfinite(mean);
+}
+
+g4q_status g4q_gptq_inverse_factor(g4q_ctx *ctx, const char *name, const float *H, int64_t n,
+                                   double damp, float *U, uint8_t *dead)
+{
+    const char *nm = name ? name : "?";
+    const int nt = ctx->threads > 0 ? ctx->threads : omp_get_max_threads();
     double *A = malloc((size_t)n * (size_t)n * sizeof *A);
     double *B = malloc((size_t)n * (size_t)n * sizeof *B);
     if (!A || !B) {
@@ -47,19 +61,15 @@ static g4q_status inverse_factor(g4q_ctx *ctx, const char *nm, const double *H, 
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "tensor '%s': GPTQ needs 2 x %lld x %lld doubles", nm,
                         (long long)n, (long long)n);
     }
-    memcpy(A, H, (size_t)n * (size_t)n * sizeof *A);
-    double mean = 0.0;
-    for (int64_t c = 0; c < n; c++) {
-        dead[c] = A[c * n + c] == 0.0;
-        if (dead[c])
-            A[c * n + c] = 1.0;
-        mean += A[c * n + c];
-    }
-    mean /= (double)n;
+    for (size_t i = 0; i < (size_t)n * (size_t)n; i++)
+        A[i] = (double)H[i];
+    for (int64_t c = 0; c < n; c++) /* the diagonal, damped, through B's first row */
+        B[c] = A[c * n + c];
+    const int nonfinite = g4q_gptq_damp_diag(B, n, damp, dead);
     for (int64_t c = 0; c < n; c++)
-        A[c * n + c] += damp * mean;
+        A[c * n + c] = B[c];
     g4q_status st = G4Q_OK;
-    int64_t bad = isfinite(mean) ? cholesky_lower(A, n, nt) : 1;
+    int64_t bad = nonfinite ? 1 : g4q_cholesky_lower_f64(A, n, nt);
     if (bad) {
         st = g4q_fail(ctx, G4Q_ERR_NUMERIC,
                       "tensor '%s': the calibration Hessian is not positive definite (pivot %lld "
@@ -92,7 +102,7 @@ static g4q_status inverse_factor(g4q_ctx *ctx, const char *nm, const double *H, 
                 s += bi[k] * bj[k];
             A[i * n + j] = s;
         }
-    bad = cholesky_lower(A, n, nt);
+    bad = g4q_cholesky_lower_f64(A, n, nt);
     if (bad) {
         st = g4q_fail(ctx, G4Q_ERR_NUMERIC,
                       "tensor '%s': the inverse Hessian lost positive definiteness (pivot %lld)",
@@ -162,7 +172,7 @@ static int gptq_rows(const gptq_fmt *f, float *Wt, const float *U, int64_t rows,
 
 /* Runs GPTQ; returns through *bad (may be NULL) whether a group scale overflowed. */
 static g4q_status run_gptq(g4q_ctx *ctx, const char *nm, const uint16_t *w, int64_t rows,
-                           int64_t cols, const double *H, const g4q_gptq_opts *o,
+                           int64_t cols, const float *H, const g4q_gptq_opts *o,
                            const gptq_fmt *f, int *bad)
 {
     if (bad)
@@ -182,7 +192,13 @@ static g4q_status run_gptq(g4q_ctx *ctx, const char *nm, const uint16_t *w, int6
         st = g4q_fail(ctx, G4Q_ERR_NOMEM, "tensor '%s': GPTQ working memory", nm);
         goto out;
     }
-    st = inverse_factor(ctx, nm, H, cols, damp, nt, U, dead);
+    if (o && o->U) { /* given: only the dead columns come from H */
+        for (int64_t c = 0; c < cols; c++)
+            dead[c] = H[c * cols + c] == 0.0f;
+        memcpy(U, o->U, (size_t)cols * (size_t)cols * sizeof *U);
+    } else {
+        st = g4q_gptq_inverse_factor(ctx, nm, H, cols, damp, U, dead);
+    }
     if (st != G4Q_OK)
         goto out;
     /* Column-major working copy; dead inputs' weights are zero (they never reach the output). */
@@ -216,8 +232,19 @@ typedef struct int4_state {
     int8_t *q;
     float *scales;
     int64_t cols, ng;
-    int group, mse, store;
+    int group, kind, store; /* kind: the scale method (g4q_int4_group_scale_h) */
+    const float *hw;        /* weighted methods: the weights of H (quant.h compact layout) */
 } int4_state;
+
+/* The weights g4q_int4_group_scale_h reads for the group starting at column c (see blockq.h). */
+static const float *group_weights(const int4_state *s, int64_t c, int64_t *ldh, int64_t *c0)
+{
+    *ldh = 0, *c0 = c;
+    if (s->kind == G4Q_SCALE_IMATRIX) return s->hw;
+    if (s->kind != G4Q_SCALE_HESSIAN) return NULL;
+    *ldh = s->group, *c0 = 0;
+    return s->hw + (size_t)(c / s->group) * (size_t)s->group * (size_t)s->group;
+}
 
 #define GPTQ_MAX_GROUP 4096
 
@@ -226,11 +253,13 @@ static int int4_group_begin(void *u, const float *Wt, int64_t rows, int64_t c, i
 {
     int4_state *s = u;
     int bad = 0;
+    int64_t ldh, c0;
+    const float *hw = group_weights(s, c, &ldh, &c0);
     for (int64_t r = r0; r < r1; r++) {
         uint16_t g[GPTQ_MAX_GROUP]; /* the group's current weights, rounded to bf16 */
         for (int64_t k = 0; k < n; k++)
             g[k] = g4q_f32_to_bf16(Wt[(c + k) * rows + r]);
-        const float sc = g4q_int4_group_scale(g, (int)n, s->mse, s->store);
+        const float sc = g4q_int4_group_scale_h(g, (int)n, s->kind, s->store, hw, ldh, c0);
         bad |= isinf(sc) != 0;
         s->scales[r * s->ng + c / s->group] = sc;
     }
@@ -250,22 +279,27 @@ static void int4_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, i
 
 g4q_status g4q_gptq_int4(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                          int64_t cols, int group, g4q_scale_method method, g4q_dtype scale_dtype,
-                         const double *H, const g4q_gptq_opts *o, int8_t *q, float *scales)
+                         const float *H, const g4q_gptq_opts *o, int8_t *q, float *scales)
 {
     const char *nm = name ? name : "?";
     /* The RTN quantizer validates shape, dtype, method and weights, and its outputs are replaced. */
-    G4Q_TRY(g4q_int4_quantize(ctx, name, w, rows, cols, group, method, scale_dtype, q, scales));
+    G4Q_TRY(g4q_int4_quantize_h(ctx, name, w, rows, cols, group, method, scale_dtype, H, q,
+                                scales));
     if (group > GPTQ_MAX_GROUP)
         return g4q_fail(ctx, G4Q_ERR_SHAPE, "tensor '%s': GPTQ supports INT4 groups up to %d", nm,
                         GPTQ_MAX_GROUP);
-    int4_state s = {q, scales, cols, g4q_int4_group_count(cols, group), group,
-                    method == G4Q_SCALE_MSE,
+    float *hw = NULL;
+    G4Q_TRY(g4q_hess_prepare(ctx, name, method, H, cols, group, &hw));
+    int4_state s = {q, scales, cols, g4q_int4_group_count(cols, group), group, (int)method,
                     scale_dtype == G4Q_DT_F16    ? G4Q_SCALE_STORE_F16
                     : scale_dtype == G4Q_DT_BF16 ? G4Q_SCALE_STORE_BF16
-                                                 : G4Q_SCALE_STORE_F32};
+                                                 : G4Q_SCALE_STORE_F32,
+                    hw};
     gptq_fmt f = {group, int4_group_begin, int4_qdq, &s};
     int bad;
-    G4Q_TRY(run_gptq(ctx, nm, w, rows, cols, H, o, &f, &bad));
+    g4q_status st = run_gptq(ctx, nm, w, rows, cols, H, o, &f, &bad);
+    free(hw);
+    G4Q_TRY(st);
     if (bad)
         return g4q_fail(ctx, G4Q_ERR_NUMERIC,
                         "tensor '%s': a GPTQ group scale overflows %s (error feedback grew the "
@@ -305,18 +339,18 @@ static void nvfp4_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, 
 
 g4q_status g4q_gptq_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                           int64_t cols, float global_amax, g4q_scale_method method,
-                          const double *H, const g4q_gptq_opts *o, uint8_t *packed,
+                          const float *H, const g4q_gptq_opts *o, uint8_t *packed,
                           uint8_t *scales, float *wsf2)
 {
-    G4Q_TRY(g4q_nvfp4_quantize(ctx, name, w, rows, cols, global_amax, method, packed, scales,
-                               wsf2));
+    G4Q_TRY(g4q_nvfp4_quantize_h(ctx, name, w, rows, cols, global_amax, method, H, packed,
+                                 scales, wsf2));
     nvfp4_state s = {packed, scales, cols, *wsf2, 0};
     gptq_fmt f = {0, NULL, nvfp4_qdq, &s};
     return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
 }
 
 g4q_status g4q_gptq_nvfp4_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
-                             int64_t cols, float global_amax, const double *H,
+                             int64_t cols, float global_amax, const float *H,
                              const g4q_gptq_opts *o, uint8_t *packed, uint8_t *scales,
                              float *global_scale)
 {
@@ -347,10 +381,10 @@ static void fp8_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, in
 }
 
 g4q_status g4q_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
-                               int64_t cols, g4q_scale_method method, const double *H,
+                               int64_t cols, g4q_scale_method method, const float *H,
                                const g4q_gptq_opts *o, uint8_t *q, float *scales)
 {
-    G4Q_TRY(g4q_fp8_quantize_blocks(ctx, name, w, rows, cols, method, q, scales));
+    G4Q_TRY(g4q_fp8_quantize_blocks_h(ctx, name, w, rows, cols, method, H, q, scales));
     fp8_state s = {q, scales, cols, (cols + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK};
     gptq_fmt f = {0, NULL, fp8_qdq, &s};
     return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant/blockq.h"
@@ -31,6 +32,14 @@ g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, 
                              int64_t cols, int group, g4q_scale_method method,
                              g4q_dtype scale_dtype, int8_t *q, float *scales)
 {
+    return g4q_int4_quantize_h(ctx, name, w, rows, cols, group, method, scale_dtype, NULL, q,
+                               scales);
+}
+
+g4q_status g4q_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                               int64_t cols, int group, g4q_scale_method method,
+                               g4q_dtype scale_dtype, const float *H, int8_t *q, float *scales)
+{
     const char *nm = name ? name : "?";
     if (rows <= 0 || cols <= 0 || group <= 0)
         return g4q_fail(ctx, G4Q_ERR_SHAPE, "tensor '%s': bad shape [%lld, %lld] or group %d", nm,
@@ -41,13 +50,16 @@ g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, 
     if (store < 0)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': INT4 scales cannot be stored as %s",
                         nm, g4q_dtype_name(scale_dtype));
-    if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE)
-        return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': INT4 supports max and mse, not %s", nm,
+    if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE && !g4q_scale_method_weighted(method))
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "tensor '%s': INT4 supports max, mse, imatrix and hessian, not %s", nm,
                         g4q_scale_method_name(method));
     float tamax;
     G4Q_TRY(g4q_quant_amax_bf16(ctx, nm, w, (size_t)rows * (size_t)cols, &tamax));
+    float *hw;
+    G4Q_TRY(g4q_hess_prepare(ctx, nm, method, H, cols, group, &hw));
+    const int hess = method == G4Q_SCALE_HESSIAN;
     int64_t ng = g4q_int4_group_count(cols, group);
-    int mse = method == G4Q_SCALE_MSE;
     int bad = 0;
     int nt = ctx->threads > 0 ? ctx->threads : omp_get_max_threads();
 #pragma omp parallel for schedule(static) num_threads(nt) reduction(| : bad)
@@ -55,13 +67,21 @@ g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, 
         int64_t r = b / ng, c0 = (b % ng) * group;
         int n = (int)(cols - c0 < group ? cols - c0 : group);
         const uint16_t *src = w + r * cols + c0;
-        float s = g4q_int4_group_scale(src, n, mse, store);
+        float s;
+        if (!hw)
+            s = g4q_int4_group_scale(src, n, method == G4Q_SCALE_MSE, store);
+        else if (hess) /* compact [ng][group][group] blocks */
+            s = g4q_int4_group_scale_h(src, n, (int)method, store,
+                                       hw + (b % ng) * (int64_t)group * group, group, 0);
+        else /* compact diagonal */
+            s = g4q_int4_group_scale_h(src, n, (int)method, store, hw, 0, c0);
         if (isinf(s))
             bad = 1;
         scales[b] = s;
         for (int j = 0; j < n; j++)
             q[r * cols + c0 + j] = (int8_t)g4q_int4_encode(g4q_bf16_to_f32(src[j]) / s);
     }
+    free(hw);
     if (bad)
         return g4q_fail(ctx, G4Q_ERR_NUMERIC, "tensor '%s': a group scale overflows %s (amax %g)",
                         nm, g4q_dtype_name(scale_dtype), (double)tamax);

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 
 #include "quant/blockq.h"
 
@@ -49,16 +50,28 @@ g4q_status g4q_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w,
                               int64_t cols, float global_amax, g4q_scale_method method,
                               uint8_t *packed, uint8_t *scales, float *wsf2)
 {
+    return g4q_nvfp4_quantize_h(ctx, name, w, rows, cols, global_amax, method, NULL, packed,
+                                scales, wsf2);
+}
+
+g4q_status g4q_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                                int64_t cols, float global_amax, g4q_scale_method method,
+                                const float *H, uint8_t *packed, uint8_t *scales, float *wsf2)
+{
     G4Q_TRY(check_args(ctx, name, w, rows, cols, global_amax, packed, scales));
-    if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE && method != G4Q_SCALE_FOUR_OVER_SIX)
+    if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE &&
+        method != G4Q_SCALE_FOUR_OVER_SIX && !g4q_scale_method_weighted(method))
         return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': unknown NVFP4 scale method %d",
                         name ? name : "?", (int)method);
+    float *hw;
+    G4Q_TRY(g4q_hess_prepare(ctx, name, method, H, cols, G4Q_NVFP4_BLOCK, &hw));
+    const int hess = method == G4Q_SCALE_HESSIAN;
     float ws = method == G4Q_SCALE_FOUR_OVER_SIX ? g4q_nvfp4_wsf2_46(global_amax)
                                                  : g4q_nvfp4_wsf2(global_amax);
     float cand[G4Q_NVFP4_SWEEP_N];
     for (int c = 1; c <= G4Q_NVFP4_SWEEP_N; c++)
         cand[c - 1] = g4q_nvfp4_sweep_scale((uint8_t)c, global_amax);
-    int64_t nblocks = rows * (cols / G4Q_NVFP4_BLOCK);
+    int64_t nbc = cols / G4Q_NVFP4_BLOCK, nblocks = rows * nbc;
     int nt = ctx->threads > 0 ? ctx->threads : omp_get_max_threads();
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t b = 0; b < nblocks; b++) {
@@ -67,13 +80,22 @@ g4q_status g4q_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w,
         for (int i = 0; i < G4Q_NVFP4_BLOCK; i++)
             x[i] = g4q_bf16_to_f32(src[i]);
         uint8_t *dst = packed + b * (G4Q_NVFP4_BLOCK / 2);
-        if (method == G4Q_SCALE_MSE)
+        if (hw) {
+            /* compact weights: the diagonal (ldh 0) or the block's 16 x 16 (ldh 16) */
+            int64_t bc = b % nbc;
+            const float *hb = hess ? hw + bc * G4Q_NVFP4_BLOCK * G4Q_NVFP4_BLOCK
+                                   : hw + bc * G4Q_NVFP4_BLOCK;
+            scales[b] = g4q_nvfp4_block_mse_h(x, cand, ws, (int)method, hb,
+                                              hess ? G4Q_NVFP4_BLOCK : 0, dst);
+        } else if (method == G4Q_SCALE_MSE) {
             scales[b] = g4q_nvfp4_block_mse(x, cand, ws, dst);
-        else if (method == G4Q_SCALE_FOUR_OVER_SIX)
+        } else if (method == G4Q_SCALE_FOUR_OVER_SIX) {
             scales[b] = g4q_nvfp4_block_46(x, ws, dst);
-        else
+        } else {
             scales[b] = g4q_nvfp4_block_max(x, ws, dst);
+        }
     }
+    free(hw);
     *wsf2 = ws;
     return G4Q_OK;
 }

@@ -28,15 +28,83 @@ extern "C" {
 
 /* Scale search. G4Q_SCALE_MAX: plain max calibration. G4Q_SCALE_MSE: NVFP4 the 126-code FP8
  * sweep (§2.4), FP8 blocks the 39-multiplier search (§2.5), INT4 the clipping search of
- * blockq.h. G4Q_SCALE_FOUR_OVER_SIX: NVFP4 only (§2.6). */
+ * blockq.h. G4Q_SCALE_FOUR_OVER_SIX: NVFP4 only (§2.6). G4Q_SCALE_IMATRIX, G4Q_SCALE_HESSIAN:
+ * the MSE searches with the error weighted by the Linear's input statistics (below); they need
+ * H, so only the `_h` quantizers take them. The values are fixed: blockq.h's per-group helpers
+ * take them as plain ints. */
 typedef enum {
     G4Q_SCALE_MAX = 0,
     G4Q_SCALE_MSE = 1,
     G4Q_SCALE_FOUR_OVER_SIX = 2,
+    G4Q_SCALE_IMATRIX = 3,
+    G4Q_SCALE_HESSIAN = 4,
 } g4q_scale_method;
 
-/* "max", "mse", "four_over_six". */
+/* "max", "mse", "four_over_six", "imatrix", "hessian". */
 const char *g4q_scale_method_name(g4q_scale_method m);
+
+/* 1 for G4Q_SCALE_IMATRIX and G4Q_SCALE_HESSIAN (the methods that need H), else 0. */
+int g4q_scale_method_weighted(g4q_scale_method m);
+
+/*
+ * Hessian-weighted scale searches (llm-compressor's `imatrix_mse`, ModelOpt's `local_hessian`).
+ *
+ * The candidates, the tie rule (the smallest candidate wins), the zero-block result and the final
+ * encoding are those of G4Q_SCALE_MSE of the format: NVFP4 the 126 E4M3 codes of §2.4, FP8 128x128
+ * blocks the 39 multipliers of §2.5, INT4 the 121 clipping multipliers of §5.4. Only the error of
+ * a candidate changes: it is weighted by the Linear's input second moments.
+ *
+ * Input: H = Σ x·xᵀ over the calibration tokens of the Linear's input, fp32 [cols, cols]
+ * row-major (cols = in), symmetric positive semidefinite (the input Hessian of the layer's
+ * squared output error). Only its diagonal (imatrix) or its diagonal blocks (hessian: 16x16 for
+ * NVFP4, group x group for INT4, 128x128 for FP8, partial at the right edge) are read.
+ *
+ * Weights: μ = the mean of diag(H) (fp64 sum in column order, divided by cols), and
+ *   Ĥ[i, j] = fl32(H[i, j] ÷ μ)   (fp64 quotient rounded to fp32),
+ * except that a dead input c (H[c, c] == 0: x_c was always zero) has row c and column c of Ĥ set
+ * to 0 (its error never reaches the output). So H = c·I gives Ĥ = I exactly, and both weighted
+ * methods then choose exactly what MSE chooses (same bytes); any positive multiple of H gives the
+ * same choice up to the fp32 rounding of that multiple (exactly for powers of two).
+ *
+ * Error of one block for a candidate scale s, with e_i = w_i − QDQ_s(w_i) the signed error of the
+ * format's MSE search (NVFP4: the §2.4 magnitude error with the sign of w_i; FP8: saturating
+ * E4M3 QDQ; INT4: clamp(RNE(w ÷ s)) · s) and i, j the block's columns (relative to its first):
+ *   imatrix: err = Σ_rows Σ_i (e_i · e_i) · Ĥ[i, i]
+ *   hessian: err = Σ_rows Σ_i e_i · t_i,  t_i = Σ_j Ĥ[j, i] · e_j   (= e_rᵀ Ĥ_bb e_r per row)
+ * summed in the MSE search's precision and order: NVFP4 in fp32 (one row of 16), INT4 in fp64
+ * (one row of a group), FP8 in fp64 per row, rows added in order in fp64. i ascends in the outer
+ * sum, j in the inner; every partial sum has a fixed order, so the bytes do not depend on the
+ * thread count or on CPU vs CUDA (the loss functions are in quant/blockq.h).
+ *
+ * Dead blocks: a block (group, tile) whose Ĥ diagonal is all zero — all its inputs dead, or H all
+ * zero — takes the plain MSE choice. A block with some dead inputs weighs those at 0, so a block
+ * whose live inputs all have w = 0 ties at err = 0 and takes the smallest candidate.
+ *
+ * Errors (G4Q_ERR_*): H == NULL with a weighted method is INVALID; a diagonal entry that is
+ * negative or not finite, or a non-finite entry of a diagonal block that is read, is NUMERIC; all
+ * name the tensor. H is ignored (may be NULL) for the other methods.
+ */
+
+/* Number of floats of the compact weight array of a weighted method: cols for IMATRIX (the
+ * diagonal), ceil(cols/bs)·bs·bs for HESSIAN (the diagonal bs x bs blocks, block k at offset
+ * k·bs·bs, row-major, zero-padded past cols), 0 for the other methods. */
+size_t g4q_hess_weights_count(g4q_scale_method m, int64_t cols, int bs);
+
+/* Copies the part of H [cols, cols] that method m reads into hw (the compact layout above), raw;
+ * nothing else is done. */
+void g4q_hess_extract(g4q_scale_method m, const float *H, int64_t cols, int bs, float *hw);
+
+/* Turns the raw compact array hw (from g4q_hess_extract, or from a device copy) into the weights
+ * Ĥ in place: checks it (errors above), divides by μ and zeroes the dead rows/columns. Shared by
+ * the CPU quantizers and the CUDA host code so that both apply the same numbers. */
+g4q_status g4q_hess_normalize(g4q_ctx *ctx, const char *name, g4q_scale_method m, int64_t cols,
+                              int bs, float *hw);
+
+/* g4q_hess_extract + g4q_hess_normalize into a new array: *hw = the weights of a weighted method
+ * m (malloc'd; the caller frees it), or NULL for the other methods (H unused). H == NULL with a
+ * weighted method fails with G4Q_ERR_INVALID naming the tensor. */
+g4q_status g4q_hess_prepare(g4q_ctx *ctx, const char *name, g4q_scale_method m, const float *H,
+                            int64_t cols, int bs, float **hw);
 
 /* amax = max |w| over n bf16 values (exact, so thread-count independent). A NaN or infinite value
  * fails with G4Q_ERR_NUMERIC naming `name` and the element index. */
@@ -65,6 +133,13 @@ g4q_status g4q_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w,
                               int64_t cols, float global_amax, g4q_scale_method method,
                               uint8_t *packed, uint8_t *scales, float *wsf2);
 
+/* As g4q_nvfp4_quantize, and also IMATRIX / HESSIAN with H fp32 [cols, cols] (see the weighted
+ * searches above; 16-column blocks, wsf2 = g4q_nvfp4_wsf2(G) as for MSE). H may be NULL for the
+ * other methods, which give exactly g4q_nvfp4_quantize's bytes. */
+g4q_status g4q_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                                int64_t cols, float global_amax, g4q_scale_method method,
+                                const float *H, uint8_t *packed, uint8_t *scales, float *wsf2);
+
 /* w ≈ E2M1(code) * E4M3(scale) * wsf2, into out fp32 [rows, cols]. Same shapes as above. */
 void g4q_nvfp4_dequantize(const uint8_t *packed, const uint8_t *scales, float wsf2, int64_t rows,
                           int64_t cols, float *out);
@@ -83,6 +158,8 @@ float g4q_nvfp4_ct_global_scale(float amax);
  * code becomes 0x20 (so a zero block stores 0x20, not 0x38, and a tiny block stores 0x20 with
  * saturated nibbles), the element divisor is fl32(E4M3(sc) ÷ gs) instead of fl32(E4M3(sc)·wsf2),
  * and -0.0 gives nibble 0x8 (IEEE sign). The element order is identical.
+ * Scale search: max only (there is no compressed-tensors MSE convention to weight, and the
+ * exporter refuses MSE for this container, formats.md §6), so there is no `_h` variant.
  */
 g4q_status g4q_nvfp4_quantize_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                                  int64_t cols, float global_amax, uint8_t *packed, uint8_t *scales,
@@ -133,6 +210,14 @@ g4q_status g4q_fp8_quantize_blocks(g4q_ctx *ctx, const char *name, const uint16_
                                    int64_t rows, int64_t cols, g4q_scale_method method,
                                    uint8_t *q, float *scales);
 
+/* As g4q_fp8_quantize_blocks, and also IMATRIX / HESSIAN with H fp32 [cols, cols] (weighted
+ * searches above; the hessian error of a tile is Σ over its rows of e_rᵀ Ĥ_bb e_r with Ĥ_bb the
+ * tile's 128x128 diagonal block of Ĥ). H may be NULL for max and mse (then the bytes are exactly
+ * g4q_fp8_quantize_blocks's). */
+g4q_status g4q_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name, const uint16_t *w,
+                                     int64_t rows, int64_t cols, g4q_scale_method method,
+                                     const float *H, uint8_t *q, float *scales);
+
 void g4q_fp8_dequantize_blocks(const uint8_t *q, const float *scales, int64_t rows, int64_t cols,
                                float *out);
 
@@ -156,6 +241,14 @@ int64_t g4q_int4_group_count(int64_t cols, int group);
 g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                              int64_t cols, int group, g4q_scale_method method,
                              g4q_dtype scale_dtype, int8_t *q, float *scales);
+
+/* As g4q_int4_quantize, and also IMATRIX / HESSIAN with H fp32 [cols, cols] (weighted searches
+ * above; blocks are the groups, a partial last group included; each group's choice is
+ * g4q_int4_group_scale_h of blockq.h). H may be NULL for max and mse (then the bytes are exactly
+ * g4q_int4_quantize's). The hessian cost is O(121 · group²) per group. */
+g4q_status g4q_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                               int64_t cols, int group, g4q_scale_method method,
+                               g4q_dtype scale_dtype, const float *H, int8_t *q, float *scales);
 
 /* out fp32 [rows, cols] = q * scale. */
 void g4q_int4_dequantize(const int8_t *q, const float *scales, int64_t rows, int64_t cols,

@@ -70,7 +70,8 @@ static const char *const top_keys[] = {"name",    "description", "export",     "
 static const char *const rule_keys[] = {"pattern", "weights", "scale_search", "algorithm",
                                         "activations"};
 static const char *const kv_keys[] = {"format", "scales"};
-static const char *const calib_keys[] = {"dataset", "samples", "seq_len", "batch", "seed"};
+static const char *const calib_keys[] = {"dataset", "samples", "seq_len", "batch", "seed",
+                                         "sequential"};
 #define NKEYS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 typedef struct parser {
@@ -279,6 +280,12 @@ static g4q_status check_rule_combination(parser *p, const yaml_node_t *map, cons
                        "%s: scale_search four-over-six is defined for nvfp4 weights only "
                        "(formats.md §2.6); valid for %s: max, mse",
                        what, w);
+    if ((rule->search == G4Q_RECIPE_SEARCH_IMATRIX || rule->search == G4Q_RECIPE_SEARCH_HESSIAN) &&
+        rule->weights == G4Q_RECIPE_W_FP8)
+        return FAIL_AT(p, sn,
+                       "%s: scale_search %s is defined for nvfp4, fp8-block and int4 weights, not "
+                       "fp8 per-tensor",
+                       what, search_names[rule->search]);
     const yaml_node_t *apos = an ? an : map;
     switch (rule->weights) {
     case G4Q_RECIPE_W_NVFP4:
@@ -475,6 +482,11 @@ static g4q_status parse_calib(parser *p, const yaml_node_t *map)
     if ((n = lookup(p, map, "seed"))) {
         G4Q_TRY(get_int(p, n, "calibration.seed", 0, SEED_MAX, &v));
         c->seed = (uint64_t)v;
+    }
+    c->sequential = 0;
+    if ((n = lookup(p, map, "sequential"))) {
+        static const char *const bools[] = {"false", "true"};
+        G4Q_TRY(get_enum(p, n, "calibration.sequential", bools, 2, &c->sequential));
     }
     return G4Q_OK;
 }
@@ -719,7 +731,9 @@ g4q_recipe_decision g4q_recipe_match(const g4q_recipe *r, const char *module_nam
 int g4q_recipe_needs_calibration(const g4q_recipe *r)
 {
     for (int i = 0; i < r->n_rules; i++)
-        if (r->rules[i].act != G4Q_RECIPE_ACT_NONE || r->rules[i].algo != G4Q_RECIPE_ALGO_RTN)
+        if (r->rules[i].act != G4Q_RECIPE_ACT_NONE || r->rules[i].algo != G4Q_RECIPE_ALGO_RTN ||
+            r->rules[i].search == G4Q_RECIPE_SEARCH_IMATRIX ||
+            r->rules[i].search == G4Q_RECIPE_SEARCH_HESSIAN)
             return 1;
     return r->kv_format == G4Q_RECIPE_KV_FP8 && r->kv_scales == G4Q_RECIPE_KV_SCALES_CALIBRATED;
 }
@@ -820,6 +834,7 @@ static cJSON *calib_json(const g4q_recipe *r)
         cJSON_AddNumberToObject(o, "seq_len", c->seq_len);
         cJSON_AddNumberToObject(o, "batch", c->batch);
         cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+        cJSON_AddBoolToObject(o, "sequential", c->sequential);
     }
     return o;
 }

@@ -34,6 +34,10 @@
  *     seq_len: 1024                 # required, 1..262144 tokens
  *     batch: 4                      # optional, default 1, 1..samples
  *     seed: 0                       # optional, default 0, 0..2^53 (exact in JSON)
+ *     sequential: false             # optional, default false: true calibrates each decoder layer
+ *                                   # on the quantized model's outputs of the layers before it
+ *                                   # (GPTQ's sequential mode) instead of the BF16 model's
+ *                                   # (ModelOpt's semantics); src/pipeline/quantize.h
  *
  * A module matched by no rule stays BF16. Group sizes are fixed by the formats and not
  * configurable: NVFP4 16 (never 32, §8.1), fp8-block 128x128, int4 128 (symmetric).
@@ -43,11 +47,15 @@
  *   fp8-block: max = block amax; mse = the 39-multiplier search per 128x128 block of §2.5.
  *   fp8 (per-tensor): max = tensor amax; mse = the §2.5 multiplier search with the tensor as group.
  *   int4: max = block amax (group 128); mse = the §2.5 multiplier search per group.
+ *   imatrix, hessian (nvfp4, fp8-block, int4): mse's candidates, with each candidate's error
+ *   weighted by the calibration inputs: by E[x²] per input channel (imatrix, llm-compressor's
+ *   imatrix_mse) or by the block's local Hessian eᵀ·H_bb·e (hessian, ModelOpt's local_hessian);
+ *   src/quant/quant.h. Both need calibration (the Linear's input Hessian).
  * Valid weight/activation pairs: nvfp4 + none (W4A16) or nvfp4 (W4A4); fp8 + fp8 (ModelOpt FP8 is
  * W8A8, §3); fp8-block + none (fp8_pb_wo; engines quantize activations dynamically, §4);
  * int4 + none (W4A16). A bf16 rule takes neither scale_search nor activations nor algorithm.
  * algorithm gptq: nvfp4 (scale_search chooses the fixed block scales), fp8-block and int4 (group
- * scales found as GPTQ goes, by scale_search max or mse); not fp8 per-tensor.
+ * scales found as GPTQ goes, by scale_search); not fp8 per-tensor.
  *
  * Valid exports (checked at load time):
  *   modelopt: nvfp4, fp8, fp8-block. int4 is refused: vLLM cannot load ModelOpt W4A16_AWQ (§5.1).
@@ -92,7 +100,9 @@ struct cJSON;
 #define G4Q_RECIPE_SEARCH_TABLE(X)                                                                 \
     X(G4Q_RECIPE_SEARCH_MAX, "max")                                                                \
     X(G4Q_RECIPE_SEARCH_MSE, "mse")                                                                \
-    X(G4Q_RECIPE_SEARCH_FOUR_OVER_SIX, "four-over-six")
+    X(G4Q_RECIPE_SEARCH_FOUR_OVER_SIX, "four-over-six")                                            \
+    X(G4Q_RECIPE_SEARCH_IMATRIX, "imatrix")                                                        \
+    X(G4Q_RECIPE_SEARCH_HESSIAN, "hessian")
 
 #define G4Q_RECIPE_ALGO_TABLE(X)                                                                   \
     X(G4Q_RECIPE_ALGO_RTN, "rtn")                                                                  \
@@ -154,6 +164,7 @@ typedef struct g4q_recipe_calib {
     const char *dataset_path;
     int samples, seq_len, batch;
     uint64_t seed;
+    int sequential; /* calibrate on the quantized outputs of earlier layers */
 } g4q_recipe_calib;
 
 /* A loaded recipe. All strings and arrays live in `arena` and are freed with the recipe. */

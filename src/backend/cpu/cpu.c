@@ -232,6 +232,40 @@ static g4q_status cpu_amax(g4q_backend *be, const g4q_buf *x, size_t count, floa
     return G4Q_OK;
 }
 
+static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
+                           int accumulate)
+{
+    if (rows < 0 || n <= 0 || (size_t)rows * (size_t)n > x->count ||
+        (size_t)n * (size_t)n > H->count)
+        return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu gram: [%d, %d] out of range", rows, n);
+    float *h = H->data;
+    if (!accumulate) memset(h, 0, (size_t)n * (size_t)n * sizeof *h);
+    const float *xs = x->data;
+    /* Lower-triangle tiles of 32 rows stay in cache while every row of x passes over them; the
+     * inner loop runs over contiguous j (vectorizable, each h[i][j] still sums rows in order). */
+    enum { TILE = 32 };
+    const int tiles = (n + TILE - 1) / TILE;
+#pragma omp parallel for schedule(dynamic, 1)                                                     \
+    num_threads(g4q_cpu_threads(be, (size_t)rows * (size_t)n * (size_t)n))
+    for (int b = 0; b < tiles; b++) {
+        const int i0 = b * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
+        for (int t = 0; t < rows; t++) {
+            const float *xt = xs + (size_t)t * (size_t)n;
+            for (int i = i0; i < i1; i++) {
+                const float a = xt[i];
+                float *hi = h + (size_t)i * (size_t)n;
+#pragma omp simd
+                for (int j = 0; j <= i; j++)
+                    hi[j] += a * xt[j];
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) /* mirror: the upper triangle is the lower one, exactly */
+        for (int j = 0; j < i; j++)
+            h[(size_t)j * (size_t)n + (size_t)i] = h[(size_t)i * (size_t)n + (size_t)j];
+    return G4Q_OK;
+}
+
 static g4q_status cpu_fp8_roundtrip(g4q_backend *be, g4q_buf *x, size_t count, float scale)
 {
     if (count > x->count || !(scale > 0.0f))
@@ -283,6 +317,7 @@ g4q_status g4q_backend_cpu_create(g4q_ctx *ctx, g4q_backend **out)
     be->softcap = cpu_softcap;
     be->embed = cpu_embed;
     be->amax = cpu_amax;
+    be->gram = cpu_gram;
     be->fp8_roundtrip = cpu_fp8_roundtrip;
     be->logit_stats = cpu_logit_stats;
     *out = be;

@@ -265,3 +265,24 @@ g4q_status g4q_cuda_matmul_geglu(g4q_backend *be, g4q_buf *y, g4q_buf *tmp, cons
     a.wu = (const uint4 *)wu->data;
     return launch_gemv<true>(be, a, n);
 }
+
+g4q_status g4q_cuda_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
+                         int accumulate)
+{
+    g4q_ctx *ctx = be->ctx;
+    if (rows < 0 || n <= 0 || !g4q_cuda_act_ok(be, x, (size_t)rows * (size_t)n) ||
+        H->dtype != G4Q_DT_F32 || (size_t)n * (size_t)n > H->count)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda gram: [%d, %d] out of range", rows, n);
+    /* Column-major view: x is Xᵀ [n, rows]; H[n, n] += Xᵀ · (Xᵀ)ᵀ, symmetric so either layout. */
+    const cudaDataType_t t = x->dtype == G4Q_DT_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    if (rows == 0 && accumulate) return G4Q_OK;
+    if (rows == 0)
+        G4Q_CUDA_CHECK(cudaMemsetAsync(H->data, 0, (size_t)n * (size_t)n * sizeof(float),
+                                       g4q_cuda_st(be)->stream));
+    else
+        G4Q_CUBLAS_CHECK(cublasGemmEx(g4q_cuda_st(be)->blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, rows,
+                                  &one, x->data, t, n, x->data, t, n, &beta, H->data, CUDA_R_32F,
+                                  n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return G4Q_OK;
+}

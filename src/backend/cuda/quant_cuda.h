@@ -15,6 +15,7 @@
 
 #include "base/ctx.h"
 #include "io/dtype.h"
+#include "quant/gptq.h"
 #include "quant/quant.h"
 
 #ifdef __cplusplus
@@ -42,6 +43,68 @@ g4q_status g4q_cuda_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t
                                   int64_t rows, int64_t cols, int group, g4q_scale_method method,
                                   g4q_dtype scale_dtype, int8_t *d_q, float *d_scales,
                                   void *stream);
+
+/*
+ * Hessian-weighted variants (quant.h, "Hessian-weighted scale searches"): as the CPU `_h`
+ * functions, byte for byte, with d_H a device pointer to H fp32 [cols, cols] row-major (NULL
+ * allowed for the non-weighted methods, which then run exactly as the functions above). The
+ * diagonal or diagonal blocks of d_H are gathered on the device, checked and normalised on the
+ * host by g4q_hess_normalize (temporary device memory: cols floats for imatrix, about cols · bs
+ * for hessian with bs 16 / 128 / group), then the per-block searches of quant/blockq.h run on the
+ * device.
+ */
+g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
+                                     int64_t rows, int64_t cols, float global_amax,
+                                     g4q_scale_method method, const float *d_H, uint8_t *d_packed,
+                                     uint8_t *d_scales, float *wsf2, void *stream);
+
+g4q_status g4q_cuda_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
+                                          int64_t rows, int64_t cols, g4q_scale_method method,
+                                          const float *d_H, uint8_t *d_q, float *d_scales,
+                                          void *stream);
+
+g4q_status g4q_cuda_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
+                                    int64_t rows, int64_t cols, int group,
+                                    g4q_scale_method method, g4q_dtype scale_dtype,
+                                    const float *d_H, int8_t *d_q, float *d_scales, void *stream);
+
+/* The weights of H that a weighted method m reads (quant.h compact layout, block size bs),
+ * gathered from d_H, normalised on the host by g4q_hess_normalize and uploaded: *d_hw (device,
+ * freed by the caller with cudaFreeAsync on stream), or NULL for the unweighted methods. */
+g4q_status g4q_cuda_hess_weights(g4q_ctx *ctx, const char *name, g4q_scale_method m,
+                                 const float *d_H, int64_t cols, int bs, void *stream,
+                                 float **d_hw);
+
+/* ---- GPTQ (quant/gptq.h) on the device: gptq_cuda.cu ----
+ * `blas` is a cublasHandle_t (set to `stream`); d_H the input Hessian fp32 [cols, cols] on the
+ * device; o as on the CPU (o->U a device pointer). The column loop is the CPU reference's
+ * arithmetic, so with the CPU's U (o->U) the outputs are byte-identical to the CPU functions of
+ * the same name; with U computed here (blocked fp64 Cholesky, another summation order) a code
+ * can differ where a weight sits on a rounding boundary. Lazy batches of 128 columns only (o->block
+ * 0 or 128); INT4 groups must divide 128. Working memory: two fp64 [cols, cols] for the factor,
+ * then fp32 U [cols, cols] and W [rows, cols]. */
+
+/* U [n, n] fp32 (upper, zeros below) and dead [n] (device) of g4q_gptq_inverse_factor. */
+g4q_status g4q_cuda_gptq_factor(g4q_ctx *ctx, const char *name, void *blas, const float *d_H,
+                                int64_t n, double damp, float *d_U, uint8_t *d_dead,
+                                void *stream);
+
+g4q_status g4q_cuda_gptq_int4(g4q_ctx *ctx, const char *name, void *blas, const uint16_t *d_w,
+                              int64_t rows, int64_t cols, int group, g4q_scale_method method,
+                              g4q_dtype scale_dtype, const float *d_H, const g4q_gptq_opts *o,
+                              int8_t *d_q, float *d_scales, void *stream);
+
+/* ModelOpt convention only (compressed-tensors NVFP4 GPTQ runs on the CPU). */
+g4q_status g4q_cuda_gptq_nvfp4(g4q_ctx *ctx, const char *name, void *blas, const uint16_t *d_w,
+                               int64_t rows, int64_t cols, float global_amax,
+                               g4q_scale_method method, const float *d_H, const g4q_gptq_opts *o,
+                               uint8_t *d_packed, uint8_t *d_scales, float *wsf2, void *stream);
+
+g4q_status g4q_cuda_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, void *blas,
+                                    const uint16_t *d_w, int64_t rows, int64_t cols,
+                                    g4q_scale_method method, const float *d_H,
+                                    const g4q_gptq_opts *o, uint8_t *d_q, float *d_scales,
+                                    void *stream);
 
 #ifdef __cplusplus
 }

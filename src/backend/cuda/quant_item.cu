@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "backend/cuda/cuda_check.h"
@@ -12,10 +13,20 @@
 
 struct g4q_gpu_quantizer {
     cudaStream_t stream;
-    void *buf[4];    // 0: input bf16, 1: codes, 2: scales, 3: spare
+    cublasHandle_t blas; // GPTQ's factorization; created on first use
+    void *buf[4];    // 0: input bf16, 1: codes, 2: scales, 3: the input Hessian (GPTQ)
     size_t cap[4];
     size_t held, peak;
 };
+
+// Counts GPTQ's transient working memory (gptq_cuda.cu allocates it per tensor) in the peak.
+static void note_gptq(g4q_gpu_quantizer *q, int64_t rows, int64_t cols)
+{
+    const size_t nn = (size_t)cols * (size_t)cols;
+    const size_t factor = 16 * nn, loop = 4 * nn + 4 * (size_t)rows * (size_t)(cols + 128);
+    const size_t w = q->held + (factor > loop ? factor : loop);
+    if (w > q->peak) q->peak = w;
+}
 
 static g4q_status ensure(g4q_ctx *ctx, g4q_gpu_quantizer *q, int i, size_t bytes)
 {
@@ -58,6 +69,7 @@ extern "C" void g4q_gpu_quantizer_free(g4q_gpu_quantizer *q)
     for (int i = 0; i < 4; i++)
         if (q->buf[i])
             cudaFree(q->buf[i]);
+    if (q->blas) cublasDestroy(q->blas);
     cudaStreamDestroy(q->stream);
     free(q);
 }
@@ -80,20 +92,10 @@ extern "C" int g4q_gpu_quantizer_supports(const g4q_plan_item *it)
     }
 }
 
-static g4q_scale_method method_of(const g4q_plan_item *it)
-{
-    switch (it->decision.search) {
-    case G4Q_RECIPE_SEARCH_MSE:
-        return G4Q_SCALE_MSE;
-    case G4Q_RECIPE_SEARCH_FOUR_OVER_SIX:
-        return G4Q_SCALE_FOUR_OVER_SIX;
-    default:
-        return G4Q_SCALE_MAX;
-    }
-}
+static g4q_scale_method method_of(const g4q_plan_item *it) { return g4q_plan_item_method(it); }
 
 static g4q_status int4_item(g4q_ctx *ctx, g4q_gpu_quantizer *q, const g4q_plan_item *it,
-                            int64_t rows, int64_t cols, void **bufs)
+                            int64_t rows, int64_t cols, const float *d_H, void **bufs, float *deq)
 {
     const int group = 128;
     int64_t groups = g4q_int4_group_count(cols, group);
@@ -101,10 +103,15 @@ static g4q_status int4_item(g4q_ctx *ctx, g4q_gpu_quantizer *q, const g4q_plan_i
     G4Q_TRY(ensure(ctx, q, 1, nq));
     G4Q_TRY(ensure(ctx, q, 2, ns));
     g4q_dtype sdt = it->format == G4Q_PF_INT4_GPTQ ? G4Q_DT_F16 : G4Q_DT_BF16;
-    G4Q_TRY(g4q_cuda_int4_quantize(ctx, it->src->name, static_cast<const uint16_t *>(q->buf[0]),
-                                   rows, cols, group, method_of(it), sdt,
-                                   static_cast<int8_t *>(q->buf[1]),
-                                   static_cast<float *>(q->buf[2]), q->stream));
+    const uint16_t *d_w = static_cast<const uint16_t *>(q->buf[0]);
+    int8_t *d_q = static_cast<int8_t *>(q->buf[1]);
+    float *d_s = static_cast<float *>(q->buf[2]);
+    if (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ)
+        G4Q_TRY(g4q_cuda_gptq_int4(ctx, it->src->name, q->blas, d_w, rows, cols, group,
+                                   method_of(it), sdt, d_H, NULL, d_q, d_s, q->stream));
+    else
+        G4Q_TRY(g4q_cuda_int4_quantize_h(ctx, it->src->name, d_w, rows, cols, group,
+                                         method_of(it), sdt, d_H, d_q, d_s, q->stream));
     int8_t *hq = static_cast<int8_t *>(malloc(nq));
     float *hs = static_cast<float *>(malloc(ns));
     g4q_status st = (hq && hs) ? G4Q_OK : g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
@@ -113,14 +120,23 @@ static g4q_status int4_item(g4q_ctx *ctx, g4q_gpu_quantizer *q, const g4q_plan_i
         st = g4q_fail(ctx, G4Q_ERR_CUDA, "%s: copying INT4 codes back failed", it->src->name);
     if (st == G4Q_OK)
         st = g4q_quantize_item_pack_int4(ctx, it, hq, hs, bufs);
+    if (st == G4Q_OK && deq) g4q_quantize_item_dequant(it, bufs, hq, hs, deq);
     free(hq);
     free(hs);
     return st;
 }
 
+// Copies outputs 0 and 1 back from device buffers 1 and 2.
+static g4q_status fetch2(g4q_ctx *ctx, g4q_gpu_quantizer *q, const g4q_plan_item *it, void **bufs)
+{
+    G4Q_CUDA_CHECK(cudaMemcpy(bufs[0], q->buf[1], it->out[0].nbytes, cudaMemcpyDeviceToHost));
+    G4Q_CUDA_CHECK(cudaMemcpy(bufs[1], q->buf[2], it->out[1].nbytes, cudaMemcpyDeviceToHost));
+    return G4Q_OK;
+}
+
 extern "C" g4q_status g4q_quantize_item_cuda(g4q_ctx *ctx, g4q_gpu_quantizer *q,
                                              const g4q_plan_item *it, float group_amax,
-                                             void **bufs)
+                                             const float *H, void **bufs, float *deq)
 {
     const g4q_tensor *t = it->src;
     if (t->dtype != G4Q_DT_BF16 || t->ndim != 2)
@@ -131,6 +147,20 @@ extern "C" g4q_status g4q_quantize_item_cuda(g4q_ctx *ctx, g4q_gpu_quantizer *q,
     G4Q_CUDA_CHECK(cudaMemcpyAsync(q->buf[0], t->data, t->nbytes, cudaMemcpyHostToDevice,
                                    q->stream));
     const uint16_t *d_w = static_cast<const uint16_t *>(q->buf[0]);
+    const float *d_H = nullptr;
+    if (H) {
+        const size_t hb = (size_t)cols * (size_t)cols * sizeof(float);
+        G4Q_TRY(ensure(ctx, q, 3, hb));
+        G4Q_CUDA_CHECK(cudaMemcpyAsync(q->buf[3], H, hb, cudaMemcpyHostToDevice, q->stream));
+        d_H = static_cast<const float *>(q->buf[3]);
+        if (!q->blas && it->decision.algo == G4Q_RECIPE_ALGO_GPTQ) {
+            if (cublasCreate(&q->blas) != CUBLAS_STATUS_SUCCESS)
+                return g4q_fail(ctx, G4Q_ERR_CUDA, "cannot create a cuBLAS handle");
+        }
+        if (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ) note_gptq(q, rows, cols);
+    }
+    const bool gptq = it->decision.algo == G4Q_RECIPE_ALGO_GPTQ;
+    g4q_status st = G4Q_OK;
     switch (it->format) {
     case G4Q_PF_NVFP4_MO: {
         float amax = group_amax;
@@ -138,28 +168,34 @@ extern "C" g4q_status g4q_quantize_item_cuda(g4q_ctx *ctx, g4q_gpu_quantizer *q,
             G4Q_TRY(g4q_cuda_amax_bf16(ctx, t->name, d_w, t->numel, &amax, q->stream));
         G4Q_TRY(ensure(ctx, q, 1, it->out[0].nbytes));
         G4Q_TRY(ensure(ctx, q, 2, it->out[1].nbytes));
-        G4Q_TRY(g4q_cuda_nvfp4_quantize(ctx, t->name, d_w, rows, cols, amax, method_of(it),
-                                        static_cast<uint8_t *>(q->buf[1]),
-                                        static_cast<uint8_t *>(q->buf[2]),
-                                        static_cast<float *>(bufs[2]), q->stream));
-        G4Q_CUDA_CHECK(cudaMemcpy(bufs[0], q->buf[1], it->out[0].nbytes, cudaMemcpyDeviceToHost));
-        G4Q_CUDA_CHECK(cudaMemcpy(bufs[1], q->buf[2], it->out[1].nbytes, cudaMemcpyDeviceToHost));
-        return G4Q_OK;
+        uint8_t *d_p = static_cast<uint8_t *>(q->buf[1]), *d_s = static_cast<uint8_t *>(q->buf[2]);
+        float *wsf2 = static_cast<float *>(bufs[2]);
+        G4Q_TRY(gptq ? g4q_cuda_gptq_nvfp4(ctx, t->name, q->blas, d_w, rows, cols, amax,
+                                           method_of(it), d_H, NULL, d_p, d_s, wsf2, q->stream)
+                     : g4q_cuda_nvfp4_quantize_h(ctx, t->name, d_w, rows, cols, amax,
+                                                 method_of(it), d_H, d_p, d_s, wsf2, q->stream));
+        st = fetch2(ctx, q, it, bufs);
+        break;
     }
-    case G4Q_PF_FP8_BLOCK:
+    case G4Q_PF_FP8_BLOCK: {
         G4Q_TRY(ensure(ctx, q, 1, it->out[0].nbytes));
         G4Q_TRY(ensure(ctx, q, 2, it->out[1].nbytes));
-        G4Q_TRY(g4q_cuda_fp8_quantize_blocks(ctx, t->name, d_w, rows, cols, method_of(it),
-                                             static_cast<uint8_t *>(q->buf[1]),
-                                             static_cast<float *>(q->buf[2]), q->stream));
-        G4Q_CUDA_CHECK(cudaMemcpy(bufs[0], q->buf[1], it->out[0].nbytes, cudaMemcpyDeviceToHost));
-        G4Q_CUDA_CHECK(cudaMemcpy(bufs[1], q->buf[2], it->out[1].nbytes, cudaMemcpyDeviceToHost));
-        return G4Q_OK;
+        uint8_t *d_c = static_cast<uint8_t *>(q->buf[1]);
+        float *d_s = static_cast<float *>(q->buf[2]);
+        G4Q_TRY(gptq ? g4q_cuda_gptq_fp8_blocks(ctx, t->name, q->blas, d_w, rows, cols,
+                                                method_of(it), d_H, NULL, d_c, d_s, q->stream)
+                     : g4q_cuda_fp8_quantize_blocks_h(ctx, t->name, d_w, rows, cols,
+                                                      method_of(it), d_H, d_c, d_s, q->stream));
+        st = fetch2(ctx, q, it, bufs);
+        break;
+    }
     case G4Q_PF_INT4_GPTQ:
     case G4Q_PF_INT4_CT:
-        return int4_item(ctx, q, it, rows, cols, bufs);
+        return int4_item(ctx, q, it, rows, cols, d_H, bufs, deq);
     default:
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "tensor '%s': no CUDA kernel for %s", t->name,
                         g4q_plan_format_name(it->format));
     }
+    if (st == G4Q_OK && deq) g4q_quantize_item_dequant(it, bufs, NULL, NULL, deq);
+    return st;
 }

@@ -25,8 +25,8 @@ int g4q_gpu_quantizer_supports(const g4q_plan_item *it)
 }
 
 g4q_status g4q_quantize_item_cuda(g4q_ctx *ctx, g4q_gpu_quantizer *q, const g4q_plan_item *it,
-                                  float group_amax, void **bufs)
+                                  float group_amax, const float *H, void **bufs, float *deq)
 {
-    (void)q, (void)group_amax, (void)bufs;
+    (void)q, (void)group_amax, (void)H, (void)bufs, (void)deq;
     return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED, "%s: this build has no CUDA backend", it->src->name);
 }

@@ -1,0 +1,226 @@
+/* The quantization job: calibration with per-layer quantization of the Hessian items, then the
+ * export (contract in quantize.h). */
+#include "pipeline/quantize.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/bf16.h"
+#include "base/sys.h"
+#include "export/quantize_item.h"
+#include "quant/quant.h"
+#include "runtime/session.h"
+
+typedef struct layer_job {
+    g4q_ctx *ctx;
+    const g4q_plan *plan;
+    const g4q_ckpt *ckpt;    /* the plan's tensors' mapping: pages dropped once quantized */
+    int sequential;
+    g4q_gpu_quantizer *gpu;  /* NULL: quantize on the CPU */
+    void ***ready;           /* [n_items]: kept weight outputs, or NULL */
+    uint16_t *repl[G4Q_MAX_LAYER_LINEARS]; /* sequential: this layer's dequantized Linears */
+    g4q_tensor repl_t[G4Q_MAX_LAYER_LINEARS];
+    int n_repl;
+    size_t items;
+    double seconds;
+} layer_job;
+
+/* Number of an item's weight outputs (they come before its calibrated outputs, plan.h). */
+static int weight_outputs(const g4q_plan_item *it)
+{
+    int n = 0;
+    while (n < it->n_out && it->out[n].kind != G4Q_OUT_INPUT_SCALE &&
+           it->out[n].kind != G4Q_OUT_K_SCALE && it->out[n].kind != G4Q_OUT_V_SCALE)
+        n++;
+    return n;
+}
+
+/* The shared amax of an item's NVFP4 fused group (§2.7), or 0 for an item in none. */
+static g4q_status group_amax(layer_job *lj, const g4q_plan_item *it, float *amax)
+{
+    *amax = 0.0f;
+    if (it->group < 0) return G4Q_OK;
+    const g4q_plan_group *g = &lj->plan->groups[it->group];
+    for (int k = 0; k < g->n_members; k++) {
+        const g4q_tensor *t = lj->plan->items[g->members[k]].src;
+        float a;
+        G4Q_TRY(g4q_quant_amax_bf16(lj->ctx, t->name, t->data, t->numel, &a));
+        *amax = a > *amax ? a : *amax;
+    }
+    return G4Q_OK;
+}
+
+/* The slot of the layer's weight set that a Linear of this role occupies. */
+static const g4q_tensor **slot_of(g4q_layer_weights *lw, g4q_weight_role role)
+{
+    switch (role) {
+    case G4Q_W_Q_PROJ: return &lw->q_proj;
+    case G4Q_W_K_PROJ: return &lw->k_proj;
+    case G4Q_W_V_PROJ: return &lw->v_proj;
+    case G4Q_W_O_PROJ: return &lw->o_proj;
+    case G4Q_W_GATE_PROJ: return &lw->gate_proj;
+    case G4Q_W_UP_PROJ: return &lw->up_proj;
+    case G4Q_W_DOWN_PROJ: return &lw->down_proj;
+    default: return NULL;
+    }
+}
+
+static void free_repl(layer_job *lj)
+{
+    for (int k = 0; k < lj->n_repl; k++)
+        free(lj->repl[k]);
+    lj->n_repl = 0;
+}
+
+/* Quantizes one item of the layer into lj->ready (and, in sequential mode, its dequantized
+ * weight into a BF16 tensor that replaces the Linear in *replace). */
+static g4q_status quantize_one(layer_job *lj, size_t i, const g4q_calib_layer *L,
+                               g4q_layer_weights *replace)
+{
+    const g4q_plan_item *it = &lj->plan->items[i];
+    const int64_t rows = it->src->shape[0], cols = it->src->shape[1];
+    const float *H = NULL;
+    if (g4q_plan_item_needs_hessian(it)) {
+        const int site = g4q_calib_site_of_role(it->role);
+        if (site < 0 || !L->hess[site] || L->hess_dim[site] != cols)
+            return g4q_fail(lj->ctx, G4Q_ERR_NEEDS_CALIBRATION,
+                            "'%s': the calibration has no input Hessian of %lld inputs for it "
+                            "(%s applies to decoder-layer Linears)",
+                            it->module, (long long)cols, g4q_plan_item_hessian_use(it));
+        H = L->hess[site];
+    }
+    float amax;
+    G4Q_TRY(group_amax(lj, it, &amax));
+    const int nw = weight_outputs(it);
+    void **bufs = calloc(G4Q_PLAN_MAX_OUTPUTS, sizeof *bufs);
+    if (!bufs) return g4q_fail(lj->ctx, G4Q_ERR_NOMEM, "out of memory");
+    lj->ready[i] = bufs;
+    for (int o = 0; o < nw; o++) {
+        bufs[o] = malloc(it->out[o].nbytes ? it->out[o].nbytes : 1);
+        if (!bufs[o])
+            return g4q_fail(lj->ctx, G4Q_ERR_NOMEM, "%s: cannot keep %llu bytes", it->out[o].name,
+                            (unsigned long long)it->out[o].nbytes);
+    }
+    float *deq = NULL;
+    if (replace) {
+        deq = malloc((size_t)rows * (size_t)cols * sizeof *deq);
+        if (!deq) return g4q_fail(lj->ctx, G4Q_ERR_NOMEM, "'%s': dequantized copy", it->module);
+    }
+    g4q_status st = lj->gpu && g4q_gpu_quantizer_supports(it)
+                        ? g4q_quantize_item_cuda(lj->ctx, lj->gpu, it, amax, H, bufs, deq)
+                        : g4q_quantize_item_cpu(lj->ctx, it, amax, H, bufs, deq);
+    if (st == G4Q_OK && replace) {
+        const g4q_tensor **slot = slot_of(replace, it->role);
+        uint16_t *b = malloc((size_t)rows * (size_t)cols * sizeof *b);
+        if (!slot || !b) {
+            free(b);
+            st = g4q_fail(lj->ctx, G4Q_ERR_NOMEM, "'%s': dequantized copy", it->module);
+        } else {
+            for (size_t k = 0; k < (size_t)rows * (size_t)cols; k++)
+                b[k] = g4q_f32_to_bf16(deq[k]);
+            const int r = lj->n_repl++;
+            lj->repl[r] = b;
+            lj->repl_t[r] = *it->src;
+            lj->repl_t[r].data = b;
+            *slot = &lj->repl_t[r];
+        }
+    }
+    free(deq);
+    return st;
+}
+
+static g4q_status on_layer(void *user, const g4q_calib_layer *L, g4q_layer_weights *replace)
+{
+    layer_job *lj = user;
+    free_repl(lj);
+    const double t0 = g4q_now_seconds();
+    const g4q_plan *p = lj->plan;
+    for (size_t i = 0; i < p->n_items; i++) {
+        const g4q_plan_item *it = &p->items[i];
+        if (it->layer != L->layer || it->format == G4Q_PF_KEEP) continue;
+        if (!g4q_plan_item_needs_hessian(it) && !lj->sequential) continue;
+        if (lj->n_repl >= G4Q_MAX_LAYER_LINEARS)
+            return g4q_fail(lj->ctx, G4Q_ERR_INTERNAL, "layer %d: too many Linears", L->layer);
+        g4q_status st = quantize_one(lj, i, L, replace);
+        g4q_ckpt_release(lj->ckpt, it->src); /* the export reads it once more, from disk */
+        if (st != G4Q_OK) {
+            if (st != G4Q_ERR_NEEDS_CALIBRATION) g4q_error_prefix(lj->ctx, "%s", it->src->name);
+            return st;
+        }
+        lj->items++;
+    }
+    lj->seconds += g4q_now_seconds() - t0;
+    return G4Q_OK;
+}
+
+static void free_ready(void ***ready, size_t n)
+{
+    for (size_t i = 0; ready && i < n; i++) {
+        for (int o = 0; ready[i] && o < G4Q_PLAN_MAX_OUTPUTS; o++)
+            free(ready[i][o]);
+        free(ready[i]);
+    }
+    free(ready);
+}
+
+/* The calibration pass with the layer hook, on job->export.device. */
+static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job *lj,
+                            g4q_quantize_report *out)
+{
+    const g4q_calib_data *d = job->calib_data;
+    if (!d || !d->ids)
+        return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION, "recipe '%s' needs calibration: %s",
+                        job->plan->recipe->name, job->plan->calibration_reason);
+    const int hook = job->plan->needs_hessians || job->sequential;
+    if (hook && job->export.device == G4Q_DEVICE_CUDA)
+        G4Q_TRY(g4q_gpu_quantizer_create(ctx, &lj->gpu));
+    g4q_session *s = NULL;
+    g4q_session_opts so = {.device = job->export.device, .max_chunk = d->seq_len,
+                           .stream_layers = 1};
+    unsigned sites = 0;
+    for (size_t i = 0; i < job->plan->n_items; i++) {
+        const int site = g4q_calib_site_of_role(job->plan->items[i].role);
+        if (site >= 0 && g4q_plan_item_needs_hessian(&job->plan->items[i])) sites |= 1u << site;
+    }
+    g4q_calib_hooks hooks = {.hessian_sites = sites,
+                             .sequential = job->sequential,
+                             .layer_done = hook ? on_layer : NULL,
+                             .user = lj};
+    g4q_status st = g4q_session_open(ctx, job->model_dir, &so, &s);
+    if (st == G4Q_OK)
+        st = g4q_calib_run(ctx, s, d, job->plan->recipe->calib.batch, &hooks, &out->calib);
+    g4q_session_free(s);
+    free_repl(lj);
+    out->calibrated = st == G4Q_OK;
+    out->layer_items = lj->items;
+    out->layer_quant_seconds = lj->seconds;
+    out->peak_gpu = out->calib.peak_device_bytes + g4q_gpu_quantizer_peak_bytes(lj->gpu);
+    g4q_gpu_quantizer_free(lj->gpu);
+    lj->gpu = NULL;
+    return st;
+}
+
+g4q_status g4q_quantize_run(g4q_ctx *ctx, const g4q_quantize_job *job, g4q_quantize_report *out)
+{
+    memset(out, 0, sizeof *out);
+    const g4q_plan *p = job->plan;
+    layer_job lj = {.ctx = ctx, .plan = p, .ckpt = job->ckpt, .sequential = job->sequential};
+    lj.ready = calloc(p->n_items ? p->n_items : 1, sizeof *lj.ready);
+    if (!lj.ready) return g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
+    g4q_status st = G4Q_OK;
+    if (job->sequential && !p->needs_calibration)
+        st = g4q_fail(ctx, G4Q_ERR_INVALID,
+                      "recipe '%s': sequential calibration asked for, but nothing in the plan "
+                      "is calibrated",
+                      p->recipe->name);
+    if (st == G4Q_OK && p->needs_calibration) st = calibrate(ctx, job, &lj, out);
+    if (st == G4Q_OK) {
+        g4q_export_opts eo = job->export;
+        eo.calib = out->calibrated ? &out->calib : NULL;
+        eo.ready = (void **const *)lj.ready;
+        st = g4q_export_run(ctx, p, job->ckpt, job->cfg, &eo, &out->stats);
+        if (out->stats.peak_gpu > out->peak_gpu) out->peak_gpu = out->stats.peak_gpu;
+    }
+    free_ready(lj.ready, p->n_items);
+    return st;
+}
