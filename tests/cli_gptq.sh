@@ -19,7 +19,7 @@ M=$SH/data/trained-small
 }
 T=$(mktemp -d "${TMPDIR:-/tmp}/cli_gptq.XXXXXX")
 trap 'rm -rf "$T"' EXIT
-head -c 8000 "$M/heldout.txt" >"$T/t.txt"
+head -c 6000 "$M/heldout.txt" >"$T/t.txt"
 recipe() { # NAME ALGORITHM SEQUENTIAL
     cat >"$T/$1.yaml" <<EOF
 name: $1
@@ -35,7 +35,7 @@ rules:
     algorithm: $2
 calibration:
   dataset: builtin:default
-  samples: 16
+  samples: 8
   seq_len: 256
   sequential: $3
 EOF

@@ -455,4 +455,20 @@ G4Q_HD float g4q_int4_group_scale_h(const uint16_t *w, int n, int kind, int stor
     return best_s;
 }
 
+/* One NVFP4 block's scale code (and its nibbles in out8) by method kind (g4q_scale_method), as
+ * g4q_nvfp4_quantize_h chooses it for the block's fp32 values w: max, mse (cand: the 126 sweep
+ * scales), four-over-six (wsf2 then the 4-over-6 one), imatrix / hessian with hw the block's
+ * compact weights (imatrix: its 16 diagonal entries; hessian: its 16 x 16; NULL when the
+ * weights are absent, which only the unweighted kinds allow). */
+G4Q_HD uint8_t g4q_nvfp4_block_choose(const float *w, int kind, const float *cand, float wsf2,
+                                      const float *hw, uint8_t *out8)
+{
+    if (kind == G4Q_SCALE_IMATRIX || kind == G4Q_SCALE_HESSIAN)
+        return g4q_nvfp4_block_mse_h(w, cand, wsf2, kind, hw,
+                                     kind == G4Q_SCALE_HESSIAN ? G4Q_NVFP4_BLOCK : 0, out8);
+    if (kind == G4Q_SCALE_MSE) return g4q_nvfp4_block_mse(w, cand, wsf2, out8);
+    if (kind == G4Q_SCALE_FOUR_OVER_SIX) return g4q_nvfp4_block_46(w, wsf2, out8);
+    return g4q_nvfp4_block_max(w, wsf2, out8);
+}
+
 #endif

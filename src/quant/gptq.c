@@ -132,8 +132,10 @@ typedef struct gptq_fmt {
     void *u;
 } gptq_fmt;
 
-/* The whole column loop for rows [r0, r1) (E [block, rows] and q [rows] shared, disjoint rows). */
-static int gptq_rows(const gptq_fmt *f, float *Wt, const float *U, int64_t rows, int64_t cols,
+/* The whole column loop for rows [r0, r1) (E [block, rows] and q [rows] shared, disjoint rows).
+ * Cloned for FMA hardware (picked at load time): fmaf is exact either way, so only the speed
+ * changes. */
+__attribute__((target_clones("fma", "default"))) static int gptq_rows(const gptq_fmt *f, float *Wt, const float *U, int64_t rows, int64_t cols,
                      int64_t B, float *E, float *q, int64_t r0, int64_t r1)
 {
     int bad = 0;
@@ -308,15 +310,39 @@ g4q_status g4q_gptq_int4(g4q_ctx *ctx, const char *name, const uint16_t *w, int6
     return G4Q_OK;
 }
 
-/* ---- NVFP4: fixed block scales, codes with feedback ---- */
+/* ---- NVFP4: lazy block scales, codes with feedback ---- */
 
 typedef struct nvfp4_state {
     uint8_t *packed;
-    const uint8_t *scales;
+    uint8_t *scales;
     int64_t cols;
     float g;  /* ModelOpt: wsf2 (denominator E4M3 · g); CT: the global scale (E4M3 ÷ g) */
-    int ct;
+    int ct, kind;
+    const float *cand; /* the 126 sweep scales (mse and the weighted kinds) */
+    const float *hw;   /* weighted kinds: H's compact weights (quant.h, blocks of 16) */
 } nvfp4_state;
+
+/* The scales of the 16-column block starting at c, from each row's current values. */
+static int nvfp4_block_begin(void *u, const float *Wt, int64_t rows, int64_t c, int64_t n,
+                             int64_t r0, int64_t r1)
+{
+    (void)n;
+    nvfp4_state *s = u;
+    const float *hb = !s->hw ? NULL
+                      : s->kind == G4Q_SCALE_HESSIAN
+                          ? s->hw + (size_t)(c / G4Q_NVFP4_BLOCK) * G4Q_NVFP4_BLOCK * G4Q_NVFP4_BLOCK
+                          : s->hw + c;
+    for (int64_t r = r0; r < r1; r++) {
+        float x[G4Q_NVFP4_BLOCK];
+        uint8_t o8[G4Q_NVFP4_BLOCK / 2];
+        for (int k = 0; k < G4Q_NVFP4_BLOCK; k++)
+            x[k] = Wt[(c + k) * rows + r];
+        s->scales[(r * s->cols + c) / G4Q_NVFP4_BLOCK] =
+            s->ct ? g4q_nvfp4_block_ct(x, s->g, o8)
+                  : g4q_nvfp4_block_choose(x, s->kind, s->cand, s->g, hb, o8);
+    }
+    return 0;
+}
 
 static void nvfp4_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, int64_t r1)
 {
@@ -337,6 +363,22 @@ static void nvfp4_qdq(void *u, int64_t c, const float *w, float *q, int64_t r0, 
     }
 }
 
+static g4q_status run_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
+                            int64_t cols, float global_amax, g4q_scale_method method,
+                            const float *H, const g4q_gptq_opts *o, nvfp4_state *s)
+{
+    float cand[G4Q_NVFP4_SWEEP_N];
+    for (int c = 1; c <= G4Q_NVFP4_SWEEP_N; c++)
+        cand[c - 1] = g4q_nvfp4_sweep_scale((uint8_t)c, global_amax);
+    float *hw = NULL;
+    if (!s->ct) G4Q_TRY(g4q_hess_prepare(ctx, name, method, H, cols, G4Q_NVFP4_BLOCK, &hw));
+    s->kind = (int)method, s->cand = cand, s->hw = hw;
+    gptq_fmt f = {G4Q_NVFP4_BLOCK, nvfp4_block_begin, nvfp4_qdq, s};
+    g4q_status st = run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
+    free(hw);
+    return st;
+}
+
 g4q_status g4q_gptq_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                           int64_t cols, float global_amax, g4q_scale_method method,
                           const float *H, const g4q_gptq_opts *o, uint8_t *packed,
@@ -344,9 +386,8 @@ g4q_status g4q_gptq_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int
 {
     G4Q_TRY(g4q_nvfp4_quantize_h(ctx, name, w, rows, cols, global_amax, method, H, packed,
                                  scales, wsf2));
-    nvfp4_state s = {packed, scales, cols, *wsf2, 0};
-    gptq_fmt f = {0, NULL, nvfp4_qdq, &s};
-    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
+    nvfp4_state s = {packed, scales, cols, *wsf2, 0, 0, NULL, NULL};
+    return run_nvfp4(ctx, name, w, rows, cols, global_amax, method, H, o, &s);
 }
 
 g4q_status g4q_gptq_nvfp4_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
@@ -356,9 +397,8 @@ g4q_status g4q_gptq_nvfp4_ct(g4q_ctx *ctx, const char *name, const uint16_t *w, 
 {
     G4Q_TRY(g4q_nvfp4_quantize_ct(ctx, name, w, rows, cols, global_amax, packed, scales,
                                   global_scale));
-    nvfp4_state s = {packed, scales, cols, *global_scale, 1};
-    gptq_fmt f = {0, NULL, nvfp4_qdq, &s};
-    return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
+    nvfp4_state s = {packed, scales, cols, *global_scale, 1, 0, NULL, NULL};
+    return run_nvfp4(ctx, name, w, rows, cols, global_amax, G4Q_SCALE_MAX, H, o, &s);
 }
 
 /* ---- FP8 128x128 blocks: fixed scales, codes with feedback ---- */

@@ -24,8 +24,11 @@
  *           (error-updated) weights rounded to bf16, by g4q_int4_group_scale_h (max, mse, or the
  *           imatrix / hessian weighted searches with H's weights, quant.h); codes
  *           q = clamp(RNE(w ÷ s), −8, 7).
- *   NVFP4   (ModelOpt and compressed-tensors conventions) scales fixed first by the RTN quantizer
- *           with the given method, then the E2M1 codes chosen with feedback against them.
+ *   NVFP4   (ModelOpt and compressed-tensors conventions) the global scale fixed first (from the
+ *           fused group's amax, as RTN), then each row's 16-column block scale chosen lazily,
+ *           when GPTQ reaches the block, from its current (error-updated) fp32 values by the
+ *           method's per-block rule (g4q_nvfp4_block_choose; CT: its max rule), and the E2M1
+ *           codes with feedback against it.
  *   FP8     128x128 blocks: scales fixed first by g4q_fp8_quantize_blocks, then the E4M3 codes.
  * With H diagonal no error crosses columns, and the output is byte-identical to RTN's.
  *
@@ -83,7 +86,7 @@ g4q_status g4q_gptq_int4(g4q_ctx *ctx, const char *name, const uint16_t *w, int6
                          int64_t cols, int group, g4q_scale_method method, g4q_dtype scale_dtype,
                          const float *H, const g4q_gptq_opts *o, int8_t *q, float *scales);
 
-/* NVFP4, ModelOpt convention (outputs of g4q_nvfp4_quantize; method chooses the fixed scales). */
+/* NVFP4, ModelOpt convention (outputs of g4q_nvfp4_quantize; method chooses the block scales). */
 g4q_status g4q_gptq_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                           int64_t cols, float global_amax, g4q_scale_method method,
                           const float *H, const g4q_gptq_opts *o, uint8_t *packed,

@@ -80,20 +80,12 @@ g4q_status g4q_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *
         for (int i = 0; i < G4Q_NVFP4_BLOCK; i++)
             x[i] = g4q_bf16_to_f32(src[i]);
         uint8_t *dst = packed + b * (G4Q_NVFP4_BLOCK / 2);
-        if (hw) {
-            /* compact weights: the diagonal (ldh 0) or the block's 16 x 16 (ldh 16) */
-            int64_t bc = b % nbc;
-            const float *hb = hess ? hw + bc * G4Q_NVFP4_BLOCK * G4Q_NVFP4_BLOCK
-                                   : hw + bc * G4Q_NVFP4_BLOCK;
-            scales[b] = g4q_nvfp4_block_mse_h(x, cand, ws, (int)method, hb,
-                                              hess ? G4Q_NVFP4_BLOCK : 0, dst);
-        } else if (method == G4Q_SCALE_MSE) {
-            scales[b] = g4q_nvfp4_block_mse(x, cand, ws, dst);
-        } else if (method == G4Q_SCALE_FOUR_OVER_SIX) {
-            scales[b] = g4q_nvfp4_block_46(x, ws, dst);
-        } else {
-            scales[b] = g4q_nvfp4_block_max(x, ws, dst);
-        }
+        /* compact weights: the diagonal (ldh 0) or the block's 16 x 16 (ldh 16) */
+        const int64_t bc = b % nbc;
+        const float *hb = !hw   ? NULL
+                          : hess ? hw + bc * G4Q_NVFP4_BLOCK * G4Q_NVFP4_BLOCK
+                                 : hw + bc * G4Q_NVFP4_BLOCK;
+        scales[b] = g4q_nvfp4_block_choose(x, (int)method, cand, ws, hb, dst);
     }
     free(hw);
     *wsf2 = ws;

@@ -6,8 +6,9 @@
 //    L⁻¹ by dtrsm against the identity, H⁻¹ = L⁻ᵀ·L⁻¹ by dsyrk, and the Cholesky of that again.
 //    Summation orders differ from the CPU's, so U agrees with it to fp64 rounding, not bit for bit.
 // 2. The column loop, exactly the CPU's arithmetic (correctly rounded intrinsics, no contraction):
-//    per block of B columns, one thread per row quantizes the block's columns in order and applies
-//    the in-block updates (block_kernel), then every later column gets the block's errors in one
+//    per block of B columns, one thread per row quantizes the block's columns in order (choosing
+//    INT4 group and NVFP4 block scales when it reaches them) and applies the in-block updates
+//    (block_kernel), then every later column gets the block's errors in one
 //    tiled pass (trail_kernel) where each element adds its B terms in ascending order with fmaf,
 //    as the CPU does. Given the same U, the codes and scales are the CPU's, byte for byte.
 #include <cmath>
@@ -42,10 +43,12 @@ struct LoopArgs {
     int64_t ng;
     int group, kind, store; // kind: the scale method (g4q_int4_group_scale_h)
     const float *hw;        // weighted methods: H's weights (quant.h compact layout), device
-    // NVFP4 (ModelOpt): packed [rows, cols/2], fixed E4M3 scales [rows, cols/16], g = wsf2
+    // NVFP4 (ModelOpt): packed [rows, cols/2], E4M3 scales [rows, cols/16] chosen lazily (kind,
+    // cand: the 126 sweep scales, hw: H's weights in blocks of 16), g = wsf2
     uint8_t *packed;
-    const uint8_t *e4m3;
+    uint8_t *e4m3;
     float g;
+    const float *cand;
     // FP8 blocks: q [rows, cols], fixed scales [ceil(rows/128), nbc]
     uint8_t *fp8;
     const float *fscales;
@@ -157,6 +160,16 @@ __global__ void block_kernel(LoopArgs a, const float *Wt, const float *U, int64_
             const float sc = g4q_int4_group_scale_h(g, gn, a.kind, a.store, hw, ldh, c0);
             if (isinf(sc)) atomicOr(bad, 1);
             a.scales[r * a.ng + i / a.group] = sc;
+        }
+        if (a.fmt == F_NVFP4 && i % G4Q_NVFP4_BLOCK == 0) { // lazy block scale
+            const float *hb = !a.hw ? nullptr
+                              : a.kind == G4Q_SCALE_HESSIAN
+                                  ? a.hw + (size_t)(i / G4Q_NVFP4_BLOCK) * G4Q_NVFP4_BLOCK *
+                                               G4Q_NVFP4_BLOCK
+                                  : a.hw + i;
+            uint8_t o8[G4Q_NVFP4_BLOCK / 2];
+            a.e4m3[(r * cols + i) / G4Q_NVFP4_BLOCK] =
+                g4q_nvfp4_block_choose(wb + k, a.kind, a.cand, a.g, hb, o8);
         }
         uint8_t nib = 0;
         const float q = qdq(a, r, i, wb[k], &nib);
@@ -438,10 +451,21 @@ extern "C" g4q_status g4q_cuda_gptq_nvfp4(g4q_ctx *ctx, const char *name, void *
     const char *nm = name ? name : "?";
     G4Q_TRY(g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, global_amax, method, d_H,
                                       d_packed, d_scales, wsf2, stream));
+    cudaStream_t st = static_cast<cudaStream_t>(stream);
+    float cand[G4Q_NVFP4_SWEEP_N];
+    for (int c = 1; c <= G4Q_NVFP4_SWEEP_N; c++)
+        cand[c - 1] = g4q_nvfp4_sweep_scale((uint8_t)c, global_amax);
+    Scratch s;
+    float *d_cand = nullptr, *d_hw = nullptr;
+    G4Q_TRY(s.get(ctx, nm, G4Q_NVFP4_SWEEP_N, &d_cand));
+    G4Q_CUDA_CHECK(cudaMemcpyAsync(d_cand, cand, sizeof cand, cudaMemcpyHostToDevice, st));
+    G4Q_TRY(g4q_cuda_hess_weights(ctx, nm, method, d_H, cols, G4Q_NVFP4_BLOCK, stream, &d_hw));
     LoopArgs a{};
-    a.fmt = F_NVFP4, a.rows = rows, a.cols = cols;
-    a.packed = d_packed, a.e4m3 = d_scales, a.g = *wsf2;
-    return run_loop(ctx, nm, blas, d_w, d_H, o, a, static_cast<cudaStream_t>(stream), nullptr);
+    a.fmt = F_NVFP4, a.rows = rows, a.cols = cols, a.kind = (int)method;
+    a.packed = d_packed, a.e4m3 = d_scales, a.g = *wsf2, a.cand = d_cand, a.hw = d_hw;
+    g4q_status r = run_loop(ctx, nm, blas, d_w, d_H, o, a, st, nullptr);
+    if (d_hw) cudaFreeAsync(d_hw, st);
+    return r;
 }
 
 extern "C" g4q_status g4q_cuda_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, void *blas,
