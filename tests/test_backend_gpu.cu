@@ -455,6 +455,9 @@ static void test_elementwise(pair_be p)
         vecf g = randv(n, 0, 2.0), u = randv(n, 0, 2.0), big = randv(n, 0, 20.0);
         vecf rg[2], ra[2], ra1[2], rs[2];
         float am[2];
+        vecf acc_r[2]; /* amax_into: {whole, prefix over 5.0, NaN then more} */
+        vecf with_nan = big;
+        with_nan[n / 2] = NAN;
         for (int b = 0; b < 2; b++) {
             g4q_backend *be = bes[b];
             g4q_buf *bg = mk(be, g), *bu = mk(be, u), *bh = mk(be, u), *bh1 = mk(be, u),
@@ -463,6 +466,19 @@ static void test_elementwise(pair_be p)
             CHECK_STATUS(be->add_scaled(be, bh, bs, n, 0.37f), G4Q_OK);
             CHECK_STATUS(be->add_scaled(be, bh1, bs, n, 1.0f), G4Q_OK);
             CHECK_STATUS(be->amax(be, bs, n, &am[b]), G4Q_OK);
+            const float acc0[3] = {0.0f, 5.0f, 0.0f};
+            g4q_buf *acc = nullptr, *bn = mk(be, with_nan);
+            CHECK_STATUS(be->buf_alloc(be, G4Q_DT_F32, 3, &acc), G4Q_OK);
+            CHECK_STATUS(be->upload(be, acc, 0, acc0, 3), G4Q_OK);
+            CHECK_STATUS(be->amax_into(be, bs, n, acc, 0), G4Q_OK);
+            CHECK_STATUS(be->amax_into(be, bs, n, acc, 0), G4Q_OK);
+            CHECK_STATUS(be->amax_into(be, bs, n / 2 + 1, acc, 1), G4Q_OK);
+            CHECK_STATUS(be->amax_into(be, bn, n, acc, 2), G4Q_OK);
+            CHECK_STATUS(be->amax_into(be, bs, n, acc, 2), G4Q_OK);
+            CHECK_STATUS(be->amax_into(be, bs, n, acc, 3), G4Q_ERR_INTERNAL); /* out of range */
+            acc_r[b] = get(be, acc, 3);
+            be->buf_free(be, acc);
+            be->buf_free(be, bn);
             CHECK_STATUS(be->softcap(be, bs, n, 30.0f), G4Q_OK);
             rg[b] = get(be, bg, n), ra[b] = get(be, bh, n), ra1[b] = get(be, bh1, n);
             rs[b] = get(be, bs, n);
@@ -489,6 +505,13 @@ static void test_elementwise(pair_be p)
                    (LIBM_ULPS + 1) * F32_EPS * std::fabs(rs[0][i]) + 1e-30;
         });
         CHECK_MSG(am[0] == am[1], "amax %zu: cpu %g gpu %g", n, am[0], am[1]);
+        float pre = 5.0f;
+        for (size_t i = 0; i < n / 2 + 1; i++)
+            pre = std::fmax(pre, std::fabs(big[i]));
+        for (int b = 0; b < 2; b++)
+            CHECK_MSG(acc_r[b][0] == am[0] && acc_r[b][1] == pre && std::isnan(acc_r[b][2]),
+                      "amax_into %zu (%s): %g %g %g, want %g %g NaN", n, b ? "gpu" : "cpu",
+                      acc_r[b][0], acc_r[b][1], acc_r[b][2], am[0], pre);
     }
     /* embed: one rounding of E[id]·scale */
     const int V = 1000, d = 3840, T = 7;

@@ -318,6 +318,21 @@ static void test_elementwise(g4q_backend *be)
     float amax = -1;
     CHECK_STATUS(be->amax(be, bg, n, &amax), G4Q_OK);
     CHECK_MSG(amax == (float)am, "amax %g vs %g", amax, am);
+    /* amax_into: max into an element, NaN sticks */
+    const float acc0[3] = {0.0f, 1e30f, 0.0f}, nan1 = NAN;
+    g4q_buf *acc = buf_from(be, acc0, 3);
+    CHECK_STATUS(be->amax_into(be, bg, n, acc, 0), G4Q_OK);
+    CHECK_STATUS(be->amax_into(be, bg, n, acc, 1), G4Q_OK);
+    CHECK_STATUS(be->upload(be, bg, n - 1, &nan1, 1), G4Q_OK);
+    CHECK_STATUS(be->amax_into(be, bg, n, acc, 2), G4Q_OK);
+    CHECK_STATUS(be->upload(be, bg, 0, g, n), G4Q_OK);
+    CHECK_STATUS(be->amax_into(be, bg, n, acc, 2), G4Q_OK);
+    CHECK_STATUS(be->amax_into(be, bg, n, acc, 3), G4Q_ERR_INTERNAL);
+    float *ha = buf_to(be, acc, 3);
+    CHECK_MSG(ha[0] == (float)am && ha[1] == 1e30f && isnan(ha[2]),
+              "amax_into %g %g %g, want %g 1e30 NaN", ha[0], ha[1], ha[2], am);
+    free(ha);
+    be->buf_free(be, acc);
     /* embed */
     const int vocab = 37, d = 19, T = 6;
     uint16_t *E = rand_bf16((size_t)vocab * d, 0, 1);

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Summary of an ncu kernel-duration CSV of g4q_forward prefills (scripts/bench/profile_prefill.sh).
+"""Summary of an ncu kernel-duration CSV of g4q_forward prefills (scripts/bench/profile_prefill.sh)
+or of a whole program run (scripts/bench/profile_calib.sh).
 
 Usage: profile_summary.py CSV MODEL_DIR PROMPT
+       profile_summary.py --all CSV [TOKENS]
 
 Splits the kernel sequence into forward passes at each embed_kernel, keeps the second pass of more
 than 8 kernels (the first timed prefill after the warm-up), and prints the time share of
@@ -62,8 +64,7 @@ def linear_flops(model, prompt):
     return 2.0 * prompt * total
 
 
-def main():
-    path, model, prompt = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def read_rows(path):
     rows = []
     with open(path) as fh:
         for r in csv.DictReader(fh):
@@ -74,6 +75,41 @@ def main():
             scale = {"ns": 1e-9, "nsecond": 1e-9, "us": 1e-6, "usecond": 1e-6, "ms": 1e-3,
                      "msecond": 1e-3, "s": 1.0, "second": 1.0}[unit]
             rows.append((r["Kernel Name"], v * scale))
+    return rows
+
+
+def by_kernel(p, top=14):
+    names = {}
+    for n, d in p:
+        key = re.sub(r"^void |\(.*", "", n)[:90]
+        c, t = names.get(key, (0, 0.0))
+        names[key] = (c + 1, t + d)
+    print("  kernels by total time:")
+    for key, (c, t) in sorted(names.items(), key=lambda kv: -kv[1][1])[:top]:
+        print("    %8.2f ms  %5d x  %s" % (t * 1e3, c, key))
+
+
+def whole_run(path, tokens):
+    """Every kernel of the run: category shares, and per token when TOKENS is given."""
+    p = read_rows(path)
+    total = sum(d for _, d in p)
+    by = {}
+    for n, d in p:
+        by[category(n)] = by.get(category(n), 0.0) + d
+    print("whole run: %d kernels, %.2f ms of kernel time (one at a time)%s"
+          % (len(p), total * 1e3, " = %.1f us per token" % (1e6 * total / tokens) if tokens else ""))
+    for c in ("gemm", "slice/actq", "attention", "other"):
+        if c in by:
+            print("  %-11s %8.2f ms  %5.1f%%" % (c, by[c] * 1e3, 100 * by[c] / total))
+    by_kernel(p, 24)
+
+
+def main():
+    if sys.argv[1] == "--all":
+        whole_run(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+        return
+    path, model, prompt = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rows = read_rows(path)
     ps = [p for p in passes(rows) if len(p) > 8]
     if len(ps) < 2:
         sys.exit("profile_summary: fewer than two forward passes in %s" % path)
@@ -91,14 +127,7 @@ def main():
     if fl and by.get("gemm"):
         print("  Linear GEMMs: %.2f TFLOP in %.2f ms = %.0f TFLOP/s" % (fl / 1e12, by["gemm"] * 1e3,
                                                                    fl / by["gemm"] / 1e12))
-    names = {}
-    for n, d in p:
-        key = re.sub(r"^void |\(.*", "", n)[:90]
-        c, t = names.get(key, (0, 0.0))
-        names[key] = (c + 1, t + d)
-    print("  kernels by total time:")
-    for key, (c, t) in sorted(names.items(), key=lambda kv: -kv[1][1])[:14]:
-        print("    %8.2f ms  %4d x  %s" % (t * 1e3, c, key))
+    by_kernel(p)
 
 
 main()

@@ -230,6 +230,12 @@ struct g4q_backend {
 
     /* *amax = max |x[i]| over i < count (0 for count 0; NaN propagates), returned to the host. */
     g4q_status (*amax)(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
+    /* acc[index] = max(acc[index], max |x[i]| over i < count), queued on the backend without
+     * waiting for it (amax above returns to the host and waits): calibration sums a layer's
+     * sites this way and downloads them once. acc: an F32 buffer whose elements start >= 0
+     * (e.g. uploaded zeros); a NaN in x makes acc[index] NaN, and it stays NaN. */
+    g4q_status (*amax_into)(g4q_backend *be, const g4q_buf *x, size_t count, g4q_buf *acc,
+                            size_t index);
 
     /* H [n, n] = xᵀ·x (accumulate 0) or H += xᵀ·x (accumulate 1) over the `rows` rows of x
      * [rows, n]: the input Hessian Σ x·xᵀ of a Linear (src/calib). H is an F32 buffer of n·n elements, both triangles written (H stays exactly

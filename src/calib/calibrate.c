@@ -21,6 +21,7 @@ typedef struct observer_state {
     int dim[G4Q_OBS_COUNT];      /* their sizes (0: not allocated) */
     int started[G4Q_OBS_COUNT];  /* this layer has summed into them */
     float *host[G4Q_OBS_COUNT];  /* downloads, handed to layer_done */
+    g4q_buf *amax;               /* F32 [G4Q_OBS_COUNT]: the current layer's amaxes, on the backend */
 } observer_state;
 
 static int is_linear_input(g4q_obs_site site)
@@ -60,12 +61,10 @@ static g4q_status on_site(void *user, int layer, g4q_obs_site site, const g4q_bu
                           int cols)
 {
     observer_state *os = user;
-    float a = 0.0f;
-    G4Q_TRY(os->be->amax(os->be, x, (size_t)rows * (size_t)cols, &a));
-    g4q_calib_result *r = os->r;
-    /* NaN never compares greater: keep it visible so g4q_calib_run reports it. */
-    if (a > r->amax[layer][site] || isnan(a)) r->amax[layer][site] = a;
-    r->tokens[layer][site] += (uint64_t)rows;
+    (void)layer;
+    /* Queued: the layer's amaxes are downloaded once, after its last sample (layer_amax). */
+    G4Q_TRY(os->be->amax_into(os->be, x, (size_t)rows * (size_t)cols, os->amax, (size_t)site));
+    os->r->tokens[os->layer][site] += (uint64_t)rows;
     if (is_linear_input(site) && (os->hessian_sites >> site & 1u))
         return add_hessian(os, site, x, rows, cols);
     return G4Q_OK;
@@ -77,6 +76,27 @@ static void observer_free(observer_state *os)
         os->be->buf_free(os->be, os->hess[s]);
         free(os->host[s]);
     }
+    os->be->buf_free(os->be, os->amax);
+}
+
+/* Zeroes the device amaxes before layer l's first sample. */
+static g4q_status layer_amax_begin(observer_state *os, int l)
+{
+    const float zero[G4Q_OBS_COUNT] = {0};
+    os->layer = l;
+    memset(os->started, 0, sizeof os->started);
+    if (!os->amax) G4Q_TRY(os->be->buf_alloc(os->be, G4Q_DT_F32, G4Q_OBS_COUNT, &os->amax));
+    return os->be->upload(os->be, os->amax, 0, zero, G4Q_OBS_COUNT);
+}
+
+/* Layer l's amaxes after its last sample, into the result (NaN kept: g4q_calib_run reports it). */
+static g4q_status layer_amax_end(observer_state *os, int l)
+{
+    float a[G4Q_OBS_COUNT];
+    G4Q_TRY(os->be->download(os->be, os->amax, 0, a, G4Q_OBS_COUNT));
+    for (int site = 0; site < G4Q_OBS_COUNT; site++)
+        os->r->amax[l][site] = a[site];
+    return G4Q_OK;
 }
 
 /* The layer's statistics for layer_done: its Hessians downloaded. */
@@ -190,13 +210,13 @@ static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data 
     g4q_progress_begin(&pr, ctx, "calibrate", "layers", (uint64_t)s->cfg->n_layers);
     g4q_status st = G4Q_OK;
     for (int l = 0; l < s->cfg->n_layers && st == G4Q_OK; l++) {
-        os->layer = l;
-        memset(os->started, 0, sizeof os->started);
+        st = layer_amax_begin(os, l);
         g4q_forward_set_observer(s->fwd, &obs);
-        st = g4q_forward_bind_layer(s->fwd, l);
+        if (st == G4Q_OK) st = g4q_forward_bind_layer(s->fwd, l);
         for (int j = 0; j < d->samples && st == G4Q_OK && hk->sequential; j++)
             st = be->copy_rows(be, h_in[j], 0, h[j], 0, rows, width);
         if (st == G4Q_OK) st = run_samples(s, d, l, h);
+        if (st == G4Q_OK) st = layer_amax_end(os, l);
         g4q_calib_layer ls;
         g4q_layer_weights replace = s->weights->layers[l];
         if (st == G4Q_OK && hk->layer_done) st = layer_stats(os, l, (uint64_t)d->samples * rows, &ls);

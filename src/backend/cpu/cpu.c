@@ -232,6 +232,18 @@ static g4q_status cpu_amax(g4q_backend *be, const g4q_buf *x, size_t count, floa
     return G4Q_OK;
 }
 
+static g4q_status cpu_amax_into(g4q_backend *be, const g4q_buf *x, size_t count, g4q_buf *acc,
+                                size_t index)
+{
+    if (index >= acc->count)
+        return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu amax_into: index %zu out of range", index);
+    float a = 0.0f;
+    G4Q_TRY(cpu_amax(be, x, count, &a));
+    const float old = acc->data[index];
+    acc->data[index] = (a != a || old != old) ? NAN : (a > old ? a : old);
+    return G4Q_OK;
+}
+
 static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
                            int accumulate)
 {
@@ -317,6 +329,7 @@ g4q_status g4q_backend_cpu_create(g4q_ctx *ctx, g4q_backend **out)
     be->softcap = cpu_softcap;
     be->embed = cpu_embed;
     be->amax = cpu_amax;
+    be->amax_into = cpu_amax_into;
     be->gram = cpu_gram;
     be->fp8_roundtrip = cpu_fp8_roundtrip;
     be->logit_stats = cpu_logit_stats;

@@ -54,17 +54,62 @@ static __global__ void embed_kernel(T *y, const T *table, const int32_t *ids, in
 }
 
 /* Non-negative floats (and NaN with the sign cleared) order like their bit patterns, and a NaN's
- * bits exceed +inf's, so an unsigned max over |x| bits is the amax with NaN propagating. */
+ * bits exceed +inf's, so an unsigned max over |x| bits is the amax with NaN propagating. 16-byte
+ * loads where x is aligned, a block-wide reduction, and one atomic per block. */
 template <typename T> static __global__ void amax_kernel(const T *x, size_t n, unsigned *out)
 {
+    constexpr int V = 16 / sizeof(T);
     unsigned m = 0;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
+    const size_t tid = blockIdx.x * (size_t)blockDim.x + threadIdx.x,
+                 stride = (size_t)gridDim.x * blockDim.x;
+    const size_t nv = ((uintptr_t)x % 16 == 0) ? n / V : 0;
+    const uint4 *xv = reinterpret_cast<const uint4 *>(x);
+    for (size_t i = tid; i < nv; i += stride) {
+        const uint4 u = xv[i];
+        const T *e = reinterpret_cast<const T *>(&u);
+#pragma unroll
+        for (int k = 0; k < V; k++)
+            m = max(m, __float_as_uint(fabsf(g4q_ld(e[k]))));
+    }
+    for (size_t i = nv * V + tid; i < n; i += stride)
         m = max(m, __float_as_uint(fabsf(g4q_ld(x[i]))));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) atomicMax(out, m);
+    __shared__ unsigned warp_max[EW_THREADS / 32];
+    if ((threadIdx.x & 31) == 0) warp_max[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        m = threadIdx.x < EW_THREADS / 32 ? warp_max[threadIdx.x] : 0u;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (threadIdx.x == 0) atomicMax(out, m);
+    }
+}
+
+/* Enough blocks of EW_THREADS to cover n with one 16-byte load per thread, at most 1024. */
+static unsigned amax_grid(size_t n, size_t elem)
+{
+    const size_t per_block = (size_t)EW_THREADS * (16 / elem);
+    size_t b = (n + per_block - 1) / per_block;
+    return (unsigned)(b < 1024 ? (b ? b : 1) : 1024);
+}
+
+/* Queues the amax of x's first count elements into the unsigned bits at out (no memset). */
+static g4q_status launch_amax(g4q_backend *be, const g4q_buf *x, size_t count, unsigned *out)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (!count) return G4Q_OK;
+    if (s->f32)
+        amax_kernel<<<amax_grid(count, 4), EW_THREADS, 0, s->stream>>>((const float *)x->data,
+                                                                       count, out);
+    else
+        amax_kernel<<<amax_grid(count, 2), EW_THREADS, 0, s->stream>>>(
+            (const __nv_bfloat16 *)x->data, count, out);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
 }
 
 static unsigned grid_for(size_t n)
@@ -171,17 +216,18 @@ g4q_status g4q_cuda_amax(g4q_backend *be, const g4q_buf *x, size_t count, float 
     if (!g4q_cuda_act_ok(be, x, count))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda amax: %zu out of range", count);
     G4Q_CUDA_CHECK(cudaMemsetAsync(s->amax_dev, 0, sizeof(float), s->stream));
-    if (count) {
-        if (s->f32)
-            amax_kernel<<<grid_for(count), EW_THREADS, 0, s->stream>>>(
-                (const float *)x->data, count, (unsigned *)s->amax_dev);
-        else
-            amax_kernel<<<grid_for(count), EW_THREADS, 0, s->stream>>>(
-                (const __nv_bfloat16 *)x->data, count, (unsigned *)s->amax_dev);
-        G4Q_CUDA_CHECK(cudaGetLastError());
-    }
+    G4Q_TRY(launch_amax(be, x, count, (unsigned *)s->amax_dev));
     G4Q_CUDA_CHECK(
         cudaMemcpyAsync(amax, s->amax_dev, sizeof(float), cudaMemcpyDeviceToHost, s->stream));
     G4Q_CUDA_CHECK(cudaStreamSynchronize(s->stream));
     return G4Q_OK;
+}
+
+g4q_status g4q_cuda_amax_into(g4q_backend *be, const g4q_buf *x, size_t count, g4q_buf *acc,
+                              size_t index)
+{
+    if (!g4q_cuda_act_ok(be, x, count) || acc->dtype != G4Q_DT_F32 || index >= acc->count)
+        return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cuda amax_into: %zu / index %zu out of range",
+                        count, index);
+    return launch_amax(be, x, count, (unsigned *)acc->data + index);
 }

@@ -211,6 +211,8 @@ g4q_status g4q_cuda_softcap(g4q_backend *be, g4q_buf *x, size_t count, float cap
 g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table, const int32_t *ids,
                           int T, float scale);
 g4q_status g4q_cuda_amax(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
+g4q_status g4q_cuda_amax_into(g4q_backend *be, const g4q_buf *x, size_t count, g4q_buf *acc,
+                              size_t index);
 g4q_status g4q_cuda_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
                          int accumulate);
 /* Evaluation ops (cuda_eval.cu): backend.h fp8_roundtrip and logit_stats. */
