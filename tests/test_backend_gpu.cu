@@ -23,6 +23,7 @@
 
 #include "backend/cpu/cpu.h"
 #include "backend/cuda/cuda_backend.h"
+#include "runtime/sample.h"
 #include "base/bf16.h"
 #include "io/safetensors.h"
 #include "model/config.h"
@@ -505,6 +506,43 @@ static void test_elementwise(pair_be p)
                    (LIBM_ULPS + 1) * F32_EPS * std::fabs(rs[0][i]) + 1e-30;
         });
         CHECK_MSG(am[0] == am[1], "amax %zu: cpu %g gpu %g", n, am[0], am[1]);
+        /* argmax: a tie at the maximum (lowest index wins), -inf, NaN and a mask */
+        {
+            vecf v = big;
+            const size_t hi = n / 3, lo = n / 7;
+            v[hi] = 1000.0f, v[lo] = 1000.0f;
+            vecf maskv(n, 0.0f);
+            maskv[lo] = 1.0f;
+            int32_t id[2][3], nan_at[2][3];
+            for (int b = 0; b < 2; b++) {
+                g4q_backend *be = bes[b];
+                g4q_buf *bv = mk(be, v), *bm = nullptr, *binf = mk(be, vecf(n, -INFINITY));
+                CHECK_STATUS(be->buf_alloc(be, G4Q_DT_F32, n, &bm), G4Q_OK);
+                CHECK_STATUS(be->upload(be, bm, 0, maskv.data(), n), G4Q_OK);
+                CHECK_STATUS(be->argmax(be, bv, n, nullptr, &id[b][0], &nan_at[b][0]), G4Q_OK);
+                CHECK_STATUS(be->argmax(be, bv, n, bm, &id[b][1], &nan_at[b][1]), G4Q_OK);
+                CHECK_STATUS(be->argmax(be, binf, n, nullptr, &id[b][2], &nan_at[b][2]), G4Q_OK);
+                be->buf_free(be, bv), be->buf_free(be, bm), be->buf_free(be, binf);
+            }
+            std::vector<uint8_t> mb(n, 0);
+            mb[lo] = 1;
+            const int32_t want[3] = {g4q_sample_argmax(v.data(), (int)n, nullptr),
+                                     g4q_sample_argmax(v.data(), (int)n, mb.data()), -1};
+            for (int b = 0; b < 2; b++)
+                for (int k = 0; k < 3; k++)
+                    CHECK_MSG(id[b][k] == want[k] && nan_at[b][k] == -1,
+                              "argmax %zu case %d (%s): %d (NaN at %d), want %d", n, k,
+                              b ? "gpu" : "cpu", (int)id[b][k], (int)nan_at[b][k], (int)want[k]);
+            for (int b = 0; b < 2; b++) {
+                g4q_backend *be = bes[b];
+                g4q_buf *bn = mk(be, with_nan);
+                int32_t i1 = -2, n1 = -2;
+                CHECK_STATUS(be->argmax(be, bn, n, nullptr, &i1, &n1), G4Q_OK);
+                CHECK_MSG(n1 == (int32_t)(n / 2), "argmax %zu (%s): NaN at %d, want %zu", n,
+                          b ? "gpu" : "cpu", (int)n1, n / 2);
+                be->buf_free(be, bn);
+            }
+        }
         float pre = 5.0f;
         for (size_t i = 0; i < n / 2 + 1; i++)
             pre = std::fmax(pre, std::fabs(big[i]));
@@ -837,6 +875,28 @@ static vecf run_decode(g4q_backend *be, const model &m, const std::vector<int32_
     return logits;
 }
 
+/* The same steps picking each token on the device (g4q_forward_step_greedy, graphs on). */
+static std::vector<int32_t> run_greedy(g4q_backend *be, const model &m,
+                                       const std::vector<int32_t> &ids, const uint8_t *mask)
+{
+    const int T = (int)ids.size();
+    std::vector<int32_t> next(T, -2);
+    g4q_forward *f = nullptr;
+    g4q_kvcache *kv = nullptr;
+    if (!CHECK_STATUS(g4q_forward_create(&g_ctx, be, &m.cfg, &m.w, 8, &f), G4Q_OK)) return next;
+    if (CHECK_STATUS(g4q_kvcache_create(&g_ctx, be, &m.cfg, T, &kv), G4Q_OK))
+        for (int t = 0; t < T; t++) {
+            int32_t nan_at = -2;
+            if (!CHECK_STATUS(g4q_forward_step_greedy(f, kv, ids[t], mask, &next[t], &nan_at),
+                              G4Q_OK))
+                break;
+            CHECK_MSG(nan_at == -1, "greedy step %d: NaN at %d", t, (int)nan_at);
+        }
+    g4q_kvcache_free(kv);
+    g4q_forward_free(f);
+    return next;
+}
+
 static void test_graph(pair_be p)
 {
     model m;
@@ -857,6 +917,20 @@ static void test_graph(pair_be p)
     printf("graph: %d decode steps (window 16) replayed vs op by op: %zu of %zu logits differ\n", T,
            differ, direct.size());
     CHECK_MSG(!differ && !nan, "graph replay: %zu logits differ, %zu NaN", differ, nan);
+    /* greedy on the device picks what the host picks from the downloaded logits, with and
+     * without a mask that suppresses some of those picks */
+    std::vector<uint8_t> mask((size_t)V, 0);
+    for (int t = 0; t < T; t += 3)
+        mask[(size_t)g4q_sample_argmax(&graphed[(size_t)t * V], V, nullptr)] = 1;
+    for (int use_mask = 0; use_mask < 2; use_mask++) {
+        const uint8_t *mk_ = use_mask ? mask.data() : nullptr;
+        std::vector<int32_t> dev = run_greedy(p.gpu, m, ids, mk_);
+        int bad = 0;
+        for (int t = 0; t < T; t++)
+            bad += dev[t] != g4q_sample_argmax(&graphed[(size_t)t * V], V, mk_);
+        CHECK_MSG(!bad, "device greedy (mask %d): %d of %d picks differ from the host's", use_mask,
+                  bad, T);
+    }
     /* and the step path agrees with one prefill (other GEMM / attention paths) */
     vecf pre = run_model(p.gpu, m, ids, 0);
     double md, top1, rel;

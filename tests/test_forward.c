@@ -18,6 +18,7 @@
 #include "backend/cpu/cpu.h"
 #include "base/bf16.h"
 #include "model/forward.h"
+#include "runtime/sample.h"
 #include "refmodel.h"
 #include "runtime/kvcache.h"
 #include "testutil.h"
@@ -318,6 +319,29 @@ static void test_elementwise(g4q_backend *be)
     float amax = -1;
     CHECK_STATUS(be->amax(be, bg, n, &amax), G4Q_OK);
     CHECK_MSG(amax == (float)am, "amax %g vs %g", amax, am);
+    /* argmax: as g4q_sample_argmax on the same values (tie at the maximum, a mask, NaN) */
+    {
+        float *v = malloc(n * sizeof *v), *mf = calloc(n, sizeof *mf);
+        uint8_t *mb = calloc(n, 1);
+        memcpy(v, g, n * sizeof *v);
+        v[n / 3] = v[n / 5] = 1e6f;
+        mf[n / 5] = 1.0f, mb[n / 5] = 1;
+        g4q_buf *bv = buf_from(be, v, n), *bm = buf_from(be, mf, n);
+        int32_t id = -2, nan_at = -2;
+        CHECK_STATUS(be->argmax(be, bv, n, NULL, &id, &nan_at), G4Q_OK);
+        CHECK_MSG(id == g4q_sample_argmax(v, (int)n, NULL) && id == (int32_t)(n / 5) &&
+                      nan_at == -1, "argmax %d, NaN at %d", id, nan_at);
+        CHECK_STATUS(be->argmax(be, bv, n, bm, &id, &nan_at), G4Q_OK);
+        CHECK_MSG(id == g4q_sample_argmax(v, (int)n, mb) && id == (int32_t)(n / 3),
+                  "masked argmax %d", id);
+        v[7] = NAN;
+        CHECK_STATUS(be->upload(be, bv, 0, v, n), G4Q_OK);
+        CHECK_STATUS(be->argmax(be, bv, n, NULL, &id, &nan_at), G4Q_OK);
+        CHECK_MSG(nan_at == 7 && id == (int32_t)(n / 5), "argmax with NaN: %d, NaN at %d", id,
+                  nan_at);
+        be->buf_free(be, bv), be->buf_free(be, bm);
+        free(v), free(mf), free(mb);
+    }
     /* amax_into: max into an element, NaN sticks */
     const float acc0[3] = {0.0f, 1e30f, 0.0f}, nan1 = NAN;
     g4q_buf *acc = buf_from(be, acc0, 3);

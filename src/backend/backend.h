@@ -228,6 +228,14 @@ struct g4q_backend {
     g4q_status (*logit_stats)(g4q_backend *be, const g4q_buf *a, const g4q_buf *b,
                               const int32_t *target, int rows, int V, double (*out)[5]);
 
+    /* The greedy choice over one row of logits x[0..n) (act_dtype), as g4q_sample_argmax
+     * (src/runtime/sample.h) chooses on the downloaded row: *id = the index of the largest value
+     * whose mask element is 0 (mask: F32 [n], non-zero = suppressed; NULL: none), the lowest
+     * index on ties, -1 when nothing is selectable (every value masked or -inf); *nan_at = the
+     * lowest index holding a NaN, masked or not, -1 if none. Waits for the result. */
+    g4q_status (*argmax)(g4q_backend *be, const g4q_buf *x, size_t n, const g4q_buf *mask,
+                         int32_t *id, int32_t *nan_at);
+
     /* *amax = max |x[i]| over i < count (0 for count 0; NaN propagates), returned to the host. */
     g4q_status (*amax)(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
     /* acc[index] = max(acc[index], max |x[i]| over i < count), queued on the backend without

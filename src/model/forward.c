@@ -44,6 +44,8 @@ struct g4q_forward {
     const g4q_kvcache *graph_kv; /* the cache it was recorded against */
     int graph_logits;            /* whether it computes the logits */
     g4q_forward_observer obs;    /* obs.fn NULL: none */
+    g4q_buf *mask;               /* F32 [vocab]: greedy suppression mask on the backend */
+    uint8_t *mask_host;          /* the bytes it was made from (NULL: none yet) */
     int kv_fp8;                  /* FP8 KV-cache emulation (g4q_forward_set_kv_fp8) */
     float k_scale[G4Q_MAX_LAYERS], v_scale[G4Q_MAX_LAYERS];
 };
@@ -323,9 +325,10 @@ void g4q_forward_free(g4q_forward *f)
     for (int l = 0; l < f->cfg->n_layers; l++)
         free_layer(f, l);
     g4q_buf *bufs[] = {f->rope[0], f->rope[1], f->h, f->a, f->q,  f->k,
-                       f->v,       f->att,     f->g, f->u, f->hl, f->logits};
+                       f->v,       f->att,     f->g, f->u, f->hl, f->logits, f->mask};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         be->buf_free(be, bufs[i]);
+    free(f->mask_host);
     free(f);
 }
 
@@ -519,15 +522,16 @@ static g4q_status step_graphed(g4q_forward *f, g4q_kvcache *kv, int want_logits)
 
 /* One token (T == 1) on a backend with step positions: the position-dependent ops read the
  * backend's step position, so the same recorded graph serves every step. */
-static g4q_status decode_step(g4q_forward *f, g4q_kvcache *kv, const int32_t *id, float *logits)
+static g4q_status decode_step(g4q_forward *f, g4q_kvcache *kv, const int32_t *id, int want_logits,
+                              float *logits)
 {
     g4q_backend *be = f->be;
     const g4q_config *c = f->cfg;
     G4Q_TRY(be->embed(be, f->h, f->embed, id, 1, embed_scale(be, c)));
     G4Q_TRY(be->step_pos(be, kv->n_past));
     f->step = 1;
-    g4q_status st = f->graphs && be->graph_begin ? step_graphed(f, kv, logits != NULL)
-                                                 : step_body(f, kv, logits != NULL);
+    g4q_status st = f->graphs && be->graph_begin ? step_graphed(f, kv, want_logits)
+                                                 : step_body(f, kv, want_logits);
     f->step = 0;
     G4Q_TRY(st);
     kv->n_past += 1;
@@ -580,7 +584,8 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
             "forward: a layer-streamed forward runs layer by layer (g4q_forward_layer)");
     G4Q_TRY(check_kv(f, kv, T));
     G4Q_TRY(check_ids(f, ids, T));
-    if (T == 1 && f->be->step_pos && !f->obs.fn) return decode_step(f, kv, ids, logits);
+    if (T == 1 && f->be->step_pos && !f->obs.fn)
+        return decode_step(f, kv, ids, logits != NULL, logits);
     const size_t V = (size_t)c->vocab_size;
     for (int t0 = 0; t0 < T; t0 += f->max_chunk) {
         const int C = T - t0 < f->max_chunk ? T - t0 : f->max_chunk;
@@ -594,6 +599,45 @@ g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, 
             G4Q_TRY(logits_rows(f, C - 1, 1, logits));
     }
     return G4Q_OK;
+}
+
+/* f->mask from mask's bytes, unless it already holds them. */
+static g4q_status upload_mask(g4q_forward *f, const uint8_t *mask)
+{
+    g4q_backend *be = f->be;
+    const size_t V = (size_t)f->cfg->vocab_size;
+    if (!mask || (f->mask_host && memcmp(f->mask_host, mask, V) == 0)) return G4Q_OK;
+    float *m = malloc(V * sizeof *m);
+    if (!f->mask_host) f->mask_host = malloc(V);
+    if (!m || !f->mask_host) {
+        free(m);
+        return g4q_fail(f->ctx, G4Q_ERR_NOMEM, "forward: out of memory");
+    }
+    for (size_t i = 0; i < V; i++)
+        m[i] = mask[i] ? 1.0f : 0.0f;
+    g4q_status st = f->mask ? G4Q_OK : be->buf_alloc(be, G4Q_DT_F32, V, &f->mask);
+    if (st == G4Q_OK) st = be->upload(be, f->mask, 0, m, V);
+    free(m);
+    if (st == G4Q_OK)
+        memcpy(f->mask_host, mask, V);
+    else
+        free(f->mask_host), f->mask_host = NULL;
+    return st;
+}
+
+g4q_status g4q_forward_step_greedy(g4q_forward *f, g4q_kvcache *kv, int32_t id,
+                                   const uint8_t *mask, int32_t *next, int32_t *nan_at)
+{
+    g4q_backend *be = f->be;
+    if (!be->argmax || !be->step_pos || f->obs.fn || f->streamed)
+        return g4q_fail(f->ctx, G4Q_ERR_UNSUPPORTED,
+                        "forward: backend %s cannot pick tokens on the device", be->name);
+    G4Q_TRY(check_kv(f, kv, 1));
+    G4Q_TRY(check_ids(f, &id, 1));
+    G4Q_TRY(upload_mask(f, mask));
+    G4Q_TRY(decode_step(f, kv, &id, 1, NULL));
+    return be->argmax(be, f->logits, (size_t)f->cfg->vocab_size, mask ? f->mask : NULL, next,
+                      nan_at);
 }
 
 g4q_status g4q_forward_run_logits(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,

@@ -107,6 +107,16 @@ int g4q_forward_streamed(const g4q_forward *f);
 g4q_status g4q_forward_run(g4q_forward *f, g4q_kvcache *kv, const int32_t *ids, int T,
                            int last_only, float *logits);
 
+/* One greedy decode step on the device: runs token id like g4q_forward_run(f, kv, &id, 1, 1,
+ * logits) and, instead of downloading the logits, picks from them with the backend's argmax:
+ * *next is what g4q_sample_argmax(logits, vocab, mask) gives on the downloaded row (-1: nothing
+ * selectable), *nan_at the lowest id whose logit is NaN (-1 if none). mask: [vocab] bytes,
+ * non-zero = suppressed, or NULL; uploaded again whenever its contents change. Backends without
+ * argmax or step positions, and a forward with an observer, give G4Q_ERR_UNSUPPORTED before
+ * anything runs (use g4q_forward_run and the host sampler). */
+g4q_status g4q_forward_step_greedy(g4q_forward *f, g4q_kvcache *kv, int32_t id,
+                                   const uint8_t *mask, int32_t *next, int32_t *nan_at);
+
 /* Runs ids[0..T) (1 <= T <= max_chunk) like g4q_forward_run and leaves the logits of every row on
  * the backend: logits is a buffer of this backend with room for [T, vocab] act_dtype values
  * (after softcap), row t for position n_past + t. For scoring on the device (compare). */

@@ -12,6 +12,19 @@ static int is_stop(const g4q_gen_opts *o, int32_t tok)
     return 0;
 }
 
+/* One greedy decode step with the token picked on the device (g4q_forward_step_greedy), failing
+ * as g4q_sampler_next does on a NaN logit or when nothing is selectable. */
+static g4q_status greedy_step(g4q_session *s, const uint8_t *mask, int32_t *tok)
+{
+    int32_t next = -1, nan_at = -1;
+    G4Q_TRY(g4q_forward_step_greedy(s->fwd, s->kv, *tok, mask, &next, &nan_at));
+    if (nan_at >= 0)
+        return g4q_fail(s->ctx, G4Q_ERR_NUMERIC, "sampler: logit of token %d is NaN", nan_at);
+    if (next < 0) return g4q_fail(s->ctx, G4Q_ERR_NUMERIC, "sampler: no selectable token");
+    *tok = next;
+    return G4Q_OK;
+}
+
 g4q_status g4q_generate(g4q_session *s, const int32_t *prompt, int n_prompt,
                         const g4q_gen_opts *opts, g4q_gen_stats *stats)
 {
@@ -31,6 +44,8 @@ g4q_status g4q_generate(g4q_session *s, const int32_t *prompt, int n_prompt,
     float *logits = malloc((size_t)s->cfg->vocab_size * sizeof *logits);
     if (!logits) return g4q_fail(s->ctx, G4Q_ERR_NOMEM, "generate: out of memory");
     g4q_kvcache_reset(s->kv);
+    const uint8_t *greedy_mask = g4q_sampler_greedy_mask(opts->sampler);
+    int device_pick = greedy_mask != NULL && s->be->argmax != NULL;
     int32_t tok = -1;
     double t0 = g4q_now_seconds();
     g4q_status st = g4q_forward_run(s->fwd, s->kv, prompt, n_prompt, 1, logits);
@@ -54,8 +69,12 @@ g4q_status g4q_generate(g4q_session *s, const int32_t *prompt, int n_prompt,
             break;
         }
         double a = g4q_now_seconds();
-        st = g4q_forward_run(s->fwd, s->kv, &tok, 1, 1, logits);
-        if (st == G4Q_OK) st = g4q_sampler_next(opts->sampler, logits, &tok);
+        st = device_pick ? greedy_step(s, greedy_mask, &tok) : G4Q_ERR_UNSUPPORTED;
+        if (st == G4Q_ERR_UNSUPPORTED) { /* sampling, or a backend without argmax */
+            device_pick = 0;
+            st = g4q_forward_run(s->fwd, s->kv, &tok, 1, 1, logits);
+            if (st == G4Q_OK) st = g4q_sampler_next(opts->sampler, logits, &tok);
+        }
         stats->decode_seconds += g4q_now_seconds() - a;
         stats->n_decode_steps++;
     }

@@ -100,6 +100,11 @@ void g4q_sampler_free(g4q_sampler *s)
     free(s);
 }
 
+const uint8_t *g4q_sampler_greedy_mask(const g4q_sampler *s)
+{
+    return s->o.temperature == 0 ? s->mask : NULL;
+}
+
 int32_t g4q_sample_argmax(const float *logits, int n, const uint8_t *mask)
 {
     int32_t best = -1;

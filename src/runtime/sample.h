@@ -57,6 +57,10 @@ void g4q_sampler_free(g4q_sampler *s); /* NULL is a no-op */
  * (everything masked or -inf), is G4Q_ERR_NUMERIC. */
 g4q_status g4q_sampler_next(g4q_sampler *s, const float *logits, int32_t *token);
 
+/* The sampler's suppression mask, [vocab] bytes (non-zero = suppressed), if it is greedy
+ * (temperature 0); NULL when it samples. For choosing on the device (g4q_forward_step_greedy). */
+const uint8_t *g4q_sampler_greedy_mask(const g4q_sampler *s);
+
 /* Greedy argmax of logits[0..n) skipping ids whose mask byte is non-zero (mask may be NULL);
  * ties go to the lowest id. Returns -1 when nothing is selectable (all masked, -inf or NaN). */
 int32_t g4q_sample_argmax(const float *logits, int n, const uint8_t *mask);

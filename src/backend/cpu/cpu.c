@@ -232,6 +232,30 @@ static g4q_status cpu_amax(g4q_backend *be, const g4q_buf *x, size_t count, floa
     return G4Q_OK;
 }
 
+static g4q_status cpu_argmax(g4q_backend *be, const g4q_buf *x, size_t n, const g4q_buf *mask,
+                             int32_t *id, int32_t *nan_at)
+{
+    if (n > x->count || n > INT32_MAX || (mask && n > mask->count))
+        return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu argmax: %zu out of range", n);
+    int32_t best = -1, nan = -1;
+    float bv = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        const float v = x->data[i];
+        if (v != v) {
+            if (nan < 0) nan = (int32_t)i;
+            continue;
+        }
+        if (mask && mask->data[i] != 0.0f) continue;
+        if (v > bv) { /* strict: the lowest index of a tie wins */
+            bv = v;
+            best = (int32_t)i;
+        }
+    }
+    *id = best;
+    *nan_at = nan;
+    return G4Q_OK;
+}
+
 static g4q_status cpu_amax_into(g4q_backend *be, const g4q_buf *x, size_t count, g4q_buf *acc,
                                 size_t index)
 {
@@ -330,6 +354,7 @@ g4q_status g4q_backend_cpu_create(g4q_ctx *ctx, g4q_backend **out)
     be->embed = cpu_embed;
     be->amax = cpu_amax;
     be->amax_into = cpu_amax_into;
+    be->argmax = cpu_argmax;
     be->gram = cpu_gram;
     be->fp8_roundtrip = cpu_fp8_roundtrip;
     be->logit_stats = cpu_logit_stats;

@@ -80,6 +80,7 @@ static void cuda_destroy(g4q_backend *be)
         g4q_cuda_release(be, s->scratch, s->scratch_bytes);
         g4q_cuda_release(be, s->blas_ws, s->blas_ws_bytes);
         g4q_cuda_release(be, s->amax_dev, sizeof(float));
+        g4q_cuda_release(be, s->pick_dev, 2 * sizeof(unsigned long long));
         g4q_cuda_release(be, s->ids_dev, s->ids_cap * sizeof(int32_t));
         g4q_cuda_release(be, s->pos_dev, sizeof(int));
         g4q_cuda_release(be, s->step_done, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned));
@@ -272,6 +273,8 @@ static g4q_status cuda_init_state(g4q_backend *be)
     G4Q_CUBLAS_CHECK(cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes));
     G4Q_CUBLAS_CHECK(cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH));
     G4Q_TRY(g4q_cuda_alloc(be, sizeof(float), "amax result", (void **)&s->amax_dev));
+    G4Q_TRY(g4q_cuda_alloc(be, 2 * sizeof(unsigned long long), "argmax result",
+                           (void **)&s->pick_dev));
     G4Q_TRY(g4q_cuda_alloc(be, sizeof(int), "step position", (void **)&s->pos_dev));
     G4Q_CUDA_CHECK(cudaMemset(s->pos_dev, 0, sizeof(int)));
     G4Q_CUDA_CHECK(cudaMallocHost((void **)&s->stage, HOST_CHUNK * sizeof(uint16_t)));
@@ -349,6 +352,7 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->embed = g4q_cuda_embed;
     be->amax = g4q_cuda_amax;
     be->amax_into = g4q_cuda_amax_into;
+    be->argmax = g4q_cuda_argmax;
     be->gram = g4q_cuda_gram;
     be->fp8_roundtrip = g4q_cuda_fp8_roundtrip;
     be->logit_stats = g4q_cuda_logit_stats;

@@ -149,3 +149,72 @@ g4q_status g4q_cuda_logit_stats(g4q_backend *be, const g4q_buf *a, const g4q_buf
         return g4q_fail(ctx, G4Q_ERR_CUDA, "cuda logit_stats: %s", cudaGetErrorString(e));
     return G4Q_OK;
 }
+
+/* ---- argmax: greedy sampling on the device ----
+ * Each selectable value becomes a 64-bit key, its float order-preserving bits above the inverted
+ * index, so one unsigned max picks the largest value and, on ties, the lowest index. -0 counts
+ * as +0 (the host compares them equal); -inf is never selectable, NaN never is and is reported by
+ * an unsigned min over the indices holding one. */
+#define AM_THREADS 256
+
+template <typename T>
+static __global__ void __launch_bounds__(AM_THREADS)
+    argmax_kernel(const T *x, size_t n, const float *mask, unsigned long long *out)
+{
+    unsigned long long best = 0, nan = ~0ull;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float v = g4q_ld(x[i]);
+        if (v != v) {
+            nan = min(nan, (unsigned long long)i);
+            continue;
+        }
+        if ((mask && mask[i] != 0.0f) || v == -INFINITY) continue;
+        if (v == 0.0f) v = 0.0f;
+        const unsigned b = __float_as_uint(v);
+        const unsigned u = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+        best = max(best, ((unsigned long long)u << 32) | (0xffffffffu - (unsigned)i));
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        best = max(best, __shfl_xor_sync(0xffffffffu, best, o));
+        nan = min(nan, __shfl_xor_sync(0xffffffffu, nan, o));
+    }
+    __shared__ unsigned long long sb[AM_THREADS / 32], sn[AM_THREADS / 32];
+    if ((threadIdx.x & 31) == 0) sb[threadIdx.x >> 5] = best, sn[threadIdx.x >> 5] = nan;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < AM_THREADS / 32; w++)
+            best = max(best, sb[w]), nan = min(nan, sn[w]);
+        atomicMax(&out[0], best);
+        atomicMin(&out[1], nan);
+    }
+}
+
+g4q_status g4q_cuda_argmax(g4q_backend *be, const g4q_buf *x, size_t n, const g4q_buf *mask,
+                           int32_t *id, int32_t *nan_at)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (!g4q_cuda_act_ok(be, x, n) || n > INT32_MAX ||
+        (mask && (mask->dtype != G4Q_DT_F32 || n > mask->count)))
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda argmax: %zu out of range", n);
+    cudaStream_t st = s->stream;
+    unsigned long long r[2];
+    G4Q_CUDA_CHECK(cudaMemsetAsync(s->pick_dev, 0, sizeof(unsigned long long), st));
+    G4Q_CUDA_CHECK(cudaMemsetAsync(s->pick_dev + 1, 0xff, sizeof(unsigned long long), st));
+    const size_t want = (n + AM_THREADS * 8 - 1) / (AM_THREADS * 8);
+    const unsigned blocks = (unsigned)(want < 1 ? 1 : want > 512 ? 512 : want);
+    const float *m = mask ? (const float *)mask->data : nullptr;
+    if (x->dtype == G4Q_DT_BF16)
+        argmax_kernel<<<blocks, AM_THREADS, 0, st>>>((const __nv_bfloat16 *)x->data, n, m,
+                                                    s->pick_dev);
+    else
+        argmax_kernel<<<blocks, AM_THREADS, 0, st>>>((const float *)x->data, n, m, s->pick_dev);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    G4Q_CUDA_CHECK(cudaMemcpyAsync(r, s->pick_dev, sizeof r, cudaMemcpyDeviceToHost, st));
+    G4Q_CUDA_CHECK(cudaStreamSynchronize(st));
+    *id = r[0] ? (int32_t)(0xffffffffu - (unsigned)(r[0] & 0xffffffffu)) : -1;
+    *nan_at = r[1] == ~0ull ? -1 : (int32_t)r[1];
+    return G4Q_OK;
+}

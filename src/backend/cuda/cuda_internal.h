@@ -48,6 +48,7 @@ typedef struct g4q_cuda_state {
     void *scratch; /* attention scratch, grown on demand */
     size_t scratch_bytes;
     float *amax_dev;  /* one float for amax results */
+    unsigned long long *pick_dev; /* argmax: the best key and the first NaN index */
     int32_t *ids_dev; /* token ids for embed, ids_cap entries */
     size_t ids_cap;
     size_t cur, peak;    /* device bytes held now / at most */
@@ -211,6 +212,8 @@ g4q_status g4q_cuda_softcap(g4q_backend *be, g4q_buf *x, size_t count, float cap
 g4q_status g4q_cuda_embed(g4q_backend *be, g4q_buf *y, const g4q_bweight *table, const int32_t *ids,
                           int T, float scale);
 g4q_status g4q_cuda_amax(g4q_backend *be, const g4q_buf *x, size_t count, float *amax);
+g4q_status g4q_cuda_argmax(g4q_backend *be, const g4q_buf *x, size_t n, const g4q_buf *mask,
+                           int32_t *id, int32_t *nan_at);
 g4q_status g4q_cuda_amax_into(g4q_backend *be, const g4q_buf *x, size_t count, g4q_buf *acc,
                               size_t index);
 g4q_status g4q_cuda_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
