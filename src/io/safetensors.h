@@ -130,7 +130,8 @@ typedef struct g4q_st_writer_opts {
 
 /* Prepares writing into directory `dir` (which must exist). Nothing is written yet. The writer
  * keeps ctx for later calls (errors of g4q_stw_* are reported there). It never holds tensor data:
- * each write goes straight to its file with pwrite. Calls must not run concurrently. The header
+ * each write goes straight to its file with pwrite. Calls must not run concurrently
+ * (g4q_stw_write_claimed excepted). The header
  * starts with "__metadata__": {"format": "pt", then the metadata_kv pairs} (a "format" pair in
  * metadata_kv replaces the default; a repeated key or text that is not UTF-8 is G4Q_ERR_INVALID)
  * and is padded with spaces to a multiple of 8 bytes, so every shard's data start 8-byte aligned.
@@ -155,6 +156,22 @@ g4q_status g4q_stw_begin(g4q_st_writer *w);
  * past the tensor's end or overlapping bytes already written is G4Q_ERR_INVALID). */
 g4q_status g4q_stw_write(g4q_st_writer *w, size_t index, uint64_t offset, const void *data,
                          uint64_t n);
+
+/* Writing from other threads. g4q_stw_claim (on the writer's thread, like every other call)
+ * checks and records bytes [offset, offset+n) of tensor `index` as g4q_stw_write does, and fills
+ * *t with where they go. g4q_stw_write_claimed then writes them, on any thread, touching nothing
+ * but the file and ctx (the caller's, e.g. a worker's own copy; errors name the file and the
+ * tensor). After a failed claimed write, call g4q_stw_set_failed before anything else: the
+ * writer then only accepts g4q_stw_free. t's strings belong to the writer. */
+typedef struct g4q_stw_target {
+    int fd;
+    uint64_t file_offset, nbytes;
+    const char *path, *name;
+} g4q_stw_target;
+g4q_status g4q_stw_claim(g4q_st_writer *w, size_t index, uint64_t offset, uint64_t n,
+                         g4q_stw_target *t);
+g4q_status g4q_stw_write_claimed(g4q_ctx *ctx, const g4q_stw_target *t, const void *data);
+void g4q_stw_set_failed(g4q_st_writer *w);
 
 /* Checks that every byte of every tensor was written (else G4Q_ERR_INVALID naming the first
  * incomplete tensor and its file), closes the shards and writes model.safetensors.index.json

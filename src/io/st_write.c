@@ -392,9 +392,11 @@ static int range_add(stw_tensor *t, uint64_t b, uint64_t e)
     return 0;
 }
 
-g4q_status g4q_stw_write(g4q_st_writer *w, size_t index, uint64_t offset, const void *data,
-                         uint64_t n)
+g4q_status g4q_stw_claim(g4q_st_writer *w, size_t index, uint64_t offset, uint64_t n,
+                         g4q_stw_target *out)
 {
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
     if (w->state != STW_WRITING)
         return g4q_fail(w->ctx, G4Q_ERR_INVALID, "%s: g4q_stw_write outside begin..finish",
                         w->dir);
@@ -408,21 +410,46 @@ g4q_status g4q_stw_write(g4q_st_writer *w, size_t index, uint64_t offset, const 
                         "%s: tensor '%s': write of bytes [%" PRIu64 ", +%" PRIu64
                         ") past its %" PRIu64 " bytes",
                         sh->path, t->name, offset, n, t->nbytes);
-    if (n == 0)
+    if (n > 0) {
+        int r = range_add(t, offset, offset + n);
+        if (r == -1)
+            return g4q_fail(w->ctx, G4Q_ERR_INVALID,
+                            "%s: tensor '%s': bytes [%" PRIu64 ", %" PRIu64 ") written twice",
+                            sh->path, t->name, offset, offset + n);
+        if (r == -2)
+            return g4q_fail(w->ctx, G4Q_ERR_NOMEM, "%s: out of memory", sh->path);
+        t->written += n;
+    }
+    out->fd = sh->fd;
+    out->file_offset = t->file_offset + offset;
+    out->nbytes = n;
+    out->path = sh->path;
+    out->name = t->name;
+    return G4Q_OK;
+}
+
+g4q_status g4q_stw_write_claimed(g4q_ctx *ctx, const g4q_stw_target *t, const void *data)
+{
+    if (t->nbytes == 0)
         return G4Q_OK;
-    int r = range_add(t, offset, offset + n);
-    if (r == -1)
-        return g4q_fail(w->ctx, G4Q_ERR_INVALID,
-                        "%s: tensor '%s': bytes [%" PRIu64 ", %" PRIu64 ") written twice",
-                        sh->path, t->name, offset, offset + n);
-    if (r == -2)
-        return g4q_fail(w->ctx, G4Q_ERR_NOMEM, "%s: out of memory", sh->path);
-    t->written += n;
     char what[64 + 32];
     snprintf(what, sizeof what, "tensor '%.60s'", t->name);
-    g4q_status st = pwrite_all(w->ctx, sh->fd, sh->path, what, data, n, t->file_offset + offset);
+    return pwrite_all(ctx, t->fd, t->path, what, data, t->nbytes, t->file_offset);
+}
+
+void g4q_stw_set_failed(g4q_st_writer *w)
+{
+    w->state = STW_FAILED;
+}
+
+g4q_status g4q_stw_write(g4q_st_writer *w, size_t index, uint64_t offset, const void *data,
+                         uint64_t n)
+{
+    g4q_stw_target t;
+    G4Q_TRY(g4q_stw_claim(w, index, offset, n, &t));
+    g4q_status st = g4q_stw_write_claimed(w->ctx, &t, data);
     if (st != G4Q_OK)
-        w->state = STW_FAILED;
+        g4q_stw_set_failed(w);
     return st;
 }
 
