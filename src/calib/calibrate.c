@@ -212,7 +212,9 @@ static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data 
     for (int l = 0; l < s->cfg->n_layers && st == G4Q_OK; l++) {
         st = layer_amax_begin(os, l);
         g4q_forward_set_observer(s->fwd, &obs);
+        const double tb = g4q_now_seconds();
         if (st == G4Q_OK) st = g4q_forward_bind_layer(s->fwd, l);
+        os->r->bind_seconds += g4q_now_seconds() - tb;
         for (int j = 0; j < d->samples && st == G4Q_OK && hk->sequential; j++)
             st = be->copy_rows(be, h_in[j], 0, h[j], 0, rows, width);
         if (st == G4Q_OK) st = run_samples(s, d, l, h);

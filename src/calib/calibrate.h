@@ -45,6 +45,7 @@ typedef struct g4q_calib_result {
     uint64_t tokens[G4Q_MAX_LAYERS][G4Q_OBS_COUNT]; /* tokens (rows) observed there */
     uint64_t total_tokens;                          /* samples * seq_len */
     double seconds;
+    double bind_seconds; /* of which binding each layer's weights (upload, nothing else queued) */
     /* Identity of the data, for the manifest (copied from g4q_calib_data). */
     char dataset[256];
     char text_sha256[G4Q_SHA256_HEX];

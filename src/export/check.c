@@ -1,5 +1,8 @@
 /* Export checker, tensor side: the expected tensor set of every Linear module, the kept tensors,
- * fused-group scale equality and the value ranges of scales and codes (formats.md §2-§7). */
+ * fused-group scale equality and the value ranges of scales and codes (formats.md §2-§7).
+ * A deliberately independent oracle: it writes its expectations out from formats.md itself and
+ * must not use the stored-layout table (quant/layout.h) that the plan, the loader and the diff
+ * share, so that a mistake in that table shows up here as a problem. */
 #include "export/check.h"
 
 #include <math.h>

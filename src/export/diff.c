@@ -7,27 +7,13 @@
 #include "base/bf16.h"
 #include "base/sys.h"
 #include "quant/codecs.h"
+#include "quant/layout.h"
 #include "quant/quant.h"
 
-/* Quantized module layouts recognised by their tensors (formats.md §2-§6). */
-typedef enum {
-    DQ_NONE = 0,
-    DQ_MO_NVFP4,   /* weight U8 [o, i/2], weight_scale F8 [o, i/16], weight_scale_2 F32 */
-    DQ_CT_NVFP4,   /* weight_packed U8, weight_scale F8, weight_global_scale F32 */
-    DQ_FP8_TENSOR, /* weight F8 [o, i], weight_scale F32 [] */
-    DQ_FP8_BLOCK,  /* weight F8 [o, i], weight_scale F32 [R, C] or [R, 1, C, 1] */
-    DQ_GPTQ,       /* qweight I32 [i/8, o], qzeros I32, scales F16 [i/g, o] */
-    DQ_CT_INT4,    /* weight_packed I32 [o, i/8], weight_scale BF16/F16/F32 [o, i/g] */
-} dq_format;
-
-static const char *const dq_names[] = {"none",      "modelopt nvfp4", "ct nvfp4", "fp8 tensor",
-                                       "fp8 block", "gptq",           "ct int4"};
-
-static const g4q_tensor *find(const g4q_ckpt *c, const char *module, const char *suffix)
+/* A checkpoint's tensor by name (a g4q_layout_lookup). */
+static const g4q_tensor *lookup(const void *ckpt, const char *name)
 {
-    char name[512];
-    if ((size_t)snprintf(name, sizeof name, "%s%s", module, suffix) >= sizeof name) return NULL;
-    return g4q_ckpt_find(c, name);
+    return g4q_ckpt_find(ckpt, name);
 }
 
 static float rd_f32(const void *p, size_t i)
@@ -61,124 +47,66 @@ static float rd_float(const g4q_tensor *t, size_t i)
     }
 }
 
-static int is_float(g4q_dtype d)
-{
-    return d == G4Q_DT_F32 || d == G4Q_DT_BF16 || d == G4Q_DT_F16;
-}
-
-/* The layout of `module` in c, and its [rows, cols]; DQ_NONE if not a known quantized module. */
-static dq_format detect(const g4q_ckpt *c, const char *module, int64_t *rows, int64_t *cols)
-{
-    const g4q_tensor *w = find(c, module, ".weight"), *wp = find(c, module, ".weight_packed");
-    const g4q_tensor *s = find(c, module, ".weight_scale"), *qw = find(c, module, ".qweight");
-    if (qw && qw->dtype == G4Q_DT_I32 && qw->ndim == 2) {
-        const g4q_tensor *sc = find(c, module, ".scales"), *qz = find(c, module, ".qzeros");
-        if (!sc || !qz || sc->dtype != G4Q_DT_F16 || sc->ndim != 2 || qz->dtype != G4Q_DT_I32 ||
-            qz->ndim != 2 || sc->shape[1] != qw->shape[1] || sc->shape[0] < 1 ||
-            (qw->shape[0] * 8) % sc->shape[0] || qz->shape[0] != sc->shape[0] ||
-            qz->shape[1] * 8 < qw->shape[1])
-            return DQ_NONE;
-        *rows = qw->shape[1];
-        *cols = qw->shape[0] * 8;
-        return DQ_GPTQ;
-    }
-    if (!s) return DQ_NONE;
-    if (w && w->dtype == G4Q_DT_U8 && s->dtype == G4Q_DT_F8_E4M3 && w->ndim == 2 && s->ndim == 2) {
-        const g4q_tensor *g = find(c, module, ".weight_scale_2");
-        if (!g || g->dtype != G4Q_DT_F32 || g->numel != 1 || s->shape[0] != w->shape[0] ||
-            s->shape[1] * 8 != w->shape[1])
-            return DQ_NONE;
-        *rows = w->shape[0];
-        *cols = w->shape[1] * 2;
-        return DQ_MO_NVFP4;
-    }
-    if (wp && wp->dtype == G4Q_DT_U8 && s->dtype == G4Q_DT_F8_E4M3 && wp->ndim == 2 &&
-        s->ndim == 2) {
-        const g4q_tensor *g = find(c, module, ".weight_global_scale");
-        if (!g || g->dtype != G4Q_DT_F32 || g->numel != 1 || s->shape[0] != wp->shape[0] ||
-            s->shape[1] * 8 != wp->shape[1])
-            return DQ_NONE;
-        *rows = wp->shape[0];
-        *cols = wp->shape[1] * 2;
-        return DQ_CT_NVFP4;
-    }
-    if (w && w->dtype == G4Q_DT_F8_E4M3 && w->ndim == 2 && s->dtype == G4Q_DT_F32) {
-        *rows = w->shape[0];
-        *cols = w->shape[1];
-        if (s->numel == 1) return DQ_FP8_TENSOR;
-        if (s->numel == g4q_fp8_block_count(*rows, *cols)) return DQ_FP8_BLOCK;
-        return DQ_NONE;
-    }
-    if (wp && wp->dtype == G4Q_DT_I32 && wp->ndim == 2 && is_float(s->dtype) && s->ndim == 2 &&
-        s->shape[0] == wp->shape[0] && s->shape[1] >= 1) {
-        const g4q_tensor *shp = find(c, module, ".weight_shape");
-        *rows = wp->shape[0];
-        *cols = wp->shape[1] * 8;
-        int64_t v;
-        if (shp && shp->numel == 2 && g4q_tensor_int_at(shp, 1, &v) && v > 0 && v <= *cols)
-            *cols = v;
-        return DQ_CT_INT4;
-    }
-    return DQ_NONE;
-}
-
 static float nib32(const void *words, size_t word, int j)
 {
     return (float)(((uint32_t)rd_i32(words, word) >> (4 * j)) & 15u);
 }
 
-/* Dequantizes `module` (layout f, [rows, cols]) into out (fp32, rows * cols). */
-static void dequant(const g4q_ckpt *c, const char *module, dq_format f, int64_t rows, int64_t cols,
-                    float *out)
+/* The stored layout of `module` in c (quant/layout.h: its tensors checked, rows, cols and group
+ * inferred from them); format G4Q_LAYOUT_BF16 when it is not a well-formed quantized module. */
+static g4q_layout_match classify(const g4q_ckpt *c, const char *module)
 {
-    const g4q_tensor *s = find(c, module, ".weight_scale");
-    switch (f) {
-    case DQ_MO_NVFP4:
-        g4q_nvfp4_dequantize(find(c, module, ".weight")->data, s->data,
-                             rd_f32(find(c, module, ".weight_scale_2")->data, 0), rows, cols, out);
+    g4q_layout_match m;
+    if (g4q_layout_find(NULL, NULL, lookup, c, module, 0, 0, &m) != G4Q_OK)
+        m.format = G4Q_LAYOUT_BF16;
+    return m;
+}
+
+/* Dequantizes a classified module into out (fp32, rows * cols). */
+static void dequant(const g4q_layout_match *m, float *out)
+{
+    const int64_t rows = m->rows, cols = m->cols, group = m->group;
+    const g4q_tensor *w = g4q_layout_match_role(m, G4Q_LROLE_CODES);
+    const g4q_tensor *s = g4q_layout_match_role(m, G4Q_LROLE_SCALES);
+    const g4q_tensor *g = g4q_layout_match_role(m, G4Q_LROLE_GLOBAL);
+    switch (m->format) {
+    case G4Q_LAYOUT_NVFP4_MO:
+        g4q_nvfp4_dequantize(w->data, s->data, rd_f32(g->data, 0), rows, cols, out);
         break;
-    case DQ_CT_NVFP4:
-        g4q_nvfp4_ct_dequantize(find(c, module, ".weight_packed")->data, s->data,
-                                rd_f32(find(c, module, ".weight_global_scale")->data, 0), rows,
-                                cols, out);
+    case G4Q_LAYOUT_NVFP4_CT:
+        g4q_nvfp4_ct_dequantize(w->data, s->data, rd_f32(g->data, 0), rows, cols, out);
         break;
-    case DQ_FP8_TENSOR:
-        g4q_fp8_dequantize_tensor(find(c, module, ".weight")->data, rd_f32(s->data, 0), rows, cols,
-                                  out);
+    case G4Q_LAYOUT_FP8_TENSOR:
+        g4q_fp8_dequantize_tensor(w->data, rd_f32(g->data, 0), rows, cols, out);
         break;
-    case DQ_FP8_BLOCK: {
+    case G4Q_LAYOUT_FP8_BLOCK: {
         size_t nb = g4q_fp8_block_count(rows, cols);
         float *sc = malloc(nb * sizeof *sc);
         if (!sc) break;
         for (size_t i = 0; i < nb; i++)
             sc[i] = rd_f32(s->data, i);
-        g4q_fp8_dequantize_blocks(find(c, module, ".weight")->data, sc, rows, cols, out);
+        g4q_fp8_dequantize_blocks(w->data, sc, rows, cols, out);
         free(sc);
         break;
     }
-    case DQ_GPTQ: {
+    case G4Q_LAYOUT_INT4_GPTQ: {
         /* w[n, k] = (q - (zero + 1)) * scale[g, n], g = k / group (g_idx ignored: desc_act off). */
-        const g4q_tensor *qw = find(c, module, ".qweight"), *qz = find(c, module, ".qzeros");
-        const g4q_tensor *sc = find(c, module, ".scales");
-        int64_t group = cols / sc->shape[0];
+        const g4q_tensor *qz = g4q_layout_match_role(m, G4Q_LROLE_QZEROS);
         for (int64_t n = 0; n < rows; n++)
             for (int64_t k = 0; k < cols; k++) {
-                int64_t g = k / group;
-                float q = nib32(qw->data, (size_t)((k / 8) * rows + n), (int)(k % 8));
-                float z = nib32(qz->data, (size_t)(g * qz->shape[1] + n / 8), (int)(n % 8)) + 1;
-                out[n * cols + k] = (q - z) * rd_float(sc, (size_t)(g * rows + n));
+                int64_t gi = k / group;
+                float q = nib32(w->data, (size_t)((k / 8) * rows + n), (int)(k % 8));
+                float z = nib32(qz->data, (size_t)(gi * qz->shape[1] + n / 8), (int)(n % 8)) + 1;
+                out[n * cols + k] = (q - z) * rd_float(s, (size_t)(gi * rows + n));
             }
         break;
     }
-    case DQ_CT_INT4: {
-        const g4q_tensor *wp = find(c, module, ".weight_packed");
-        int64_t words = wp->shape[1], groups = s->shape[1];
-        int64_t group = (cols + groups - 1) / groups;
+    case G4Q_LAYOUT_INT4_CT: {
+        const int64_t words = w->shape[1], groups = s->shape[1];
         for (int64_t n = 0; n < rows; n++)
             for (int64_t k = 0; k < cols; k++)
-                out[n * cols + k] =
-                    (nib32(wp->data, (size_t)(n * words + k / 8), (int)(k % 8)) - 8) *
-                    rd_float(s, (size_t)(n * groups + k / group));
+                out[n * cols + k] = (nib32(w->data, (size_t)(n * words + k / 8), (int)(k % 8)) - 8) *
+                                    rd_float(s, (size_t)(n * groups + k / group));
         break;
     }
     default:
@@ -231,22 +159,6 @@ static void diff_one(const g4q_tensor *ta, const g4q_tensor *tb, FILE *out, g4q_
                 (unsigned long long)ta->nbytes, g4q_dtype_name(ta->dtype));
 }
 
-/* The module a quantized-weight tensor name belongs to, or 0. */
-static int module_of(const char *name, char *mod, size_t n)
-{
-    static const char *const suffixes[] = {".weight_scale", ".qweight"};
-    size_t len = strlen(name);
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        size_t sl = strlen(suffixes[i]);
-        if (len > sl && len - sl < n && !strcmp(name + len - sl, suffixes[i])) {
-            memcpy(mod, name, len - sl);
-            mod[len - sl] = '\0';
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Whether every tensor of `module` (same name prefix + '.') is byte-identical in a and b. */
 static int module_identical(const g4q_ckpt *a, const g4q_ckpt *b, const char *module)
 {
@@ -264,13 +176,14 @@ static int module_identical(const g4q_ckpt *a, const g4q_ckpt *b, const char *mo
 static g4q_status diff_module(g4q_ctx *ctx, const g4q_ckpt *a, const g4q_ckpt *b,
                               const char *module, FILE *out, g4q_diff_summary *sum)
 {
-    int64_t ra = 0, ca = 0, rb = 0, cb = 0;
-    dq_format fa = detect(a, module, &ra, &ca), fb = detect(b, module, &rb, &cb);
-    if (fa == DQ_NONE || fb == DQ_NONE) return G4Q_OK;
-    if (fa != fb || ra != rb || ca != cb) {
+    const g4q_layout_match ma = classify(a, module), mb = classify(b, module);
+    const int64_t ra = ma.rows, ca = ma.cols, rb = mb.rows, cb = mb.cols;
+    if (ma.format == G4Q_LAYOUT_BF16 || mb.format == G4Q_LAYOUT_BF16) return G4Q_OK;
+    if (ma.format != mb.format || ra != rb || ca != cb) {
         if (out)
-            fprintf(out, "FORMAT %s: A %s [%lld, %lld], B %s [%lld, %lld]\n", module, dq_names[fa],
-                    (long long)ra, (long long)ca, dq_names[fb], (long long)rb, (long long)cb);
+            fprintf(out, "FORMAT %s: A %s [%lld, %lld], B %s [%lld, %lld]\n", module,
+                    g4q_layout_name(ma.format), (long long)ra, (long long)ca,
+                    g4q_layout_name(mb.format), (long long)rb, (long long)cb);
         return G4Q_OK;
     }
     if (module_identical(a, b, module)) return G4Q_OK;
@@ -282,8 +195,8 @@ static g4q_status diff_module(g4q_ctx *ctx, const g4q_ckpt *a, const g4q_ckpt *b
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "'%s': out of memory dequantizing %zu elements", module,
                         n);
     }
-    dequant(a, module, fa, ra, ca, da);
-    dequant(b, module, fb, rb, cb, db);
+    dequant(&ma, da);
+    dequant(&mb, db);
     double worst = 0.0;
     size_t at = 0, ndiff = 0;
     for (size_t i = 0; i < n; i++) {
@@ -300,7 +213,7 @@ static g4q_status diff_module(g4q_ctx *ctx, const g4q_ckpt *a, const g4q_ckpt *b
         fprintf(out,
                 "DEQUANT %s (%s): %zu of %zu values differ, max |A-B| = %.9g at [%zu, %zu] "
                 "(A %.9g, B %.9g)\n",
-                module, dq_names[fa], ndiff, n, worst, at / (size_t)ca, at % (size_t)ca,
+                module, g4q_layout_name(ma.format), ndiff, n, worst, at / (size_t)ca, at % (size_t)ca,
                 (double)da[at], (double)db[at]);
     free(da);
     free(db);
@@ -327,10 +240,11 @@ g4q_status g4q_diff_tensors(g4q_ctx *ctx, const g4q_ckpt *a, const g4q_ckpt *b, 
             if (out) fprintf(out, "ONLY-B %s\n", tb->name);
         }
     }
+    /* Every module of A, once: named by its codes tensor (quant/layout.h). */
     for (size_t i = 0; i < g4q_ckpt_count(a); i++) {
         char mod[512];
         const g4q_tensor *ta = g4q_ckpt_tensor(a, i);
-        if (module_of(ta->name, mod, sizeof mod) && g4q_ckpt_find(b, ta->name))
+        if (g4q_layout_module_of(ta->name, mod, sizeof mod))
             G4Q_TRY(diff_module(ctx, a, b, mod, out, sum));
     }
     return G4Q_OK;

@@ -3,11 +3,13 @@
  * tensor by tensor and JSON key by JSON key, for byte-parity work (scripts/peers/).
  *
  * Tensors are matched by exact name. For each name in both: a dtype or shape mismatch, or else
- * identical bytes, or the count of differing bytes. For every quantized Linear module present in
- * both with the same format (ModelOpt NVFP4, compressed-tensors NVFP4, FP8 per tensor, FP8 blocks,
- * GPTQ, compressed-tensors INT4; detected from the tensor suffixes and dtypes) whose bytes differ,
- * both sides are dequantized with the src/quant decoders and the largest |a - b| is reported with
- * its element. JSON: config.json's quantization_config, hf_quant_config.json and
+ * identical bytes, or the count of differing bytes. Every module of A (named by a codes tensor:
+ * weight, weight_packed, qweight) is classified on both sides through the stored-layout table
+ * (quant/layout.h: ModelOpt NVFP4, compressed-tensors NVFP4, FP8 per tensor, FP8 blocks, GPTQ,
+ * compressed-tensors INT4; every tensor of the format present with an accepted dtype and shape,
+ * the shape inferred from the codes). Quantized on both sides in different formats or shapes:
+ * one FORMAT line. Same format, bytes differ: both sides are dequantized with the src/quant
+ * decoders and the largest |a - b| is reported with its element. JSON: config.json's quantization_config, hf_quant_config.json and
  * quantize_config.json (or auto-round's quantization_config.json) are compared recursively; every
  * key only in A, only in B or with different values is one line ("file:path.to.key").
  */

@@ -16,6 +16,7 @@
 #include "base/sys.h"
 #include "export/configs.h"
 #include "export/quantize_item.h"
+#include "export/writeq.h"
 #include "io/json_write.h"
 #include "quant/quant.h"
 
@@ -24,11 +25,12 @@ typedef struct run_state {
     const g4q_plan *plan;
     const g4q_ckpt *ckpt;
     g4q_st_writer *writer;
+    g4q_writeq *wq;                 /* hashes and writes the outputs on worker threads */
     char (*hashes)[G4Q_SHA256_HEX]; /* per writer index */
     size_t n_outputs;
     g4q_progress progress;
     uint64_t bytes_done;
-    g4q_gpu_quantizer *gpu; /* NULL: CPU path */
+    g4q_wquant_gpu *gpu; /* NULL: CPU path */
     const g4q_calib_result *calib; /* NULL: no calibration */
     void **const *ready;           /* g4q_export_opts.ready */
 } run_state;
@@ -62,10 +64,44 @@ static int *processing_order(const g4q_plan *p, int n_layers)
     return order;
 }
 
-static g4q_status write_output(run_state *rs, const g4q_plan_output *po, const void *data)
+/* Queues an output for hashing and writing; owned (may be data) is freed once it is written. */
+static g4q_status write_output(run_state *rs, const g4q_plan_output *po, const void *data,
+                               void *owned)
 {
-    g4q_sha256_hex(data, po->nbytes, rs->hashes[po->writer_index]);
-    return g4q_stw_write(rs->writer, po->writer_index, 0, data, po->nbytes);
+    const g4q_writeq_job j = {.index = po->writer_index, .data = data, .nbytes = po->nbytes,
+                              .hash_hex = rs->hashes[po->writer_index], .owned = owned};
+    return g4q_writeq_put(rs->wq, &j);
+}
+
+/* A kept tensor's input pages, dropped once its copy is written. */
+typedef struct kept_pages {
+    const g4q_ckpt *ckpt;
+    const g4q_tensor *t;
+} kept_pages;
+
+static void release_kept(void *arg)
+{
+    kept_pages *k = arg;
+    g4q_ckpt_release(k->ckpt, k->t);
+    free(k);
+}
+
+/* Kept weights are copied bit-exact, but a NaN or infinity in a BF16 one is refused all the same
+ * (on the worker, naming the tensor and its file): it would make the exported model produce
+ * garbage. */
+static g4q_status write_kept(run_state *rs, const g4q_plan_item *it)
+{
+    kept_pages *k = malloc(sizeof *k);
+    if (!k) return g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "out of memory");
+    *k = (kept_pages){rs->ckpt, it->src};
+    const g4q_plan_output *po = &it->out[0];
+    const g4q_writeq_job j = {
+        .index = po->writer_index, .data = it->src->data, .nbytes = po->nbytes,
+        .hash_hex = rs->hashes[po->writer_index],
+        .check_bf16 = it->src->dtype == G4Q_DT_BF16 ? it->src->name : NULL,
+        .where = g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)),
+        .done = release_kept, .done_arg = k};
+    return g4q_writeq_put(rs->wq, &j);
 }
 
 /* Shared amax of every NVFP4 fused group of `layer`, indexed by group. */
@@ -90,11 +126,6 @@ static g4q_status group_amaxes(run_state *rs, int layer, float *amax)
 
 #define R2688 0x1.861862p-12f /* fl32(1/2688) = 0x39C30C31 (formats.md notation) */
 #define R448 0x1.24924ap-9f    /* fl32(1/448) = 0x3B124925 */
-
-static int is_calibrated(g4q_out_kind k)
-{
-    return k == G4Q_OUT_INPUT_SCALE || k == G4Q_OUT_K_SCALE || k == G4Q_OUT_V_SCALE;
-}
 
 /* The input amax of an item's Linear: for an NVFP4 fused group the max over its members (§2.7),
  * so that every member gets bit-identical input_scale. */
@@ -149,15 +180,18 @@ static g4q_status write_calibrated(run_state *rs, const g4q_plan_item *it)
 {
     for (int o = 0; o < it->n_out; o++) {
         const g4q_plan_output *po = &it->out[o];
-        if (!is_calibrated(po->kind))
+        if (!g4q_layout_role_calibrated((int)po->kind))
             continue;
-        float v;
+        float v = 0.0f;
         G4Q_TRY(calibrated_value(rs, it, po, &v));
         if (!(v > 0.0f) || !isfinite(v))
             return g4q_fail(rs->ctx, G4Q_ERR_NUMERIC,
                             "%s: calibrated scale %g (every observed activation was zero?)",
                             po->name, (double)v);
-        G4Q_TRY(write_output(rs, po, &v));
+        float *copy = malloc(sizeof *copy);
+        if (!copy) return g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "out of memory");
+        *copy = v;
+        G4Q_TRY(write_output(rs, po, copy, copy));
     }
     return G4Q_OK;
 }
@@ -165,19 +199,10 @@ static g4q_status write_calibrated(run_state *rs, const g4q_plan_item *it)
 static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const float *amax)
 {
     if (it->format == G4Q_PF_KEEP) {
-        /* Kept weights are copied bit-exact, but a NaN or infinity is refused all the same: it
-         * would make the exported model produce garbage. */
-        if (it->src->dtype == G4Q_DT_BF16) {
-            float unused;
-            G4Q_TRY(g4q_quant_amax_bf16(rs->ctx, it->src->name, it->src->data, it->src->numel,
-                                        &unused));
-        }
-        G4Q_TRY(write_output(rs, &it->out[0], it->src->data));
+        G4Q_TRY(write_kept(rs, it));
         return write_calibrated(rs, it);
     }
-    int n_weight = 0; /* weight outputs come first (plan.h) */
-    while (n_weight < it->n_out && !is_calibrated(it->out[n_weight].kind))
-        n_weight++;
+    const int n_weight = g4q_plan_item_weight_outputs(it); /* they come first (plan.h) */
     void *bufs[G4Q_PLAN_MAX_OUTPUTS] = {0};
     g4q_status st = G4Q_OK;
     void **ready = rs->ready ? rs->ready[it - rs->plan->items] : NULL;
@@ -193,12 +218,13 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
                       "'%s': %s needs the calibration's input Hessian (quantize through "
                       "g4q_quantize, which computes it)",
                       it->module, g4q_plan_item_hessian_use(it));
-    else if (st == G4Q_OK && !ready && rs->gpu && g4q_gpu_quantizer_supports(it))
-        st = g4q_quantize_item_cuda(rs->ctx, rs->gpu, it, group_amax, NULL, bufs, NULL);
     else if (st == G4Q_OK && !ready)
-        st = g4q_quantize_item_cpu(rs->ctx, it, group_amax, NULL, bufs, NULL);
-    for (int o = 0; o < n_weight && st == G4Q_OK; o++)
-        st = write_output(rs, &it->out[o], ready ? ready[o] : bufs[o]);
+        st = g4q_quantize_item(rs->ctx, rs->gpu, it, group_amax, NULL, bufs, NULL);
+    for (int o = 0; o < n_weight && st == G4Q_OK; o++) {
+        /* the queue owns bufs[o] from here (ready outputs belong to the caller) */
+        st = write_output(rs, &it->out[o], ready ? ready[o] : bufs[o], bufs[o]);
+        bufs[o] = NULL;
+    }
     if (st == G4Q_OK)
         st = write_calibrated(rs, it);
     for (int o = 0; o < it->n_out; o++)
@@ -226,12 +252,24 @@ static g4q_status process_all(run_state *rs, const int *order, size_t n_order)
         if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
             g4q_error_prefix(rs->ctx, "%s",
                              g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
-        g4q_ckpt_release(rs->ckpt, it->src);
+        if (it->format != G4Q_PF_KEEP) /* a kept one's pages go once it is written */
+            g4q_ckpt_release(rs->ckpt, it->src);
         rs->bytes_done += it->src->nbytes;
         g4q_progress_update(&rs->progress, rs->bytes_done);
     }
     free(amax);
     return st;
+}
+
+/* The write queue: a worker per core up to 8 (hashing is the work: ~1.5 GB/s a core), and at most
+ * 1 GB queued, which bounds the output buffers and mapped input pages it holds (a bigger tensor,
+ * e.g. the 2 GB embedding of the 12B, is written alone). */
+#define WRITEQ_INFLIGHT ((uint64_t)1 << 30)
+
+static int writer_threads(const g4q_ctx *ctx)
+{
+    long n = ctx->threads > 0 ? ctx->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
 /* Copies every regular file of the input folder that is not weights or a file we rewrite. */
@@ -350,12 +388,17 @@ static g4q_status run_into(run_state *rs, const g4q_outdir *od, const g4q_config
     }
     if (st == G4Q_OK)
         st = g4q_stw_begin(rs->writer);
+    if (st == G4Q_OK)
+        st = g4q_writeq_create(ctx, rs->writer, writer_threads(ctx), WRITEQ_INFLIGHT, &rs->wq);
     if (st == G4Q_OK) {
         g4q_progress_begin(&rs->progress, ctx, "quantize", "B", p->bytes_in);
         st = process_all(rs, order, p->n_items);
+        if (st == G4Q_OK) st = g4q_writeq_finish(rs->wq);
         if (st == G4Q_OK)
             g4q_progress_end(&rs->progress);
     }
+    g4q_writeq_free(rs->wq); /* on an error: drops what is still queued */
+    rs->wq = NULL;
     if (st == G4Q_OK)
         st = g4q_stw_finish(rs->writer);
     if (st == G4Q_OK)
@@ -383,11 +426,11 @@ g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ck
                     .calib = plan->needs_calibration ? opts->calib : NULL,
                     .ready = opts->ready};
     if (opts->device == G4Q_DEVICE_CUDA)
-        G4Q_TRY(g4q_gpu_quantizer_create(ctx, &rs.gpu));
+        G4Q_TRY(g4q_wquant_gpu_create(ctx, &rs.gpu));
     g4q_outdir od;
     g4q_status st = g4q_outdir_begin(ctx, &od, opts->out_dir, opts->overwrite);
     if (st != G4Q_OK) {
-        g4q_gpu_quantizer_free(rs.gpu);
+        g4q_wquant_gpu_free(rs.gpu);
         return st;
     }
     st = run_into(&rs, &od, cfg, opts);
@@ -402,9 +445,9 @@ g4q_status g4q_export_run(g4q_ctx *ctx, const g4q_plan *plan, const g4q_ckpt *ck
         stats->bytes_out = plan->bytes_out;
         stats->seconds = g4q_now_seconds() - t0;
         stats->peak_rss = g4q_peak_rss_bytes();
-        stats->peak_gpu = g4q_gpu_quantizer_peak_bytes(rs.gpu);
+        stats->peak_gpu = g4q_wquant_gpu_peak_bytes(rs.gpu);
     }
-    g4q_gpu_quantizer_free(rs.gpu);
+    g4q_wquant_gpu_free(rs.gpu);
     g4q_stw_free(rs.writer);
     free(rs.hashes);
     return st;

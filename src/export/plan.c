@@ -99,67 +99,28 @@ static g4q_status check_shape(g4q_ctx *ctx, const g4q_plan_item *it)
     return G4Q_OK;
 }
 
-/* Fills the outputs of one item; marks calibration needs. */
+/* Appends the layout tensor lt of a weight [rows, cols] to the item's outputs: "<module>.<suffix>",
+ * its written dtype and shape, its role as the output kind. */
+static void add_layout_output(g4q_plan_item *it, const g4q_layout_tensor *lt, int64_t rows,
+                              int64_t cols, int64_t group)
+{
+    int64_t shape[G4Q_LAYOUT_MAX_DIMS];
+    int ndim = g4q_layout_shape(lt, rows, cols, group, shape);
+    add_output(it, lt->suffix, lt->dtype, ndim, shape, (g4q_out_kind)lt->role);
+}
+
+/* Fills the outputs of one item (a quantized one: its layout's tensors, quant/layout.h, the input
+ * scale only when its activations are quantized); marks calibration needs. */
 static void plan_outputs(g4q_plan *p, g4q_plan_item *it)
 {
     const g4q_tensor *t = it->src;
-    int64_t out = t->ndim == 2 ? t->shape[0] : 0, in = t->ndim == 2 ? t->shape[1] : 0;
-    int64_t s2[2], s4[4];
-    switch (it->format) {
-    case G4Q_PF_KEEP:
+    const g4q_layout *l = g4q_layout_get((g4q_layout_format)it->format);
+    if (!l)
         add_output(it, NULL, t->dtype, t->ndim, t->shape, G4Q_OUT_COPY);
-        break;
-    case G4Q_PF_NVFP4_MO:
-        s2[0] = out, s2[1] = in / 2;
-        add_output(it, "weight", G4Q_DT_U8, 2, s2, G4Q_OUT_CODES);
-        s2[1] = in / 16;
-        add_output(it, "weight_scale", G4Q_DT_F8_E4M3, 2, s2, G4Q_OUT_SCALES);
-        add_output(it, "weight_scale_2", G4Q_DT_F32, 0, NULL, G4Q_OUT_GLOBAL);
-        if (it->decision.act == G4Q_RECIPE_ACT_NVFP4)
-            add_output(it, "input_scale", G4Q_DT_F32, 0, NULL, G4Q_OUT_INPUT_SCALE);
-        break;
-    case G4Q_PF_NVFP4_CT:
-        s2[0] = out, s2[1] = in / 2;
-        add_output(it, "weight_packed", G4Q_DT_U8, 2, s2, G4Q_OUT_CODES);
-        s2[1] = in / 16;
-        add_output(it, "weight_scale", G4Q_DT_F8_E4M3, 2, s2, G4Q_OUT_SCALES);
-        s2[0] = 1;
-        add_output(it, "weight_global_scale", G4Q_DT_F32, 1, s2, G4Q_OUT_GLOBAL);
-        if (it->decision.act == G4Q_RECIPE_ACT_NVFP4)
-            add_output(it, "input_global_scale", G4Q_DT_F32, 1, s2, G4Q_OUT_INPUT_SCALE);
-        break;
-    case G4Q_PF_FP8_TENSOR:
-        add_output(it, "weight", G4Q_DT_F8_E4M3, 2, t->shape, G4Q_OUT_CODES);
-        add_output(it, "weight_scale", G4Q_DT_F32, 0, NULL, G4Q_OUT_GLOBAL);
-        if (it->decision.act == G4Q_RECIPE_ACT_FP8)
-            add_output(it, "input_scale", G4Q_DT_F32, 0, NULL, G4Q_OUT_INPUT_SCALE);
-        break;
-    case G4Q_PF_FP8_BLOCK:
-        add_output(it, "weight", G4Q_DT_F8_E4M3, 2, t->shape, G4Q_OUT_CODES);
-        s4[0] = (out + 127) / 128, s4[1] = 1, s4[2] = (in + 127) / 128, s4[3] = 1;
-        add_output(it, "weight_scale", G4Q_DT_F32, 4, s4, G4Q_OUT_SCALES);
-        break;
-    case G4Q_PF_INT4_GPTQ:
-        s2[0] = in / 8, s2[1] = out;
-        add_output(it, "qweight", G4Q_DT_I32, 2, s2, G4Q_OUT_CODES);
-        s2[0] = in / 128, s2[1] = out / 8;
-        add_output(it, "qzeros", G4Q_DT_I32, 2, s2, G4Q_OUT_QZEROS);
-        s2[0] = in / 128, s2[1] = out;
-        add_output(it, "scales", G4Q_DT_F16, 2, s2, G4Q_OUT_SCALES);
-        s2[0] = in;
-        add_output(it, "g_idx", G4Q_DT_I32, 1, s2, G4Q_OUT_G_IDX);
-        break;
-    case G4Q_PF_INT4_CT:
-        s2[0] = out, s2[1] = in / 8;
-        add_output(it, "weight_packed", G4Q_DT_I32, 2, s2, G4Q_OUT_CODES);
-        s2[1] = in / 128;
-        add_output(it, "weight_scale", G4Q_DT_BF16, 2, s2, G4Q_OUT_SCALES);
-        s2[0] = 2;
-        /* I64, as compressed-tensors itself writes it (byte parity with llm-compressor). */
-        add_output(it, "weight_shape", G4Q_DT_I64, 1, s2, G4Q_OUT_SHAPE);
-        break;
-    default:
-        break;
+    for (int k = 0; l && k < l->n; k++) {
+        if (l->t[k].role == G4Q_LROLE_INPUT_SCALE && it->decision.act == G4Q_RECIPE_ACT_NONE)
+            continue;
+        add_layout_output(it, &l->t[k], t->shape[0], t->shape[1], l->group);
     }
     for (int i = 0; i < it->n_out; i++) {
         p->bytes_out += it->out[i].nbytes;
@@ -185,6 +146,14 @@ int g4q_plan_item_needs_hessian(const g4q_plan_item *it)
     return it->format != G4Q_PF_KEEP && (it->decision.algo == G4Q_RECIPE_ALGO_GPTQ ||
                                          it->decision.search == G4Q_RECIPE_SEARCH_IMATRIX ||
                                          it->decision.search == G4Q_RECIPE_SEARCH_HESSIAN);
+}
+
+int g4q_plan_item_weight_outputs(const g4q_plan_item *it)
+{
+    int n = 0;
+    while (n < it->n_out && !g4q_layout_role_calibrated((int)it->out[n].kind))
+        n++;
+    return n;
 }
 
 const char *g4q_plan_item_hessian_use(const g4q_plan_item *it)
@@ -250,15 +219,17 @@ static g4q_status plan_kv_scales(g4q_ctx *ctx, const g4q_config *cfg, g4q_plan *
         g4q_plan_item *it = &p->items[idx];
         if (it->n_out + 2 > G4Q_PLAN_MAX_OUTPUTS || !it->module[0])
             return g4q_fail(ctx, G4Q_ERR_INTERNAL, "'%s': no room for KV scales", it->src->name);
-        add_output(it, "k_scale", G4Q_DT_F32, 0, NULL, G4Q_OUT_K_SCALE);
-        g4q_plan_output *v = &it->out[it->n_out];
-        add_output(it, "v_scale", G4Q_DT_F32, 0, NULL, G4Q_OUT_V_SCALE);
+        const g4q_layout_kv *k = g4q_layout_kv_get(0), *v = g4q_layout_kv_get(1);
+        size_t len = strlen(it->module), kl = strlen(k->proj);
+        if (len < kl || strcmp(it->module + len - kl, k->proj) != 0)
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "'%s': not a %s", it->module, k->proj);
+        add_layout_output(it, &k->t, 0, 0, 0);
+        g4q_plan_output *vo = &it->out[it->n_out];
+        add_layout_output(it, &v->t, 0, 0, 0);
         /* "...self_attn.k_proj" -> "...self_attn.v_proj.v_scale" (also where v_proj is absent). */
-        size_t len = strlen(it->module);
-        if (len < 6 || strcmp(it->module + len - 6, "k_proj") != 0)
-            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "'%s': not a k_proj", it->module);
-        snprintf(v->name, sizeof v->name, "%.*sv_proj.v_scale", (int)(len - 6), it->module);
-        p->bytes_out += 8;
+        snprintf(vo->name, sizeof vo->name, "%.*s%s.%s", (int)(len - kl), it->module, v->proj,
+                 v->t.suffix);
+        p->bytes_out += it->out[it->n_out - 2].nbytes + vo->nbytes;
     }
     return G4Q_OK;
 }

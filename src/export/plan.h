@@ -18,44 +18,50 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "quant/layout.h"
 #include "recipe/recipe.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* How one tensor is stored in the export. */
+/* How one tensor is stored in the export: a stored layout of quant/layout.h (same values), or
+ * kept. The tensors each format produces are the layout table's (g4q_layout_get). */
 typedef enum {
-    G4Q_PF_KEEP = 0,     /* unchanged bytes */
-    G4Q_PF_NVFP4_MO,     /* ModelOpt NVFP4 / W4A16_NVFP4 (§2.1) */
-    G4Q_PF_NVFP4_CT,     /* compressed-tensors nvfp4-pack-quantized (§6) */
-    G4Q_PF_FP8_TENSOR,   /* ModelOpt FP8 per-tensor (§3) */
-    G4Q_PF_FP8_BLOCK,    /* ModelOpt fp8_pb_wo (§4) */
-    G4Q_PF_INT4_GPTQ,    /* GPTQ v1 (§5.2) */
-    G4Q_PF_INT4_CT,      /* compressed-tensors pack-quantized (§5.3) */
-    G4Q_PF_COUNT
+    G4Q_PF_KEEP = G4Q_LAYOUT_BF16,             /* unchanged bytes */
+    G4Q_PF_NVFP4_MO = G4Q_LAYOUT_NVFP4_MO,     /* ModelOpt NVFP4 / W4A16_NVFP4 (§2.1) */
+    G4Q_PF_NVFP4_CT = G4Q_LAYOUT_NVFP4_CT,     /* compressed-tensors nvfp4-pack-quantized (§6) */
+    G4Q_PF_FP8_TENSOR = G4Q_LAYOUT_FP8_TENSOR, /* ModelOpt FP8 per-tensor (§3) */
+    G4Q_PF_FP8_BLOCK = G4Q_LAYOUT_FP8_BLOCK,   /* ModelOpt fp8_pb_wo (§4) */
+    G4Q_PF_INT4_GPTQ = G4Q_LAYOUT_INT4_GPTQ,   /* GPTQ v1 (§5.2) */
+    G4Q_PF_INT4_CT = G4Q_LAYOUT_INT4_CT,       /* compressed-tensors pack-quantized (§5.3) */
+    G4Q_PF_COUNT = G4Q_LAYOUT_COUNT
 } g4q_plan_format;
 
 const char *g4q_plan_format_name(g4q_plan_format f);
 
-/* What an output tensor holds, for the writers. */
+/* What an output tensor holds, for the writers: the layout role of a quantized output (same
+ * values as g4q_layout_role, whose table gives its suffix), or a kept tensor's copy. */
 typedef enum {
-    G4Q_OUT_COPY = 0,     /* the input bytes */
-    G4Q_OUT_CODES,        /* packed or FP8 weight codes (weight / weight_packed / qweight) */
-    G4Q_OUT_SCALES,       /* block or group scales (weight_scale / scales) */
-    G4Q_OUT_GLOBAL,       /* per-tensor scale (weight_scale_2 / weight_global_scale / FP8 scale) */
-    G4Q_OUT_INPUT_SCALE,  /* calibrated activation scale */
-    G4Q_OUT_QZEROS,       /* GPTQ qzeros */
-    G4Q_OUT_G_IDX,        /* GPTQ g_idx */
-    G4Q_OUT_SHAPE,        /* CT weight_shape */
-    G4Q_OUT_K_SCALE,      /* calibrated KV-cache scale of K (§7), on the layer's k_proj item */
-    G4Q_OUT_V_SCALE,      /* same for V; named <L>.N.self_attn.v_proj.v_scale on every layer */
+    G4Q_OUT_COPY = 0,                             /* the input bytes */
+    G4Q_OUT_CODES = G4Q_LROLE_CODES,              /* weight / weight_packed / qweight */
+    G4Q_OUT_SCALES = G4Q_LROLE_SCALES,            /* block or group scales */
+    G4Q_OUT_GLOBAL = G4Q_LROLE_GLOBAL,            /* per-tensor weight scale */
+    G4Q_OUT_INPUT_SCALE = G4Q_LROLE_INPUT_SCALE,  /* calibrated activation scale */
+    G4Q_OUT_QZEROS = G4Q_LROLE_QZEROS,            /* GPTQ qzeros */
+    G4Q_OUT_G_IDX = G4Q_LROLE_G_IDX,              /* GPTQ g_idx */
+    G4Q_OUT_SHAPE = G4Q_LROLE_SHAPE,              /* CT weight_shape */
+    G4Q_OUT_K_SCALE = G4Q_LROLE_K_SCALE, /* calibrated KV-cache scale of K (§7), on the layer's
+                                            k_proj item */
+    G4Q_OUT_V_SCALE = G4Q_LROLE_V_SCALE, /* same for V; named <L>.N.self_attn.v_proj.v_scale on
+                                            every layer */
 } g4q_out_kind;
 
 #define G4Q_PLAN_NAME_MAX 160   /* output tensor names */
 #define G4Q_PLAN_MODULE_MAX 128 /* input tensor and module names (longer ones are refused) */
 /* Calibrated outputs (INPUT_SCALE, K_SCALE, V_SCALE) always come after an item's weight outputs,
- * so the weight quantizers fill out[0 .. n) positionally and the exporter the rest. K/V scales
+ * so the weight quantizers fill out[0 .. n) positionally (n = g4q_plan_item_weight_outputs) and
+ * the exporter the rest. K/V scales
  * (kv_cache.scales: calibrated) hang on each layer's k_proj item, whatever its format (a kept
  * k_proj has its copy output first), since full layers have no v_proj tensor to carry v_scale. */
 #define G4Q_PLAN_MAX_OUTPUTS 6
@@ -122,6 +128,10 @@ void g4q_plan_free(g4q_plan *p); /* NULL is a no-op */
  * g4q_plan_item_hessian_use names why ("algorithm gptq", ...), for messages. */
 int g4q_plan_item_needs_hessian(const g4q_plan_item *it);
 const char *g4q_plan_item_hessian_use(const g4q_plan_item *it);
+
+/* The number of the item's outputs before its first calibrated one (g4q_layout_role_calibrated):
+ * the outputs the weight quantizer or the copy produces. */
+int g4q_plan_item_weight_outputs(const g4q_plan_item *it);
 
 /* Prints the plan: one line per tensor (decision and resulting bytes) and the totals. */
 void g4q_plan_print(const g4q_plan *p, FILE *f);

@@ -64,6 +64,7 @@ static void *worker(void *arg)
         const int failed = q->err != G4Q_OK || q->stop;
         pthread_mutex_unlock(&q->mu);
         g4q_status st = failed ? G4Q_OK : run_job(&wctx, n);
+        if (st != G4Q_OK && n->job.where) g4q_error_prefix(&wctx, "%s", n->job.where);
         job_end(&n->job);
         pthread_mutex_lock(&q->mu);
         if (st != G4Q_OK && q->err == G4Q_OK) {

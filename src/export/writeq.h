@@ -42,6 +42,7 @@ typedef struct g4q_writeq_job {
     char *hash_hex;          /* G4Q_SHA256_HEX bytes, filled before the job ends; NULL: no hash */
     void *owned;             /* free()d once the job ends (written or dropped); may be data */
     const char *check_bf16;  /* non-NULL: data are BF16 values, refuse NaN/inf, naming this */
+    const char *where;       /* non-NULL: prefixed to the job's error message (e.g. the input) */
     void (*done)(void *arg); /* run once the job ends, on a worker; may be NULL */
     void *done_arg;
 } g4q_writeq_job;

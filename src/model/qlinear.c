@@ -10,10 +10,7 @@
 
 const char *g4q_qlinear_format_name(g4q_qlinear_format f)
 {
-    static const char *const names[G4Q_QL_COUNT] = {
-        "bf16",        "nvfp4 (modelopt)", "nvfp4 (compressed-tensors)", "fp8 per-tensor",
-        "fp8 128x128", "int4 (gptq)",      "int4 (compressed-tensors)"};
-    return (unsigned)f < G4Q_QL_COUNT ? names[f] : "unknown";
+    return g4q_layout_name((g4q_layout_format)f);
 }
 
 int g4q_qlinear_slot(g4q_weight_role role)
@@ -64,11 +61,10 @@ static int cmp_name(const void *a, const void *b, void *arg)
     return strcmp(x ? x : "", y ? y : "");
 }
 
-/* The tensor `<module>.<suffix>`, or NULL. */
-static const g4q_tensor *find(const finder *f, const char *module, const char *suffix)
+/* The tensor named `name`, or NULL (a g4q_layout_lookup over the finder). */
+static const g4q_tensor *lookup(const void *src, const char *name)
 {
-    char name[G4Q_WEIGHT_NAME_MAX + 32];
-    snprintf(name, sizeof name, "%s.%s", module, suffix);
+    const finder *f = src;
     size_t lo = 0, hi = f->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -83,47 +79,22 @@ static const g4q_tensor *find(const finder *f, const char *module, const char *s
     return NULL;
 }
 
+/* The tensor `<module>.<suffix>`, or NULL. */
+static const g4q_tensor *find(const finder *f, const char *module, const char *suffix)
+{
+    char name[G4Q_WEIGHT_NAME_MAX + 32];
+    snprintf(name, sizeof name, "%s.%s", module, suffix);
+    return lookup(f, name);
+}
+
 static void take(const finder *f, const g4q_tensor *t)
 {
     if (t) f->skip[t - f->t] = 1;
 }
 
-static void fmt_shape(char *buf, size_t n, const g4q_tensor *t)
+/* The value of an fp32 scalar whose dtype and shape the layout checked: finite and > 0. */
+static g4q_status positive(const finder *f, const g4q_tensor *t, float *v)
 {
-    size_t k = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < t->ndim && i < G4Q_MAX_DIMS && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (k < n) snprintf(buf + k, n - k, "]");
-}
-
-/* Checks dtype and a 2-D shape [d0, d1] (d1 < 0: 1-D [d0]). */
-static g4q_status expect(const finder *f, const g4q_tensor *t, g4q_dtype dt, int64_t d0, int64_t d1)
-{
-    int ndim = d1 < 0 ? 1 : 2;
-    int ok =
-        t->dtype == dt && t->ndim == ndim && t->shape[0] == d0 && (ndim == 1 || t->shape[1] == d1);
-    if (ok) return G4Q_OK;
-    char got[96], want[64];
-    fmt_shape(got, sizeof got, t);
-    if (ndim == 1)
-        snprintf(want, sizeof want, "[%lld]", (long long)d0);
-    else
-        snprintf(want, sizeof want, "[%lld, %lld]", (long long)d0, (long long)d1);
-    return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "%s: tensor '%s': %s %s, expected %s %s", f->label,
-                    t->name, g4q_dtype_name(t->dtype), got, g4q_dtype_name(dt), want);
-}
-
-/* An fp32 scalar ([] or [1]), finite and > 0; *v receives it. */
-static g4q_status expect_scalar(const finder *f, const g4q_tensor *t, float *v)
-{
-    if (t->dtype != G4Q_DT_F32 || t->numel != 1 || t->ndim > 1) {
-        char got[96];
-        fmt_shape(got, sizeof got, t);
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "%s: tensor '%s': %s %s, expected an F32 scalar "
-                        "([] or [1])",
-                        f->label, t->name, g4q_dtype_name(t->dtype), got);
-    }
     memcpy(v, t->data, 4);
     if (!isfinite(*v) || !(*v > 0.0f))
         return g4q_fail(f->ctx, G4Q_ERR_NUMERIC, "%s: tensor '%s': %g, expected a finite value > 0",
@@ -131,45 +102,33 @@ static g4q_status expect_scalar(const finder *f, const g4q_tensor *t, float *v)
     return G4Q_OK;
 }
 
-static g4q_status need(const finder *f, const g4q_tensor *t, const char *module, const char *suffix,
-                       const char *what)
+/* The activation scale of a module, when stored (ModelOpt convention: 1 / CT's global scale). */
+static g4q_status input_scale(const finder *f, g4q_qlinear *q, const g4q_layout_match *m,
+                              int reciprocal)
 {
-    if (t) return G4Q_OK;
-    return g4q_fail(f->ctx, G4Q_ERR_FORMAT, "%s: tensor '%s.%s' missing (%s)", f->label, module,
-                    suffix, what);
+    const g4q_tensor *is = g4q_layout_match_role(m, G4Q_LROLE_INPUT_SCALE);
+    q->has_input_scale = is != NULL;
+    if (!is) return G4Q_OK;
+    float v;
+    G4Q_TRY(positive(f, is, &v));
+    q->input_scale = reciprocal ? 1.0f / v : v;
+    return G4Q_OK;
 }
 
-/* ---- per-format validation ---- */
+/* ---- per-format values and descriptors (the tensors are checked by g4q_layout_find) ---- */
 
-static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int ct, int64_t out,
-                        int64_t in)
+static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_layout_match *m)
 {
-    const char *m = q->module;
-    const g4q_tensor *ws = find(f, m, "weight_scale");
-    const g4q_tensor *g = find(f, m, ct ? "weight_global_scale" : "weight_scale_2");
-    const g4q_tensor *is = find(f, m, ct ? "input_global_scale" : "input_scale");
-    const char *what = ct ? "compressed-tensors NVFP4" : "ModelOpt NVFP4";
-    G4Q_TRY(need(f, ws, m, "weight_scale", what));
-    G4Q_TRY(need(f, g, m, ct ? "weight_global_scale" : "weight_scale_2", what));
-    if (in % G4Q_NVFP4_BLOCK)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "%s: tensor '%s': NVFP4 needs in features %% 16 "
-                        "== 0, the config gives %lld",
-                        f->label, w->name, (long long)in);
-    G4Q_TRY(expect(f, w, G4Q_DT_U8, out, in / 2));
-    G4Q_TRY(expect(f, ws, G4Q_DT_F8_E4M3, out, in / G4Q_NVFP4_BLOCK));
+    const int ct = m->format == G4Q_LAYOUT_NVFP4_CT;
+    const g4q_tensor *w = g4q_layout_match_role(m, G4Q_LROLE_CODES);
+    const g4q_tensor *ws = g4q_layout_match_role(m, G4Q_LROLE_SCALES);
+    const g4q_tensor *g = g4q_layout_match_role(m, G4Q_LROLE_GLOBAL);
     float v;
-    G4Q_TRY(expect_scalar(f, g, &v));
-    if (is) {
-        G4Q_TRY(expect_scalar(f, is, &v));
-        q->input_scale = ct ? 1.0f / v : v;
-    }
-    take(f, w), take(f, ws), take(f, g), take(f, is);
-    q->format = ct ? G4Q_QL_NVFP4_CT : G4Q_QL_NVFP4_MO;
-    q->has_input_scale = is != NULL;
+    G4Q_TRY(positive(f, g, &v));
+    G4Q_TRY(input_scale(f, q, m, ct));
     q->desc = (g4q_weight_desc){.format = G4Q_WF_NVFP4,
-                                .rows = out,
-                                .cols = in,
+                                .rows = m->rows,
+                                .cols = m->cols,
                                 .data = w->data,
                                 .scale = ws->data,
                                 .scale2 = g->data,
@@ -178,50 +137,25 @@ static g4q_status nvfp4(const finder *f, g4q_qlinear *q, const g4q_tensor *w, in
     return G4Q_OK;
 }
 
-static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int64_t out, int64_t in)
+static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_layout_match *m)
 {
-    const char *m = q->module;
-    const g4q_tensor *ws = find(f, m, "weight_scale"), *is = find(f, m, "input_scale");
-    G4Q_TRY(need(f, ws, m, "weight_scale", "ModelOpt FP8"));
-    G4Q_TRY(expect(f, w, G4Q_DT_F8_E4M3, out, in));
-    const int64_t R = (out + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK;
-    const int64_t C = (in + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK;
+    const int per_tensor = m->format == G4Q_LAYOUT_FP8_TENSOR;
+    const g4q_tensor *w = g4q_layout_match_role(m, G4Q_LROLE_CODES);
+    const g4q_tensor *ws = g4q_layout_match_role(m, per_tensor ? G4Q_LROLE_GLOBAL
+                                                               : G4Q_LROLE_SCALES);
     float v;
-    const int per_tensor = ws->ndim <= 1 && ws->numel == 1;
-    if (per_tensor) {
-        G4Q_TRY(expect_scalar(f, ws, &v));
-    } else {
-        int ok =
-            ws->dtype == G4Q_DT_F32 && ((ws->ndim == 4 && ws->shape[0] == R && ws->shape[1] == 1 &&
-                                         ws->shape[2] == C && ws->shape[3] == 1) ||
-                                        (ws->ndim == 2 && ws->shape[0] == R && ws->shape[1] == C));
-        if (!ok) {
-            char got[96];
-            fmt_shape(got, sizeof got, ws);
-            return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                            "%s: tensor '%s': %s %s, expected F32 [] (per tensor) or [%lld, 1, "
-                            "%lld, 1] (128x128 blocks)",
-                            f->label, ws->name, g4q_dtype_name(ws->dtype), got, (long long)R,
-                            (long long)C);
-        }
-        for (uint64_t i = 0; i < ws->numel; i++) {
-            memcpy(&v, (const unsigned char *)ws->data + 4 * i, 4);
-            if (!isfinite(v) || !(v > 0.0f))
-                return g4q_fail(f->ctx, G4Q_ERR_NUMERIC,
-                                "%s: tensor '%s': block scale %llu is %g, expected finite > 0",
-                                f->label, ws->name, (unsigned long long)i, (double)v);
-        }
+    if (per_tensor) G4Q_TRY(positive(f, ws, &v));
+    for (uint64_t i = 0; !per_tensor && i < ws->numel; i++) {
+        memcpy(&v, (const unsigned char *)ws->data + 4 * i, 4);
+        if (!isfinite(v) || !(v > 0.0f))
+            return g4q_fail(f->ctx, G4Q_ERR_NUMERIC,
+                            "%s: tensor '%s': block scale %llu is %g, expected finite > 0",
+                            f->label, ws->name, (unsigned long long)i, (double)v);
     }
-    if (is) {
-        G4Q_TRY(expect_scalar(f, is, &v));
-        q->input_scale = v;
-    }
-    take(f, w), take(f, ws), take(f, is);
-    q->format = per_tensor ? G4Q_QL_FP8_TENSOR : G4Q_QL_FP8_BLOCK;
-    q->has_input_scale = is != NULL;
+    G4Q_TRY(input_scale(f, q, m, 0));
     q->desc = (g4q_weight_desc){.format = G4Q_WF_FP8_BLOCK,
-                                .rows = out,
-                                .cols = in,
+                                .rows = m->rows,
+                                .cols = m->cols,
                                 .data = w->data,
                                 .scale = ws->data,
                                 .name = q->module,
@@ -229,44 +163,26 @@ static g4q_status fp8(const finder *f, g4q_qlinear *q, const g4q_tensor *w, int6
     return G4Q_OK;
 }
 
-/* Group size from a scale tensor's group count along `in`. */
-static g4q_status int4_group(const finder *f, const g4q_tensor *s, int64_t groups, int64_t in,
-                             int *group)
+/* The runtime's INT4 kernels take groups of a multiple of 8 inputs (whole words), up to 2^20. */
+static g4q_status int4_group(const finder *f, const g4q_layout_match *m)
 {
-    if (groups < 1 || in % groups || (in / groups) % G4Q_INT4_PER_I32 || in / groups > (1 << 20))
+    const g4q_tensor *s = g4q_layout_match_role(m, G4Q_LROLE_SCALES);
+    if (m->group % G4Q_INT4_PER_I32 || m->group > (1 << 20))
         return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "%s: tensor '%s': %lld groups do not split %lld inputs into groups of a "
-                        "multiple of 8",
-                        f->label, s->name, (long long)groups, (long long)in);
-    *group = (int)(in / groups);
-    if (s->dtype != G4Q_DT_F16 && s->dtype != G4Q_DT_BF16 && s->dtype != G4Q_DT_F32)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "%s: tensor '%s': dtype %s, expected F16, BF16 or "
-                        "F32 scales",
-                        f->label, s->name, g4q_dtype_name(s->dtype));
+                        "%s: tensor '%s': groups of %lld inputs; the runtime needs a multiple of "
+                        "8",
+                        f->label, s->name, (long long)m->group);
     return G4Q_OK;
 }
 
-static g4q_status gptq(const finder *f, g4q_qlinear *q, const g4q_tensor *qw, int64_t out,
-                       int64_t in)
+static g4q_status gptq(const finder *f, g4q_qlinear *q, const g4q_layout_match *m)
 {
-    const char *m = q->module;
-    const g4q_tensor *qz = find(f, m, "qzeros"), *sc = find(f, m, "scales");
-    const g4q_tensor *gi = find(f, m, "g_idx");
-    G4Q_TRY(need(f, qz, m, "qzeros", "GPTQ"));
-    G4Q_TRY(need(f, sc, m, "scales", "GPTQ"));
-    G4Q_TRY(need(f, gi, m, "g_idx", "GPTQ"));
-    if (in % G4Q_INT4_PER_I32 || out % G4Q_INT4_PER_I32)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "%s: tensor '%s': GPTQ needs in and out %% 8 == 0, "
-                        "the config gives [%lld, %lld]",
-                        f->label, qw->name, (long long)out, (long long)in);
-    G4Q_TRY(expect(f, qw, G4Q_DT_I32, in / 8, out));
-    int group = 0;
-    G4Q_TRY(int4_group(f, sc, sc->ndim == 2 ? sc->shape[0] : 0, in, &group));
-    G4Q_TRY(expect(f, sc, sc->dtype, in / group, out));
-    G4Q_TRY(expect(f, qz, G4Q_DT_I32, in / group, out / 8));
-    G4Q_TRY(expect(f, gi, G4Q_DT_I32, in, -1));
+    const g4q_tensor *qw = g4q_layout_match_role(m, G4Q_LROLE_CODES);
+    const g4q_tensor *qz = g4q_layout_match_role(m, G4Q_LROLE_QZEROS);
+    const g4q_tensor *sc = g4q_layout_match_role(m, G4Q_LROLE_SCALES);
+    const g4q_tensor *gi = g4q_layout_match_role(m, G4Q_LROLE_G_IDX);
+    const int64_t group = m->group;
+    G4Q_TRY(int4_group(f, m));
     for (uint64_t i = 0; i < qz->numel; i++) {
         uint32_t z;
         memcpy(&z, (const unsigned char *)qz->data + 4 * i, 4);
@@ -276,7 +192,7 @@ static g4q_status gptq(const finder *f, g4q_qlinear *q, const g4q_tensor *qw, in
                             "(0x77777777, zero point 8) is supported",
                             f->label, qz->name, (unsigned long long)i, (unsigned)z);
     }
-    for (int64_t i = 0; i < in; i++) {
+    for (int64_t i = 0; i < m->cols; i++) {
         int32_t g;
         memcpy(&g, (const unsigned char *)gi->data + 4 * i, 4);
         if (g != i / group)
@@ -285,89 +201,81 @@ static g4q_status gptq(const finder *f, g4q_qlinear *q, const g4q_tensor *qw, in
                             "desc_act checkpoints are not supported)",
                             f->label, gi->name, (long long)i, (int)g, (long long)(i / group));
     }
-    take(f, qw), take(f, qz), take(f, sc), take(f, gi);
-    q->format = G4Q_QL_INT4_GPTQ;
     q->desc = (g4q_weight_desc){.format = G4Q_WF_INT4,
-                                .rows = out,
-                                .cols = in,
+                                .rows = m->rows,
+                                .cols = m->cols,
                                 .data = qw->data,
                                 .scale = sc->data,
-                                .group = group,
+                                .group = (int)group,
                                 .name = q->module,
                                 .flags = G4Q_WD_INT4_GPTQ,
                                 .scale_dtype = sc->dtype};
     return G4Q_OK;
 }
 
-static g4q_status ct_int4(const finder *f, g4q_qlinear *q, const g4q_tensor *wp, int64_t out,
-                          int64_t in)
+static g4q_status ct_int4(const finder *f, g4q_qlinear *q, const g4q_layout_match *m)
 {
-    const char *m = q->module;
-    const g4q_tensor *ws = find(f, m, "weight_scale"), *sh = find(f, m, "weight_shape");
-    const g4q_tensor *zp = find(f, m, "weight_zero_point");
-    G4Q_TRY(need(f, ws, m, "weight_scale", "compressed-tensors pack-quantized"));
+    const g4q_tensor *wp = g4q_layout_match_role(m, G4Q_LROLE_CODES);
+    const g4q_tensor *ws = g4q_layout_match_role(m, G4Q_LROLE_SCALES);
+    const g4q_tensor *sh = g4q_layout_match_role(m, G4Q_LROLE_SHAPE);
+    const g4q_tensor *zp = find(f, q->module, "weight_zero_point");
     if (zp)
         return g4q_fail(f->ctx, G4Q_ERR_UNSUPPORTED,
                         "%s: tensor '%s': asymmetric INT4 (zero "
                         "points) is not supported",
                         f->label, zp->name);
-    if (in % G4Q_INT4_PER_I32)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "%s: tensor '%s': INT4 needs in features %% 8 == 0, "
-                        "the config gives %lld",
-                        f->label, wp->name, (long long)in);
-    G4Q_TRY(expect(f, wp, G4Q_DT_I32, out, in / 8));
-    int group = 0;
-    G4Q_TRY(int4_group(f, ws, ws->ndim == 2 ? ws->shape[1] : 0, in, &group));
-    G4Q_TRY(expect(f, ws, ws->dtype, out, in / group));
+    G4Q_TRY(int4_group(f, m));
     if (sh) {
-        G4Q_TRY(expect(f, sh, sh->dtype == G4Q_DT_I64 ? G4Q_DT_I64 : G4Q_DT_I32, 2, -1));
         int64_t d[2];
         g4q_tensor_int_at(sh, 0, &d[0]);
         g4q_tensor_int_at(sh, 1, &d[1]);
-        if (d[0] != out || d[1] != in)
+        if (d[0] != m->rows || d[1] != m->cols)
             return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
                             "%s: tensor '%s': [%lld, %lld], expected [%lld, "
                             "%lld]",
-                            f->label, sh->name, (long long)d[0], (long long)d[1], (long long)out,
-                            (long long)in);
+                            f->label, sh->name, (long long)d[0], (long long)d[1],
+                            (long long)m->rows, (long long)m->cols);
     }
-    take(f, wp), take(f, ws), take(f, sh);
-    q->format = G4Q_QL_INT4_CT;
     q->desc = (g4q_weight_desc){.format = G4Q_WF_INT4,
-                                .rows = out,
-                                .cols = in,
+                                .rows = m->rows,
+                                .cols = m->cols,
                                 .data = wp->data,
                                 .scale = ws->data,
-                                .group = group,
+                                .group = (int)m->group,
                                 .name = q->module,
                                 .scale_dtype = ws->dtype};
     return G4Q_OK;
 }
 
-/* Detects the stored form of one Linear module [out, in]. */
+/* Detects the stored form of one Linear module [out, in] through the layout table, checks the
+ * values the runtime relies on and marks its tensors as used. */
 static g4q_status detect(const finder *f, g4q_qlinear *q, int64_t out, int64_t in)
 {
-    const char *m = q->module;
-    const g4q_tensor *qw = find(f, m, "qweight"), *wp = find(f, m, "weight_packed");
-    const g4q_tensor *w = find(f, m, "weight");
+    g4q_layout_match m;
     q->format = G4Q_QL_BF16;
-    if ((qw || wp) && w)
-        return g4q_fail(f->ctx, G4Q_ERR_FORMAT,
-                        "%s: tensor '%s' beside '%s': two forms of one "
-                        "Linear",
-                        f->label, w->name, (qw ? qw : wp)->name);
-    if (qw) return gptq(f, q, qw, out, in);
-    if (wp && wp->dtype == G4Q_DT_U8) return nvfp4(f, q, wp, 1, out, in);
-    if (wp && wp->dtype == G4Q_DT_I32) return ct_int4(f, q, wp, out, in);
-    if (wp)
-        return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
-                        "%s: tensor '%s': dtype %s, expected U8 (NVFP4) or "
-                        "I32 (INT4)",
-                        f->label, wp->name, g4q_dtype_name(wp->dtype));
-    if (w && w->dtype == G4Q_DT_U8) return nvfp4(f, q, w, 0, out, in);
-    if (w && w->dtype == G4Q_DT_F8_E4M3) return fp8(f, q, w, out, in);
-    return G4Q_OK; /* BF16, or absent / wrong: g4q_weights_bind_partial reports it */
+    G4Q_TRY(g4q_layout_find(f->ctx, f->label, lookup, f, q->module, out, in, &m));
+    switch (m.format) {
+    case G4Q_LAYOUT_NVFP4_MO:
+    case G4Q_LAYOUT_NVFP4_CT:
+        G4Q_TRY(nvfp4(f, q, &m));
+        break;
+    case G4Q_LAYOUT_FP8_TENSOR:
+    case G4Q_LAYOUT_FP8_BLOCK:
+        G4Q_TRY(fp8(f, q, &m));
+        break;
+    case G4Q_LAYOUT_INT4_GPTQ:
+        G4Q_TRY(gptq(f, q, &m));
+        break;
+    case G4Q_LAYOUT_INT4_CT:
+        G4Q_TRY(ct_int4(f, q, &m));
+        break;
+    default:
+        return G4Q_OK; /* BF16, or absent / wrong: g4q_weights_bind_partial reports it */
+    }
+    for (int k = 0; k < m.layout->n; k++)
+        take(f, m.t[k]);
+    q->format = (g4q_qlinear_format)m.format;
+    return G4Q_OK;
 }
 
 /* Validates the KV-cache scale tensors (§7) of the layers, keeps their values in q and marks
@@ -375,15 +283,15 @@ static g4q_status detect(const finder *f, g4q_qlinear *q, int64_t out, int64_t i
 static g4q_status take_kv_scales(const finder *f, const g4q_config *cfg, g4q_qlinears *q)
 {
     for (int L = 0; L < cfg->n_layers; L++) {
-        static const char *const proj[2] = {"k_proj", "v_proj"}, *const key[2] = {"k_scale",
-                                                                                  "v_scale"};
         float *val[2] = {&q->k_scale[L], &q->v_scale[L]};
         for (int i = 0; i < 2; i++) {
+            const g4q_layout_kv *kv = g4q_layout_kv_get(i);
             char m[G4Q_WEIGHT_NAME_MAX];
-            snprintf(m, sizeof m, "%slayers.%d.self_attn.%s", cfg->prefix, L, proj[i]);
-            const g4q_tensor *t = find(f, m, key[i]);
+            snprintf(m, sizeof m, "%slayers.%d.self_attn.%s", cfg->prefix, L, kv->proj);
+            const g4q_tensor *t = find(f, m, kv->t.suffix);
             if (!t) continue;
-            G4Q_TRY(expect_scalar(f, t, val[i]));
+            G4Q_TRY(g4q_layout_check(f->ctx, f->label, &kv->t, t, 0, 0, 0));
+            G4Q_TRY(positive(f, t, val[i]));
             take(f, t);
             q->n_kv_scales++;
         }

@@ -4,7 +4,10 @@
  * into a backend g4q_weight_desc. Everything that is not a quantized Linear (norms, embeddings,
  * BF16 Linears) is bound by g4q_weights_bind_partial with the usual checks.
  *
- * Detection for a Linear module <m> (out, in from the config), first match wins:
+ * Detection and the tensor checks go through the stored-layout table (quant/layout.h,
+ * g4q_layout_find): the codes tensor present and its dtype name the format, then every tensor
+ * of the format must be present (optional ones aside) with an accepted dtype and shape for the
+ * module's [out, in] (from the config); two codes tensors of one module are an error:
  *   <m>.qweight                       GPTQ v1 (§5.2): qweight I32 [in/8, out], qzeros I32
  *                                     [in/g, out/8] (all 0x77777777: symmetric only), scales F16
  *                                     [in/g, out] (BF16/F32 also accepted), g_idx I32 [in] == i/g.
@@ -13,8 +16,8 @@
  *                                     optional input_global_scale F32 [1] (W4A4).
  *   <m>.weight_packed I32             compressed-tensors pack-quantized INT4 (§5.3): weight_scale
  *                                     F16/BF16/F32 [out, in/g] (g = in / columns, a multiple of 8),
- *                                     optional weight_shape I32 [2] == [out, in]. weight_zero_point
- *                                     (asymmetric) is refused.
+ *                                     optional weight_shape I64/I32 [2] == [out, in].
+ *                                     weight_zero_point (asymmetric) is refused.
  *   <m>.weight U8                     ModelOpt NVFP4 / W4A16_NVFP4 (§2.1): weight_scale F8_E4M3
  *                                     [out, in/16], weight_scale_2 F32 [] (or [1]), optional
  *                                     input_scale F32 [] (W4A4).
@@ -23,10 +26,12 @@
  *                                     ceil(in/128), 1] or [ceil(out/128), ceil(in/128)] is
  *                                     fp8_pb_wo (§4).
  *   otherwise                         BF16 (`<m>.weight` BF16, checked by
- * g4q_weights_bind_partial). Activation scales (input_scale / input_global_scale) and KV-cache
- * scales (§7: self_attn.k_proj.k_scale, self_attn.v_proj.v_scale) are validated and their values
- * kept; whether they are used is the runtime's choice (src/runtime/session.h, --emulate): the
- * descriptors are made without an activation quantization (desc.act NONE).
+ * g4q_weights_bind_partial). The values the runtime relies on are checked here: global, block and
+ * activation scales finite and > 0, GPTQ zero points and g_idx, weight_shape. Activation scales
+ * (input_scale / input_global_scale) and KV-cache scales (§7: self_attn.k_proj.k_scale,
+ * self_attn.v_proj.v_scale; g4q_layout_kv_get) are validated and their values kept; whether they
+ * are used is the runtime's choice (src/runtime/session.h, --emulate): the descriptors are made
+ * without an activation quantization (desc.act NONE).
  *
  * Errors name the label (checkpoint folder) and the tensor: G4Q_ERR_SHAPE for a wrong dtype or
  * shape, G4Q_ERR_NUMERIC for a non-finite or non-positive global scale, G4Q_ERR_UNSUPPORTED for
@@ -44,24 +49,26 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "quant/layout.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* A Linear's stored form: the layouts of quant/layout.h (same values). */
 typedef enum {
-    G4Q_QL_BF16 = 0,
-    G4Q_QL_NVFP4_MO,   /* ModelOpt NVFP4 (W4A4) or W4A16_NVFP4 */
-    G4Q_QL_NVFP4_CT,   /* compressed-tensors nvfp4-pack-quantized */
-    G4Q_QL_FP8_TENSOR, /* ModelOpt FP8 per tensor */
-    G4Q_QL_FP8_BLOCK,  /* ModelOpt fp8_pb_wo */
-    G4Q_QL_INT4_GPTQ,  /* GPTQ v1 */
-    G4Q_QL_INT4_CT,    /* compressed-tensors pack-quantized */
-    G4Q_QL_COUNT
+    G4Q_QL_BF16 = G4Q_LAYOUT_BF16,
+    G4Q_QL_NVFP4_MO = G4Q_LAYOUT_NVFP4_MO,     /* ModelOpt NVFP4 (W4A4) or W4A16_NVFP4 */
+    G4Q_QL_NVFP4_CT = G4Q_LAYOUT_NVFP4_CT,     /* compressed-tensors nvfp4-pack-quantized */
+    G4Q_QL_FP8_TENSOR = G4Q_LAYOUT_FP8_TENSOR, /* ModelOpt FP8 per tensor */
+    G4Q_QL_FP8_BLOCK = G4Q_LAYOUT_FP8_BLOCK,   /* ModelOpt fp8_pb_wo */
+    G4Q_QL_INT4_GPTQ = G4Q_LAYOUT_INT4_GPTQ,   /* GPTQ v1 */
+    G4Q_QL_INT4_CT = G4Q_LAYOUT_INT4_CT,       /* compressed-tensors pack-quantized */
+    G4Q_QL_COUNT = G4Q_LAYOUT_COUNT
 } g4q_qlinear_format;
 
 /* "bf16", "nvfp4 (modelopt)", "nvfp4 (compressed-tensors)", "fp8 per-tensor", "fp8 128x128",
- * "int4 (gptq)", "int4 (compressed-tensors)". */
+ * "int4 (gptq)", "int4 (compressed-tensors)" (g4q_layout_name). */
 const char *g4q_qlinear_format_name(g4q_qlinear_format f);
 
 typedef struct g4q_qlinear {

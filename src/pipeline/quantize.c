@@ -7,6 +7,7 @@
 
 #include "base/bf16.h"
 #include "base/sys.h"
+#include "backend/wquant.h"
 #include "export/quantize_item.h"
 #include "quant/quant.h"
 #include "runtime/session.h"
@@ -16,7 +17,7 @@ typedef struct layer_job {
     const g4q_plan *plan;
     const g4q_ckpt *ckpt;    /* the plan's tensors' mapping: pages dropped once quantized */
     int sequential;
-    g4q_gpu_quantizer *gpu;  /* NULL: quantize on the CPU */
+    g4q_wquant_gpu *gpu;     /* NULL: quantize on the CPU */
     void ***ready;           /* [n_items]: kept weight outputs, or NULL */
     uint16_t *repl[G4Q_MAX_LAYER_LINEARS]; /* sequential: this layer's dequantized Linears */
     g4q_tensor repl_t[G4Q_MAX_LAYER_LINEARS];
@@ -24,16 +25,6 @@ typedef struct layer_job {
     size_t items;
     double seconds;
 } layer_job;
-
-/* Number of an item's weight outputs (they come before its calibrated outputs, plan.h). */
-static int weight_outputs(const g4q_plan_item *it)
-{
-    int n = 0;
-    while (n < it->n_out && it->out[n].kind != G4Q_OUT_INPUT_SCALE &&
-           it->out[n].kind != G4Q_OUT_K_SCALE && it->out[n].kind != G4Q_OUT_V_SCALE)
-        n++;
-    return n;
-}
 
 /* The shared amax of an item's NVFP4 fused group (§2.7), or 0 for an item in none. */
 static g4q_status group_amax(layer_job *lj, const g4q_plan_item *it, float *amax)
@@ -91,7 +82,7 @@ static g4q_status quantize_one(layer_job *lj, size_t i, const g4q_calib_layer *L
     }
     float amax;
     G4Q_TRY(group_amax(lj, it, &amax));
-    const int nw = weight_outputs(it);
+    const int nw = g4q_plan_item_weight_outputs(it);
     void **bufs = calloc(G4Q_PLAN_MAX_OUTPUTS, sizeof *bufs);
     if (!bufs) return g4q_fail(lj->ctx, G4Q_ERR_NOMEM, "out of memory");
     lj->ready[i] = bufs;
@@ -106,9 +97,7 @@ static g4q_status quantize_one(layer_job *lj, size_t i, const g4q_calib_layer *L
         deq = malloc((size_t)rows * (size_t)cols * sizeof *deq);
         if (!deq) return g4q_fail(lj->ctx, G4Q_ERR_NOMEM, "'%s': dequantized copy", it->module);
     }
-    g4q_status st = lj->gpu && g4q_gpu_quantizer_supports(it)
-                        ? g4q_quantize_item_cuda(lj->ctx, lj->gpu, it, amax, H, bufs, deq)
-                        : g4q_quantize_item_cpu(lj->ctx, it, amax, H, bufs, deq);
+    g4q_status st = g4q_quantize_item(lj->ctx, lj->gpu, it, amax, H, bufs, deq);
     if (st == G4Q_OK && replace) {
         const g4q_tensor **slot = slot_of(replace, it->role);
         uint16_t *b = malloc((size_t)rows * (size_t)cols * sizeof *b);
@@ -173,7 +162,7 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
                         job->plan->recipe->name, job->plan->calibration_reason);
     const int hook = job->plan->needs_hessians || job->sequential;
     if (hook && job->export.device == G4Q_DEVICE_CUDA)
-        G4Q_TRY(g4q_gpu_quantizer_create(ctx, &lj->gpu));
+        G4Q_TRY(g4q_wquant_gpu_create(ctx, &lj->gpu));
     g4q_session *s = NULL;
     g4q_session_opts so = {.device = job->export.device, .max_chunk = d->seq_len,
                            .stream_layers = 1};
@@ -194,8 +183,8 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
     out->calibrated = st == G4Q_OK;
     out->layer_items = lj->items;
     out->layer_quant_seconds = lj->seconds;
-    out->peak_gpu = out->calib.peak_device_bytes + g4q_gpu_quantizer_peak_bytes(lj->gpu);
-    g4q_gpu_quantizer_free(lj->gpu);
+    out->peak_gpu = out->calib.peak_device_bytes + g4q_wquant_gpu_peak_bytes(lj->gpu);
+    g4q_wquant_gpu_free(lj->gpu);
     lj->gpu = NULL;
     return st;
 }
