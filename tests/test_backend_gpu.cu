@@ -635,7 +635,9 @@ static void test_fused_norms(g4q_backend *be)
     const int cases[][7] = {{1, 16, 8, 256, 128, 1500, 1},
                             {1, 16, 1, 512, 64, 70000, 1},
                             {5, 4, 2, 64, 32, 3, 0},
-                            {3, 3, 3, 10, 3, 0, 0}};
+                            {37, 16, 8, 256, 128, 0, 0}, /* prefill-like */
+                            {7, 5, 2, 128, 64, 11, 0},   /* heads not a multiple of 4 */
+                            {3, 3, 3, 10, 3, 0, 0}};     /* the block version */
     for (auto &c : cases)
         for (int from_k = 0; from_k < 2; from_k++) {
             const int T = c[0], nh = c[1], nkv = c[2], hd = c[3];
