@@ -108,17 +108,24 @@ G4Q_HD float g4q_nvfp4_sweep_scale(uint8_t c, float G)
     return G4Q_FDIV(G4Q_FMUL(G4Q_FDIV(g4q_e4m3_decode(c), 448.0f), G), 6.0f);
 }
 
+/* a[i] = |w[i]| over one 16-element block; returns their maximum. */
+G4Q_HD float g4q_nvfp4_block_abs(const float *w, float *a)
+{
+    float bamax = 0.0f;
+    for (int i = 0; i < G4Q_NVFP4_BLOCK; i++) {
+        a[i] = fabsf(w[i]);
+        bamax = fmaxf(bamax, a[i]);
+    }
+    return bamax;
+}
+
 /* §2.4 MSE sweep for one block. cand[j] = g4q_nvfp4_sweep_scale(j + 1, G). err_v = Σ_i (|w_i| −
  * E2M1mag(|w_i| ÷ scale_v) · scale_v)², fp32, i ascending; argmin with ties to the smallest code.
  * All-zero block: 0x38 and zero nibbles. The nibbles are then those of §2.3 steps 4-5. */
 G4Q_HD uint8_t g4q_nvfp4_block_mse(const float *w, const float *cand, float wsf2, uint8_t *out8)
 {
     float a[G4Q_NVFP4_BLOCK];
-    float bamax = 0.0f;
-    for (int i = 0; i < G4Q_NVFP4_BLOCK; i++) {
-        a[i] = fabsf(w[i]);
-        bamax = fmaxf(bamax, a[i]);
-    }
+    const float bamax = g4q_nvfp4_block_abs(w, a);
     uint8_t best_c = G4Q_E4M3_ONE;
     if (bamax > 0.0f) {
         float best = INFINITY;
@@ -167,11 +174,7 @@ G4Q_HD uint8_t g4q_nvfp4_block_mse_h(const float *w, const float *cand, float ws
     if (!g4q_hess_live(H, ldh, G4Q_NVFP4_BLOCK))
         return g4q_nvfp4_block_mse(w, cand, wsf2, out8);
     float a[G4Q_NVFP4_BLOCK];
-    float bamax = 0.0f;
-    for (int i = 0; i < G4Q_NVFP4_BLOCK; i++) {
-        a[i] = fabsf(w[i]);
-        bamax = fmaxf(bamax, a[i]);
-    }
+    const float bamax = g4q_nvfp4_block_abs(w, a);
     uint8_t best_c = G4Q_E4M3_ONE;
     if (bamax > 0.0f) {
         float best = INFINITY;

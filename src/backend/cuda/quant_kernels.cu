@@ -25,6 +25,27 @@ __global__ void amax_kernel(const uint16_t *w, size_t n, unsigned *out)
         atomicMax(out, m);
 }
 
+// NVFP4 block b of a BF16 weight (16 values, two 16-byte loads) as fp32.
+__device__ __forceinline__ void load_block16(const uint16_t *w, int64_t b, float *x)
+{
+    const uint4 *src = reinterpret_cast<const uint4 *>(w + b * G4Q_NVFP4_BLOCK);
+    const uint4 v0 = src[0], v1 = src[1];
+    const uint32_t words[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+    for (int i = 0; i < 8; i++) {
+        x[2 * i] = g4q_bf16_to_f32((uint16_t)(words[i] & 0xffffu));
+        x[2 * i + 1] = g4q_bf16_to_f32((uint16_t)(words[i] >> 16));
+    }
+}
+
+// The 8 packed code bytes of block b, one 8-byte store.
+__device__ __forceinline__ void store_packed8(uint8_t *packed, int64_t b, const uint8_t *out)
+{
+    uint2 o;
+    o.x = out[0] | (out[1] << 8) | (out[2] << 16) | ((uint32_t)out[3] << 24);
+    o.y = out[4] | (out[5] << 8) | (out[6] << 16) | ((uint32_t)out[7] << 24);
+    reinterpret_cast<uint2 *>(packed)[b] = o;
+}
+
 // One thread per 16-element NVFP4 block; the 126 sweep scales are built in shared memory.
 __global__ void nvfp4_kernel(const uint16_t *w, int64_t nblocks, float G, float wsf2, int method,
                              uint8_t *packed, uint8_t *scales)
@@ -39,13 +60,7 @@ __global__ void nvfp4_kernel(const uint16_t *w, int64_t nblocks, float G, float 
     if (b >= nblocks)
         return;
     float x[G4Q_NVFP4_BLOCK];
-    const uint4 *src = reinterpret_cast<const uint4 *>(w + b * G4Q_NVFP4_BLOCK);
-    uint4 v0 = src[0], v1 = src[1];
-    const uint32_t words[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-    for (int i = 0; i < 8; i++) {
-        x[2 * i] = g4q_bf16_to_f32((uint16_t)(words[i] & 0xffffu));
-        x[2 * i + 1] = g4q_bf16_to_f32((uint16_t)(words[i] >> 16));
-    }
+    load_block16(w, b, x);
     uint8_t out[8], sc;
     if (method == G4Q_SCALE_MSE)
         sc = g4q_nvfp4_block_mse(x, cand, wsf2, out);
@@ -54,10 +69,7 @@ __global__ void nvfp4_kernel(const uint16_t *w, int64_t nblocks, float G, float 
     else
         sc = g4q_nvfp4_block_max(x, wsf2, out);
     scales[b] = sc;
-    uint2 o;
-    o.x = out[0] | (out[1] << 8) | (out[2] << 16) | ((uint32_t)out[3] << 24);
-    o.y = out[4] | (out[5] << 8) | (out[6] << 16) | ((uint32_t)out[7] << 24);
-    reinterpret_cast<uint2 *>(packed)[b] = o;
+    store_packed8(packed, b, out);
 }
 
 // Weighted NVFP4 search (imatrix / hessian), one thread per 16-element block. Threads run down
@@ -75,22 +87,13 @@ __global__ void nvfp4_h_kernel(const uint16_t *w, int64_t rows, int64_t nbc, flo
         return;
     int64_t bc = t / rows, r = t % rows, b = r * nbc + bc;
     float x[G4Q_NVFP4_BLOCK];
-    const uint4 *src = reinterpret_cast<const uint4 *>(w + b * G4Q_NVFP4_BLOCK);
-    uint4 v0 = src[0], v1 = src[1];
-    const uint32_t words[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-    for (int i = 0; i < 8; i++) {
-        x[2 * i] = g4q_bf16_to_f32((uint16_t)(words[i] & 0xffffu));
-        x[2 * i + 1] = g4q_bf16_to_f32((uint16_t)(words[i] >> 16));
-    }
+    load_block16(w, b, x);
     const int hess = kind == G4Q_SCALE_HESSIAN;
     const float *hb = hess ? hw + bc * (G4Q_NVFP4_BLOCK * G4Q_NVFP4_BLOCK)
                            : hw + bc * G4Q_NVFP4_BLOCK;
     uint8_t out[8];
     scales[b] = g4q_nvfp4_block_mse_h(x, cand, wsf2, kind, hb, hess ? G4Q_NVFP4_BLOCK : 0, out);
-    uint2 o;
-    o.x = out[0] | (out[1] << 8) | (out[2] << 16) | ((uint32_t)out[3] << 24);
-    o.y = out[4] | (out[5] << 8) | (out[6] << 16) | ((uint32_t)out[7] << 24);
-    reinterpret_cast<uint2 *>(packed)[b] = o;
+    store_packed8(packed, b, out);
 }
 
 // One CUDA block (128 threads, one per row) per 128 x 128 tile. kind: G4Q_SCALE_MAX, MSE, IMATRIX
