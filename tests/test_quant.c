@@ -808,6 +808,10 @@ static void test_zero_and_errors(void)
     w[17] = 0x7f00; /* 1.7e38: the f16 scale overflows */
     CHECK_STATUS(g4q_int4_quantize(&ctx, "mlp.z", w, 7, 48, 128, G4Q_SCALE_MAX, G4Q_DT_F16, iq, is),
                  G4Q_ERR_NUMERIC);
+    /* every MSE candidate overflows too: refused, not a silent scale of 1 */
+    CHECK_STATUS(g4q_int4_quantize(&ctx, "mlp.z", w, 7, 48, 128, G4Q_SCALE_MSE, G4Q_DT_F16, iq, is),
+                 G4Q_ERR_NUMERIC);
+    CHECK(strstr(g4q_ctx_error(&ctx), "overflows") != NULL);
     CHECK_STATUS(g4q_int4_quantize(&ctx, "mlp.z", w, 7, 48, 128, G4Q_SCALE_MAX, G4Q_DT_BF16, iq,
                                    is),
                  G4Q_OK);

@@ -407,7 +407,7 @@ G4Q_HD float g4q_int4_group_scale(const uint16_t *w, int n, int mse, int store)
         float s = g4q_int4_store_scale(
             G4Q_FDIV(G4Q_FMUL(amax, g4q_int4_multiplier(k)), 7.5f), store);
         double l = g4q_int4_group_loss(w, n, s, best);
-        if (l < best) {
+        if (l < best || k == 0) { /* k = 0 first: every candidate overflowing gives inf */
             best = l;
             best_s = s;
         }
@@ -450,7 +450,7 @@ G4Q_HD float g4q_int4_group_scale_h(const uint16_t *w, int n, int kind, int stor
         double l = kind == G4Q_SCALE_IMATRIX
                        ? g4q_loss_imatrix(G4Q_QDQ_INT4, w, n, s, hb, ldh + 1, best)
                        : g4q_loss_hessian(G4Q_QDQ_INT4, w, n, s, hb, ldh);
-        if (l < best) {
+        if (l < best || k == 0) {
             best = l;
             best_s = s;
         }
