@@ -1,6 +1,7 @@
 // The CUDA backend (src/backend/cuda) against the CPU reference backend (src/backend/cpu), op by
 // op on fresh random data and awkward sizes, then a whole random model through g4q_forward on
-// both; plus, with --bench MODEL_DIR [PROMPT [STEPS [noparts]]], the decode / prefill benchmark
+// both; deferred weight binding (an upload on another thread) against weight_bind, byte for
+// byte; plus, with --bench MODEL_DIR [PROMPT [STEPS [noparts]]], the decode / prefill benchmark
 // of scripts/bench/forward_gpu.sh. The op suite and the model run twice: against the BF16 mode and
 // against the F32 mode (G4Q_CUDA_F32) of the CUDA backend.
 //
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <pthread.h>
 #include <vector>
 
 #include "backend/cpu/cpu.h"
@@ -734,6 +736,127 @@ static void test_fused_norms(g4q_backend *be)
         }
 }
 
+/* ---- deferred binding (weight_bind_deferred, then weight_upload on another thread while the
+ * compute stream runs matmuls of another weight) gives the bytes weight_bind gives. embed with
+ * scale 1 reads a weight's rows back unrounded (bf16 -> bf16 on CUDA, bf16 -> fp32 on the CPU),
+ * so every row must equal the host values bit for bit on both backends; a matmul with the
+ * deferred weight equals the plain one's bit for bit (same kernels, same bytes), and so do the
+ * matmuls that ran during the upload. Sizes: tiny, odd, and 36.9 MB (three rounds through CUDA's
+ * two 16 MiB pinned buffers); the host bytes start at an odd address, as safetensors data may. */
+struct upload_arg {
+    g4q_backend *be;
+    g4q_bweight *w;
+    g4q_ctx ctx;
+    g4q_status st;
+};
+
+static void *upload_thread(void *p)
+{
+    upload_arg *a = (upload_arg *)p;
+    a->st = a->be->weight_upload(a->be, a->w, &a->ctx);
+    return nullptr;
+}
+
+static vecf embed_all(g4q_backend *be, const g4q_bweight *w, int64_t rows, int64_t cols)
+{
+    std::vector<int32_t> ids((size_t)rows);
+    for (int64_t r = 0; r < rows; r++)
+        ids[(size_t)r] = (int32_t)r;
+    g4q_buf *y = mk(be, {}, (size_t)(rows * cols));
+    CHECK_STATUS(be->embed(be, y, w, ids.data(), (int)rows, 1.0f), G4Q_OK);
+    vecf out = get(be, y, (size_t)(rows * cols));
+    be->buf_free(be, y);
+    return out;
+}
+
+static size_t count_diff(const vecf &a, const vecf &b)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++)
+        n += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return n + (a.size() != b.size());
+}
+
+static void test_deferred(pair_be p)
+{
+    const int64_t sizes[][2] = {{1, 7}, {3, 129}, {17, 1000}, {4100, 4500}};
+    const int N = 33; /* matmul rows: the cuBLAS path */
+    for (auto &sz : sizes) {
+        const int64_t rows = sz[0], cols = sz[1];
+        const size_t n = (size_t)(rows * cols);
+        vecf v = randv(n, 0, 1.0), x = randv((size_t)N * (size_t)cols, 0, 1.0);
+        std::vector<unsigned char> host(2 * n + 1); /* the bf16 bytes at host.data() + 1 */
+        for (size_t i = 0; i < n; i++) {
+            const uint16_t b = g4q_f32_to_bf16(v[i]);
+            memcpy(&host[1 + 2 * i], &b, 2);
+        }
+        g4q_weight_desc d = {};
+        d.format = G4Q_WF_BF16, d.rows = rows, d.cols = cols, d.data = host.data() + 1;
+        d.name = "deferred";
+        vecf rows_of[2];
+        g4q_backend *bes[2] = {p.cpu, p.gpu};
+        for (int b = 0; b < 2; b++) {
+            g4q_backend *be = bes[b];
+            g4q_bweight *wd = nullptr, *wp = nullptr;
+            if (!CHECK_STATUS(be->weight_bind_deferred(be, &d, &wd), G4Q_OK) ||
+                !CHECK_STATUS(be->weight_bind(be, &d, &wp), G4Q_OK)) {
+                be->weight_free(be, wd), be->weight_free(be, wp);
+                continue;
+            }
+            g4q_buf *bx = mk(be, x), *y0 = mk(be, {}, (size_t)N * rows),
+                    *y1 = mk(be, {}, (size_t)N * rows);
+            CHECK_STATUS(be->matmul(be, y0, bx, wp, N), G4Q_OK);
+            vecf ref = get(be, y0, (size_t)N * rows);
+            upload_arg a = {be, wd, {}, G4Q_ERR_INTERNAL};
+            g4q_ctx_init(&a.ctx);
+            pthread_t th;
+            const bool threaded = CHECK(pthread_create(&th, nullptr, upload_thread, &a) == 0);
+            for (int r = 0; r < 20; r++) /* queued on the compute stream during the upload */
+                CHECK_STATUS(be->matmul(be, y0, bx, wp, N), G4Q_OK);
+            if (threaded) pthread_join(th, nullptr);
+            CHECK_MSG(a.st == G4Q_OK, "%s: weight_upload on a thread: %s", be->name,
+                      g4q_ctx_error(&a.ctx));
+            CHECK_STATUS(be->weight_upload(be, wd, &g_ctx), G4Q_OK); /* uploaded: a no-op */
+            CHECK_STATUS(be->matmul(be, y1, bx, wd, N), G4Q_OK);
+            const size_t dm = count_diff(ref, get(be, y1, (size_t)N * rows)),
+                         dc = count_diff(ref, get(be, y0, (size_t)N * rows));
+            rows_of[b] = embed_all(be, wd, rows, cols);
+            const size_t de = count_diff(rows_of[b], embed_all(be, wp, rows, cols));
+            size_t dh = 0;
+            for (size_t i = 0; i < n; i++)
+                dh += memcmp(&rows_of[b][i], &v[i], sizeof(float)) != 0;
+            CHECK_MSG(!dm && !dc && !de && !dh,
+                      "%s deferred [%lld, %lld]: matmul %zu, concurrent matmuls %zu, rows vs plain "
+                      "bind %zu, vs host %zu values differ",
+                      be->name, (long long)rows, (long long)cols, dm, dc, de, dh);
+            be->weight_free(be, wd), be->weight_free(be, wp);
+            be->buf_free(be, bx), be->buf_free(be, y0), be->buf_free(be, y1);
+            /* uploaded on the calling thread, and freed without an upload */
+            CHECK_STATUS(be->weight_bind_deferred(be, &d, &wd), G4Q_OK);
+            CHECK_STATUS(be->weight_upload(be, wd, &g_ctx), G4Q_OK);
+            CHECK(count_diff(rows_of[b], embed_all(be, wd, rows, cols)) == 0);
+            be->weight_free(be, wd);
+            CHECK_STATUS(be->weight_bind_deferred(be, &d, &wd), G4Q_OK);
+            be->weight_free(be, wd);
+        }
+        CHECK_MSG(count_diff(rows_of[0], rows_of[1]) == 0, "deferred [%lld, %lld]: cpu vs cuda",
+                  (long long)rows, (long long)cols);
+    }
+    /* only plain BF16 weights */
+    std::vector<uint16_t> w16(64 * 32, 0x3f80);
+    g4q_weight_desc d = {};
+    d.format = G4Q_WF_BF16, d.rows = 64, d.cols = 32, d.data = w16.data(), d.name = "act";
+    d.act = G4Q_ACTQ_FP8_TENSOR, d.act_scale = 1.0f;
+    g4q_bweight *w = nullptr;
+    CHECK_STATUS(p.gpu->weight_bind_deferred(p.gpu, &d, &w), G4Q_ERR_UNSUPPORTED);
+    d.act = G4Q_ACTQ_NONE, d.format = G4Q_WF_FP8_BLOCK, d.scale = w16.data();
+    CHECK_STATUS(p.gpu->weight_bind_deferred(p.gpu, &d, &w), G4Q_ERR_UNSUPPORTED);
+    CHECK(w == nullptr);
+    printf("deferred binding: %zu shapes, thread uploads beside matmuls: same bytes as weight_bind "
+           "on cpu and cuda\n",
+           sizeof sizes / sizeof sizes[0]);
+}
+
 /* ---------------------------------------------------------------- whole model */
 
 struct model {
@@ -960,6 +1083,8 @@ static void test_model_f32(pair_be p)
                   !g->attention_store && !g->step_pos && !g->graph_begin && !g->graph_end &&
                   !g->graph_launch && !g->graph_free,
               "F32 mode must not offer the bf16-only decode-step members");
+    CHECK_MSG(!g->weight_bind_deferred && !g->weight_upload,
+              "F32 mode has no deferred binding (its bind widens on the compute stream)");
     model m;
     std::vector<int32_t> ids;
     uint64_t seed = 0;
@@ -1133,6 +1258,7 @@ int main(int argc, char **argv)
     test_kv_store(p);
     test_attention_store(p.gpu);
     test_elementwise(p);
+    test_deferred(p);
     test_fused_gemv(p.gpu);
     test_fused_norms(p.gpu);
     test_model(p);

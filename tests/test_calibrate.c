@@ -3,19 +3,30 @@
  * forward (tests/refmodel.c, the naive reference test_forward.c uses, straight from
  * docs/gemma4.md §4, recording max |x| at each observation site), over several samples
  * with fresh caches and a chunk size smaller than the sample; the layer-streamed forward
- * calibration runs on against whole-model runs (identical on the CPU); the dataset sampling rule of
- * src/calib/dataset.h re-derived here from its text; and the no-token errors.
+ * calibration runs on against whole-model runs (identical on the CPU); staged layers
+ * (g4q_forward_stage_layer / stage_upload on a thread) against plain binds, bit for bit, and
+ * their misuses; g4q_calib_run with the prefetch thread against the same run without deferred
+ * binding (amaxes and Hessians bit for bit, plain and sequential), the uploads made off the
+ * calling thread, injected upload and allocation failures surfacing as errors with nothing left
+ * staged and no thread left over; the dataset sampling rule of src/calib/dataset.h re-derived here
+ * from its text; and the no-token errors.
  */
+#include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/cpu/cpu.h"
+#include "base/bf16.h"
 #include "base/sys.h"
 #include "calib/calibrate.h"
 #include "calib/dataset.h"
 #include "model/forward.h"
+#include "model/synth.h"
+#include "runtime/session.h"
 #include "refmodel.h"
 #include "runtime/kvcache.h"
 #include "testutil.h"
@@ -188,6 +199,366 @@ done:
     free(m), free(whole), free(streamed);
 }
 
+/* ---------------------------------------------------------------- staged layers */
+
+/* The CPU backend with its deferred binding observed: a copy of its table (ops receive &be, which
+ * the CPU ops accept: they use only be->ctx) whose weight_bind_deferred / weight_upload count the
+ * calls, note uploads made off the main thread, and fail a tensor whose name contains fail_bind
+ * (allocation) or fail_upload (the upload). With `deferred` 0 both members are NULL. */
+typedef struct wrap_be {
+    g4q_backend be; /* first: the forward calls through &be */
+    g4q_backend *inner;
+    pthread_t main;
+    int deferred, uploads, off_main;
+    const char *fail_bind, *fail_upload;
+    const g4q_bweight *poisoned[64]; /* bound from a fail_upload tensor */
+    int n_poisoned;
+} wrap_be;
+
+static g4q_status wrap_bind_deferred(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out)
+{
+    wrap_be *w = (wrap_be *)be;
+    if (w->fail_bind && strstr(d->name, w->fail_bind))
+        return g4q_fail(be->ctx, G4Q_ERR_NOMEM, "test: no memory for '%s'", d->name);
+    G4Q_TRY(w->inner->weight_bind_deferred(w->inner, d, out));
+    w->deferred++;
+    if (w->fail_upload && strstr(d->name, w->fail_upload) && w->n_poisoned < 64)
+        w->poisoned[w->n_poisoned++] = *out;
+    return G4Q_OK;
+}
+
+static g4q_status wrap_upload(g4q_backend *be, g4q_bweight *wt, g4q_ctx *ctx)
+{
+    wrap_be *w = (wrap_be *)be;
+    w->uploads++;
+    w->off_main += !pthread_equal(pthread_self(), w->main);
+    for (int i = 0; i < w->n_poisoned; i++)
+        if (w->poisoned[i] == wt) return g4q_fail(ctx, G4Q_ERR_IO, "test: poisoned weight");
+    return w->inner->weight_upload(w->inner, wt, ctx);
+}
+
+static void wrap_init(wrap_be *w, g4q_backend *inner, int deferred)
+{
+    memset(w, 0, sizeof *w);
+    w->be = *inner;
+    w->inner = inner;
+    w->main = pthread_self();
+    w->be.weight_bind_deferred = deferred ? wrap_bind_deferred : NULL;
+    w->be.weight_upload = deferred ? wrap_upload : NULL;
+}
+
+typedef struct upload_job {
+    g4q_forward *f;
+    g4q_ctx ctx;
+    g4q_status st;
+} upload_job;
+
+static void *upload_main(void *arg)
+{
+    upload_job *j = arg;
+    j->st = g4q_forward_stage_upload(j->f, &j->ctx);
+    return NULL;
+}
+
+/* Layer-streamed runs with layer l + 1 staged while l runs (uploaded on a thread for odd l, left
+ * to g4q_forward_bind_layer for even l) observe exactly what plain binds observe; the misuses of
+ * staging are refused; a failed deferred bind leaves nothing staged; a backend without deferred
+ * binding stages nothing; a forward freed with a layer staged frees it. */
+static void test_staged(g4q_backend *cpu)
+{
+    g4q_refmodel *m = malloc(sizeof *m);
+    g4q_refmodel_build(m, &g_rng, 6, 96, 160, 301, 4, 2, 16, 32, 8);
+    const int S = 3, T = 17, V = m->cfg.vocab_size, L = m->cfg.n_layers, d = m->cfg.hidden;
+    int32_t ids[3][17];
+    for (int s = 0; s < S; s++) {
+        for (int t = 0; t < T; t++)
+            ids[s][t] = (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)V);
+        ids[s][0] = 2;
+    }
+    wrap_be *w = malloc(sizeof *w);
+    wrap_init(w, cpu, 1);
+    g4q_backend *be = &w->be;
+    obs_rec *rec[2] = {calloc(1, sizeof(obs_rec)), calloc(1, sizeof(obs_rec))};
+    g4q_forward *fw[2] = {NULL, NULL}, *whole = NULL;
+    g4q_kvcache *kv = NULL;
+    g4q_buf *h[2][3] = {{NULL}};
+    for (int k = 0; k < 2; k++) {
+        rec[k]->be = be, rec[k]->last_site = -1, rec[k]->order_ok = 1;
+        CHECK_STATUS(g4q_forward_create_streamed(&g_ctx, be, &m->cfg, &m->w, T, &fw[k]), G4Q_OK);
+    }
+    CHECK_STATUS(g4q_forward_create(&g_ctx, be, &m->cfg, &m->w, T, &whole), G4Q_OK);
+    CHECK_STATUS(g4q_kvcache_create(&g_ctx, be, &m->cfg, T, &kv), G4Q_OK);
+    if (!fw[0] || !fw[1] || !whole || !kv) goto done;
+    CHECK_STATUS(g4q_forward_stage_layer(whole, 0), G4Q_ERR_INVALID); /* not streamed */
+    for (int k = 0; k < 2; k++) {
+        g4q_forward_observer o = {.fn = record, .user = rec[k]};
+        g4q_forward_set_observer(fw[k], &o);
+        for (int s = 0; s < S; s++) {
+            CHECK_STATUS(be->buf_alloc(be, be->act_dtype, (size_t)T * (size_t)d, &h[k][s]), G4Q_OK);
+            CHECK_STATUS(g4q_forward_embed(fw[k], ids[s], T, h[k][s]), G4Q_OK);
+        }
+    }
+    CHECK_EQ_INT(g4q_forward_staged(fw[1]), -1);
+    for (int l = 0; l < L; l++) {
+        CHECK_STATUS(g4q_forward_bind_layer(fw[0], l), G4Q_OK);
+        if (l == 1) { /* staged, not bound yet */
+            g4q_kvcache_reset(kv);
+            CHECK_STATUS(g4q_forward_layer(fw[1], kv, l, h[1][0], T), G4Q_ERR_INVALID);
+            CHECK(strstr(g4q_ctx_error(&g_ctx), "staged") != NULL);
+            CHECK_STATUS(g4q_forward_bind_layer_from(fw[1], l, &m->w.layers[l]), G4Q_ERR_INVALID);
+            CHECK_STATUS(g4q_forward_stage_layer(fw[1], l + 1),
+                         G4Q_ERR_INVALID); /* one at a time */
+        }
+        CHECK_EQ_INT(g4q_forward_staged(fw[1]), l ? l : -1);
+        CHECK_STATUS(g4q_forward_bind_layer(fw[1], l), G4Q_OK); /* completes the staged layer */
+        CHECK_EQ_INT(g4q_forward_staged(fw[1]), -1);
+        if (l == 0) CHECK_STATUS(g4q_forward_stage_layer(fw[1], 0), G4Q_ERR_INVALID); /* bound */
+        upload_job job = {.f = fw[1]};
+        g4q_ctx_init(&job.ctx);
+        pthread_t th;
+        int threaded = 0;
+        if (l + 1 < L) {
+            CHECK_STATUS(g4q_forward_stage_layer(fw[1], l + 1), G4Q_OK);
+            CHECK_EQ_INT(g4q_forward_staged(fw[1]), l + 1);
+            threaded = (l & 1) && CHECK(pthread_create(&th, NULL, upload_main, &job) == 0);
+        }
+        for (int k = 0; k < 2; k++)
+            for (int s = 0; s < S; s++) {
+                g4q_kvcache_reset(kv);
+                CHECK_STATUS(g4q_forward_layer(fw[k], kv, l, h[k][s], T), G4Q_OK);
+            }
+        if (threaded) {
+            pthread_join(th, NULL);
+            CHECK_STATUS(job.st, G4Q_OK);
+        }
+        g4q_forward_release_layer(fw[0], l);
+        g4q_forward_release_layer(fw[1], l);
+    }
+    int differ = 0;
+    for (int l = 0; l < L; l++)
+        for (int site = 0; site < G4Q_OBS_COUNT; site++) {
+            differ += memcmp(&rec[0]->amax[l][site], &rec[1]->amax[l][site], sizeof(double)) != 0;
+            CHECK_EQ_INT(rec[1]->rows[l][site], (long)S * T);
+        }
+    CHECK(rec[0]->order_ok && rec[1]->order_ok);
+    CHECK_MSG(differ == 0, "staged layers: %d of %d amaxes differ from plain binds", differ,
+              L * G4Q_OBS_COUNT);
+    CHECK_MSG(w->off_main > 0 && w->deferred > 0, "uploads: %d of %d off the main thread",
+              w->off_main, w->uploads);
+    printf("staged: %d layers, %d deferred binds, %d uploads (%d on a thread): %d amaxes differ "
+           "from plain binds\n",
+           L, w->deferred, w->uploads, w->off_main, differ);
+    /* A failed deferred bind leaves nothing staged; the plain bind still works. */
+    w->fail_bind = "layers.2.mlp.up_proj";
+    CHECK_STATUS(g4q_forward_stage_layer(fw[1], 2), G4Q_ERR_NOMEM);
+    CHECK(strstr(g4q_ctx_error(&g_ctx), "layers.2.mlp.up_proj") != NULL);
+    CHECK_EQ_INT(g4q_forward_staged(fw[1]), -1);
+    CHECK_STATUS(g4q_forward_bind_layer(fw[1], 2), G4Q_OK);
+    g4q_forward_release_layer(fw[1], 2);
+    w->fail_bind = NULL;
+    /* A staged layer can be released unbound, and is freed with the forward. */
+    CHECK_STATUS(g4q_forward_stage_layer(fw[1], 3), G4Q_OK);
+    g4q_forward_release_layer(fw[1], 3);
+    CHECK_EQ_INT(g4q_forward_staged(fw[1]), -1);
+    CHECK_STATUS(g4q_forward_stage_layer(fw[1], 1), G4Q_OK);
+    /* Without deferred binding nothing is staged. */
+    wrap_be *plain = malloc(sizeof *plain);
+    wrap_init(plain, cpu, 0);
+    g4q_forward *fp = NULL;
+    CHECK_STATUS(g4q_forward_create_streamed(&g_ctx, &plain->be, &m->cfg, &m->w, T, &fp), G4Q_OK);
+    if (fp) CHECK_STATUS(g4q_forward_stage_layer(fp, 0), G4Q_OK);
+    if (fp) CHECK_EQ_INT(g4q_forward_staged(fp), -1);
+    g4q_forward_free(fp);
+    free(plain);
+done:
+    for (int k = 0; k < 2; k++)
+        for (int s = 0; s < S; s++)
+            be->buf_free(be, h[k][s]);
+    g4q_kvcache_free(kv);
+    g4q_forward_free(whole);
+    g4q_forward_free(fw[0]);
+    g4q_forward_free(fw[1]); /* with layer 1 staged */
+    g4q_refmodel_free(m);
+    free(m), free(w), free(rec[0]), free(rec[1]);
+}
+
+/* ---------------------------------------------------------------- g4q_calib_run */
+
+/* The layer hook: a digest of every Hessian, and in sequential mode replacement Linears holding
+ * the layer's weights halved (exact in bf16), so that the next layers see other activations. */
+typedef struct hook_state {
+    uint64_t digest[G4Q_MAX_LAYERS][G4Q_OBS_COUNT];
+    int calls;
+    g4q_tensor t[7];
+    uint16_t *buf[7];
+} hook_state;
+
+static uint64_t fnv64(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static void hook_release(hook_state *hs)
+{
+    for (int i = 0; i < 7; i++) {
+        free(hs->buf[i]);
+        hs->buf[i] = NULL;
+    }
+}
+
+static g4q_status on_layer(void *user, const g4q_calib_layer *ly, g4q_layer_weights *replace)
+{
+    hook_state *hs = user;
+    hs->calls++;
+    for (int site = 0; site < G4Q_OBS_COUNT; site++)
+        if (ly->hess[site])
+            hs->digest[ly->layer][site] =
+                fnv64(ly->hess[site], (size_t)ly->hess_dim[site] * (size_t)ly->hess_dim[site] * 4);
+    if (!replace) return G4Q_OK;
+    hook_release(hs);
+    const g4q_tensor **slot[7] = {&replace->q_proj,   &replace->k_proj,    &replace->v_proj,
+                                  &replace->o_proj,   &replace->gate_proj, &replace->up_proj,
+                                  &replace->down_proj};
+    for (int i = 0; i < 7; i++) {
+        const g4q_tensor *src = *slot[i];
+        if (!src) continue;
+        hs->t[i] = *src;
+        hs->buf[i] = malloc(src->nbytes);
+        if (!hs->buf[i]) return G4Q_ERR_NOMEM;
+        for (uint64_t e = 0; e < src->numel; e++) {
+            uint16_t v;
+            memcpy(&v, (const unsigned char *)src->data + 2 * e, 2);
+            hs->buf[i][e] = g4q_f32_to_bf16(g4q_bf16_to_f32(v) * 0.5f);
+        }
+        hs->t[i].data = hs->buf[i];
+        *slot[i] = &hs->t[i];
+    }
+    return G4Q_OK;
+}
+
+/* Threads of this process (entries of /proc/self/task), -1 where that cannot be read. */
+static int thread_count(void)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+typedef struct calib_case {
+    int deferred, sequential;
+    const char *fail_bind, *fail_upload;
+} calib_case;
+
+/* g4q_calib_run on the model in dir, on the CPU backend wrapped as c says; results into *r and
+ * *hs, the wrapper's counts into *w. Nothing may be staged afterwards. */
+static g4q_status calib_once(g4q_backend *cpu, const char *dir, const g4q_calib_data *d,
+                             const calib_case *c, g4q_calib_result *r, hook_state *hs, wrap_be *w)
+{
+    wrap_init(w, cpu, c->deferred);
+    w->fail_bind = c->fail_bind, w->fail_upload = c->fail_upload;
+    memset(hs, 0, sizeof *hs);
+    g4q_session_opts so = {.max_chunk = d->seq_len, .stream_layers = 1, .backend = &w->be};
+    g4q_session *s = NULL;
+    g4q_status st = g4q_session_open(&g_ctx, dir, &so, &s);
+    if (!CHECK_STATUS(st, G4Q_OK)) return st;
+    const g4q_calib_hooks hooks = {.hessian_sites = 1u << G4Q_OBS_ATTN_IN | 1u << G4Q_OBS_O_IN |
+                                                    1u << G4Q_OBS_MLP_IN | 1u << G4Q_OBS_DOWN_IN,
+                                   .sequential = c->sequential,
+                                   .layer_done = on_layer,
+                                   .user = hs};
+    st = g4q_calib_run(&g_ctx, s, d, 1, &hooks, r);
+    CHECK_EQ_INT(g4q_forward_staged(s->fwd), -1);
+    g4q_session_free(s);
+    hook_release(hs);
+    return st;
+}
+
+/* The prefetch thread changes nothing but the time: amaxes, token counts and Hessians equal the
+ * run without deferred binding bit for bit, plain and sequential; the uploads ran off the calling
+ * thread and the result reports the thread's time. An upload failure and an allocation failure
+ * surface as g4q_calib_run's errors, naming the layer and the tensor, with no thread left. */
+static void test_calib_run(g4q_backend *cpu)
+{
+    char dir[2048];
+    g4q_test_tmpdir(dir, sizeof dir, "calib_prefetch");
+    g4q_synth_spec spec;
+    g4q_synth_result res;
+    if (!CHECK_STATUS(g4q_synth_preset(&g_ctx, "tiny", &spec), G4Q_OK)) return;
+    spec.seed = g4q_test_rand(&g_rng);
+    if (!CHECK_STATUS(g4q_synth_write(&g_ctx, &spec, dir, 0, 0, &res), G4Q_OK)) return;
+    g4q_calib_data d;
+    memset(&d, 0, sizeof d);
+    d.samples = 3, d.seq_len = 24;
+    snprintf(d.name, sizeof d.name, "test");
+    d.ids = malloc(sizeof(int32_t) * (size_t)(d.samples * d.seq_len));
+    for (int i = 0; i < d.samples * d.seq_len; i++)
+        d.ids[i] =
+            i % d.seq_len ? (int32_t)(g4q_test_rand(&g_rng) % (uint64_t)(spec.vocab - 16)) + 3 : 2;
+    g4q_calib_result *r = calloc(2, sizeof *r);
+    hook_state *hs = calloc(2, sizeof *hs);
+    wrap_be *w = calloc(2, sizeof *w);
+    float seq_amax[2] = {0, 0};
+    for (int seq = 0; seq < 2; seq++) {
+        for (int k = 0; k < 2; k++) {
+            const calib_case c = {.deferred = k, .sequential = seq};
+            if (!CHECK_STATUS(calib_once(cpu, dir, &d, &c, &r[k], &hs[k], &w[k]), G4Q_OK))
+                fprintf(stderr, "  %s\n", g4q_ctx_error(&g_ctx));
+        }
+        const int L = r[0].n_layers;
+        CHECK_EQ_INT(r[1].n_layers, spec.n_layers);
+        CHECK_EQ_INT(hs[0].calls, L);
+        CHECK(memcmp(r[0].amax, r[1].amax, sizeof r[0].amax) == 0);
+        CHECK(memcmp(r[0].tokens, r[1].tokens, sizeof r[0].tokens) == 0);
+        CHECK(memcmp(hs[0].digest, hs[1].digest, sizeof hs[0].digest) == 0);
+        CHECK_EQ_INT(w[0].uploads, 0);
+        CHECK(r[0].prefetch_seconds == 0 && r[1].prefetch_seconds > 0);
+        /* every layer but layer 0 deferred, every one of their weights uploaded on the thread */
+        CHECK_MSG(w[1].deferred > 0 && w[1].off_main == w[1].deferred,
+                  "%d deferred binds, %d uploads on the thread", w[1].deferred, w[1].off_main);
+        seq_amax[seq] = r[1].amax[L - 1][G4Q_OBS_DOWN_IN];
+        printf("calib_run%s: %d layers: prefetch vs plain binds: amaxes, tokens and Hessians %s; "
+               "%d weights copied on the thread (%.4f s), bind %.4f s\n",
+               seq ? " (sequential)" : "", L,
+               memcmp(r[0].amax, r[1].amax, sizeof r[0].amax) ? "DIFFER" : "identical",
+               w[1].off_main, r[1].prefetch_seconds, r[1].bind_seconds);
+    }
+    CHECK_MSG(seq_amax[0] != seq_amax[1], "sequential mode changed nothing (amax %g)",
+              (double)seq_amax[0]);
+    /* Failures: nothing staged afterwards (calib_once checks), no thread left over. */
+    const int threads = thread_count();
+    const calib_case bad[] = {{1, 0, NULL, "layers.3.self_attn.o_proj"},
+                              {1, 1, NULL, "layers.2.mlp.down_proj"},
+                              {1, 0, "layers.4.input_layernorm", NULL}};
+    const char *want[][2] = {
+        {"copying layer 3's weights ahead", "poisoned"},
+        {"copying layer 2's weights ahead", "poisoned"},
+        {"binding layer 4 ahead: test: no memory", "layers.4.input_layernorm"}};
+    const g4q_status code[] = {G4Q_ERR_IO, G4Q_ERR_IO, G4Q_ERR_NOMEM};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        g4q_status st = calib_once(cpu, dir, &d, &bad[i], &r[0], &hs[0], &w[0]);
+        CHECK_STATUS(st, code[i]);
+        const char *msg = g4q_ctx_error(&g_ctx);
+        CHECK_MSG(strstr(msg, want[i][0]) && strstr(msg, want[i][1]), "failure %zu: '%s'", i, msg);
+        printf("calib_run failure %zu: %s\n", i, msg);
+    }
+    int after = thread_count(); /* a joined thread's task may take a moment to disappear */
+    for (int i = 0; i < 100 && after > threads; i++) {
+        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+        after = thread_count();
+    }
+    CHECK_MSG(threads < 0 || after == threads, "threads: %d before, %d after", threads, after);
+    free(d.ids);
+    free(r), free(hs), free(w);
+}
+
 /* ---------------------------------------------------------------- datasets */
 
 static uint64_t mix(uint64_t x)
@@ -288,11 +659,14 @@ int main(void)
 {
     g4q_ctx_init(&g_ctx);
     g_ctx.log_level = G4Q_LOG_ERROR;
+    g_ctx.progress = -1;
     g_rng = g4q_test_seed();
     g4q_backend *be = NULL;
     if (!CHECK_STATUS(g4q_backend_cpu_create(&g_ctx, &be), G4Q_OK)) return g4q_test_finish();
     test_observer(be);
     test_streamed(be);
+    test_staged(be);
+    test_calib_run(be);
     test_dataset();
     test_no_tokens();
     g4q_backend_free(be);

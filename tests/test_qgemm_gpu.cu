@@ -2,15 +2,21 @@
 // backend and an fp64 reference, for every packed format and flag of backend.h: random bf16
 // weights are quantized with src/quant, the same packed bytes are bound on both backends, and
 // y = x · Wᵀ is compared for n = 1, 2, 3, 4 (decode GEMV), 7 and 64 (prefill path) tokens on
-// fresh random x, with shapes that hit partial FP8 blocks, INT4 groups of 8 and 16, and columns
-// that are not a multiple of the GEMV's 16-weight chunk. Also: invalid descriptors are refused.
+// fresh random x, with shapes that hit the GEMV's tails: rows not a multiple of its 16-row tiles,
+// columns that end inside a 64- or 32-column superblock or a 256-column iteration, partial FP8
+// blocks, INT4 groups of 8, 16, 24, 32, 40, 48, 64, 96, 128 and 1024 (each of the GEMV's group
+// classes), long rows split across warps, and columns that are not a multiple of 16 (prefill).
+// NVFP4 block scales that are negative, zero (with non-zero codes) or subnormal, and NaN codes or
+// scales (which send a weight to the prefill path at every n), are checked too. Also: invalid
+// descriptors are refused.
 // With --bench, GEMV timings of the 12B's largest shapes for BF16 and each packed format; with
 // --bench-model DIR [PROMPT [STEPS]], decode and prefill tokens/s of a checkpoint folder, BF16 or
 // quantized (scripts/bench/forward_quant_gpu.sh runs it on the 12B in each format).
 //
-// Tolerance. Both backends decode the same fp32 weights (bit-identical by contract) and sum in
-// fp32 in different orders, each within γ = 2·in·FLT_EPSILON of Σ|w·x| (the γ_n bound used by
-// test_backend_gpu); the GPU rounds its sum once to bf16 (BF16_U = 2^-8 relative). So
+// Tolerance. Both backends sum the products of the same fp32 weights in fp32 in different orders
+// (the GPU decode GEMV on tensor cores with the block, group or global scale applied to partial
+// sums, which changes only the rounding), each within γ = 2·in·FLT_EPSILON of Σ|w·x| (the γ_n
+// bound used by test_backend_gpu); the GPU rounds its sum once to bf16 (BF16_U = 2^-8). So
 //   |gpu − cpu| <= BF16_U·|cpu| + (2 + BF16_U)·γ·Σ|w·x|,
 // and the same bound against the fp64 sum of the src/quant dequantized weights.
 #include <algorithm>
@@ -47,6 +53,7 @@ struct qweight {
     std::vector<uint8_t> data, scale;
     float scale2 = 0;
     vecf deq; /* fp32 [rows, cols] from the src/quant decoders */
+    bool nogemv = false; /* NaN codes or scales: the GPU takes the prefill path at every n */
 };
 
 enum variant { NVFP4_MO, NVFP4_CT, FP8_BLOCK, FP8_TENSOR, INT4_CT, INT4_GPTQ, VARIANTS };
@@ -192,7 +199,7 @@ static void check_case(g4q_backend *cpu, g4q_backend *gpu, const qweight &q, int
     /* The tensor-core path (n > 4, in % 16 != 0, or an activation quantization) rounds FP8-block
      * and INT4 weights, and FP8_GROUP activations, to bf16 (relative 2^-9 per product each);
      * compressed-tensors NVFP4 applies fl32(1/global) as a factor instead of dividing. */
-    const bool tc = n > 4 || in % 16 || q.d.act != G4Q_ACTQ_NONE;
+    const bool tc = n > 4 || in % 16 || q.d.act != G4Q_ACTQ_NONE || q.nogemv;
     double round = 0;
     if (tc && ((q.d.format == G4Q_WF_FP8_BLOCK && !(q.d.flags & G4Q_WD_FP8_PER_TENSOR)) ||
                q.d.format == G4Q_WF_INT4))
@@ -212,6 +219,11 @@ static void check_case(g4q_backend *cpu, g4q_backend *gpu, const qweight &q, int
                 ref += (double)wr[k] * xr[k], mag += std::fabs((double)wr[k] * xr[k]);
             ref *= alpha, mag *= alpha;
             const size_t i = (size_t)t * (size_t)out + (size_t)o;
+            if (std::isnan(ref)) { /* a NaN weight in the row: NaN on both backends */
+                if (!std::isnan(yc[i])) bad_cpu++;
+                if (!std::isnan(yg[i])) bad_ref++;
+                continue;
+            }
             const double slack = ((2.0 + BF16_U) * gamma + round) * mag;
             const double e_cpu = std::fabs((double)yg[i] - yc[i]);
             const double t_cpu = BF16_U * std::fabs((double)yc[i]) + slack;
@@ -235,8 +247,11 @@ static void test_formats(g4q_backend *cpu, g4q_backend *gpu)
         int64_t rows, cols;
         int group;
     };
-    const shape shapes[] = {{136, 256, 128}, {300, 272, 16}, {8, 40, 8},
-                            {129, 3840, 128}, {1024, 1024, 32}, {1, 16, 8}};
+    /* rows % 16 and cols % 256 vary; {24, 15360} splits rows across 8 warps of 7-8 iterations */
+    const shape shapes[] = {{136, 256, 128}, {300, 272, 16},  {8, 40, 8},      {129, 3840, 128},
+                            {1024, 1024, 32}, {1, 16, 8},     {40, 352, 32},   {24, 176, 16},
+                            {72, 960, 64},    {50, 1536, 96}, {33, 624, 48},   {17, 144, 24},
+                            {20, 1024, 1024}, {24, 15360, 128}, {9, 1280, 40}};
     const g4q_dtype sdts[] = {G4Q_DT_F16, G4Q_DT_BF16, G4Q_DT_F32};
     const int ns[] = {1, 2, 3, 4, 7, 64};
     for (const shape &s : shapes) {
@@ -260,6 +275,45 @@ static void test_formats(g4q_backend *cpu, g4q_backend *gpu)
                 q.d.act = G4Q_ACTQ_NONE;
             }
         }
+    }
+}
+
+/* NVFP4 block scales the quantizers never write (negative, zero with non-zero codes, E4M3
+ * subnormal) and NaN codes or scales, on both backends; the reference decodes the same bytes. */
+static void test_edges(g4q_backend *cpu, g4q_backend *gpu)
+{
+    const int64_t rows = 40, cols = 352;
+    const std::vector<uint16_t> w = rand_weights(rows, cols);
+    for (int v = NVFP4_MO; v <= NVFP4_CT; v++)
+        for (int nan = 0; nan < 2; nan++) {
+            qweight q;
+            if (!make_qweight((variant)v, w, rows, cols, 0, G4Q_DT_F16, &q)) continue;
+            for (size_t b = 0; b < q.scale.size(); b++) {
+                uint8_t &s = q.scale[b];
+                if (b % 7 == 3) s |= 0x80;                          /* negative */
+                if (b % 11 == 5) s = 0x00;                          /* zero, codes kept */
+                if (b % 13 == 6) s = 0x80;                          /* negative zero */
+                if (b % 17 == 2) s = (uint8_t)(1 + b % 7);          /* subnormal */
+                if (b % 19 == 4) s = (uint8_t)(0x80 | (1 + b % 7)); /* negative subnormal */
+            }
+            if (nan) q.scale[q.scale.size() / 3] = 0x7F, q.nogemv = true;
+            if (v == NVFP4_MO)
+                g4q_nvfp4_dequantize(q.data.data(), q.scale.data(), q.scale2, rows, cols,
+                                     q.deq.data());
+            else
+                g4q_nvfp4_ct_dequantize(q.data.data(), q.scale.data(), q.scale2, rows, cols,
+                                        q.deq.data());
+            for (int n : {1, 2, 3, 4, 7})
+                check_case(cpu, gpu, q, n);
+        }
+    qweight q;
+    if (make_qweight(FP8_BLOCK, w, rows, cols, 0, G4Q_DT_F16, &q)) {
+        q.data[(size_t)(rows / 2) * (size_t)cols + 77] = 0xFF; /* NaN code */
+        q.nogemv = true;
+        g4q_fp8_dequantize_blocks(q.data.data(), (const float *)q.scale.data(), rows, cols,
+                                  q.deq.data());
+        for (int n : {1, 2, 3, 4, 7})
+            check_case(cpu, gpu, q, n);
     }
 }
 
@@ -316,7 +370,7 @@ static void bench_shape(g4q_backend *gpu, int64_t rows, int64_t cols)
             printf("bench %s: %s\n", q.what, g4q_ctx_error(&g_ctx));
             continue;
         }
-        for (int n = 1; n <= 4; n *= 4) {
+        for (int n = 1; n <= 4; n++) {
             float one;
             const int reps = 50;
             gpu->matmul(gpu, y, x, bw, n);
@@ -418,12 +472,14 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "--bench") == 0) {
         bench_shape(gpu, 15360, 3840);
         bench_shape(gpu, 3840, 15360);
+        bench_shape(gpu, 4096, 3840);
         g4q_backend_free(gpu);
         return 0;
     }
     CHECK_STATUS(g4q_backend_cpu_create(&g_ctx, &cpu), G4Q_OK);
     test_invalid(gpu);
     test_formats(cpu, gpu);
+    test_edges(cpu, gpu);
     printf("cuda backend peak device memory: %.1f MB\n", (double)gpu->mem_peak(gpu) / 1e6);
     g4q_backend_free(gpu);
     g4q_backend_free(cpu);

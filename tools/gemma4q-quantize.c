@@ -77,6 +77,7 @@ static g4q_status write_report(g4q_ctx *ctx, const char *path, const g4q_plan *p
         cJSON *c = g4q_calib_to_cjson(calib);
         cJSON_AddNumberToObject(c, "seconds", calib->seconds);
         cJSON_AddNumberToObject(c, "bind_seconds", calib->bind_seconds);
+        cJSON_AddNumberToObject(c, "prefetch_seconds", calib->prefetch_seconds);
         cJSON_AddNumberToObject(c, "peak_device_bytes", (double)calib->peak_device_bytes);
         cJSON_AddItemToObject(r, "calibration", c);
     }

@@ -25,11 +25,14 @@
  * weight_bind, which returns a g4q_bweight. The CPU backend keeps a pointer to the caller's bytes
  * (no copy: they must outlive the binding, e.g. the checkpoint mapping); CUDA copies them to the
  * device. Packed formats are dequantized inside the GEMM (never expanded to a full-size copy).
+ * weight_bind_deferred + weight_upload split a BF16 bind so that the copy can happen on another
+ * thread while the backend computes.
  *
  * Errors. Ops return g4q_status and report through the g4q_ctx given at creation. Shape arguments
  * come from the model code (validated against the config there), so backends only assert them.
  *
- * Threading: one backend object is used by one thread at a time; it parallelises internally.
+ * Threading: one backend object is used by one thread at a time; it parallelises internally. The
+ * one exception is weight_upload, which another thread may run alongside (see there).
  */
 #ifndef G4Q_BACKEND_BACKEND_H
 #define G4Q_BACKEND_BACKEND_H
@@ -151,6 +154,33 @@ struct g4q_backend {
      * scale2) gives G4Q_ERR_INVALID naming it. Norm weights and the embedding table are BF16. */
     g4q_status (*weight_bind)(g4q_backend *be, const g4q_weight_desc *desc, g4q_bweight **out);
     void (*weight_free)(g4q_backend *be, g4q_bweight *w); /* NULL is a no-op */
+
+    /* Deferred binding (optional: both members NULL or both set; NULL in CUDA's F32 mode). It
+     * splits weight_bind into the part that must run on the backend's thread and the copy, which
+     * another thread can do while the backend computes, so that a layer-streamed caller
+     * (src/calib) moves the next layer's weights while the current layer runs.
+     *
+     * weight_bind_deferred: weight_bind for a BF16 desc without activation quantization (anything
+     *   else: G4Q_ERR_UNSUPPORTED naming desc->name), with weight_bind's checks and errors; the
+     *   weight's memory is allocated now (CUDA: device memory, counted in mem_peak), but no byte
+     *   of desc->data is read yet. *out is PENDING: only weight_upload and weight_free may be
+     *   given it. desc->data must stay valid and unchanged until weight_upload returned OK (and,
+     *   as for weight_bind, on the CPU for the binding's lifetime).
+     * weight_upload: copies a pending weight's bytes into place; afterwards it is an ordinary
+     *   bound weight whose contents equal weight_bind's bit for bit. A weight that is not pending
+     *   (uploaded already) is a no-op. It may run on another thread than the one using the
+     *   backend, concurrently with any member except destroy, weight_free of this weight and a
+     *   second weight_upload (at most one runs at a time per backend); it never touches be->ctx
+     *   and reports errors (naming the weight) to `ctx`, the calling thread's own context. When
+     *   it returns OK the copy is complete (CUDA: on the device, visible to every op enqueued
+     *   after the return), so the caller only has to order that return before the weight's first
+     *   use (e.g. pthread_join). On an error the weight stays pending (free it, or upload again).
+     *   CPU: the weight points at desc->data as with weight_bind; the upload touches its pages
+     *   (faults a mapped checkpoint in ahead of the matmuls). CUDA (BF16 mode): the bytes go
+     *   through two small pinned host buffers on a copy stream of their own. */
+    g4q_status (*weight_bind_deferred)(g4q_backend *be, const g4q_weight_desc *desc,
+                                       g4q_bweight **out);
+    g4q_status (*weight_upload)(g4q_backend *be, g4q_bweight *w, g4q_ctx *ctx);
 
     /* ---- ops ---- */
     /* y[n, rows(W)] = x[n, cols(W)] · Wᵀ, fp32 accumulation, W dequantized on the fly as

@@ -2,6 +2,7 @@
 #include "calib/calibrate.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,24 +175,83 @@ static g4q_status run_samples(g4q_session *s, const g4q_calib_data *d, int l, g4
     return G4Q_OK;
 }
 
-/* Sequential mode: layer l again, from its saved inputs, with the hook's replacement weights. */
+/* Sequential mode: layer l again, from its saved inputs, with the hook's replacement weights
+ * (bound the plain way: they exist only now; the time goes to *bind_seconds). */
 static g4q_status rerun_quantized(g4q_session *s, const g4q_calib_data *d, int l, g4q_buf **h,
-                                  g4q_buf **h_in, const g4q_layer_weights *replace)
+                                  g4q_buf **h_in, const g4q_layer_weights *replace,
+                                  double *bind_seconds)
 {
     g4q_backend *be = s->be;
     const size_t rows = (size_t)d->seq_len, width = (size_t)s->cfg->hidden;
+    const double tb = g4q_now_seconds();
     g4q_forward_release_layer(s->fwd, l);
-    G4Q_TRY(g4q_forward_bind_layer_from(s->fwd, l, replace));
+    g4q_status st = g4q_forward_bind_layer_from(s->fwd, l, replace);
+    *bind_seconds += g4q_now_seconds() - tb;
+    G4Q_TRY(st);
     for (int j = 0; j < d->samples; j++)
         G4Q_TRY(be->copy_rows(be, h[j], 0, h_in[j], 0, rows, width));
     g4q_forward_set_observer(s->fwd, NULL);
     return run_samples(s, d, l, h);
 }
 
+/* The helper thread that copies layer l + 1's weights to the backend while layer l runs
+ * (calibrate.h, "Weights"). At most one runs, and never past g4q_calib_run. */
+typedef struct prefetch {
+    g4q_forward *f;
+    int layer;   /* the layer it uploads */
+    int running; /* started and not joined yet */
+    pthread_t thread;
+    g4q_status st;  /* its result */
+    double seconds; /* its time */
+    g4q_ctx ctx;    /* its errors: the caller's context belongs to the caller's thread */
+} prefetch;
+
+static void *prefetch_main(void *arg)
+{
+    prefetch *p = arg;
+    const double t0 = g4q_now_seconds();
+    p->st = g4q_forward_stage_upload(p->f, &p->ctx);
+    p->seconds = g4q_now_seconds() - t0;
+    return NULL;
+}
+
+/* Stages layer l (its backend memory is allocated now, on this thread) and starts the thread
+ * that uploads it. A backend without deferred binding stages nothing: layer l is bound the plain
+ * way when its turn comes; and if no thread can be started, that bind uploads it. */
+static g4q_status prefetch_start(prefetch *p, g4q_ctx *ctx, int l)
+{
+    g4q_status st = g4q_forward_stage_layer(p->f, l);
+    if (st != G4Q_OK) {
+        g4q_error_prefix(ctx, "calibration: binding layer %d ahead", l);
+        return st;
+    }
+    if (g4q_forward_staged(p->f) != l) return G4Q_OK;
+    p->layer = l;
+    p->st = G4Q_OK;
+    p->seconds = 0;
+    g4q_ctx_init(&p->ctx);
+    p->running = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
+    return G4Q_OK;
+}
+
+/* Waits for the thread, if one runs. Returns st when it is already an error (keeping its
+ * message), else the thread's error, if any, in ctx. The staged layer stays staged. */
+static g4q_status prefetch_join(prefetch *p, g4q_ctx *ctx, g4q_calib_result *r, g4q_status st)
+{
+    if (!p->running) return st;
+    pthread_join(p->thread, NULL);
+    p->running = 0;
+    r->prefetch_seconds += p->seconds;
+    if (st != G4Q_OK || p->st == G4Q_OK) return st;
+    return g4q_fail(ctx, p->st, "calibration: copying layer %d's weights ahead: %s", p->layer,
+                    g4q_ctx_error(&p->ctx));
+}
+
 /* The layer-streamed run: every sample's residual stream in its own buffer h[j] (embedded
- * first, then the embedding is freed), then layer by layer: bind, run every sample through it
- * from position 0 with the observer installed, hand the statistics to the hook (and in
- * sequential mode run the layer again with the weights it returns), free. */
+ * first, then the embedding is freed), then layer by layer: bind (layer l + 1 is staged and
+ * copied by the prefetch thread meanwhile), run every sample through it from position 0 with
+ * the observer installed, hand the statistics to the hook (and in sequential mode run the layer
+ * again with the weights it returns), wait for the prefetch, free. */
 static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, g4q_buf **h,
                              g4q_buf **h_in, const g4q_calib_hooks *hk, observer_state *os)
 {
@@ -209,11 +269,13 @@ static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data 
     g4q_progress pr;
     g4q_progress_begin(&pr, ctx, "calibrate", "layers", (uint64_t)s->cfg->n_layers);
     g4q_status st = G4Q_OK;
+    prefetch pf = {.f = s->fwd, .layer = -1};
     for (int l = 0; l < s->cfg->n_layers && st == G4Q_OK; l++) {
         st = layer_amax_begin(os, l);
         g4q_forward_set_observer(s->fwd, &obs);
-        const double tb = g4q_now_seconds();
-        if (st == G4Q_OK) st = g4q_forward_bind_layer(s->fwd, l);
+        double tb = g4q_now_seconds();
+        if (st == G4Q_OK) st = g4q_forward_bind_layer(s->fwd, l); /* the staged layer: done */
+        if (st == G4Q_OK && l + 1 < s->cfg->n_layers) st = prefetch_start(&pf, ctx, l + 1);
         os->r->bind_seconds += g4q_now_seconds() - tb;
         for (int j = 0; j < d->samples && st == G4Q_OK && hk->sequential; j++)
             st = be->copy_rows(be, h_in[j], 0, h[j], 0, rows, width);
@@ -224,12 +286,20 @@ static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data 
         if (st == G4Q_OK && hk->layer_done) st = layer_stats(os, l, (uint64_t)d->samples * rows, &ls);
         if (st == G4Q_OK && hk->layer_done)
             st = hk->layer_done(hk->user, &ls, hk->sequential ? &replace : NULL);
-        if (st == G4Q_OK && hk->sequential) st = rerun_quantized(s, d, l, h, h_in, &replace);
+        if (st == G4Q_OK && hk->sequential)
+            st = rerun_quantized(s, d, l, h, h_in, &replace, &os->r->bind_seconds);
+        tb = g4q_now_seconds();
+        st = prefetch_join(&pf, ctx, os->r, st); /* before layer l's pages are dropped */
+        os->r->bind_seconds += g4q_now_seconds() - tb;
         g4q_forward_release_layer(s->fwd, l);
         drop_pages(s, l);
         g4q_progress_update(&pr, (uint64_t)(l + 1));
     }
     g4q_progress_end(&pr);
+    st = prefetch_join(&pf, ctx, os->r, st); /* (joined in the loop already) */
+    if (g4q_forward_staged(s->fwd) >= 0) { /* an error left it unbound */
+        g4q_forward_release_layer(s->fwd, g4q_forward_staged(s->fwd));
+    }
     return st;
 }
 

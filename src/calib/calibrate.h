@@ -15,9 +15,19 @@
  *     only its own sample), as one chunk;
  *   - the model runs layer by layer (g4q_forward_layer): all samples are embedded into buffers
  *     of their own, then each layer is bound, run over every sample and freed, so the device
- *     holds one layer's weights plus samples x seq_len x hidden activations (4 GB in bf16 for
- *     the 12B at 512 x 1024), never the whole model. Per sample this computes what a whole-model
- *     forward computes (bit for bit on the CPU backend, where no op is fused);
+ *     holds one layer's weights (two while the next is copied ahead, see "Weights") plus
+ *     samples x seq_len x hidden activations (4 GB in bf16 for the 12B at 512 x 1024), never
+ *     the whole model. Per sample this computes what a whole-model forward computes (bit for
+ *     bit on the CPU backend, where no op is fused);
+ *   - Weights: layer 0 is bound before its run; every later layer l + 1 is staged while layer l
+ *     is bound (backend memory allocated: the device holds two layers' weights at once) and
+ *     copied by a helper thread (pthreads) while layer l runs (g4q_forward_stage_layer /
+ *     g4q_forward_stage_upload, backend weight_bind_deferred / weight_upload); the thread is
+ *     joined before layer l is released, its errors are returned as g4q_calib_run's, and no
+ *     thread outlives the call. Only the moment of the copy changes, not the bytes: results are
+ *     identical to binding each layer when its turn comes (what a backend without deferred
+ *     binding, e.g. CUDA's F32 mode, does). Sequential mode binds the hook's replacement weights
+ *     the plain way;
  *   - samples run one after another; calibration.batch does not change the result (the amax is a
  *     max over tokens, independent of how samples are grouped) and is recorded in the manifest;
  *   - the amax of a site is the backend's amax of the activation buffer (act_dtype: fp32 on the
@@ -45,7 +55,14 @@ typedef struct g4q_calib_result {
     uint64_t tokens[G4Q_MAX_LAYERS][G4Q_OBS_COUNT]; /* tokens (rows) observed there */
     uint64_t total_tokens;                          /* samples * seq_len */
     double seconds;
-    double bind_seconds; /* of which binding each layer's weights (upload, nothing else queued) */
+    /* Of `seconds`, the time the calibrating thread spent binding weights, i.e. on the critical
+     * path (see "Weights" above): layer 0's bind, each later layer's staging (allocation) and any
+     * wait for its copy, and in sequential mode the rebinding with the hook's weights. */
+    double bind_seconds;
+    /* The prefetch thread's time copying layers 1 .. n_layers-1 ahead, beside the layers' runs
+     * (overlapped, so not on the critical path except where bind_seconds waited for it); 0 on a
+     * backend without deferred binding. */
+    double prefetch_seconds;
     /* Identity of the data, for the manifest (copied from g4q_calib_data). */
     char dataset[256];
     char text_sha256[G4Q_SHA256_HEX];

@@ -25,6 +25,7 @@ struct g4q_forward {
     int logit_rows;
     int streamed;         /* layers bound one at a time (g4q_forward_create_streamed) */
     const g4q_weights *w; /* the weights, for binding layers later (streamed) */
+    int staged;           /* the layer bound with deferred weights (stage_layer), or -1 */
     g4q_bweight *embed, *norm;
     fwd_layer layers[G4Q_MAX_LAYERS];
     g4q_buf *rope[2]; /* inv_freq per layer type: [hd/2] F32 */
@@ -73,8 +74,10 @@ static g4q_status observe(g4q_forward *f, int l, g4q_obs_site site, const g4q_bu
     return f->obs.fn ? f->obs.fn(f->obs.user, l, site, x, rows, cols) : G4Q_OK;
 }
 
+/* A BF16 tensor bound as [rows, cols]; with `deferred` through weight_bind_deferred (nothing
+ * copied yet: g4q_forward_stage_layer). */
 static g4q_status bind(g4q_forward *f, const g4q_tensor *t, const char *what, int layer,
-                       int64_t rows, int64_t cols, g4q_bweight **out)
+                       int64_t rows, int64_t cols, int deferred, g4q_bweight **out)
 {
     if (!t)
         return g4q_fail(f->ctx, G4Q_ERR_SHAPE, "forward: layer %d: tensor %s is missing", layer,
@@ -86,17 +89,18 @@ static g4q_status bind(g4q_forward *f, const g4q_tensor *t, const char *what, in
                         (long long)rows, (long long)cols);
     g4q_weight_desc d = {
         .format = G4Q_WF_BF16, .rows = rows, .cols = cols, .data = t->data, .name = t->name};
-    return f->be->weight_bind(f->be, &d, out);
+    return deferred ? f->be->weight_bind_deferred(f->be, &d, out)
+                    : f->be->weight_bind(f->be, &d, out);
 }
 
 /* A projection of layer l: its packed descriptor when the checkpoint stores it quantized, else
- * the BF16 tensor. */
+ * the BF16 tensor (deferred: see bind; a streamed forward has no packed Linears). */
 static g4q_status bind_linear(g4q_forward *f, const g4q_tensor *t, g4q_weight_role role,
-                              const char *what, int layer, int64_t rows, int64_t cols,
+                              const char *what, int layer, int64_t rows, int64_t cols, int deferred,
                               g4q_bweight **out)
 {
     const g4q_qlinear *q = f->ql ? &f->ql->layers[layer][g4q_qlinear_slot(role)] : NULL;
-    if (!q || q->format == G4Q_QL_BF16) return bind(f, t, what, layer, rows, cols, out);
+    if (!q || q->format == G4Q_QL_BF16) return bind(f, t, what, layer, rows, cols, deferred, out);
     if (q->desc.rows != rows || q->desc.cols != cols)
         return g4q_fail(f->ctx, G4Q_ERR_SHAPE,
                         "forward: Linear '%s': [%lld, %lld], expected [%lld, %lld]", q->module,
@@ -105,30 +109,31 @@ static g4q_status bind_linear(g4q_forward *f, const g4q_tensor *t, g4q_weight_ro
     return f->be->weight_bind(f->be, &q->desc, out);
 }
 
-static g4q_status bind_layer(g4q_forward *f, int l, const g4q_layer_weights *lw)
+/* Binds layer l's weights from lw into f->layers[l], with `dfr` through weight_bind_deferred
+ * (see bind). On an error the slots bound so far stay set (free_layer). */
+static g4q_status bind_layer(g4q_forward *f, int l, const g4q_layer_weights *lw, int dfr)
 {
     const g4q_config *c = f->cfg;
     const g4q_layer_config *lc = &c->layers[l];
-    const int64_t d = c->hidden, I = c->intermediate;
-    const int64_t qo = (int64_t)c->n_heads * lc->head_dim,
-                  kvo = (int64_t)lc->n_kv_heads * lc->head_dim;
+    const int64_t d = c->hidden, I = c->intermediate, hd = lc->head_dim;
+    const int64_t qo = (int64_t)c->n_heads * hd, kvo = (int64_t)lc->n_kv_heads * hd;
     fwd_layer *fl = &f->layers[l];
-    G4Q_TRY(bind_linear(f, lw->q_proj, G4Q_W_Q_PROJ, "q_proj", l, qo, d, &fl->q));
-    G4Q_TRY(bind_linear(f, lw->k_proj, G4Q_W_K_PROJ, "k_proj", l, kvo, d, &fl->k));
+    G4Q_TRY(bind_linear(f, lw->q_proj, G4Q_W_Q_PROJ, "q_proj", l, qo, d, dfr, &fl->q));
+    G4Q_TRY(bind_linear(f, lw->k_proj, G4Q_W_K_PROJ, "k_proj", l, kvo, d, dfr, &fl->k));
     if (lc->has_v_proj)
-        G4Q_TRY(bind_linear(f, lw->v_proj, G4Q_W_V_PROJ, "v_proj", l, kvo, d, &fl->v));
-    G4Q_TRY(bind_linear(f, lw->o_proj, G4Q_W_O_PROJ, "o_proj", l, d, qo, &fl->o));
-    G4Q_TRY(bind_linear(f, lw->gate_proj, G4Q_W_GATE_PROJ, "gate_proj", l, I, d, &fl->gate));
-    G4Q_TRY(bind_linear(f, lw->up_proj, G4Q_W_UP_PROJ, "up_proj", l, I, d, &fl->up));
-    G4Q_TRY(bind_linear(f, lw->down_proj, G4Q_W_DOWN_PROJ, "down_proj", l, d, I, &fl->down));
-    G4Q_TRY(bind(f, lw->q_norm, "q_norm", l, 1, lc->head_dim, &fl->q_norm));
-    G4Q_TRY(bind(f, lw->k_norm, "k_norm", l, 1, lc->head_dim, &fl->k_norm));
-    G4Q_TRY(bind(f, lw->input_layernorm, "input_layernorm", l, 1, d, &fl->in_ln));
-    G4Q_TRY(bind(f, lw->post_attention_layernorm, "post_attention_layernorm", l, 1, d,
+        G4Q_TRY(bind_linear(f, lw->v_proj, G4Q_W_V_PROJ, "v_proj", l, kvo, d, dfr, &fl->v));
+    G4Q_TRY(bind_linear(f, lw->o_proj, G4Q_W_O_PROJ, "o_proj", l, d, qo, dfr, &fl->o));
+    G4Q_TRY(bind_linear(f, lw->gate_proj, G4Q_W_GATE_PROJ, "gate_proj", l, I, d, dfr, &fl->gate));
+    G4Q_TRY(bind_linear(f, lw->up_proj, G4Q_W_UP_PROJ, "up_proj", l, I, d, dfr, &fl->up));
+    G4Q_TRY(bind_linear(f, lw->down_proj, G4Q_W_DOWN_PROJ, "down_proj", l, d, I, dfr, &fl->down));
+    G4Q_TRY(bind(f, lw->q_norm, "q_norm", l, 1, hd, dfr, &fl->q_norm));
+    G4Q_TRY(bind(f, lw->k_norm, "k_norm", l, 1, hd, dfr, &fl->k_norm));
+    G4Q_TRY(bind(f, lw->input_layernorm, "input_layernorm", l, 1, d, dfr, &fl->in_ln));
+    G4Q_TRY(bind(f, lw->post_attention_layernorm, "post_attention_layernorm", l, 1, d, dfr,
                  &fl->post_attn_ln));
-    G4Q_TRY(bind(f, lw->pre_feedforward_layernorm, "pre_feedforward_layernorm", l, 1, d,
+    G4Q_TRY(bind(f, lw->pre_feedforward_layernorm, "pre_feedforward_layernorm", l, 1, d, dfr,
                  &fl->pre_ff_ln));
-    G4Q_TRY(bind(f, lw->post_feedforward_layernorm, "post_feedforward_layernorm", l, 1, d,
+    G4Q_TRY(bind(f, lw->post_feedforward_layernorm, "post_feedforward_layernorm", l, 1, d, dfr,
                  &fl->post_ff_ln));
     const g4q_tensor *s = lw->layer_scalar;
     if (!s || s->dtype != G4Q_DT_BF16 || s->numel != 1)
@@ -233,12 +238,13 @@ static g4q_status create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg, c
     f->graphs = 1;
     f->streamed = streamed;
     f->w = w;
+    f->staged = -1;
     g4q_status st =
-        bind(f, w->embed_tokens, "embed_tokens", -1, cfg->vocab_size, cfg->hidden, &f->embed);
-    if (st == G4Q_OK) st = bind(f, w->norm, "norm", -1, 1, cfg->hidden, &f->norm);
+        bind(f, w->embed_tokens, "embed_tokens", -1, cfg->vocab_size, cfg->hidden, 0, &f->embed);
+    if (st == G4Q_OK) st = bind(f, w->norm, "norm", -1, 1, cfg->hidden, 0, &f->norm);
     if (st == G4Q_OK && hook && hook->fn) hook->fn(hook->user);
     for (int l = 0; l < cfg->n_layers && st == G4Q_OK && !streamed; l++) {
-        st = bind_layer(f, l, &w->layers[l]);
+        st = bind_layer(f, l, &w->layers[l], 0);
         if (st == G4Q_OK && hook && hook->fn) hook->fn(hook->user);
     }
     if (st == G4Q_OK) st = alloc_scratch(f);
@@ -268,29 +274,86 @@ int g4q_forward_streamed(const g4q_forward *f)
     return f->streamed;
 }
 
-/* Frees layer l's bound weights (NULL ones are skipped) and clears their slots. */
-static void free_layer(g4q_forward *f, int l)
+#define LAYER_SLOTS 13
+
+/* The weight slots of a layer (some may hold NULL). */
+static void layer_slots(fwd_layer *fl, g4q_bweight **out[LAYER_SLOTS])
 {
-    g4q_backend *be = f->be;
-    fwd_layer *fl = &f->layers[l];
-    g4q_bweight **lw[] = {
+    g4q_bweight **lw[LAYER_SLOTS] = {
         &fl->q,         &fl->k,      &fl->v,      &fl->o,     &fl->gate,         &fl->up,
         &fl->down,      &fl->q_norm, &fl->k_norm, &fl->in_ln, &fl->post_attn_ln, &fl->pre_ff_ln,
         &fl->post_ff_ln};
-    for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
+    memcpy(out, lw, sizeof lw);
+}
+
+/* Frees layer l's bound (or staged) weights, NULL ones skipped, and clears their slots. */
+static void free_layer(g4q_forward *f, int l)
+{
+    g4q_backend *be = f->be;
+    g4q_bweight **lw[LAYER_SLOTS];
+    layer_slots(&f->layers[l], lw);
+    for (size_t i = 0; i < LAYER_SLOTS; i++) {
         be->weight_free(be, *lw[i]);
         *lw[i] = NULL;
     }
+    if (f->staged == l) f->staged = -1;
+}
+
+/* weight_upload of each of layer l's weights (no-ops for those already uploaded), errors to ctx. */
+static g4q_status upload_layer(g4q_forward *f, int l, g4q_ctx *ctx)
+{
+    g4q_backend *be = f->be;
+    g4q_bweight **lw[LAYER_SLOTS];
+    layer_slots(&f->layers[l], lw);
+    for (size_t i = 0; i < LAYER_SLOTS; i++)
+        if (*lw[i]) G4Q_TRY(be->weight_upload(be, *lw[i], ctx));
+    return G4Q_OK;
 }
 
 g4q_status g4q_forward_bind_layer(g4q_forward *f, int l)
 {
     if (l < 0 || l >= f->cfg->n_layers)
         return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d of %d", l, f->cfg->n_layers);
+    if (l == f->staged) { /* complete the staged layer: upload what is still pending */
+        g4q_status st = upload_layer(f, l, f->ctx);
+        if (st != G4Q_OK) {
+            free_layer(f, l);
+            return st;
+        }
+        f->staged = -1;
+        return G4Q_OK;
+    }
     if (f->layers[l].in_ln) return G4Q_OK; /* bound */
-    g4q_status st = bind_layer(f, l, &f->w->layers[l]);
+    g4q_status st = bind_layer(f, l, &f->w->layers[l], 0);
     if (st != G4Q_OK) free_layer(f, l);
     return st;
+}
+
+g4q_status g4q_forward_stage_layer(g4q_forward *f, int l)
+{
+    if (!f->streamed || l < 0 || l >= f->cfg->n_layers || f->layers[l].in_ln || f->staged >= 0)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID,
+                        "forward: cannot stage layer %d of %d (not a layer-streamed forward, "
+                        "bound already, or layer %d staged)",
+                        l, f->cfg->n_layers, f->staged);
+    if (!f->be->weight_bind_deferred || !f->be->weight_upload) return G4Q_OK; /* plain binds */
+    g4q_status st = bind_layer(f, l, &f->w->layers[l], 1);
+    if (st != G4Q_OK) {
+        free_layer(f, l);
+        return st;
+    }
+    f->staged = l;
+    return G4Q_OK;
+}
+
+g4q_status g4q_forward_stage_upload(g4q_forward *f, g4q_ctx *ctx)
+{
+    return f->staged >= 0 ? upload_layer(f, f->staged, ctx) : G4Q_OK;
+}
+
+int g4q_forward_staged(const g4q_forward *f)
+{
+    return f->staged;
 }
 
 g4q_status g4q_forward_bind_layer_from(g4q_forward *f, int l, const g4q_layer_weights *lw)
@@ -298,7 +361,7 @@ g4q_status g4q_forward_bind_layer_from(g4q_forward *f, int l, const g4q_layer_we
     if (l < 0 || l >= f->cfg->n_layers || f->layers[l].in_ln)
         return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d of %d (bound?)", l,
                         f->cfg->n_layers);
-    g4q_status st = bind_layer(f, l, lw);
+    g4q_status st = bind_layer(f, l, lw, 0);
     if (st != G4Q_OK) free_layer(f, l);
     return st;
 }
@@ -696,8 +759,9 @@ g4q_status g4q_forward_embed(g4q_forward *f, const int32_t *ids, int T, g4q_buf 
 g4q_status g4q_forward_layer(g4q_forward *f, g4q_kvcache *kv, int l, g4q_buf *h, int T)
 {
     const g4q_config *c = f->cfg;
-    if (l < 0 || l >= c->n_layers || !f->layers[l].in_ln)
-        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d is not bound", l);
+    if (l < 0 || l >= c->n_layers || !f->layers[l].in_ln || l == f->staged)
+        return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: layer %d is not bound%s", l,
+                        l == f->staged ? " (staged: g4q_forward_bind_layer completes it)" : "");
     if (T < 1 || T > f->max_chunk)
         return g4q_fail(f->ctx, G4Q_ERR_INVALID, "forward: %d tokens in one layer run (1..%d)", T,
                         f->max_chunk);

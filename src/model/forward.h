@@ -93,6 +93,29 @@ g4q_status g4q_forward_bind_layer(g4q_forward *f, int l);
 g4q_status g4q_forward_bind_layer_from(g4q_forward *f, int l, const g4q_layer_weights *lw);
 void g4q_forward_release_layer(g4q_forward *f, int l);
 void g4q_forward_release_embed(g4q_forward *f);
+
+/* Staged binding: the next layer's weights are copied while the current layer runs.
+ *
+ * g4q_forward_stage_layer binds layer l (not bound; no other layer staged; a layer-streamed
+ * forward, else G4Q_ERR_INVALID) through the backend's weight_bind_deferred: shapes are checked
+ * and backend memory is allocated now, on the caller's thread, but nothing is copied. On a backend
+ * without deferred binding it does nothing (returns OK; g4q_forward_staged stays -1) and
+ * g4q_forward_bind_layer binds the plain way later. On an error nothing stays staged.
+ * g4q_forward_stage_upload copies the staged layer's bytes into place (weight_upload; nothing
+ * staged: OK). It may run on ANOTHER thread while the caller goes on using f and its backend for
+ * other layers (g4q_forward_layer, binding and releasing other layers), as long as nothing touches
+ * the staged layer (no bind, release, stage or free of f) until it has returned and the caller has
+ * synchronised with it (pthread_join); errors go to ctx, that thread's context, which must not be
+ * f's. The copied bytes are those g4q_forward_bind_layer would bind: results are identical.
+ * g4q_forward_bind_layer on the staged layer completes it (uploads, on the calling thread,
+ * whatever stage_upload did not, so stage_upload is optional) and makes it bound; on an error the
+ * layer is released. g4q_forward_release_layer of the staged layer frees it unbound.
+ * g4q_forward_layer refuses a staged layer. The staged layer takes backend memory like a bound
+ * one, so staging l + 1 while l is bound holds two layers' weights. */
+g4q_status g4q_forward_stage_layer(g4q_forward *f, int l);
+g4q_status g4q_forward_stage_upload(g4q_forward *f, g4q_ctx *ctx);
+/* The staged layer, or -1 when none. */
+int g4q_forward_staged(const g4q_forward *f);
 g4q_status g4q_forward_embed(g4q_forward *f, const int32_t *ids, int T, g4q_buf *h);
 g4q_status g4q_forward_layer(g4q_forward *f, g4q_kvcache *kv, int l, g4q_buf *h, int T);
 /* 1 for a forward made by g4q_forward_create_streamed. */

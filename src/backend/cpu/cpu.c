@@ -121,6 +121,39 @@ static void cpu_weight_free(g4q_backend *be, g4q_bweight *w)
     free(w);
 }
 
+/* Deferred binding (backend.h): the CPU computes from the caller's bytes, so the binding is
+ * weight_bind's; the upload only reads one byte per page, so that a mapped checkpoint's pages
+ * are faulted in (from the page cache or the disk) on the uploading thread rather than in the
+ * matmuls. */
+static g4q_status cpu_weight_bind_deferred(g4q_backend *be, const g4q_weight_desc *d,
+                                           g4q_bweight **out)
+{
+    *out = NULL;
+    if (d->format != G4Q_WF_BF16 || d->act != G4Q_ACTQ_NONE)
+        return g4q_fail(be->ctx, G4Q_ERR_UNSUPPORTED,
+                        "cpu backend: weight '%s': deferred binding takes plain BF16 weights only",
+                        d->name ? d->name : "(unnamed)");
+    G4Q_TRY(cpu_weight_bind(be, d, out));
+    (*out)->pending = 1;
+    return G4Q_OK;
+}
+
+static g4q_status cpu_weight_upload(g4q_backend *be, g4q_bweight *w, g4q_ctx *ctx)
+{
+    (void)be;
+    (void)ctx;
+    if (!w->pending) return G4Q_OK;
+    const volatile unsigned char *p = w->data;
+    const size_t bytes = (size_t)w->rows * (size_t)w->cols * sizeof(uint16_t), page = 4096;
+    unsigned char sink = 0;
+    for (size_t i = 0; i < bytes; i += page)
+        sink ^= p[i];
+    sink ^= p[bytes - 1];
+    (void)sink;
+    w->pending = 0;
+    return G4Q_OK;
+}
+
 /* Sum of squares in double (more accurate than the fp32 the spec allows; cheap). */
 static g4q_status cpu_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                               int rows, int n, float eps)
@@ -343,6 +376,8 @@ g4q_status g4q_backend_cpu_create(g4q_ctx *ctx, g4q_backend **out)
     be->copy_rows = cpu_copy_rows;
     be->weight_bind = cpu_weight_bind;
     be->weight_free = cpu_weight_free;
+    be->weight_bind_deferred = cpu_weight_bind_deferred;
+    be->weight_upload = cpu_weight_upload;
     be->matmul = g4q_cpu_matmul;
     be->rmsnorm = cpu_rmsnorm;
     be->rope = g4q_cpu_rope;

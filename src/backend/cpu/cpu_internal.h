@@ -31,6 +31,7 @@ struct g4q_bweight {
     const char *name;
     g4q_actq act;    /* activation quantization applied by the matmul (src/quant/actq.h) */
     float act_scale; /* its scale */
+    int pending;     /* weight_bind_deferred: its pages are still to be touched (weight_upload) */
 };
 
 /* Widens rows [r0, r0+nr) of W to fp32 wf[nr, cols] (cpu_weights.c), the values of g4q_wformat. */

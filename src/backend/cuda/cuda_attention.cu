@@ -29,6 +29,7 @@
 // rows. A key at position p is visible to the query at position pq iff p <= pq and (window <= 0
 // or pq - p < window). Scratch (scores and partials) comes from g4q_cuda_scratch.
 #include <algorithm>
+#include <cstdint>
 
 #include "backend/cuda/cuda_internal.h"
 
@@ -193,6 +194,88 @@ template <typename T> static __global__ void softmax_kernel(att_geom g, T *S, fl
     }
 }
 
+/* softmax_kernel for bf16 scores with nkeys % 8 == 0 and nkeys <= 256 · PER: a warp per row
+ * (SMW_WARPS rows per block, rows h · T + t), lane l holding the 8-key chunks l, l + 32, ... in
+ * registers, so the scores are read once and P written once with 16-byte accesses. The value
+ * of every element is softmax_kernel's; only the fp32 order of the row sum differs. */
+#define SMW_WARPS 4
+template <int PER>
+static __global__ void __launch_bounds__(SMW_WARPS * 32)
+    softmax_warp_kernel(att_geom g, __nv_bfloat16 *S, float scale)
+{
+    const int lane = threadIdx.x & 31;
+    const size_t row = (size_t)blockIdx.x * SMW_WARPS + (threadIdx.x >> 5);
+    if (row >= (size_t)g.nh * g.T) return;
+    const int pq = g.n_past + (int)(row % (size_t)g.T), chunks = g.nkeys / 8;
+    uint4 *r = reinterpret_cast<uint4 *>(S + row * (size_t)g.nkeys);
+    float v[PER][8];
+    float m = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int c = lane + 32 * k;
+        uint4 raw = make_uint4(0u, 0u, 0u, 0u);
+        if (c < chunks) raw = r[c];
+        const __nv_bfloat16 *e = reinterpret_cast<const __nv_bfloat16 *>(&raw);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const bool vis = c < chunks && visible(g, pq, key_pos(g, 8 * c + j));
+            v[k][j] = vis ? g4q_rnd<__nv_bfloat16>(__bfloat162float(e[j]) * scale) : -INFINITY;
+            m = fmaxf(m, v[k][j]);
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PER; k++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            v[k][j] = v[k][j] == -INFINITY ? 0.0f : expf(v[k][j] - m);
+            sum += v[k][j];
+        }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float inv = 1.0f / sum;
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int c = lane + 32 * k;
+        if (c >= chunks) break;
+        uint4 o;
+        __nv_bfloat16 *e = reinterpret_cast<__nv_bfloat16 *>(&o);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            e[j] = __float2bfloat16_rn(v[k][j] * inv);
+        r[c] = o;
+    }
+}
+
+static cudaError_t softmax_rows(const att_geom &g, __nv_bfloat16 *S, float scale,
+                                cudaStream_t stream)
+{
+    softmax_kernel<__nv_bfloat16>
+        <<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, stream>>>(g, S, scale);
+    return cudaGetLastError();
+}
+
+/* P = softmax of S's rows in place (bf16 scores): the warp kernel where it applies. */
+static cudaError_t softmax_bf16(const att_geom &g, __nv_bfloat16 *S, float scale,
+                                cudaStream_t stream)
+{
+    const unsigned blocks = (unsigned)(((size_t)g.nh * g.T + SMW_WARPS - 1) / SMW_WARPS);
+    const dim3 bd(SMW_WARPS * 32);
+    if (g.nkeys % 8 == 0 && (uintptr_t)S % 16 == 0) {
+        if (g.nkeys <= 256) softmax_warp_kernel<1><<<blocks, bd, 0, stream>>>(g, S, scale);
+        else if (g.nkeys <= 512) softmax_warp_kernel<2><<<blocks, bd, 0, stream>>>(g, S, scale);
+        else if (g.nkeys <= 1024) softmax_warp_kernel<4><<<blocks, bd, 0, stream>>>(g, S, scale);
+        else if (g.nkeys <= 2048) softmax_warp_kernel<8><<<blocks, bd, 0, stream>>>(g, S, scale);
+        else return softmax_rows(g, S, scale, stream);
+        return cudaGetLastError();
+    }
+    return softmax_rows(g, S, scale, stream);
+}
+
 /* grid (dim chunks, row tiles, nkv · nsplit): part[split, t, h·hd + d] = Σ_j p·v over the split's
  * keys, fp32. */
 template <typename T>
@@ -290,7 +373,10 @@ static g4q_status launch_attention(g4q_backend *be, const att_geom &g, g4q_buf *
     else
         scores_kernel<T, false><<<sg, SC_THREADS, qs_bytes, stream>>>(g, qd, kcd, knd, S, scale);
     G4Q_CUDA_CHECK(cudaGetLastError());
-    softmax_kernel<T><<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, stream>>>(g, S, 1.0f);
+    if (sizeof(T) == 2)
+        G4Q_CUDA_CHECK(softmax_bf16(g, (__nv_bfloat16 *)S, 1.0f, stream));
+    else
+        softmax_kernel<T><<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, stream>>>(g, S, 1.0f);
     G4Q_CUDA_CHECK(cudaGetLastError());
     dim3 pg(dim_chunks, row_tiles, (unsigned)(g.nkv * nsplit));
     pv_kernel<T><<<pg, PV_THREADS, 0, stream>>>(g, S, (const T *)vc->data, (const T *)v_new->data,
@@ -359,9 +445,7 @@ static g4q_status tc_attention(g4q_backend *be, const att_geom &g, g4q_buf *out,
                                          arr + 3 * nh, bf, ldkv, arr + 4 * nh, bf, ldq, &zero,
                                          (void *const *)(arr + 5 * nh), bf, g.nkeys, batch,
                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    softmax_kernel<__nv_bfloat16>
-        <<<dim3((unsigned)g.T, (unsigned)g.nh), 128, 0, s->stream>>>(g, S, scale);
-    G4Q_CUDA_CHECK(cudaGetLastError());
+    G4Q_CUDA_CHECK(softmax_bf16(g, S, scale, s->stream));
     /* O_hᵀ [hd, T] (ld nh·hd) = (V [keys, hd] row-major)ᵀ · P_hᵀ [keys, T]. */
     if (g.nc)
         G4Q_CUBLAS_CHECK(cublasGemmBatchedEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, g.hd, g.T, g.nc,

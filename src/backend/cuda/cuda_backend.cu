@@ -1,7 +1,7 @@
 // CUDA backend: creation and destruction (BF16 or F32 mode), device memory with peak accounting,
 // upload / download / copy_rows, weight binding. The ops live in cuda_gemm.cu, cuda_norm.cu,
 // cuda_rope.cu, cuda_attention.cu and cuda_elementwise.cu; F32 mode's weights and GEMM in
-// cuda_f32.cu.
+// cuda_f32.cu; deferred binding (weight_bind_deferred / weight_upload) in cuda_upload.cu.
 #include <cstdlib>
 #include <cstring>
 
@@ -77,6 +77,7 @@ static void cuda_destroy(g4q_backend *be)
     g4q_cuda_state *s = g4q_cuda_st(be);
     if (s) {
         if (s->stream) cudaStreamSynchronize(s->stream);
+        g4q_cuda_upload_destroy(be);
         g4q_cuda_release(be, s->scratch, s->scratch_bytes);
         g4q_cuda_release(be, s->blas_ws, s->blas_ws_bytes);
         g4q_cuda_release(be, s->amax_dev, sizeof(float));
@@ -265,6 +266,7 @@ static g4q_status cuda_init_state(g4q_backend *be)
                         e != cudaSuccess ? cudaGetErrorString(e) : "no device");
     }
     G4Q_CUDA_CHECK(cudaSetDevice(0));
+    s->device = 0;
     G4Q_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
     G4Q_CUBLAS_CHECK(cublasCreate(&s->blas));
     G4Q_CUBLAS_CHECK(cublasSetStream(s->blas, s->stream));
@@ -301,6 +303,8 @@ static void cuda_set_f32(g4q_backend *be)
     be->act_dtype = G4Q_DT_F32;
     be->weight_bind = g4q_cuda_weight_bind_f32;
     be->weight_free = g4q_cuda_weight_free_f32;
+    be->weight_bind_deferred = NULL; /* the widening bind has no deferred form */
+    be->weight_upload = NULL;
     be->matmul = g4q_cuda_matmul_f32;
     be->matmul3 = NULL;
     be->matmul_geglu = NULL;
@@ -341,6 +345,8 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->copy_rows = cuda_copy_rows;
     be->weight_bind = cuda_weight_bind;
     be->weight_free = cuda_weight_free;
+    be->weight_bind_deferred = g4q_cuda_weight_bind_deferred;
+    be->weight_upload = g4q_cuda_weight_upload;
     be->matmul = g4q_cuda_matmul;
     be->rmsnorm = g4q_cuda_rmsnorm;
     be->rope = g4q_cuda_rope;

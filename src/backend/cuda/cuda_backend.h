@@ -39,6 +39,10 @@
  * FP8 128x128 / per-tensor and INT4 formats (cuda_qgemm.cu: decoded in the GEMV, widened to bf16
  * slices for tensor-core GEMMs, never expanded whole); F32 mode gives G4Q_ERR_UNSUPPORTED for
  * packed weights, naming the tensor. mem_peak reports the device bytes held at peak.
+ * Deferred binding (backend.h weight_bind_deferred / weight_upload, BF16 mode; NULL in F32 mode):
+ * the device memory is allocated on the backend's thread, and the upload, on any one thread at a
+ * time, copies the bytes through two 16 MiB pinned host buffers on a non-blocking stream of its
+ * own, beside the compute stream (cuda_upload.cu).
  * A plain C header: builds without CUDA link a stub that returns G4Q_ERR_UNSUPPORTED.
  */
 #ifndef G4Q_BACKEND_CUDA_CUDA_BACKEND_H

@@ -2,6 +2,8 @@
 // scaled embedding lookup, and the amax reduction. Kernels are templated on the activation type:
 // in BF16 mode they round where the bf16 reference rounds (docs/gemma4.md §4.3, §4.4, §4.8,
 // §4.9), in F32 mode the same code stores fp32 and the rounding points are the identity.
+#include <cstdint>
+
 #include "backend/cuda/cuda_internal.h"
 
 #define EW_THREADS 256
@@ -15,6 +17,29 @@ template <typename T> static __global__ void geglu_kernel(T *y, const T *g, cons
         float x = g4q_ld(g[i]);
         float gl = g4q_rnd<T>(0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
         y[i] = g4q_cvt<T>(gl * g4q_ld(u[i]));
+    }
+}
+
+/* geglu_kernel in BF16 mode, 8 elements per thread step through 16-byte accesses (n8 = n / 8;
+ * the same arithmetic per element). Both inputs of a chunk are read before it is written. */
+static __global__ void geglu_vec_kernel(uint4 *y, const uint4 *g, const uint4 *u, size_t n8)
+{
+    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n8;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const uint4 gv = g[i], uv = u[i];
+        const __nv_bfloat16 *ge = reinterpret_cast<const __nv_bfloat16 *>(&gv);
+        const __nv_bfloat16 *ue = reinterpret_cast<const __nv_bfloat16 *>(&uv);
+        uint4 o;
+        __nv_bfloat16 *oe = reinterpret_cast<__nv_bfloat16 *>(&o);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float x = __bfloat162float(ge[j]);
+            const float gl = g4q_rnd<__nv_bfloat16>(
+                0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
+            oe[j] = __float2bfloat16_rn(gl * __bfloat162float(ue[j]));
+        }
+        y[i] = o;
     }
 }
 
@@ -127,7 +152,12 @@ g4q_status g4q_cuda_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *gate, cons
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda geglu: %zu out of range", count);
     if (!count) return G4Q_OK;
     cudaStream_t st = g4q_cuda_st(be)->stream;
-    if (g4q_cuda_st(be)->f32)
+    const bool vec = !g4q_cuda_st(be)->f32 && count % 8 == 0 &&
+                     ((uintptr_t)y->data | (uintptr_t)gate->data | (uintptr_t)up->data) % 16 == 0;
+    if (vec)
+        geglu_vec_kernel<<<grid_for(count / 8), EW_THREADS, 0, st>>>(
+            (uint4 *)y->data, (const uint4 *)gate->data, (const uint4 *)up->data, count / 8);
+    else if (g4q_cuda_st(be)->f32)
         geglu_kernel<<<grid_for(count), EW_THREADS, 0, st>>>(
             (float *)y->data, (const float *)gate->data, (const float *)up->data, count);
     else

@@ -7,6 +7,7 @@
 // y = bf16(bf16(a·c) − bf16(b·s)) etc.; residual bf16(bf16(h + a) · scale). Only the fp32 order
 // of the sums of squares differs from cuda_norm.cu. The kernels are launched with programmatic
 // dependent launch (cuda_internal.h).
+#include <cstdint>
 #include <cstdlib>
 
 #include "backend/cuda/cuda_internal.h"
@@ -243,6 +244,99 @@ static __global__ void __launch_bounds__(1024)
     }
 }
 
+/* norm_add_norm_kernel with 16-byte accesses (n % 8 == 0): thread i owns the 8-element chunks
+ * i, i + blockDim, ... (PER of them) and keeps them packed as bf16 in registers. The per-element
+ * arithmetic is norm_add_norm_kernel's; only the fp32 order of the two sums differs. */
+template <int PER>
+static __global__ void __launch_bounds__(1024)
+    norm_add_norm_vec_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *a, const __nv_bfloat16 *wp,
+                             float scale, __nv_bfloat16 *out, const __nv_bfloat16 *wn, int n,
+                             float eps)
+{
+    __shared__ float2 red[32];
+    const int chunks = n / 8;
+    const uint4 one = make_uint4(0x3f803f80u, 0x3f803f80u, 0x3f803f80u, 0x3f803f80u);
+    uint4 av[PER], hv[PER], wpv[PER], wnv[PER];
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int c = threadIdx.x + k * blockDim.x;
+        wpv[k] = wp && c < chunks ? reinterpret_cast<const uint4 *>(wp)[c] : one;
+        wnv[k] = wn && c < chunks ? reinterpret_cast<const uint4 *>(wn)[c] : one;
+    }
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
+    const uint4 *ar = reinterpret_cast<const uint4 *>(a + (size_t)blockIdx.x * (size_t)n);
+    uint4 *hr = reinterpret_cast<uint4 *>(h + (size_t)blockIdx.x * (size_t)n);
+    const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+    float2 ss = make_float2(0.0f, 0.0f);
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int c = threadIdx.x + k * blockDim.x;
+        av[k] = c < chunks ? ar[c] : zero;
+        hv[k] = c < chunks ? hr[c] : zero;
+        const __nv_bfloat16 *e = reinterpret_cast<const __nv_bfloat16 *>(&av[k]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float v = __bfloat162float(e[j]);
+            ss.x = fmaf(v, v, ss.x);
+        }
+    }
+    ss = block_sum2(ss, red);
+    const float inv = 1.0f / sqrtf(ss.x / (float)n + eps);
+    float2 s2 = make_float2(0.0f, 0.0f);
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int c = threadIdx.x + k * blockDim.x;
+        if (c >= chunks) continue;
+        const __nv_bfloat16 *ae = reinterpret_cast<const __nv_bfloat16 *>(&av[k]);
+        const __nv_bfloat16 *we = reinterpret_cast<const __nv_bfloat16 *>(&wpv[k]);
+        __nv_bfloat16 *he = reinterpret_cast<__nv_bfloat16 *>(&hv[k]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float x = __bfloat162float(ae[j]);
+            const float an = wp ? x * inv * __bfloat162float(we[j]) : x * inv;
+            const float v = rb(rb(__bfloat162float(he[j]) + rb(an)) * scale);
+            he[j] = __float2bfloat16_rn(v);
+            s2.x = fmaf(v, v, s2.x);
+        }
+        hr[c] = hv[k];
+    }
+    if (!out) return;
+    s2 = block_sum2(s2, red);
+    const float inv2 = 1.0f / sqrtf(s2.x / (float)n + eps);
+    uint4 *orow = reinterpret_cast<uint4 *>(out + (size_t)blockIdx.x * (size_t)n);
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int c = threadIdx.x + k * blockDim.x;
+        if (c >= chunks) continue;
+        const __nv_bfloat16 *he = reinterpret_cast<const __nv_bfloat16 *>(&hv[k]);
+        const __nv_bfloat16 *we = reinterpret_cast<const __nv_bfloat16 *>(&wnv[k]);
+        uint4 o;
+        __nv_bfloat16 *oe = reinterpret_cast<__nv_bfloat16 *>(&o);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float v = __bfloat162float(he[j]);
+            oe[j] = __float2bfloat16_rn(wn ? v * inv2 * __bfloat162float(we[j]) : v * inv2);
+        }
+        orow[c] = o;
+    }
+}
+
+static bool aligned16(const void *p)
+{
+    return (uintptr_t)p % 16 == 0;
+}
+
+template <int PER>
+static cudaError_t launch_nan_vec(g4q_backend *be, int rows, int n, __nv_bfloat16 *h,
+                                  const __nv_bfloat16 *a, const __nv_bfloat16 *wp, float scale,
+                                  __nv_bfloat16 *out, const __nv_bfloat16 *wn, float eps)
+{
+    const unsigned threads = (unsigned)((n / 8 + 32 * PER - 1) / (32 * PER) * 32);
+    return g4q_cuda_launch(be, norm_add_norm_vec_kernel<PER>, dim3((unsigned)rows), dim3(threads),
+                           0, h, a, wp, scale, out, wn, n, eps);
+}
+
 template <int PER>
 static cudaError_t launch_nan(g4q_backend *be, int rows, int n, __nv_bfloat16 *h,
                               const __nv_bfloat16 *a, const __nv_bfloat16 *wp, float scale,
@@ -270,6 +364,15 @@ g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
     const __nv_bfloat16 *ap = (const __nv_bfloat16 *)a->data;
     const __nv_bfloat16 *wp = w_post ? (const __nv_bfloat16 *)w_post->data : nullptr;
     const __nv_bfloat16 *wn = out && w_next ? (const __nv_bfloat16 *)w_next->data : nullptr;
+    /* 16-byte accesses where rows allow them: a chunk per thread for a few rows (decode: the
+     * row spread over many threads), four for many rows (prefill: more rows resident per SM). */
+    const bool vec = n % 8 == 0 && n <= 8 * 1024 && aligned16(hp) && aligned16(ap) &&
+                     aligned16(op) && aligned16(wp) && aligned16(wn);
+    if (vec) {
+        G4Q_CUDA_CHECK(rows < 64 ? launch_nan_vec<1>(be, rows, n, hp, ap, wp, scale, op, wn, eps)
+                                 : launch_nan_vec<4>(be, rows, n, hp, ap, wp, scale, op, wn, eps));
+        return G4Q_OK;
+    }
     /* The fewest registers per thread that keep the row within 1024 threads. */
     const cudaError_t e =
         n <= 1024   ? launch_nan<1>(be, rows, n, hp, ap, wp, scale, op, wn, eps)

@@ -36,6 +36,9 @@ struct g4q_bweight {
     float qtensor; /* FP8 per tensor: the one scale (the grid in qscale repeats it); 0 otherwise */
     g4q_actq act;    /* activation quantization of the matmul (backend.h, src/quant/actq.h) */
     float act_scale; /* its scale */
+    /* weight_bind_deferred: the caller's host bytes still to be copied into data by
+     * weight_upload (cuda_upload.cu); NULL once they are on the device. */
+    const void *pending;
 };
 
 #define G4Q_CUDA_STEP_MAX_HEADS 1024 /* query heads the decode attention supports */
@@ -60,6 +63,13 @@ typedef struct g4q_cuda_state {
     int capturing;       /* a graph recording is open on the stream */
     uint64_t epoch;      /* device frees so far: graphs recorded at an older epoch are stale */
     int f32;             /* F32 mode (G4Q_CUDA_F32): fp32 activations, no bf16 rounding anywhere */
+    int device;          /* the CUDA device (weight_upload sets it on its own thread) */
+    /* weight_upload (cuda_upload.cu), made by the first weight_bind_deferred: its stream, two
+     * pinned host buffers the bytes pass through in turn, and the event of each buffer's last
+     * copy. Used only by the one weight_upload running at a time. */
+    cudaStream_t up_stream;
+    void *up_stage[2];
+    cudaEvent_t up_done[2];
 } g4q_cuda_state;
 
 static inline g4q_cuda_state *g4q_cuda_st(const g4q_backend *be)
@@ -80,6 +90,12 @@ void g4q_cuda_release(g4q_backend *be, void *p, size_t bytes);
  * non-blocking stream.) Errors name `what`. */
 g4q_status g4q_cuda_upload_bytes(g4q_backend *be, void *dst, const void *src, size_t bytes,
                                  const char *what);
+/* Deferred binding (backend.h weight_bind_deferred / weight_upload, cuda_upload.cu; BF16 mode)
+ * and the release of what it made (stream, pinned buffers, events) at destroy. */
+g4q_status g4q_cuda_weight_bind_deferred(g4q_backend *be, const g4q_weight_desc *d,
+                                         g4q_bweight **out);
+g4q_status g4q_cuda_weight_upload(g4q_backend *be, g4q_bweight *w, g4q_ctx *ctx);
+void g4q_cuda_upload_destroy(g4q_backend *be);
 /* Makes the attention scratch at least `bytes` long (grows by reallocation). */
 g4q_status g4q_cuda_scratch(g4q_backend *be, size_t bytes, void **out);
 

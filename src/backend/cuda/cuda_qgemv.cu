@@ -1,0 +1,293 @@
+// Decode GEMV of the packed formats on tensor cores: y[n, rows] = x[n, cols] · Wᵀ for n <= 4
+// tokens and cols % 16 == 0. The numerics, the device layout (cuda_qlayout.h) and why the sums
+// are exact up to their order are described in cuda_qgemm.cu; this file is the kernel.
+//
+// One warp computes one row tile (16 outputs) over a range of its superblocks with
+// mma.sync.m16n8k16 (bf16 inputs, fp32 accumulators): the weights are the A operand (16 rows x
+// 16 inputs, in a column order chosen per lane by the layout), x the B operand (column n = token
+// n, columns n..7 zero). Per superblock a lane makes one 16-byte streaming load of codes; QL_U of
+// them (one iteration) are in flight while the previous iteration is computed. ks warps of a
+// block share a row tile, each taking a contiguous range of iterations; their fp32 sums meet in
+// shared memory and the tile's first warp adds them in warp order.
+#include <cuda_fp8.h>
+
+#include "backend/cuda/cuda_qlayout.h"
+
+#define QV_WARPS 8
+#define QV_TARGET_WARPS 2048 /* the fewest warps a launch aims for (132 SMs x ~16) */
+
+struct qv_args {
+    const uint4 *q;          /* codes */
+    const void *s;           /* scales */
+    const __nv_bfloat16 *x;  /* [n, cols] */
+    __nv_bfloat16 *y;        /* [n, rows] */
+    int rows, cols, n;
+    int nrt, nsb, niter, ks; /* row tiles, superblocks and iterations per tile, warps per tile */
+    int group, ngp, nsc;     /* INT4 group and groups per row; FP8 scale columns */
+    float g;                 /* NVFP4: the stored global scale */
+};
+
+/* INT4 group classes: every superblock in one group, every 16 columns in one group, or groups
+ * that end in the middle of a 16-column MMA (group % 16 == 8). */
+enum { QV_G64 = 0, QV_G16 = 1, QV_G8 = 2 };
+
+static __device__ __forceinline__ void qv_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                              uint32_t a3, uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* 16 or 8 bytes of x (zeros for a column n >= a.n or past the columns). */
+static __device__ __forceinline__ uint4 qv_x16(bool ok, const uint4 *p)
+{
+    return ok ? __ldg(p) : make_uint4(0, 0, 0, 0);
+}
+static __device__ __forceinline__ uint2 qv_x8(bool ok, const uint2 *p)
+{
+    return ok ? __ldg(p) : make_uint2(0, 0);
+}
+
+/* Weights read by one iteration of a lane (the scale fields a format does not use stay unset). */
+struct qv_buf {
+    uint4 q[QL_U];
+    uint2 s8;         /* NVFP4: 8 scale bytes */
+    float s[QL_U][2]; /* INT4 (QV_G64): scales of rows g, g + 8; FP8: s[0][0] */
+};
+
+/* The sums of row tile `tile` over iterations [i0, i1) into acc (the C fragment), for lane
+ * (g, t). Waits for the previous kernel (PDL) after the first weight loads. GC: the INT4 group
+ * class (QV_G*); NVFP4 QG_MUL or QG_DIV (used by qv_kernel only); FP8 0. */
+template <int FMT, int GC>
+static __device__ __forceinline__ void qv_run(const qv_args &a, int tile, int i0, int i1,
+                                              int lane, float acc[4])
+{
+    const int g = lane >> 2, t = lane & 3;
+    const bool xl = g < a.n; /* this lane's B column is a token */
+    /* x columns of this lane in superblock 0 (NVFP4 16·t, INT4 4·t, FP8 8·t), 2 bf16 per u32 */
+    const int xc0 = FMT == G4Q_WF_NVFP4 ? 16 * t : FMT == G4Q_WF_INT4 ? 4 * t : 8 * t;
+    const uint32_t *xp = reinterpret_cast<const uint32_t *>(a.x + (int64_t)(xl ? g : 0) * a.cols + xc0);
+    const int width = FMT == G4Q_WF_FP8_BLOCK ? 32 : 64;
+    const uint4 *qp = a.q + (int64_t)tile * a.nsb * 32 + lane;
+    /* INT4 scale groups: the loads run one iteration ahead of the MMAs (QV_G64), so each side
+     * keeps its own position: group gi, columns left in it. */
+    int lgi = 0, lrem = 0, cgi = 0, crem = 0;
+    if (FMT == G4Q_WF_INT4) {
+        const int c_start = i0 * QL_U * 64;
+        lgi = cgi = c_start / a.group;
+        lrem = crem = a.group - c_start % a.group;
+    }
+    const float *s4 = reinterpret_cast<const float *>(a.s) + (int64_t)tile * a.ngp * QL_TILE + g;
+
+    auto load = [&](int i, qv_buf &b) {
+        const uint4 *p = qp + (int64_t)i * (QL_U * 32);
+#pragma unroll
+        for (int u = 0; u < QL_U; u++)
+            b.q[u] = __ldcs(p + u * 32);
+        if (FMT == G4Q_WF_NVFP4)
+            b.s8 = __ldcs(reinterpret_cast<const uint2 *>(a.s) + ((int64_t)tile * a.niter + i) * 32 +
+                          lane);
+        if (FMT == G4Q_WF_FP8_BLOCK)
+            b.s[0][0] = __ldg(reinterpret_cast<const float *>(a.s) + (int64_t)(tile >> 3) * a.nsc + i);
+        if (FMT == G4Q_WF_INT4 && GC == QV_G64) {
+#pragma unroll
+            for (int u = 0; u < QL_U; u++) {
+                b.s[u][0] = __ldg(s4 + lgi * QL_TILE);
+                b.s[u][1] = __ldg(s4 + lgi * QL_TILE + 8);
+                lrem -= 64;
+                if (lrem == 0) lgi++, lrem = a.group;
+            }
+        }
+    };
+
+    auto compute = [&](int i, const qv_buf &b) {
+        /* this iteration's x, and how many of its columns are real for this lane's offset */
+        const uint32_t *xi = xp + (int64_t)i * (QL_U * width / 2);
+        const int cleft = a.cols - i * QL_U * width - xc0;
+        if (FMT == G4Q_WF_NVFP4) {
+#pragma unroll
+            for (int u = 0; u < QL_U; u++) {
+                const bool ok = xl && 64 * u < cleft; /* this lane's block of superblock u */
+                const uint4 x0 = qv_x16(ok, reinterpret_cast<const uint4 *>(xi + 32 * u));
+                const uint4 x1 = qv_x16(ok, reinterpret_cast<const uint4 *>(xi + 32 * u + 4));
+                const uint32_t X[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+                uint32_t sg, sg8, A[4][4];
+                ql_nvfp4_scales(((u < 2 ? b.s8.x : b.s8.y) >> (16 * (u & 1))) & 0xffffu, &sg, &sg8);
+                ql_nvfp4_afrag(b.q[u], sg, sg8, A);
+#pragma unroll
+                for (int j = 0; j < 4; j++) /* x columns 16·t + 4·j .. + 3 */
+                    qv_mma(acc, A[j][0], A[j][1], A[j][2], A[j][3], X[2 * j], X[2 * j + 1]);
+            }
+        } else if (FMT == G4Q_WF_FP8_BLOCK) {
+            float ct[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int u = 0; u < QL_U; u++) {
+                const uint4 xv = qv_x16(xl && 32 * u < cleft, reinterpret_cast<const uint4 *>(xi + 16 * u));
+                uint32_t A[2][4];
+                ql_fp8_afrag(b.q[u], A);
+                qv_mma(ct, A[0][0], A[0][1], A[0][2], A[0][3], xv.x, xv.y); /* 8·t + 0..3 */
+                qv_mma(ct, A[1][0], A[1][1], A[1][2], A[1][3], xv.z, xv.w); /* 8·t + 4..7 */
+            }
+            const float s = b.s[0][0]; /* one 128 x 128 block: rows of a tile, the iteration */
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+                acc[r] = __fmaf_rn(s, ct[r], acc[r]);
+        } else {
+#pragma unroll
+            for (int u = 0; u < QL_U; u++) {
+                float ct[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                uint32_t A[4][4];
+                ql_int4_afrag(b.q[u], A);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int c = 64 * u + 16 * j; /* this lane's 4 columns, from xc0 */
+                    const uint2 xv = qv_x8(xl && c < cleft, reinterpret_cast<const uint2 *>(xi + c / 2));
+                    const uint32_t a0 = A[j][0], a1 = A[j][1], a2 = A[j][2], a3 = A[j][3];
+                    if (GC == QV_G64) {
+                        qv_mma(ct, a0, a1, a2, a3, xv.x, xv.y);
+                    } else if (GC == QV_G16) { /* one group per 16 columns */
+                        const float sg = __ldg(s4 + cgi * QL_TILE), sg8 = __ldg(s4 + cgi * QL_TILE + 8);
+                        qv_mma(ct, a0, a1, a2, a3, xv.x, xv.y);
+                        acc[0] = __fmaf_rn(sg, ct[0], acc[0]), acc[1] = __fmaf_rn(sg, ct[1], acc[1]);
+                        acc[2] = __fmaf_rn(sg8, ct[2], acc[2]), acc[3] = __fmaf_rn(sg8, ct[3], acc[3]);
+                        ct[0] = ct[1] = ct[2] = ct[3] = 0.0f;
+                        crem -= 16;
+                        if (crem == 0) cgi++, crem = a.group;
+                    } else { /* columns 0..7 (lanes t < 2) and 8..15 (t >= 2) in their groups */
+#pragma unroll
+                        for (int half = 0; half < 2; half++) {
+                            const bool mine = (t >> 1) == half;
+                            const float sg = __ldg(s4 + cgi * QL_TILE),
+                                        sg8 = __ldg(s4 + cgi * QL_TILE + 8);
+                            qv_mma(ct, mine ? a0 : 0u, mine ? a1 : 0u, mine ? a2 : 0u,
+                                   mine ? a3 : 0u, xv.x, xv.y);
+                            acc[0] = __fmaf_rn(sg, ct[0], acc[0]), acc[1] = __fmaf_rn(sg, ct[1], acc[1]);
+                            acc[2] = __fmaf_rn(sg8, ct[2], acc[2]), acc[3] = __fmaf_rn(sg8, ct[3], acc[3]);
+                            ct[0] = ct[1] = ct[2] = ct[3] = 0.0f;
+                            crem -= 8;
+                            if (crem == 0) cgi++, crem = a.group;
+                        }
+                    }
+                }
+                if (GC == QV_G64) {
+                    acc[0] = __fmaf_rn(b.s[u][0], ct[0], acc[0]);
+                    acc[1] = __fmaf_rn(b.s[u][0], ct[1], acc[1]);
+                    acc[2] = __fmaf_rn(b.s[u][1], ct[2], acc[2]);
+                    acc[3] = __fmaf_rn(b.s[u][1], ct[3], acc[3]);
+                }
+            }
+        }
+    };
+
+    qv_buf b0, b1;
+    if (i0 < i1) load(i0, b0); /* weights only: before the wait for the kernel that writes x */
+    g4q_pdl_wait();
+    for (int i = i0; i < i1; i += 2) {
+        if (i + 1 < i1) load(i + 1, b1);
+        compute(i, b0);
+        if (i + 1 >= i1) break;
+        if (i + 2 < i1) load(i + 2, b0);
+        compute(i + 1, b1);
+    }
+}
+
+template <int FMT, int GC>
+static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_args a)
+{
+    __shared__ float4 part[QV_WARPS][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = a.ks;
+    const int tile = (int)blockIdx.x * (QV_WARPS / ks) + warp / ks, k = warp % ks;
+    const bool live = tile < a.nrt;
+    const int i0 = live ? (int)((int64_t)k * a.niter / ks) : 0;
+    const int i1 = live ? (int)((int64_t)(k + 1) * a.niter / ks) : 0;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    qv_run<FMT, GC>(a, tile, i0, i1, lane, acc);
+    g4q_pdl_trigger(); /* the weights are read: the next kernel may start on freed SMs */
+    if (ks > 1) {
+        part[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+        __syncthreads();
+        if (k != 0) return;
+        for (int j = 1; j < ks; j++) {
+            const float4 v = part[warp + j][lane];
+            acc[0] += v.x, acc[1] += v.y, acc[2] += v.z, acc[3] += v.w;
+        }
+    }
+    if (!live) return;
+    if (FMT == G4Q_WF_NVFP4) { /* the A operand held t · 2^-14 */
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+            acc[r] = GC == QG_DIV ? __fdiv_rn(__fmul_rn(acc[r], 16384.0f), a.g)
+                                  : __fmul_rn(__fmul_rn(acc[r], 16384.0f), a.g);
+    }
+    /* C fragment: acc[0], acc[1] row g tokens 2t, 2t + 1; acc[2], acc[3] row g + 8. */
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)tile * QL_TILE + g, r1 = r0 + 8;
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+        const int n = 2 * t + c;
+        if (n >= a.n) break;
+        if (r0 < a.rows) a.y[(int64_t)n * a.rows + r0] = __float2bfloat16_rn(acc[c]);
+        if (r1 < a.rows) a.y[(int64_t)n * a.rows + r1] = __float2bfloat16_rn(acc[2 + c]);
+    }
+}
+
+bool g4q_cuda_qgemv_ok(const g4q_bweight *w, int n)
+{
+    return w->format != G4Q_WF_BF16 && w->act == G4Q_ACTQ_NONE && n >= 1 && n <= 4 &&
+           w->cols % 16 == 0 && !(w->qmode & QG_NOGEMV) && w->rows <= INT32_MAX - QL_TILE &&
+           w->cols <= INT32_MAX / 2;
+}
+
+/* Warps per row tile: the fewest (1, 2, 4, 8) that give the GPU QV_TARGET_WARPS warps, or the
+ * backend's override (G4Q_CUDA_GEMV_KPR, for benchmarks), at most one per iteration. */
+static int qv_ks(const g4q_backend *be, int64_t nrt, int64_t niter)
+{
+    const int forced = g4q_cuda_st(be)->gemv_kpr;
+    int ks = 1;
+    if (forced == 1 || forced == 2 || forced == 4 || forced == 8)
+        ks = forced;
+    else
+        while (ks < QV_WARPS && nrt * ks < QV_TARGET_WARPS)
+            ks *= 2;
+    while (ks > 1 && ks > niter)
+        ks /= 2;
+    return ks;
+}
+
+g4q_status g4q_cuda_qgemv(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
+                          int n)
+{
+    g4q_ctx *ctx = be->ctx;
+    const qlayout L = ql_make(w->format, w->rows, w->cols, w->group);
+    qv_args a = {};
+    a.q = reinterpret_cast<const uint4 *>(w->data);
+    a.s = w->qscale;
+    a.x = reinterpret_cast<const __nv_bfloat16 *>(x->data);
+    a.y = reinterpret_cast<__nv_bfloat16 *>(y->data);
+    a.rows = (int)w->rows;
+    a.cols = (int)w->cols;
+    a.n = n;
+    a.nrt = (int)L.nrt;
+    a.nsb = (int)L.nsb;
+    a.niter = (int)(L.nsb / QL_U);
+    a.ks = qv_ks(be, L.nrt, a.niter);
+    a.group = w->group;
+    a.ngp = (int)L.ngp;
+    a.nsc = (int)L.nsc;
+    a.g = w->qg;
+    const dim3 grid(g4q_cuda_blocks((size_t)L.nrt, QV_WARPS / a.ks)), block(QV_WARPS * 32);
+    void (*kernel)(const qv_args);
+    if (w->format == G4Q_WF_NVFP4)
+        kernel = (w->qmode & QG_DIV) ? qv_kernel<G4Q_WF_NVFP4, QG_DIV>
+                                     : qv_kernel<G4Q_WF_NVFP4, QG_MUL>;
+    else if (w->format == G4Q_WF_FP8_BLOCK)
+        kernel = qv_kernel<G4Q_WF_FP8_BLOCK, 0>;
+    else
+        kernel = w->group % 64 == 0   ? qv_kernel<G4Q_WF_INT4, QV_G64>
+                 : w->group % 16 == 0 ? qv_kernel<G4Q_WF_INT4, QV_G16>
+                                      : qv_kernel<G4Q_WF_INT4, QV_G8>;
+    G4Q_CUDA_CHECK(g4q_cuda_launch(be, kernel, grid, block, 0, a));
+    return G4Q_OK;
+}
