@@ -50,8 +50,9 @@ extern "C" {
 
 /* Storage format of a bound weight W[rows = out, cols = in] (docs/formats.md). Every packed
  * format is dequantized inside the GEMM, a few rows or one tile at a time, into fp32 values that
- * are bit-identical to the src/quant decoders (quant.h), so a backend's matmul differs from
- * x · dequant(W)ᵀ only by its accumulation order:
+ * are bit-identical to the src/quant decoders (quant.h), or applies a block / group / global
+ * scale to an fp32 partial sum of exact products (the CUDA decode GEMVs, cuda_qgemm.cu), so a
+ * backend's matmul differs from x · dequant(W)ᵀ only by the order and rounding of its fp32 sums:
  *
  *   G4Q_WF_BF16: data bf16 [rows, cols].
  *

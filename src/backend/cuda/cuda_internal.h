@@ -31,7 +31,7 @@ struct g4q_bweight {
     void *qscale;
     size_t qscale_bytes;
     float qg, qr; /* NVFP4: the stored scale2 and, for the reciprocal form, fl32(1/scale2) */
-    int qmode;    /* NVFP4: how the GEMV applies scale2 (cuda_qgemm.cu) */
+    int qmode;    /* QG_* bits (cuda_qlayout.h): NVFP4 division, no-GEMV (NaN) weights */
     int group;    /* INT4: inputs per scale */
     float qtensor; /* FP8 per tensor: the one scale (the grid in qscale repeats it); 0 otherwise */
     g4q_actq act;    /* activation quantization of the matmul (backend.h, src/quant/actq.h) */
