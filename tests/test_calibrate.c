@@ -29,6 +29,7 @@
 #include "runtime/session.h"
 #include "refmodel.h"
 #include "runtime/kvcache.h"
+#include "calib_hook.h"
 #include "testutil.h"
 
 static g4q_ctx g_ctx;
@@ -384,62 +385,6 @@ done:
 
 /* ---------------------------------------------------------------- g4q_calib_run */
 
-/* The layer hook: a digest of every Hessian, and in sequential mode replacement Linears holding
- * the layer's weights halved (exact in bf16), so that the next layers see other activations. */
-typedef struct hook_state {
-    uint64_t digest[G4Q_MAX_LAYERS][G4Q_OBS_COUNT];
-    int calls;
-    g4q_tensor t[7];
-    uint16_t *buf[7];
-} hook_state;
-
-static uint64_t fnv64(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ull;
-    return h;
-}
-
-static void hook_release(hook_state *hs)
-{
-    for (int i = 0; i < 7; i++) {
-        free(hs->buf[i]);
-        hs->buf[i] = NULL;
-    }
-}
-
-static g4q_status on_layer(void *user, const g4q_calib_layer *ly, g4q_layer_weights *replace)
-{
-    hook_state *hs = user;
-    hs->calls++;
-    for (int site = 0; site < G4Q_OBS_COUNT; site++)
-        if (ly->hess[site])
-            hs->digest[ly->layer][site] =
-                fnv64(ly->hess[site], (size_t)ly->hess_dim[site] * (size_t)ly->hess_dim[site] * 4);
-    if (!replace) return G4Q_OK;
-    hook_release(hs);
-    const g4q_tensor **slot[7] = {&replace->q_proj,   &replace->k_proj,    &replace->v_proj,
-                                  &replace->o_proj,   &replace->gate_proj, &replace->up_proj,
-                                  &replace->down_proj};
-    for (int i = 0; i < 7; i++) {
-        const g4q_tensor *src = *slot[i];
-        if (!src) continue;
-        hs->t[i] = *src;
-        hs->buf[i] = malloc(src->nbytes);
-        if (!hs->buf[i]) return G4Q_ERR_NOMEM;
-        for (uint64_t e = 0; e < src->numel; e++) {
-            uint16_t v;
-            memcpy(&v, (const unsigned char *)src->data + 2 * e, 2);
-            hs->buf[i][e] = g4q_f32_to_bf16(g4q_bf16_to_f32(v) * 0.5f);
-        }
-        hs->t[i].data = hs->buf[i];
-        *slot[i] = &hs->t[i];
-    }
-    return G4Q_OK;
-}
-
 /* Threads of this process (entries of /proc/self/task), -1 where that cannot be read. */
 static int thread_count(void)
 {
@@ -472,7 +417,7 @@ static g4q_status calib_once(g4q_backend *cpu, const char *dir, const g4q_calib_
     const g4q_calib_hooks hooks = {.hessian_sites = 1u << G4Q_OBS_ATTN_IN | 1u << G4Q_OBS_O_IN |
                                                     1u << G4Q_OBS_MLP_IN | 1u << G4Q_OBS_DOWN_IN,
                                    .sequential = c->sequential,
-                                   .layer_done = on_layer,
+                                   .layer_done = hook_on_layer,
                                    .user = hs};
     st = g4q_calib_run(&g_ctx, s, d, 1, &hooks, r);
     CHECK_EQ_INT(g4q_forward_staged(s->fwd), -1);
