@@ -296,7 +296,6 @@ static g4q_status run_layers(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data 
         g4q_progress_update(&pr, (uint64_t)(l + 1));
     }
     g4q_progress_end(&pr);
-    st = prefetch_join(&pf, ctx, os->r, st); /* (joined in the loop already) */
     if (g4q_forward_staged(s->fwd) >= 0) { /* an error left it unbound */
         g4q_forward_release_layer(s->fwd, g4q_forward_staged(s->fwd));
     }
