@@ -583,6 +583,44 @@ static void test_elementwise(pair_be p)
     CHECK(strstr(g4q_ctx_error(&g_ctx), "w.nvfp4") != nullptr);
 }
 
+/* ---- col_amax_into: the per-channel amax of [rows, cols] activations, accumulated onto a
+ * pre-filled acc, with a NaN in one column; bf16-exact values, so both backends must agree with
+ * the host's max exactly. */
+static void test_col_amax(pair_be p)
+{
+    const int shapes[][2] = {{1, 1}, {37, 5}, {200, 3840}, {1024, 17}};
+    g4q_backend *bes[2] = {p.cpu, p.gpu};
+    for (const auto &sh : shapes) {
+        const int rows = sh[0], cols = sh[1];
+        vecf x = randv((size_t)rows * cols, 0, 3.0), acc0((size_t)cols + 1, 0.0f);
+        for (int c = 0; c < cols; c += 3)
+            acc0[c] = 2.5f; /* a previous sample's amax */
+        const int nan_col = cols / 2;
+        x[(size_t)(rows - 1) * cols + nan_col] = NAN;
+        vecf want(acc0);
+        for (int c = 0; c < cols; c++) {
+            for (int r = 0; r < rows; r++)
+                want[c] = std::fmax(want[c], std::fabs(x[(size_t)r * cols + c]));
+            if (c == nan_col) want[c] = NAN;
+        }
+        for (int b = 0; b < 2; b++) {
+            g4q_backend *be = bes[b];
+            g4q_buf *bx = mk(be, x), *acc = nullptr;
+            CHECK_STATUS(be->buf_alloc(be, G4Q_DT_F32, acc0.size(), &acc), G4Q_OK);
+            CHECK_STATUS(be->upload(be, acc, 0, acc0.data(), acc0.size()), G4Q_OK);
+            CHECK_STATUS(be->col_amax_into(be, bx, rows, cols, acc), G4Q_OK);
+            CHECK_STATUS(be->col_amax_into(be, bx, rows, cols + 2, acc), G4Q_ERR_INTERNAL);
+            const vecf got = get(be, acc, acc0.size());
+            int bad = 0;
+            for (int c = 0; c <= cols; c++) /* acc[cols] is past the columns: untouched */
+                bad += !(got[c] == want[c] || (std::isnan(got[c]) && std::isnan(want[c])));
+            CHECK_MSG(bad == 0, "col_amax_into [%d, %d] (%s): %d columns differ", rows, cols,
+                      b ? "gpu" : "cpu", bad);
+            be->buf_free(be, bx), be->buf_free(be, acc);
+        }
+    }
+}
+
 /* ---- fused decode ops (backend.h "decode steps"). matmul3 and matmul_geglu run the same GEMV
  * sums as matmul, so they must equal the GPU's own plain ops bit for bit. The norm fusions sum
  * squares in another fp32 order (inv may move by an fp32 ulp, a normed value by one bf16 ulp in
@@ -1258,6 +1296,7 @@ int main(int argc, char **argv)
     test_kv_store(p);
     test_attention_store(p.gpu);
     test_elementwise(p);
+    test_col_amax(p);
     test_deferred(p);
     test_fused_gemv(p.gpu);
     test_fused_norms(p.gpu);
@@ -1275,6 +1314,7 @@ int main(int argc, char **argv)
         test_attention(p32);
         test_kv_store(p32);
         test_elementwise(p32);
+        test_col_amax(p32);
         test_model_f32(p32);
         printf("cuda-fp32 backend peak device memory: %.1f MB\n",
                (double)p32.gpu->mem_peak(p32.gpu) / 1e6);

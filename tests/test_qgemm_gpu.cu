@@ -7,9 +7,13 @@
 // blocks, INT4 groups of 8, 16, 24, 32, 40, 48, 64, 96, 128 and 1024 (each of the GEMV's group
 // classes), long rows split across warps, and columns that are not a multiple of 16 (prefill).
 // NVFP4 block scales that are negative, zero (with non-zero codes) or subnormal, and NaN codes or
-// scales (which send a weight to the prefill path at every n), are checked too. Also: invalid
-// descriptors are refused.
-// With --bench, GEMV timings of the 12B's largest shapes for BF16 and each packed format; with
+// scales (which send a weight to the prefill path at every n), are checked too. The prefill
+// widening (g4q_cuda_qslice) is also held bit for bit to ql_value per element, on every weight
+// above and on row windows that start and end inside 16-row tiles (r0 = 0, 3, 9, 16, rows - 1),
+// checking which kernel it takes (the fallback for NaN weights and FP8 with cols % 8 != 0) and
+// that nothing past the window is written. Also: invalid descriptors are refused.
+// With --bench, GEMV, prefill widening and n = 1024 matmul timings of the 12B's largest shapes
+// for BF16 and each packed format; with
 // --bench-model DIR [PROMPT [STEPS]], decode and prefill tokens/s of a checkpoint folder, BF16 or
 // quantized (scripts/bench/forward_quant_gpu.sh runs it on the 12B in each format).
 //
@@ -28,6 +32,7 @@
 
 #include "backend/cpu/cpu.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_qlayout.h"
 #include "base/bf16.h"
 #include "base/sys.h"
 #include "model/config.h"
@@ -184,6 +189,78 @@ static vecf run(g4q_backend *be, const qweight &q, const vecf &x, int n)
     return y;
 }
 
+/* ---- the prefill widening, bit for bit ---- */
+
+/* The reference: __float2bfloat16_rn(ql_value) per element, as bits. */
+template <int FMT>
+static __global__ void ref_slice_kernel(const qlayout L, const void *data, const void *scale,
+                                        int tensor, int64_t r0, size_t count, uint16_t *out)
+{
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    const int64_t r = r0 + (int64_t)(i / (size_t)L.cols), c = (int64_t)(i % (size_t)L.cols);
+    out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(ql_value<FMT>(L, data, scale, tensor, r, c)));
+}
+
+/* g4q_cuda_qslice of row windows of q (bound on gpu) against ref_slice_kernel: every bit of the
+ * window, and the guard past it untouched (0xABAB). */
+static void check_slices(g4q_backend *gpu, const qweight &q)
+{
+    g4q_bweight *w = nullptr;
+    if (!CHECK_STATUS(gpu->weight_bind(gpu, &q.d, &w), G4Q_OK)) return;
+    const int64_t R = q.d.rows, C = q.d.cols;
+    const bool fast = !q.nogemv && C % 8 == 0;
+    CHECK_MSG(g4q_cuda_qslice_fast(w) == fast, "%s [%lld, %lld]: fast path %d, want %d", q.what,
+              (long long)R, (long long)C, (int)g4q_cuda_qslice_fast(w), (int)fast);
+    const qlayout L = ql_make(w->format, w->rows, w->cols, w->group);
+    const int tensor = w->qtensor > 0.0f;
+    cudaStream_t st = g4q_cuda_st(gpu)->stream;
+    const size_t cap = (size_t)(R * C) + 64; /* elements, with a guard past the largest window */
+    uint16_t *dq = nullptr, *dr = nullptr;
+    if (!CHECK(cudaMalloc(&dq, cap * 2) == cudaSuccess &&
+               cudaMalloc(&dr, cap * 2) == cudaSuccess)) {
+        cudaFree(dq);
+        gpu->weight_free(gpu, w);
+        return;
+    }
+    std::vector<uint16_t> hq(cap), hr(cap);
+    const int64_t wins[][2] = {{0, R}, {16, R - 16}, {3, R - 5}, {9, 14}, {R - 1, 1}};
+    for (const auto &win : wins) {
+        const int64_t r0 = win[0], nr = win[1];
+        if (nr < 1 || r0 + nr > R) continue;
+        const size_t n = (size_t)(nr * C);
+        cudaMemsetAsync(dq, 0xAB, cap * 2, st);
+        CHECK_STATUS(g4q_cuda_qslice(gpu, w, r0, nr, (__nv_bfloat16 *)dq), G4Q_OK);
+        const unsigned b = (unsigned)((n + 255) / 256);
+        const void *d = w->data, *sc = w->qscale;
+        if (w->format == G4Q_WF_NVFP4)
+            ref_slice_kernel<G4Q_WF_NVFP4><<<b, 256, 0, st>>>(L, d, sc, tensor, r0, n, dr);
+        else if (w->format == G4Q_WF_FP8_BLOCK)
+            ref_slice_kernel<G4Q_WF_FP8_BLOCK><<<b, 256, 0, st>>>(L, d, sc, tensor, r0, n, dr);
+        else
+            ref_slice_kernel<G4Q_WF_INT4><<<b, 256, 0, st>>>(L, d, sc, tensor, r0, n, dr);
+        if (!CHECK(cudaStreamSynchronize(st) == cudaSuccess &&
+                   cudaMemcpy(hq.data(), dq, cap * 2, cudaMemcpyDeviceToHost) == cudaSuccess &&
+                   cudaMemcpy(hr.data(), dr, n * 2, cudaMemcpyDeviceToHost) == cudaSuccess))
+            break;
+        size_t bad = 0, first = 0, guard = 0;
+        for (size_t i = 0; i < n; i++)
+            if (hq[i] != hr[i] && !bad++) first = i;
+        for (size_t i = n; i < cap; i++)
+            guard += hq[i] != 0xABABu;
+        CHECK_MSG(!bad && !guard,
+                  "%s [%lld, %lld] group %d rows %lld + %lld (%s): %zu of %zu differ from ql_value "
+                  "(first at row %lld col %lld: 0x%04x, want 0x%04x), %zu written past the window",
+                  q.what, (long long)R, (long long)C, q.d.group, (long long)r0, (long long)nr,
+                  fast ? "fast" : "fallback", bad, n,
+                  (long long)(r0 + (int64_t)(first / (size_t)C)), (long long)(first % (size_t)C),
+                  hq[first], hr[first], guard);
+    }
+    cudaFree(dq);
+    cudaFree(dr);
+    gpu->weight_free(gpu, w);
+}
+
 static void check_case(g4q_backend *cpu, g4q_backend *gpu, const qweight &q, int n)
 {
     const int64_t out = q.d.rows, in = q.d.cols;
@@ -247,11 +324,12 @@ static void test_formats(g4q_backend *cpu, g4q_backend *gpu)
         int64_t rows, cols;
         int group;
     };
-    /* rows % 16 and cols % 256 vary; {24, 15360} splits rows across 8 warps of 7-8 iterations */
+    /* rows % 16 and cols % 256 vary; {24, 15360} splits rows across 8 warps of 7-8 iterations;
+     * {21, 292} is FP8 only (cols % 8 != 0: the per-element widening) */
     const shape shapes[] = {{136, 256, 128}, {300, 272, 16},  {8, 40, 8},      {129, 3840, 128},
                             {1024, 1024, 32}, {1, 16, 8},     {40, 352, 32},   {24, 176, 16},
                             {72, 960, 64},    {50, 1536, 96}, {33, 624, 48},   {17, 144, 24},
-                            {20, 1024, 1024}, {24, 15360, 128}, {9, 1280, 40}};
+                            {20, 1024, 1024}, {24, 15360, 128}, {9, 1280, 40}, {21, 292, 8}};
     const g4q_dtype sdts[] = {G4Q_DT_F16, G4Q_DT_BF16, G4Q_DT_F32};
     const int ns[] = {1, 2, 3, 4, 7, 64};
     for (const shape &s : shapes) {
@@ -261,6 +339,7 @@ static void test_formats(g4q_backend *cpu, g4q_backend *gpu)
             for (int k = 0; k < nsdt; k++) {
                 qweight q;
                 if (!make_qweight((variant)v, w, s.rows, s.cols, s.group, sdts[k], &q)) continue;
+                check_slices(gpu, q);
                 for (int n : ns)
                     check_case(cpu, gpu, q, n);
                 /* Engine numerics: each activation quantization in front of this weight. */
@@ -303,6 +382,7 @@ static void test_edges(g4q_backend *cpu, g4q_backend *gpu)
             else
                 g4q_nvfp4_ct_dequantize(q.data.data(), q.scale.data(), q.scale2, rows, cols,
                                         q.deq.data());
+            check_slices(gpu, q);
             for (int n : {1, 2, 3, 4, 7})
                 check_case(cpu, gpu, q, n);
         }
@@ -312,6 +392,7 @@ static void test_edges(g4q_backend *cpu, g4q_backend *gpu)
         q.nogemv = true;
         g4q_fp8_dequantize_blocks(q.data.data(), (const float *)q.scale.data(), rows, cols,
                                   q.deq.data());
+        check_slices(gpu, q);
         for (int n : {1, 2, 3, 4, 7})
             check_case(cpu, gpu, q, n);
     }
@@ -344,15 +425,30 @@ static void test_invalid(g4q_backend *gpu)
 
 /* ---- --bench: GEMV time and bytes read per second, BF16 and each packed format ---- */
 
+/* Seconds per call of f (one warm-up call; the backend's stream drained around the timing). */
+template <typename F>
+static double bench_time(g4q_backend *gpu, int reps, F f)
+{
+    cudaStream_t st = g4q_cuda_st(gpu)->stream;
+    f();
+    cudaStreamSynchronize(st);
+    const double a = g4q_now_seconds();
+    for (int r = 0; r < reps; r++)
+        f();
+    cudaStreamSynchronize(st);
+    return (g4q_now_seconds() - a) / reps;
+}
+
 static void bench_shape(g4q_backend *gpu, int64_t rows, int64_t cols)
 {
+    const int BN = 1024; /* prefill tokens */
     const std::vector<uint16_t> w = rand_weights(rows, cols);
     g4q_buf *x = nullptr, *y = nullptr;
-    vecf xv((size_t)cols);
+    vecf xv((size_t)cols * BN);
     for (auto &v : xv)
         v = (float)g4q_test_normal(&g_rng);
-    gpu->buf_alloc(gpu, gpu->act_dtype, (size_t)cols * 4, &x);
-    gpu->buf_alloc(gpu, gpu->act_dtype, (size_t)rows * 4, &y);
+    gpu->buf_alloc(gpu, gpu->act_dtype, (size_t)cols * BN, &x);
+    gpu->buf_alloc(gpu, gpu->act_dtype, (size_t)rows * BN, &y);
     gpu->upload(gpu, x, 0, xv.data(), xv.size());
     for (int v = -1; v < VARIANTS; v++) {
         qweight q;
@@ -383,6 +479,22 @@ static void bench_shape(g4q_backend *gpu, int64_t rows, int64_t cols)
             printf("bench gemv %-26s %6lld x %-6lld n %d: %7.1f us = %5.0f GB/s of weight bytes\n",
                    q.what, (long long)rows, (long long)cols, n, t * 1e6, (double)bytes / t / 1e9);
         }
+        /* prefill: the bf16 widening of the whole weight, then the matmul at BN tokens */
+        __nv_bfloat16 *ws = nullptr;
+        if (v >= 0 && cudaMalloc(&ws, (size_t)(rows * cols) * 2) == cudaSuccess) {
+            const qlayout L = ql_make(bw->format, rows, cols, bw->group);
+            const double t = bench_time(gpu, 20, [&] { g4q_cuda_qslice(gpu, bw, 0, rows, ws); });
+            const double moved = (double)(L.code_bytes + L.scale_bytes) + (double)(rows * cols) * 2;
+            printf("bench widen %-25s %6lld x %-6lld: %7.1f us = %5.0f GB/s (%.3f bytes read + "
+                   "written per weight, %s kernel)\n",
+                   q.what, (long long)rows, (long long)cols, t * 1e6, moved / t / 1e9,
+                   moved / (double)(rows * cols), g4q_cuda_qslice_fast(bw) ? "fast" : "fallback");
+            cudaFree(ws);
+        }
+        const double t = bench_time(gpu, 10, [&] { gpu->matmul(gpu, y, x, bw, BN); });
+        printf("bench prefill %-23s %6lld x %-6lld n %d: %7.1f us = %5.0f TFLOP/s\n", q.what,
+               (long long)rows, (long long)cols, BN, t * 1e6,
+               2.0 * (double)(rows * cols) * BN / t / 1e12);
         gpu->weight_free(gpu, bw);
     }
     gpu->buf_free(gpu, x);

@@ -380,7 +380,8 @@ static void test_errors_schema(void)
     expect_error(HEAD RULE_W4A16 "rulez: []\n", INV, 6, "unknown key 'rulez'",
                  "allowed keys: name, description, export, rules");
     expect_error(HEAD "rules:\n  - pattern: a\n    weight: nvfp4\n", INV, 5,
-                 "unknown key 'weight'", "pattern, weights, scale_search, algorithm, activations");
+                 "unknown key 'weight'",
+                 "pattern, weights, scale_search, algorithm, activations, smoothing");
     expect_error(HEAD RULE_W4A16 "kv_cache:\n  format: fp8\n  scale: cast\n", INV, 8,
                  "unknown key 'scale'", "format, scales");
     expect_error(HEAD RULE_W4A16 "calibration:\n  dataset: x\n  samples: 4\n  seq_len: 8\n"
@@ -497,6 +498,25 @@ static void test_errors_combinations(void)
             CHECK(r->rules[0].search == G4Q_RECIPE_SEARCH_HESSIAN);
             CHECK(r->calib.sequential == 1);
             CHECK(g4q_recipe_needs_calibration(r));
+        }
+        g4q_recipe_free(r);
+    }
+    /* smoothing awq: not on bf16 rules, a known value, and it needs calibration. */
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: bf16\n    smoothing: awq\n", INV, 6,
+                 "remove 'smoothing'", NULL);
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: nvfp4\n    smoothing: gptq\n", INV, 6,
+                 "none, awq", NULL);
+    expect_error(HEAD "rules:\n  - pattern: a\n    weights: nvfp4\n    smoothing: awq\n", INV, 1,
+                 "missing required key 'calibration'", "smoothing awq");
+    {
+        g4q_recipe *r = expect_ok("name: t\nexport: modelopt\nrules:\n  - pattern: a\n"
+                                  "    weights: nvfp4\n    smoothing: awq\n"
+                                  "calibration:\n  dataset: builtin:default\n  samples: 1\n"
+                                  "  seq_len: 8\n");
+        if (r) {
+            CHECK(r->rules[0].smooth == G4Q_RECIPE_SMOOTH_AWQ);
+            CHECK(g4q_recipe_needs_calibration(r));
+            CHECK(g4q_recipe_match(r, "a").smooth == G4Q_RECIPE_SMOOTH_AWQ);
         }
         g4q_recipe_free(r);
     }

@@ -19,7 +19,7 @@ PATH="$here/build:$PATH"
 mkdir -p "$work"
 ALL='model.language_model.layers.*.{self_attn,mlp}.*_proj'
 MLP='model.language_model.layers.*.mlp.*_proj'
-# family|name|export|pattern|weights|scale_search|algorithm|activations|kv|sequential
+# family|name|export|pattern|weights|scale_search|algorithm|activations|kv|sequential[|smoothing]
 variants=(
     "int4|rtn max|gptq|$ALL|int4|max|rtn|none|none|false"
     "int4|gptq max|gptq|$ALL|int4|max|gptq|none|none|false"
@@ -42,9 +42,17 @@ variants=(
     "w4a4|gptq hessian|modelopt|$MLP|nvfp4|hessian|gptq|nvfp4|fp8|false"
     "w4a4|gptq mse seq|modelopt|$MLP|nvfp4|mse|gptq|nvfp4|fp8|true"
     "w4a4|gptq hessian seq|modelopt|$MLP|nvfp4|hessian|gptq|nvfp4|fp8|true"
+    "int4|awq gptq mse|gptq|$ALL|int4|mse|gptq|none|none|false|awq"
+    "w4a16|awq mse|modelopt|$ALL|nvfp4|mse|rtn|none|fp8|false|awq"
+    "w4a16|awq gptq mse|modelopt|$ALL|nvfp4|mse|gptq|none|fp8|false|awq"
+    "w4a16|awq gptq hessian|modelopt|$ALL|nvfp4|hessian|gptq|none|fp8|false|awq"
+    "w4a16|awq gptq hessian seq|modelopt|$ALL|nvfp4|hessian|gptq|none|fp8|true|awq"
+    "w4a4|awq mse|modelopt|$MLP|nvfp4|mse|rtn|nvfp4|fp8|false|awq"
+    "w4a4|awq gptq mse|modelopt|$MLP|nvfp4|mse|gptq|nvfp4|fp8|false|awq"
+    "w4a4|awq gptq hessian|modelopt|$MLP|nvfp4|hessian|gptq|nvfp4|fp8|false|awq"
 )
 only=${ONLY:-} # a regex over "family|name" to run a subset
-recipe() { # FILE EXPORT PATTERN WEIGHTS SEARCH ALGO ACT KV SEQ
+recipe() { # FILE EXPORT PATTERN WEIGHTS SEARCH ALGO ACT KV SEQ SMOOTHING
     {
         echo "name: variant"
         echo "export: $2"
@@ -54,6 +62,7 @@ recipe() { # FILE EXPORT PATTERN WEIGHTS SEARCH ALGO ACT KV SEQ
         echo "    scale_search: $5"
         echo "    algorithm: $6"
         echo "    activations: $7"
+        [ "${10:-none}" = none ] || echo "    smoothing: ${10}"
         [ "$8" = none ] || printf 'kv_cache:\n  format: fp8\n  scales: cast\n'
         printf 'calibration:\n  dataset: builtin:default\n  samples: 128\n  seq_len: 512\n'
         echo "  sequential: $9"
@@ -66,10 +75,10 @@ echo "$hdr top-1 | ppl | KL change | quantize s |"
 echo "$sep---|---|---|---|"
 declare -A base
 for v in "${variants[@]}"; do
-    IFS='|' read -r fam name exp pat wt srch algo act kv seq <<<"$v"
+    IFS='|' read -r fam name exp pat wt srch algo act kv seq smooth <<<"$v"
     [[ -z "$only" || "$fam|$name" =~ $only ]] || continue
     slug=$(echo "$fam-$name" | tr ' ' '-')
-    recipe "$work/$slug.yaml" "$exp" "$pat" "$wt" "$srch" "$algo" "$act" "$kv" "$seq"
+    recipe "$work/$slug.yaml" "$exp" "$pat" "$wt" "$srch" "$algo" "$act" "$kv" "$seq" "${smooth:-none}"
     t0=$(date +%s.%N)
     gemma4q-quantize --model "$model" --recipe "$work/$slug.yaml" --out "$work/$slug" \
         --device "$dev" --quiet --force

@@ -275,6 +275,11 @@ struct g4q_backend {
      * (e.g. uploaded zeros); a NaN in x makes acc[index] NaN, and it stays NaN. */
     g4q_status (*amax_into)(g4q_backend *be, const g4q_buf *x, size_t count, g4q_buf *acc,
                             size_t index);
+    /* acc[c] = max(acc[c], max over r < rows of |x[r, c]|) for c < cols: the per-channel amax of
+     * a Linear input x [rows, cols] (act_dtype), queued like amax_into, with its NaN rule per
+     * element. acc: an F32 buffer of >= cols elements, each >= 0 (e.g. uploaded zeros). */
+    g4q_status (*col_amax_into)(g4q_backend *be, const g4q_buf *x, int rows, int cols,
+                                g4q_buf *acc);
 
     /* H [n, n] = xᵀ·x (accumulate 0) or H += xᵀ·x (accumulate 1) over the `rows` rows of x
      * [rows, n]: the input Hessian Σ x·xᵀ of a Linear (src/calib). H is an F32 buffer of n·n elements, both triangles written (H stays exactly

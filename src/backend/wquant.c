@@ -1,6 +1,8 @@
 /* The weight quantizer's front: job checks and the CPU / GPU choice (backend/wquant.h). */
 #include "backend/wquant.h"
 
+#include <string.h>
+
 g4q_status g4q_wquant_check(g4q_ctx *ctx, const g4q_wquant_job *job)
 {
     const char *name = job->name ? job->name : "(unnamed)";
@@ -22,4 +24,29 @@ g4q_status g4q_wquant_run(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_wquant_jo
 {
     if (gpu && g4q_wquant_gpu_supports(job)) return g4q_wquant_gpu_run(ctx, gpu, job);
     return g4q_wquant_cpu(ctx, job);
+}
+
+int g4q_wquant_pipe_accepts(const g4q_wquant_job *job)
+{
+    return g4q_wquant_gpu_supports(job) && !job->gptq && !job->H && !job->deq;
+}
+
+/* Slices of at least 1 MB, so that small copies stay on one thread. */
+void g4q_wquant_host_copy(void *dst, const void *src, size_t n, int threads)
+{
+    const size_t min_slice = (size_t)1 << 20;
+    int nt = threads > 1 ? threads : 1;
+    if ((size_t)nt > n / min_slice) nt = n / min_slice > 1 ? (int)(n / min_slice) : 1;
+    if (nt == 1) {
+        memcpy(dst, src, n);
+        return;
+    }
+    /* 4 KB-aligned slices: page-sized runs for each thread */
+    const size_t slice = ((n / (size_t)nt + 4095) / 4096) * 4096;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int i = 0; i < nt; i++) {
+        const size_t a = (size_t)i * slice;
+        if (a < n)
+            memcpy((char *)dst + a, (const char *)src + a, a + slice <= n ? slice : n - a);
+    }
 }

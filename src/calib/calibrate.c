@@ -23,6 +23,16 @@ typedef struct observer_state {
     int started[G4Q_OBS_COUNT];  /* this layer has summed into them */
     float *host[G4Q_OBS_COUNT];  /* downloads, handed to layer_done */
     g4q_buf *amax;               /* F32 [G4Q_OBS_COUNT]: the current layer's amaxes, on the backend */
+    /* Activation samples (hooks->sample_sites): per site the sampled rows [sample_rows, sdim]
+     * and the per-channel amax [sdim] on the backend, their downloads, the samples seen in this
+     * layer and the rows taken so far. */
+    unsigned sample_sites;
+    int sample_rows;
+    g4q_buf *smp[G4Q_OBS_COUNT], *camax[G4Q_OBS_COUNT];
+    int sdim[G4Q_OBS_COUNT];
+    float *host_smp[G4Q_OBS_COUNT], *host_camax[G4Q_OBS_COUNT];
+    int calls[G4Q_OBS_COUNT], taken[G4Q_OBS_COUNT];
+    int samples, seq_len;
 } observer_state;
 
 static int is_linear_input(g4q_obs_site site)
@@ -58,6 +68,61 @@ static g4q_status add_hessian(observer_state *os, g4q_obs_site site, const g4q_b
     return G4Q_OK;
 }
 
+void g4q_calib_sample_span(int j, int samples, int seq_len, int rows, int *first, int *count)
+{
+    const int64_t total = (int64_t)samples * seq_len < rows ? (int64_t)samples * seq_len : rows;
+    const int64_t quota = samples > 0 ? (total + samples - 1) / samples : 0;
+    int64_t n = total - (int64_t)j * quota;
+    n = n < 0 ? 0 : (n > quota ? quota : n);
+    *count = (int)n;
+    /* Knuth's multiplicative hash spreads the windows over the positions. */
+    *first = n ? (int)(((uint64_t)(uint32_t)j * 2654435761u) % (uint64_t)(seq_len - n + 1)) : 0;
+}
+
+/* The sampled rows of one sample's activations at a site, and its per-channel amax; the buffers
+ * are (re)allocated when the width changes and the amax is zeroed by a layer's first sample. */
+static g4q_status add_sample(observer_state *os, g4q_obs_site site, const g4q_buf *x, int rows,
+                             int n)
+{
+    g4q_backend *be = os->be;
+    if (os->sdim[site] != n) {
+        be->buf_free(be, os->smp[site]);
+        be->buf_free(be, os->camax[site]);
+        os->smp[site] = os->camax[site] = NULL;
+        os->sdim[site] = 0;
+        free(os->host_smp[site]);
+        free(os->host_camax[site]);
+        const size_t cells = (size_t)os->sample_rows * (size_t)n;
+        os->host_smp[site] = malloc(cells * sizeof(float));
+        os->host_camax[site] = malloc((size_t)n * sizeof(float));
+        g4q_status st = os->host_smp[site] && os->host_camax[site] ? G4Q_OK : G4Q_ERR_NOMEM;
+        if (st == G4Q_OK) st = be->buf_alloc(be, be->act_dtype, cells, &os->smp[site]);
+        if (st == G4Q_OK) st = be->buf_alloc(be, G4Q_DT_F32, (size_t)n, &os->camax[site]);
+        if (st != G4Q_OK)
+            return g4q_fail(os->ctx, st, "calibration: layer %d: %s samples [%d, %d]", os->layer,
+                            g4q_obs_site_name(site), os->sample_rows, n);
+        os->sdim[site] = n;
+    }
+    if (os->calls[site] == 0) {
+        float *zero = calloc((size_t)n, sizeof *zero);
+        if (!zero) return g4q_fail(os->ctx, G4Q_ERR_NOMEM, "out of memory");
+        g4q_status st = be->upload(be, os->camax[site], 0, zero, (size_t)n);
+        free(zero);
+        G4Q_TRY(st);
+    }
+    G4Q_TRY(be->col_amax_into(be, x, rows, n, os->camax[site]));
+    int first, count;
+    g4q_calib_sample_span(os->calls[site]++, os->samples, os->seq_len, os->sample_rows, &first,
+                          &count);
+    if (count > rows) count = rows;
+    if (os->taken[site] + count > os->sample_rows) count = os->sample_rows - os->taken[site];
+    if (count > 0)
+        G4Q_TRY(be->copy_rows(be, os->smp[site], (size_t)os->taken[site], x, (size_t)first,
+                              (size_t)count, (size_t)n));
+    os->taken[site] += count > 0 ? count : 0;
+    return G4Q_OK;
+}
+
 static g4q_status on_site(void *user, int layer, g4q_obs_site site, const g4q_buf *x, int rows,
                           int cols)
 {
@@ -66,6 +131,8 @@ static g4q_status on_site(void *user, int layer, g4q_obs_site site, const g4q_bu
     /* Queued: the layer's amaxes are downloaded once, after its last sample (layer_amax). */
     G4Q_TRY(os->be->amax_into(os->be, x, (size_t)rows * (size_t)cols, os->amax, (size_t)site));
     os->r->tokens[os->layer][site] += (uint64_t)rows;
+    if (is_linear_input(site) && (os->sample_sites >> site & 1u))
+        G4Q_TRY(add_sample(os, site, x, rows, cols));
     if (is_linear_input(site) && (os->hessian_sites >> site & 1u))
         return add_hessian(os, site, x, rows, cols);
     return G4Q_OK;
@@ -76,6 +143,10 @@ static void observer_free(observer_state *os)
     for (int s = 0; s < G4Q_OBS_COUNT; s++) {
         os->be->buf_free(os->be, os->hess[s]);
         free(os->host[s]);
+        os->be->buf_free(os->be, os->smp[s]);
+        os->be->buf_free(os->be, os->camax[s]);
+        free(os->host_smp[s]);
+        free(os->host_camax[s]);
     }
     os->be->buf_free(os->be, os->amax);
 }
@@ -86,6 +157,8 @@ static g4q_status layer_amax_begin(observer_state *os, int l)
     const float zero[G4Q_OBS_COUNT] = {0};
     os->layer = l;
     memset(os->started, 0, sizeof os->started);
+    memset(os->calls, 0, sizeof os->calls);
+    memset(os->taken, 0, sizeof os->taken);
     if (!os->amax) G4Q_TRY(os->be->buf_alloc(os->be, G4Q_DT_F32, G4Q_OBS_COUNT, &os->amax));
     return os->be->upload(os->be, os->amax, 0, zero, G4Q_OBS_COUNT);
 }
@@ -112,6 +185,17 @@ static g4q_status layer_stats(observer_state *os, int l, uint64_t tokens, g4q_ca
         G4Q_TRY(os->be->download(os->be, os->hess[s], 0, os->host[s], n * n));
         out->hess[s] = os->host[s];
         out->hess_dim[s] = os->dim[s];
+    }
+    for (int s = 0; s < G4Q_OBS_COUNT; s++) {
+        if (!os->calls[s]) continue;
+        const size_t n = (size_t)os->sdim[s];
+        G4Q_TRY(os->be->download(os->be, os->smp[s], 0, os->host_smp[s],
+                                 (size_t)os->taken[s] * n));
+        G4Q_TRY(os->be->download(os->be, os->camax[s], 0, os->host_camax[s], n));
+        out->act[s] = os->host_smp[s];
+        out->col_amax[s] = os->host_camax[s];
+        out->act_rows[s] = os->taken[s];
+        out->act_dim[s] = os->sdim[s];
     }
     return G4Q_OK;
 }
@@ -310,6 +394,8 @@ g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, 
     const g4q_calib_hooks *hk = hooks ? hooks : &none;
     if (hk->sequential && !hk->layer_done)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "calibration: sequential mode needs a layer hook");
+    if (hk->sample_sites && hk->sample_rows <= 0)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "calibration: activation samples need rows");
     double t0 = g4q_now_seconds();
     out->n_layers = s->cfg->n_layers;
     snprintf(out->dataset, sizeof out->dataset, "%s", d->name);
@@ -331,7 +417,9 @@ g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, 
     G4Q_TRY(g4q_session_reserve(s, d->seq_len));
     g4q_buf **h = calloc(2 * (size_t)d->samples, sizeof *h);
     if (!h) return g4q_fail(ctx, G4Q_ERR_NOMEM, "calibration: out of memory");
-    observer_state os = {.ctx = ctx, .be = s->be, .r = out, .hessian_sites = hk->hessian_sites};
+    observer_state os = {.ctx = ctx, .be = s->be, .r = out, .hessian_sites = hk->hessian_sites,
+                         .sample_sites = hk->sample_sites, .sample_rows = hk->sample_rows,
+                         .samples = d->samples, .seq_len = d->seq_len};
     g4q_status st = run_layers(ctx, s, d, h, h + d->samples, hk, &os);
     for (int j = 0; j < 2 * d->samples; j++)
         s->be->buf_free(s->be, h[j]);

@@ -86,6 +86,13 @@ typedef struct g4q_calib_layer {
     const float *hess[G4Q_OBS_COUNT];
     int hess_dim[G4Q_OBS_COUNT];
     uint64_t tokens; /* tokens each Hessian sums */
+    /* For the sites in hooks->sample_sites: act[site] = act_rows[site] rows of the site's
+     * activations (fp32 [act_rows, act_dim] row-major: the backend's values widened), taken from
+     * the samples as g4q_calib_sample_span says, and col_amax[site] [act_dim] = max |x_c| per input
+     * channel over every calibration token. Host memory valid only during the call; NULL elsewhere. */
+    const float *act[G4Q_OBS_COUNT];
+    const float *col_amax[G4Q_OBS_COUNT];
+    int act_rows[G4Q_OBS_COUNT], act_dim[G4Q_OBS_COUNT];
 } g4q_calib_layer;
 
 /* What g4q_calib_run does beyond the amaxes (all zero: amaxes only). */
@@ -94,6 +101,10 @@ typedef struct g4q_calib_hooks {
      * 1u << site over ATTN_IN, O_IN, MLP_IN, DOWN_IN; 0: none. Only the sites asked for are
      * computed (the down_proj input's Hessian is the widest by far). */
     unsigned hessian_sites;
+    /* Linear input sites whose activations each layer samples (g4q_calib_layer.act, col_amax), a
+     * mask as hessian_sites, and the rows to sample per site (> 0 when the mask is not 0). */
+    unsigned sample_sites;
+    int sample_rows;
     /* Sequential mode (GPTQ's): layer_done must fill *replace with the layer's weights as the
      * quantized model has them (BF16 tensors: the dequantized Linears, the rest unchanged), and
      * the layer is run again on its inputs with them, so that layer l+1 is calibrated on the
@@ -117,6 +128,12 @@ typedef struct g4q_calib_hooks {
  * (naming layer and site). */
 g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, int batch,
                          const g4q_calib_hooks *hooks, g4q_calib_result *out);
+
+/* The rows of sample j (of `samples`, each seq_len tokens) that calibration samples for
+ * g4q_calib_layer.act when `rows` rows are asked for in all: [*first, *first + *count), spread
+ * deterministically over the positions; *count is 0 for the samples after the quota is filled.
+ * The sampled rows of all samples together number min(rows, samples * seq_len). */
+void g4q_calib_sample_span(int j, int samples, int seq_len, int rows, int *first, int *count);
 
 /* The observation site whose buffer is the input of a Linear of this role (Q/K/V_PROJ: ATTN_IN,
  * O_PROJ: O_IN, GATE/UP_PROJ: MLP_IN, DOWN_PROJ: DOWN_IN), or -1 for other roles. */

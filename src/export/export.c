@@ -32,6 +32,8 @@ typedef struct run_state {
     g4q_progress progress;
     uint64_t bytes_done;
     g4q_wquant_gpu *gpu; /* NULL: CPU path */
+    g4q_wquant_pipe *pipe;         /* the GPU pipe (NULL: none), for the items of pipe_of */
+    char *pipe_of;                 /* per item: 1 when quantized through the pipe */
     const g4q_calib_result *calib; /* NULL: no calibration */
     void **const *ready;           /* g4q_export_opts.ready */
 } run_state;
@@ -105,12 +107,13 @@ static g4q_status write_kept(run_state *rs, const g4q_plan_item *it)
     return g4q_writeq_put(rs->wq, &j);
 }
 
-/* Shared amax of every NVFP4 fused group of `layer`, indexed by group. */
+/* Shared amax of every NVFP4 fused group of `layer`, indexed by group (not those quantized
+ * through the GPU pipe, which takes their amax on the device). */
 static g4q_status group_amaxes(run_state *rs, int layer, float *amax)
 {
     const g4q_plan *p = rs->plan;
     for (size_t g = 0; g < p->n_groups; g++) {
-        if (p->groups[g].layer != layer)
+        if (p->groups[g].layer != layer || (rs->pipe_of && rs->pipe_of[p->groups[g].members[0]]))
             continue;
         float m = 0.0f;
         for (int k = 0; k < p->groups[g].n_members; k++) {
@@ -200,7 +203,9 @@ static g4q_status write_calibrated(run_state *rs, const g4q_plan_item *it)
 static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const float *amax)
 {
     if (it->format == G4Q_PF_KEEP) {
-        G4Q_TRY(write_kept(rs, it));
+        void **changed = rs->ready ? rs->ready[it - rs->plan->items] : NULL;
+        /* a kept tensor with new values (e.g. a norm that absorbed smoothing factors) */
+        G4Q_TRY(changed ? write_output(rs, &it->out[0], changed[0], NULL) : write_kept(rs, it));
         return write_calibrated(rs, it);
     }
     const int n_weight = g4q_plan_item_weight_outputs(it); /* they come first (plan.h) */
@@ -233,23 +238,186 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
     return st;
 }
 
+/* ---- the GPU pipe (backend/wquant.h): upload, quantize and copy back overlapped ----
+ * On the GPU, the items whose jobs the pipe takes go through it: a fused group as one unit (its
+ * shared amax taken on the device, over the members in plan order as group_amaxes does), every
+ * other item alone. Their results come back in order, in the pipe's pinned buffers, which the
+ * write queue hands back once written; their input pages are dropped as soon as uploaded. */
+
+/* 1 when the exporter quantizes the item itself (not ready, no Hessian) and the pipe takes its
+ * job. */
+static int pipe_takes(run_state *rs, const g4q_plan_item *it)
+{
+    if (it->format == G4Q_PF_KEEP || g4q_plan_item_needs_hessian(it) ||
+        (rs->ready && rs->ready[it - rs->plan->items]))
+        return 0;
+    g4q_ctx scratch = *rs->ctx; /* a job that cannot be made goes the CPU way, which says why */
+    g4q_wquant_job job;
+    return g4q_quantize_item_job(&scratch, it, 0.0f, NULL, NULL, &job) == G4Q_OK &&
+           g4q_wquant_pipe_accepts(&job);
+}
+
+/* Marks the items quantized through the pipe (a fused group only with all its members) and, if
+ * there are any, starts the pipe with buffers for the largest of them. */
+static g4q_status start_pipe(run_state *rs)
+{
+    const g4q_plan *p = rs->plan;
+    rs->pipe_of = calloc(p->n_items ? p->n_items : 1, 1);
+    if (!rs->pipe_of) return g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "out of memory");
+    uint64_t max_w = 0, max_out = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_items; i++) {
+        const g4q_plan_item *it = &p->items[i];
+        int ok = pipe_takes(rs, it);
+        if (ok && it->group >= 0) {
+            const g4q_plan_group *g = &p->groups[it->group];
+            ok = g->n_members <= G4Q_WQUANT_PIPE_MAX_UNIT;
+            for (int k = 0; k < g->n_members && ok; k++)
+                ok = pipe_takes(rs, &p->items[g->members[k]]);
+        }
+        if (!ok) continue;
+        rs->pipe_of[i] = 1;
+        n++;
+        uint64_t out = 0;
+        for (int o = 0; o < g4q_plan_item_weight_outputs(it); o++)
+            out += it->out[o].nbytes + 256; /* the pipe aligns each output to 256 bytes */
+        max_w = it->src->nbytes > max_w ? it->src->nbytes : max_w;
+        max_out = out > max_out ? out : max_out;
+    }
+    if (n == 0) return G4Q_OK;
+    const long cores = rs->ctx->threads > 0 ? rs->ctx->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    const g4q_wquant_pipe_opts o = {.max_w_bytes = max_w, .max_out_bytes = max_out,
+                                    .copy_threads = cores >= 8 ? 4 : cores >= 4 ? 2 : 1};
+    return g4q_wquant_pipe_create(rs->ctx, rs->gpu, &o, &rs->pipe);
+}
+
+/* A result of the pipe: its weight outputs to the write queue (which releases each buffer once
+ * written), then the item's calibrated outputs. */
+static g4q_status write_result(run_state *rs, const g4q_wquant_pipe_result *r)
+{
+    const g4q_plan_item *it = r->tag;
+    const int nw = g4q_plan_item_weight_outputs(it);
+    g4q_status st = G4Q_OK;
+    if (r->n_out != nw)
+        st = g4q_fail(rs->ctx, G4Q_ERR_INTERNAL, "'%s': %d outputs from the GPU, %d planned",
+                      it->module, r->n_out, nw);
+    for (int o = 0; o < nw && st == G4Q_OK; o++)
+        if (r->nbytes[o] != it->out[o].nbytes)
+            st = g4q_fail(rs->ctx, G4Q_ERR_INTERNAL, "%s: %llu bytes from the GPU, %llu planned",
+                          it->out[o].name, (unsigned long long)r->nbytes[o],
+                          (unsigned long long)it->out[o].nbytes);
+    int o = 0;
+    for (; o < r->n_out && st == G4Q_OK; o++) {
+        const g4q_plan_output *po = &it->out[o];
+        const g4q_writeq_job j = {.index = po->writer_index, .data = r->out[o],
+                                  .nbytes = po->nbytes, .hash_hex = rs->hashes[po->writer_index],
+                                  .done = g4q_wquant_pipe_release, .done_arg = r->hold};
+        st = g4q_writeq_put(rs->wq, &j); /* the queue releases it, written or not */
+    }
+    for (; o < r->n_out; o++) /* not handed to the queue */
+        g4q_wquant_pipe_release(r->hold);
+    if (st == G4Q_OK)
+        st = write_calibrated(rs, it);
+    if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
+        g4q_error_prefix(rs->ctx, "%s",
+                         g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
+    rs->bytes_done += it->src->nbytes;
+    g4q_progress_update(&rs->progress, rs->bytes_done);
+    return st;
+}
+
+/* Writes the pipe's results: those ready (need < 0), or until it can take `need` more jobs
+ * (need > 0) or holds none (need 0) (g4q_wquant_pipe_wait). */
+static g4q_status take_results(run_state *rs, int need)
+{
+    for (;;) {
+        g4q_wquant_pipe_result r;
+        int got = 0;
+        G4Q_TRY(g4q_wquant_pipe_wait(rs->ctx, rs->pipe, need, &r, &got));
+        if (!got) return G4Q_OK;
+        G4Q_TRY(write_result(rs, &r));
+    }
+}
+
+/* Submits an item of pipe_of, with the rest of its fused group (as one fused unit). */
+static g4q_status submit_unit(run_state *rs, const g4q_plan_item *it)
+{
+    const g4q_plan *p = rs->plan;
+    int members[G4Q_WQUANT_PIPE_MAX_UNIT], n = 0;
+    if (it->group < 0)
+        members[n++] = (int)(it - p->items);
+    else
+        for (int k = 0; k < p->groups[it->group].n_members; k++)
+            members[n++] = p->groups[it->group].members[k];
+    g4q_wquant_pipe_item items[G4Q_WQUANT_PIPE_MAX_UNIT];
+    memset(items, 0, sizeof items);
+    g4q_status st = G4Q_OK;
+    for (int i = 0; i < n && st == G4Q_OK; i++) {
+        const g4q_plan_item *mi = &p->items[members[i]];
+        st = g4q_quantize_item_job(rs->ctx, mi, 0.0f, NULL, NULL, &items[i].job);
+        kept_pages *k = st == G4Q_OK ? malloc(sizeof *k) : NULL;
+        if (st == G4Q_OK && !k) st = g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "out of memory");
+        if (st != G4Q_OK) break;
+        *k = (kept_pages){rs->ckpt, mi->src};
+        items[i].tag = (void *)mi;
+        items[i].where = g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)mi->src->file));
+        items[i].input_done = release_kept; /* drops the input pages once uploaded */
+        items[i].input_arg = k;
+    }
+    if (st == G4Q_OK) st = take_results(rs, n); /* until the pipe has room */
+    if (st == G4Q_OK) st = g4q_wquant_pipe_submit(rs->ctx, rs->pipe, items, n, it->group >= 0);
+    if (st != G4Q_OK)
+        for (int i = 0; i < n; i++)
+            free(items[i].input_arg); /* not submitted: no input_done */
+    return st;
+}
+
+/* With the pipe, a fused group's members move together to the place of the first of them in
+ * `order`, in plan order (the pipe quantizes them as one unit); NULL when out of memory. */
+static int *unit_order(const g4q_plan *p, const int *order, size_t n)
+{
+    int *out = malloc((n ? n : 1) * sizeof *out);
+    char *seen = calloc(p->n_items ? p->n_items : 1, 1);
+    size_t m = 0;
+    for (size_t k = 0; out && seen && k < n; k++) {
+        const int i = order[k];
+        if (seen[i]) continue;
+        const g4q_plan_group *g = p->items[i].group >= 0 ? &p->groups[p->items[i].group] : NULL;
+        for (int j = 0; j < (g ? g->n_members : 1); j++) {
+            const int x = g ? g->members[j] : i;
+            if (!seen[x]) out[m++] = x;
+            seen[x] = 1;
+        }
+    }
+    free(seen);
+    if (out && m != n) { /* a group member outside `order`: keep the plain order */
+        memcpy(out, order, n * sizeof *out);
+    }
+    return out;
+}
+
 /* Input read ahead of the quantizer: enough for the 12B's largest Linear group (gate + up, 236
  * MB) a few times over, small against the host memory the export may use. */
 #define READAHEAD_WINDOW ((uint64_t)768 << 20)
 
-static g4q_status process_all(run_state *rs, const int *order, size_t n_order)
+static g4q_status process_all(run_state *rs, const int *plan_order, size_t n_order)
 {
     const g4q_plan *p = rs->plan;
     float *amax = calloc(p->n_groups ? p->n_groups : 1, sizeof *amax);
-    if (!amax)
+    int *order = rs->pipe ? unit_order(p, plan_order, n_order) : NULL;
+    if (!amax || (rs->pipe && !order)) {
+        free(amax);
+        free(order);
         return g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "out of memory");
+    }
+    const int *eff = order ? order : plan_order;
     /* The input in processing order, read ahead on a thread (io/readahead.h) while this one
      * quantizes: within READAHEAD_WINDOW of the item at hand. */
     g4q_range *ranges = calloc(n_order ? n_order : 1, sizeof *ranges);
     g4q_readahead *ra = NULL;
     g4q_status st = ranges ? G4Q_OK : g4q_fail(rs->ctx, G4Q_ERR_NOMEM, "out of memory");
     for (size_t k = 0; k < n_order && st == G4Q_OK; k++) {
-        const g4q_tensor *t = p->items[order[k]].src;
+        const g4q_tensor *t = p->items[eff[k]].src;
         const int mapped = t->file >= 0 && g4q_st_is_mapped(g4q_ckpt_file(rs->ckpt, (size_t)t->file));
         ranges[k] = (g4q_range){.p = t->data, .n = mapped ? (size_t)t->nbytes : 0};
     }
@@ -258,24 +426,35 @@ static g4q_status process_all(run_state *rs, const int *order, size_t n_order)
     int current_layer = -2;
     for (size_t k = 0; k < n_order && st == G4Q_OK; k++) {
         g4q_readahead_at(ra, k);
-        const g4q_plan_item *it = &p->items[order[k]];
+        const g4q_plan_item *it = &p->items[eff[k]];
         if (it->layer != current_layer) {
             current_layer = it->layer;
             st = group_amaxes(rs, current_layer, amax);
             if (st != G4Q_OK)
                 break;
         }
-        st = process_item(rs, it, amax);
-        if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
-            g4q_error_prefix(rs->ctx, "%s",
-                             g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
-        if (it->format != G4Q_PF_KEEP) /* a kept one's pages go once it is written */
-            g4q_ckpt_release(rs->ckpt, it->src);
-        rs->bytes_done += it->src->nbytes;
-        g4q_progress_update(&rs->progress, rs->bytes_done);
+        if (rs->pipe_of && rs->pipe_of[eff[k]]) {
+            /* a group's later members went with its first (unit_order put them after it) */
+            if (it->group < 0 || eff[k] == p->groups[it->group].members[0])
+                st = submit_unit(rs, it);
+        } else {
+            st = process_item(rs, it, amax);
+            if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
+                g4q_error_prefix(rs->ctx, "%s",
+                                 g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
+            if (it->format != G4Q_PF_KEEP) /* a kept one's pages go once it is written */
+                g4q_ckpt_release(rs->ckpt, it->src);
+            rs->bytes_done += it->src->nbytes;
+            g4q_progress_update(&rs->progress, rs->bytes_done);
+        }
+        if (st == G4Q_OK && rs->pipe)
+            st = take_results(rs, -1);
     }
+    if (st == G4Q_OK && rs->pipe)
+        st = take_results(rs, 0); /* all of them */
     g4q_readahead_stop(ra);
     free(amax);
+    free(order);
     return st;
 }
 
@@ -283,6 +462,19 @@ static g4q_status process_all(run_state *rs, const int *order, size_t n_order)
  * 1 GB queued, which bounds the output buffers and mapped input pages it holds (a bigger tensor,
  * e.g. the 2 GB embedding of the 12B, is written alone). */
 #define WRITEQ_INFLIGHT ((uint64_t)1 << 30)
+
+/* With the GPU pipe, whose pinned buffers already bound the quantized outputs, the queue may hold
+ * the largest kept tensor beside WRITEQ_INFLIGHT / 2 of others: else the 12B's 2 GB embed_tokens,
+ * hashed on one worker for about 2 s, would stop every other write, and so the pipe, meanwhile. */
+static uint64_t writeq_inflight(const run_state *rs)
+{
+    uint64_t big = 0;
+    for (size_t i = 0; rs->pipe && i < rs->plan->n_items; i++)
+        if (rs->plan->items[i].format == G4Q_PF_KEEP && rs->plan->items[i].src->nbytes > big)
+            big = rs->plan->items[i].src->nbytes;
+    return big + WRITEQ_INFLIGHT / 2 > WRITEQ_INFLIGHT ? big + WRITEQ_INFLIGHT / 2
+                                                        : WRITEQ_INFLIGHT;
+}
 
 static int writer_threads(const g4q_ctx *ctx)
 {
@@ -406,8 +598,11 @@ static g4q_status run_into(run_state *rs, const g4q_outdir *od, const g4q_config
     }
     if (st == G4Q_OK)
         st = g4q_stw_begin(rs->writer);
+    if (st == G4Q_OK && rs->gpu)
+        st = start_pipe(rs);
     if (st == G4Q_OK)
-        st = g4q_writeq_create(ctx, rs->writer, writer_threads(ctx), WRITEQ_INFLIGHT, &rs->wq);
+        st = g4q_writeq_create(ctx, rs->writer, writer_threads(ctx), writeq_inflight(rs),
+                               &rs->wq);
     if (st == G4Q_OK) {
         g4q_progress_begin(&rs->progress, ctx, "quantize", "B", p->bytes_in);
         st = process_all(rs, order, p->n_items);
@@ -417,6 +612,10 @@ static g4q_status run_into(run_state *rs, const g4q_outdir *od, const g4q_config
     }
     g4q_writeq_free(rs->wq); /* on an error: drops what is still queued */
     rs->wq = NULL;
+    g4q_wquant_pipe_free(rs->pipe); /* after the queue: it gave back every pipe buffer */
+    rs->pipe = NULL;
+    free(rs->pipe_of);
+    rs->pipe_of = NULL;
     if (st == G4Q_OK)
         st = g4q_stw_finish(rs->writer);
     if (st == G4Q_OK)

@@ -34,8 +34,9 @@ typedef struct g4q_export_opts {
     const g4q_calib_result *calib;
     /* Items quantized before the export, with their calibration Hessians (GPTQ, weighted scale
      * search: src/pipeline/quantize.h), indexed like plan->items: ready[i], when non-NULL, holds
-     * item i's weight outputs (plan.h order and sizes), written as they are. NULL: none. An item
-     * that needs a Hessian and is not ready is G4Q_ERR_NEEDS_CALIBRATION. */
+     * item i's weight outputs (plan.h order and sizes), written as they are; for a kept item,
+     * its new bytes (a tensor that absorbed smoothing factors). NULL: none. An item that needs a
+     * Hessian and is not ready is G4Q_ERR_NEEDS_CALIBRATION. */
     void **const *ready;
 } g4q_export_opts;
 

@@ -6,6 +6,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "calib/calibrate.h"
+
 static const char *const format_names[G4Q_PF_COUNT] = {
     "keep", "nvfp4", "nvfp4-ct", "fp8", "fp8-block", "int4-gptq", "int4-ct",
 };
@@ -131,6 +133,18 @@ static void plan_outputs(g4q_plan *p, g4q_plan_item *it)
                      "amax", it->module, g4q_recipe_act_name(it->decision.act));
         }
     }
+    const int site = g4q_calib_site_of_role(it->role);
+    if (it->format != G4Q_PF_KEEP && it->decision.smooth != G4Q_RECIPE_SMOOTH_NONE &&
+        site >= 0 && site != G4Q_OBS_O_IN) {
+        p->smooth_sites |= 1u << site;
+        if (!p->needs_calibration) {
+            p->needs_calibration = 1;
+            snprintf(p->calibration_reason, sizeof p->calibration_reason,
+                     "'%s' is quantized with smoothing %s, whose factors come from its "
+                     "calibration inputs",
+                     it->module, g4q_recipe_smooth_name(it->decision.smooth));
+        }
+    }
     if (g4q_plan_item_needs_hessian(it))
         p->needs_hessians = 1;
     if (g4q_plan_item_needs_hessian(it) && !p->needs_calibration) {
@@ -162,6 +176,28 @@ const char *g4q_plan_item_hessian_use(const g4q_plan_item *it)
     if (it->decision.search == G4Q_RECIPE_SEARCH_IMATRIX) return "scale_search imatrix";
     if (it->decision.search == G4Q_RECIPE_SEARCH_HESSIAN) return "scale_search hessian";
     return "no Hessian";
+}
+
+/* The quantized Linears that read one input (q/k/v, gate/up) are smoothed together or not at all:
+ * the factors are folded into the one tensor before them. */
+static g4q_status check_smoothing(g4q_ctx *ctx, const g4q_plan *p)
+{
+    for (size_t i = 0; i < p->n_items; i++) {
+        const g4q_plan_item *a = &p->items[i];
+        const int site = g4q_calib_site_of_role(a->role);
+        if (a->format == G4Q_PF_KEEP || site < 0 || !(p->smooth_sites >> site & 1u)) continue;
+        for (size_t j = i + 1; j < p->n_items; j++) {
+            const g4q_plan_item *b = &p->items[j];
+            if (b->format != G4Q_PF_KEEP && b->layer == a->layer &&
+                g4q_calib_site_of_role(b->role) == site && b->decision.smooth != a->decision.smooth)
+                return g4q_fail(ctx, G4Q_ERR_INVALID,
+                                "'%s' (smoothing %s) and '%s' (smoothing %s) read the same input, "
+                                "so they are smoothed together: give them the same smoothing",
+                                a->module, g4q_recipe_smooth_name(a->decision.smooth), b->module,
+                                g4q_recipe_smooth_name(b->decision.smooth));
+        }
+    }
+    return G4Q_OK;
 }
 
 /* Fused groups: members must agree on the format (vLLM loads them as one Linear), and NVFP4
@@ -321,6 +357,8 @@ g4q_status g4q_plan_build(g4q_ctx *ctx, const g4q_recipe *recipe, const g4q_conf
         st = g4q_strlist_push(ctx, &out->unquantized, "lm_head");
     if (st == G4Q_OK)
         st = build_groups(ctx, cfg, out, item_of_role);
+    if (st == G4Q_OK)
+        st = check_smoothing(ctx, out);
     if (st == G4Q_OK && recipe->kv_format == G4Q_RECIPE_KV_FP8 &&
         recipe->kv_scales == G4Q_RECIPE_KV_SCALES_CALIBRATED) {
         st = plan_kv_scales(ctx, cfg, out, item_of_role);

@@ -109,6 +109,10 @@ typedef struct g4q_plan {
     size_t n_quantized;
     int needs_calibration;   /* some output needs input/KV scales that only calibration gives */
     int needs_hessians;      /* some item needs its input Hessian (g4q_plan_item_needs_hessian) */
+    /* Linear input sites (1u << g4q_obs_site: ATTN_IN, MLP_IN, DOWN_IN) that some layer smooths:
+     * a quantized reader's rule says smoothing awq (o_proj's input is never smoothed: nothing
+     * before it can absorb the factors). The quantized readers of one layer's site agree. */
+    unsigned smooth_sites;
     char calibration_reason[256];
 } g4q_plan;
 

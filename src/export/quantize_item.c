@@ -19,8 +19,8 @@ g4q_scale_method g4q_plan_item_method(const g4q_plan_item *it)
     }
 }
 
-g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_item *it,
-                             float group_amax, const float *H, void *const *bufs, float *deq)
+g4q_status g4q_quantize_item_job(g4q_ctx *ctx, const g4q_plan_item *it, float group_amax,
+                                 const float *H, float *deq, g4q_wquant_job *job)
 {
     const g4q_tensor *t = it->src;
     if (t->dtype != G4Q_DT_BF16 || t->ndim != 2)
@@ -28,7 +28,7 @@ g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_i
                         t->name);
     const g4q_layout *l = g4q_layout_get((g4q_layout_format)it->format);
     const int nw = g4q_plan_item_weight_outputs(it);
-    g4q_wquant_job job = {
+    *job = (g4q_wquant_job){
         .format = (g4q_layout_format)it->format,
         .name = t->name,
         .rows = t->shape[0],
@@ -43,11 +43,20 @@ g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_i
         .deq = deq,
     };
     /* The plan's weight outputs are the layout's tensors, in its order (plan.c). */
-    for (int k = 0; k < nw; k++) {
+    for (int k = 0; k < nw; k++)
         if (!l || k >= l->n || (int)it->out[k].kind != (int)l->t[k].role)
             return g4q_fail(ctx, G4Q_ERR_INTERNAL, "'%s': output %d is not the %s layout's",
-                            it->module, k, g4q_layout_name(job.format));
+                            it->module, k, g4q_layout_name(job->format));
+    return G4Q_OK;
+}
+
+g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_item *it,
+                             float group_amax, const float *H, void *const *bufs, float *deq)
+{
+    g4q_wquant_job job;
+    G4Q_TRY(g4q_quantize_item_job(ctx, it, group_amax, H, deq, &job));
+    const int nw = g4q_plan_item_weight_outputs(it);
+    for (int k = 0; k < nw; k++)
         job.out[k] = bufs[k];
-    }
     return g4q_wquant_run(ctx, gpu, &job);
 }

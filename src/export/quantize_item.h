@@ -32,6 +32,13 @@ g4q_scale_method g4q_plan_item_method(const g4q_plan_item *it);
 g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_item *it,
                              float group_amax, const float *H, void *const *bufs, float *deq);
 
+/* The job of g4q_quantize_item without its output buffers (job->out all NULL; the caller
+ * points out[0 .. g4q_plan_item_weight_outputs(it)) at them, or hands the job to the GPU pipe of
+ * backend/wquant.h, which brings its own). job->name and job->w point into it->src. Errors as
+ * g4q_quantize_item's before the quantizer runs (G4Q_ERR_SHAPE, INTERNAL). */
+g4q_status g4q_quantize_item_job(g4q_ctx *ctx, const g4q_plan_item *it, float group_amax,
+                                 const float *H, float *deq, g4q_wquant_job *job);
+
 #ifdef __cplusplus
 }
 #endif

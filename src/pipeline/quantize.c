@@ -9,6 +9,7 @@
 #include "base/sys.h"
 #include "backend/wquant.h"
 #include "export/quantize_item.h"
+#include "pipeline/smooth_layer.h"
 #include "quant/quant.h"
 #include "runtime/session.h"
 
@@ -19,12 +20,23 @@ typedef struct layer_job {
     int sequential;
     g4q_wquant_gpu *gpu;     /* NULL: quantize on the CPU */
     void ***ready;           /* [n_items]: kept weight outputs, or NULL */
-    uint16_t *repl[G4Q_MAX_LAYER_LINEARS]; /* sequential: this layer's dequantized Linears */
-    g4q_tensor repl_t[G4Q_MAX_LAYER_LINEARS];
+    /* sequential: this layer's dequantized Linears and smoothed norms */
+    uint16_t *repl[G4Q_MAX_LAYER_LINEARS + 2];
+    g4q_tensor repl_t[G4Q_MAX_LAYER_LINEARS + 2];
     int n_repl;
     size_t items;
     double seconds;
+    unsigned smooth_sites;   /* Linear input sites smoothed (smooth_layer.h), 1u << site */
+    g4q_layer_smooth ls;     /* the current layer's smoothing */
+    float amax_over[G4Q_MAX_LAYERS][G4Q_OBS_COUNT]; /* smoothed sites' amaxes (0: unchanged) */
 } layer_job;
+
+/* The item's tensor as the export takes it: smoothed in this layer, or the checkpoint's. */
+static const g4q_tensor *item_tensor(const layer_job *lj, const g4q_plan_item *it)
+{
+    const g4q_tensor *t = g4q_layer_smooth_tensor(&lj->ls, (size_t)(it - lj->plan->items));
+    return t ? t : it->src;
+}
 
 /* The shared amax of an item's NVFP4 fused group (§2.7), or 0 for an item in none. */
 static g4q_status group_amax(layer_job *lj, const g4q_plan_item *it, float *amax)
@@ -33,7 +45,7 @@ static g4q_status group_amax(layer_job *lj, const g4q_plan_item *it, float *amax
     if (it->group < 0) return G4Q_OK;
     const g4q_plan_group *g = &lj->plan->groups[it->group];
     for (int k = 0; k < g->n_members; k++) {
-        const g4q_tensor *t = lj->plan->items[g->members[k]].src;
+        const g4q_tensor *t = item_tensor(lj, &lj->plan->items[g->members[k]]);
         float a;
         G4Q_TRY(g4q_quant_amax_bf16(lj->ctx, t->name, t->data, t->numel, &a));
         *amax = a > *amax ? a : *amax;
@@ -52,6 +64,8 @@ static const g4q_tensor **slot_of(g4q_layer_weights *lw, g4q_weight_role role)
     case G4Q_W_GATE_PROJ: return &lw->gate_proj;
     case G4Q_W_UP_PROJ: return &lw->up_proj;
     case G4Q_W_DOWN_PROJ: return &lw->down_proj;
+    case G4Q_W_INPUT_LN: return &lw->input_layernorm;
+    case G4Q_W_PRE_FF_LN: return &lw->pre_feedforward_layernorm;
     default: return NULL;
     }
 }
@@ -78,8 +92,11 @@ static g4q_status quantize_one(layer_job *lj, size_t i, const g4q_calib_layer *L
                             "'%s': the calibration has no input Hessian of %lld inputs for it "
                             "(%s applies to decoder-layer Linears)",
                             it->module, (long long)cols, g4q_plan_item_hessian_use(it));
-        H = L->hess[site];
+        H = lj->ls.hess[site] ? lj->ls.hess[site] : L->hess[site];
     }
+    g4q_plan_item smoothed = *it;
+    smoothed.src = item_tensor(lj, it);
+    it = &smoothed;
     float amax;
     G4Q_TRY(group_amax(lj, it, &amax));
     const int nw = g4q_plan_item_weight_outputs(it);
@@ -118,17 +135,63 @@ static g4q_status quantize_one(layer_job *lj, size_t i, const g4q_calib_layer *L
     return st;
 }
 
+/* A kept tensor that the smoothing changed: its new bytes become the export's output (and in
+ * sequential mode the layer's weight). */
+static g4q_status keep_changed(layer_job *lj, size_t i, g4q_layer_weights *replace)
+{
+    const g4q_plan_item *it = &lj->plan->items[i];
+    const g4q_tensor *t = g4q_layer_smooth_tensor(&lj->ls, i);
+    void **bufs = calloc(G4Q_PLAN_MAX_OUTPUTS, sizeof *bufs);
+    const size_t bytes = (size_t)t->numel * sizeof(uint16_t);
+    if (!bufs || it->n_out < 1 || it->out[0].nbytes != bytes) {
+        free(bufs);
+        return g4q_fail(lj->ctx, bufs ? G4Q_ERR_INTERNAL : G4Q_ERR_NOMEM,
+                        "'%s': cannot keep its smoothed values", t->name);
+    }
+    lj->ready[i] = bufs;
+    if (!(bufs[0] = malloc(bytes)))
+        return g4q_fail(lj->ctx, G4Q_ERR_NOMEM, "'%s': smoothed copy", t->name);
+    memcpy(bufs[0], t->data, bytes);
+    if (replace) {
+        const g4q_tensor **slot = slot_of(replace, it->role);
+        if (!slot || lj->n_repl >= G4Q_MAX_LAYER_LINEARS + 2)
+            return g4q_fail(lj->ctx, G4Q_ERR_INTERNAL, "'%s': no slot to replace", t->name);
+        const int r = lj->n_repl++;
+        lj->repl[r] = NULL;
+        lj->repl_t[r] = *t;
+        lj->repl_t[r].data = bufs[0];
+        *slot = &lj->repl_t[r];
+    }
+    return G4Q_OK;
+}
+
 static g4q_status on_layer(void *user, const g4q_calib_layer *L, g4q_layer_weights *replace)
 {
     layer_job *lj = user;
     free_repl(lj);
     const double t0 = g4q_now_seconds();
     const g4q_plan *p = lj->plan;
+    g4q_layer_smooth_free(&lj->ls);
+    if (lj->smooth_sites)
+        G4Q_TRY(g4q_layer_smooth_run(lj->ctx, lj->gpu, p, L, lj->smooth_sites, &lj->ls));
+    for (int site = 0; site < G4Q_OBS_COUNT; site++)
+        if (lj->ls.done >> site & 1u) {
+            lj->amax_over[L->layer][site] = lj->ls.amax[site];
+            g4q_log(lj->ctx, G4Q_LOG_DEBUG, "layer %d %s: smoothing alpha %.2f, loss %.4g -> %.4g",
+                    L->layer, g4q_obs_site_name((g4q_obs_site)site),
+                    (double)lj->ls.res[site].alpha, lj->ls.res[site].loss0,
+                    lj->ls.res[site].loss);
+        }
+    for (int k = 0; k < lj->ls.n; k++) /* kept tensors the smoothing changed */
+        if (p->items[lj->ls.item[k]].format == G4Q_PF_KEEP)
+            G4Q_TRY(keep_changed(lj, lj->ls.item[k], replace));
     for (size_t i = 0; i < p->n_items; i++) {
         const g4q_plan_item *it = &p->items[i];
         if (it->layer != L->layer || it->format == G4Q_PF_KEEP) continue;
-        if (!g4q_plan_item_needs_hessian(it) && !lj->sequential) continue;
-        if (lj->n_repl >= G4Q_MAX_LAYER_LINEARS)
+        if (!g4q_plan_item_needs_hessian(it) && !lj->sequential &&
+            !g4q_layer_smooth_tensor(&lj->ls, i))
+            continue;
+        if (lj->n_repl >= G4Q_MAX_LAYER_LINEARS + 2)
             return g4q_fail(lj->ctx, G4Q_ERR_INTERNAL, "layer %d: too many Linears", L->layer);
         g4q_status st = quantize_one(lj, i, L, replace);
         g4q_ckpt_release(lj->ckpt, it->src); /* the export reads it once more, from disk */
@@ -152,6 +215,10 @@ static void free_ready(void ***ready, size_t n)
     free(ready);
 }
 
+/* Activation rows per smoothed site that the smoothing search runs on (spread over the samples):
+ * 2048 tokens estimate a layer's output error well, and keep the search's products small. */
+#define SMOOTH_SAMPLE_ROWS 2048
+
 /* The calibration pass with the layer hook, on job->export.device. */
 static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job *lj,
                             g4q_quantize_report *out)
@@ -160,7 +227,7 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
     if (!d || !d->ids)
         return g4q_fail(ctx, G4Q_ERR_NEEDS_CALIBRATION, "recipe '%s' needs calibration: %s",
                         job->plan->recipe->name, job->plan->calibration_reason);
-    const int hook = job->plan->needs_hessians || job->sequential;
+    const int hook = job->plan->needs_hessians || job->sequential || job->plan->smooth_sites;
     if (hook && job->export.device == G4Q_DEVICE_CUDA)
         G4Q_TRY(g4q_wquant_gpu_create(ctx, &lj->gpu));
     g4q_session *s = NULL;
@@ -171,7 +238,17 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
         const int site = g4q_calib_site_of_role(job->plan->items[i].role);
         if (site >= 0 && g4q_plan_item_needs_hessian(&job->plan->items[i])) sites |= 1u << site;
     }
+    /* Smoothing searches on activation samples and, for readers that need one, the Hessian. */
+    lj->smooth_sites = job->plan->smooth_sites;
+    for (size_t i = 0; i < job->plan->n_items; i++) {
+        const g4q_plan_item *it = &job->plan->items[i];
+        const int site = g4q_calib_site_of_role(it->role);
+        if (site >= 0 && (lj->smooth_sites >> site & 1u) && g4q_plan_item_needs_hessian(it))
+            sites |= 1u << site;
+    }
     g4q_calib_hooks hooks = {.hessian_sites = sites,
+                             .sample_sites = lj->smooth_sites,
+                             .sample_rows = SMOOTH_SAMPLE_ROWS,
                              .sequential = job->sequential,
                              .layer_done = hook ? on_layer : NULL,
                              .user = lj};
@@ -180,6 +257,10 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
         st = g4q_calib_run(ctx, s, d, job->plan->recipe->calib.batch, &hooks, &out->calib);
     g4q_session_free(s);
     free_repl(lj);
+    g4q_layer_smooth_free(&lj->ls);
+    for (int l = 0; st == G4Q_OK && l < out->calib.n_layers; l++)
+        for (int site = 0; site < G4Q_OBS_COUNT; site++)
+            if (lj->amax_over[l][site] > 0.0f) out->calib.amax[l][site] = lj->amax_over[l][site];
     out->calibrated = st == G4Q_OK;
     out->layer_items = lj->items;
     out->layer_quant_seconds = lj->seconds;

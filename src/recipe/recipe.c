@@ -25,6 +25,7 @@ static const char *const export_names[] = {G4Q_RECIPE_EXPORT_TABLE(G4Q_X_NAME)};
 static const char *const weights_names[] = {G4Q_RECIPE_WEIGHTS_TABLE(G4Q_X_NAME)};
 static const char *const search_names[] = {G4Q_RECIPE_SEARCH_TABLE(G4Q_X_NAME)};
 static const char *const algo_names[] = {G4Q_RECIPE_ALGO_TABLE(G4Q_X_NAME)};
+static const char *const smooth_names[] = {G4Q_RECIPE_SMOOTH_TABLE(G4Q_X_NAME)};
 static const char *const act_names[] = {G4Q_RECIPE_ACT_TABLE(G4Q_X_NAME)};
 static const char *const kv_names[] = {G4Q_RECIPE_KV_TABLE(G4Q_X_NAME)};
 static const char *const kv_scales_names[] = {G4Q_RECIPE_KV_SCALES_TABLE(G4Q_X_NAME)};
@@ -47,6 +48,10 @@ const char *g4q_recipe_search_name(g4q_recipe_search v)
 {
     return name_of(search_names, G4Q_RECIPE_SEARCH_COUNT, (int)v);
 }
+const char *g4q_recipe_smooth_name(g4q_recipe_smooth v)
+{
+    return name_of(smooth_names, G4Q_RECIPE_SMOOTH_COUNT, (int)v);
+}
 const char *g4q_recipe_algo_name(g4q_recipe_algo v)
 {
     return name_of(algo_names, G4Q_RECIPE_ALGO_COUNT, (int)v);
@@ -67,8 +72,8 @@ const char *g4q_recipe_kv_scales_name(g4q_recipe_kv_scales v)
 /* Allowed keys per mapping, in the order the messages list them. */
 static const char *const top_keys[] = {"name",    "description", "export",     "rules",
                                        "exclude", "kv_cache",    "calibration"};
-static const char *const rule_keys[] = {"pattern", "weights", "scale_search", "algorithm",
-                                        "activations"};
+static const char *const rule_keys[] = {"pattern",     "weights",  "scale_search", "algorithm",
+                                        "activations", "smoothing"};
 static const char *const kv_keys[] = {"format", "scales"};
 static const char *const calib_keys[] = {"dataset", "samples", "seq_len", "batch", "seed",
                                          "sequential"};
@@ -262,12 +267,16 @@ static g4q_status check_rule_combination(parser *p, const yaml_node_t *map, cons
     const yaml_node_t *an = lookup(p, map, "activations");
     const char *w = g4q_recipe_weights_name(rule->weights);
     g4q_recipe_export ex = p->r->export_format;
+    const yaml_node_t *mn = lookup(p, map, "smoothing");
     if (rule->weights == G4Q_RECIPE_W_BF16) {
-        const yaml_node_t *extra = sn ? sn : gn ? gn : an;
+        const yaml_node_t *extra = sn ? sn : gn ? gn : an ? an : mn;
         if (extra)
             return FAIL_AT(p, extra,
                            "%s: weights bf16 keeps the module unquantized; remove '%s'", what,
-                           sn ? "scale_search" : gn ? "algorithm" : "activations");
+                           sn   ? "scale_search"
+                           : gn ? "algorithm"
+                           : an ? "activations"
+                                : "smoothing");
         return G4Q_OK;
     }
     if (rule->algo == G4Q_RECIPE_ALGO_GPTQ && rule->weights == G4Q_RECIPE_W_FP8)
@@ -362,6 +371,11 @@ static g4q_status parse_rule(parser *p, const yaml_node_t *map, int index)
     if ((n = lookup(p, map, "activations"))) {
         G4Q_TRY(get_enum(p, n, what, act_names, G4Q_RECIPE_ACT_COUNT, &v));
         rule->act = (g4q_recipe_act)v;
+    }
+    rule->smooth = G4Q_RECIPE_SMOOTH_NONE;
+    if ((n = lookup(p, map, "smoothing"))) {
+        G4Q_TRY(get_enum(p, n, what, smooth_names, G4Q_RECIPE_SMOOTH_COUNT, &v));
+        rule->smooth = (g4q_recipe_smooth)v;
     }
     p->rule_nodes[index] = map;
     return check_rule_combination(p, map, what, rule);
@@ -529,8 +543,10 @@ static g4q_status check_recipe(parser *p, const yaml_node_t *root, const yaml_no
     if (first < 0)
         return FAIL_AT(p, rules, "rules: no rule quantizes anything (every rule is bf16)");
     if (g4q_recipe_needs_calibration(r) && !r->calib.present) {
-        int act_rule = -1, algo_rule = -1;
+        int act_rule = -1, algo_rule = -1, smooth_rule = -1;
         for (int i = 0; i < r->n_rules; i++) {
+            if (smooth_rule < 0 && r->rules[i].smooth != G4Q_RECIPE_SMOOTH_NONE)
+                smooth_rule = i;
             if (act_rule < 0 && r->rules[i].act != G4Q_RECIPE_ACT_NONE)
                 act_rule = i;
             if (algo_rule < 0 && r->rules[i].algo != G4Q_RECIPE_ALGO_RTN)
@@ -543,6 +559,9 @@ static g4q_status check_recipe(parser *p, const yaml_node_t *root, const yaml_no
         else if (algo_rule >= 0)
             snprintf(why, sizeof why, "rules[%d] uses algorithm %s, whose input Hessians",
                      algo_rule + 1, g4q_recipe_algo_name(r->rules[algo_rule].algo));
+        else if (smooth_rule >= 0)
+            snprintf(why, sizeof why, "rules[%d] uses smoothing %s, whose factors",
+                     smooth_rule + 1, g4q_recipe_smooth_name(r->rules[smooth_rule].smooth));
         else
             snprintf(why, sizeof why, "kv_cache.scales: calibrated KV scales");
         return FAIL_AT(p, root,
@@ -709,6 +728,7 @@ g4q_recipe_decision g4q_recipe_match(const g4q_recipe *r, const char *module_nam
                              .search = G4Q_RECIPE_SEARCH_MAX,
                              .algo = G4Q_RECIPE_ALGO_RTN,
                              .act = G4Q_RECIPE_ACT_NONE,
+                             .smooth = G4Q_RECIPE_SMOOTH_NONE,
                              .rule = -1,
                              .exclude = -1};
     for (int i = 0; i < r->n_excludes; i++)
@@ -722,6 +742,7 @@ g4q_recipe_decision g4q_recipe_match(const g4q_recipe *r, const char *module_nam
             d.search = r->rules[i].search;
             d.algo = r->rules[i].algo;
             d.act = r->rules[i].act;
+            d.smooth = r->rules[i].smooth;
             d.rule = i;
             return d;
         }
@@ -732,6 +753,7 @@ int g4q_recipe_needs_calibration(const g4q_recipe *r)
 {
     for (int i = 0; i < r->n_rules; i++)
         if (r->rules[i].act != G4Q_RECIPE_ACT_NONE || r->rules[i].algo != G4Q_RECIPE_ALGO_RTN ||
+            r->rules[i].smooth != G4Q_RECIPE_SMOOTH_NONE ||
             r->rules[i].search == G4Q_RECIPE_SEARCH_IMATRIX ||
             r->rules[i].search == G4Q_RECIPE_SEARCH_HESSIAN)
             return 1;
@@ -816,6 +838,8 @@ static cJSON *rule_json(const g4q_recipe_rule *ru)
         if (ru->algo != G4Q_RECIPE_ALGO_RTN) /* rtn: absent, as before gptq existed */
             cJSON_AddStringToObject(o, "algorithm", g4q_recipe_algo_name(ru->algo));
         cJSON_AddStringToObject(o, "activations", g4q_recipe_act_name(ru->act));
+        if (ru->smooth != G4Q_RECIPE_SMOOTH_NONE) /* none: absent, as before smoothing existed */
+            cJSON_AddStringToObject(o, "smoothing", g4q_recipe_smooth_name(ru->smooth));
     }
     cJSON_AddNumberToObject(o, "line", ru->line);
     return o;

@@ -21,6 +21,10 @@
  *       algorithm: gptq             # optional, default rtn: rtn | gptq (src/quant/gptq.h; needs
  *                                   # calibration: the Hessian of each Linear's input)
  *       activations: nvfp4          # optional, default none: none | nvfp4 | fp8
+ *       smoothing: awq              # optional, default none: none | awq (per-input-channel
+ *                                   # factors searched on the calibration activations and
+ *                                   # folded into the norm or up_proj before the Linear,
+ *                                   # src/pipeline/smooth_layer.h; needs calibration)
  *   exclude: ["lm_head"]            # optional sequence of globs; an excluded module is kept BF16
  *                                   # whatever the rules say (exclude beats rules)
  *   kv_cache:                       # optional; default format none
@@ -108,6 +112,9 @@ struct cJSON;
     X(G4Q_RECIPE_ALGO_RTN, "rtn")                                                                  \
     X(G4Q_RECIPE_ALGO_GPTQ, "gptq")
 
+#define G4Q_RECIPE_SMOOTH_TABLE(X)                                                                 \
+    X(G4Q_RECIPE_SMOOTH_NONE, "none")                                                              \
+    X(G4Q_RECIPE_SMOOTH_AWQ, "awq")
 #define G4Q_RECIPE_ACT_TABLE(X)                                                                    \
     X(G4Q_RECIPE_ACT_NONE, "none")                                                                 \
     X(G4Q_RECIPE_ACT_NVFP4, "nvfp4")                                                               \
@@ -127,6 +134,7 @@ typedef enum { G4Q_RECIPE_WEIGHTS_TABLE(G4Q_X_ENUM) G4Q_RECIPE_W_COUNT } g4q_rec
 typedef enum { G4Q_RECIPE_SEARCH_TABLE(G4Q_X_ENUM) G4Q_RECIPE_SEARCH_COUNT } g4q_recipe_search;
 typedef enum { G4Q_RECIPE_ALGO_TABLE(G4Q_X_ENUM) G4Q_RECIPE_ALGO_COUNT } g4q_recipe_algo;
 typedef enum { G4Q_RECIPE_ACT_TABLE(G4Q_X_ENUM) G4Q_RECIPE_ACT_COUNT } g4q_recipe_act;
+typedef enum { G4Q_RECIPE_SMOOTH_TABLE(G4Q_X_ENUM) G4Q_RECIPE_SMOOTH_COUNT } g4q_recipe_smooth;
 typedef enum { G4Q_RECIPE_KV_TABLE(G4Q_X_ENUM) G4Q_RECIPE_KV_COUNT } g4q_recipe_kv;
 typedef enum {
     G4Q_RECIPE_KV_SCALES_TABLE(G4Q_X_ENUM) G4Q_RECIPE_KV_SCALES_COUNT
@@ -139,6 +147,7 @@ const char *g4q_recipe_weights_name(g4q_recipe_weights v);
 const char *g4q_recipe_search_name(g4q_recipe_search v);
 const char *g4q_recipe_algo_name(g4q_recipe_algo v);
 const char *g4q_recipe_act_name(g4q_recipe_act v);
+const char *g4q_recipe_smooth_name(g4q_recipe_smooth v);
 const char *g4q_recipe_kv_name(g4q_recipe_kv v);
 const char *g4q_recipe_kv_scales_name(g4q_recipe_kv_scales v);
 
@@ -149,6 +158,7 @@ typedef struct g4q_recipe_rule {
     g4q_recipe_search search; /* MAX for bf16 rules */
     g4q_recipe_algo algo;     /* RTN for bf16 rules */
     g4q_recipe_act act;       /* NONE for bf16 rules */
+    g4q_recipe_smooth smooth; /* NONE for bf16 rules */
     int line, column;
 } g4q_recipe_rule;
 
@@ -193,6 +203,7 @@ typedef struct g4q_recipe_decision {
     g4q_recipe_search search;
     g4q_recipe_algo algo;
     g4q_recipe_act act;
+    g4q_recipe_smooth smooth;
     int rule;    /* index of the deciding rule, -1 when none matched or an exclude matched */
     int exclude; /* index of the matching exclude pattern, -1 when none */
 } g4q_recipe_decision;

@@ -301,6 +301,28 @@ static g4q_status cpu_amax_into(g4q_backend *be, const g4q_buf *x, size_t count,
     return G4Q_OK;
 }
 
+static g4q_status cpu_col_amax_into(g4q_backend *be, const g4q_buf *x, int rows, int cols,
+                                    g4q_buf *acc)
+{
+    if (rows < 0 || cols < 0 || (size_t)rows * (size_t)cols > x->count ||
+        (size_t)cols > acc->count)
+        return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu col_amax_into: [%d, %d] out of range",
+                        rows, cols);
+    const float *d = x->data;
+    float *a = acc->data;
+#pragma omp parallel for num_threads(g4q_cpu_threads(be, (size_t)rows * (size_t)cols))           \
+    schedule(static)
+    for (int c = 0; c < cols; c++) {
+        float m = a[c];
+        for (int r = 0; r < rows && m == m; r++) {
+            const float v = fabsf(d[(size_t)r * (size_t)cols + (size_t)c]);
+            m = v != v ? NAN : (v > m ? v : m);
+        }
+        a[c] = m;
+    }
+    return G4Q_OK;
+}
+
 static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
                            int accumulate)
 {
@@ -389,6 +411,7 @@ g4q_status g4q_backend_cpu_create(g4q_ctx *ctx, g4q_backend **out)
     be->embed = cpu_embed;
     be->amax = cpu_amax;
     be->amax_into = cpu_amax_into;
+    be->col_amax_into = cpu_col_amax_into;
     be->argmax = cpu_argmax;
     be->gram = cpu_gram;
     be->fp8_roundtrip = cpu_fp8_roundtrip;

@@ -358,6 +358,7 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->embed = g4q_cuda_embed;
     be->amax = g4q_cuda_amax;
     be->amax_into = g4q_cuda_amax_into;
+    be->col_amax_into = g4q_cuda_col_amax_into;
     be->argmax = g4q_cuda_argmax;
     be->gram = g4q_cuda_gram;
     be->fp8_roundtrip = g4q_cuda_fp8_roundtrip;

@@ -261,3 +261,41 @@ g4q_status g4q_cuda_amax_into(g4q_backend *be, const g4q_buf *x, size_t count, g
                         count, index);
     return launch_amax(be, x, count, (unsigned *)acc->data + index);
 }
+
+/* One thread per column over a slab of COL_AMAX_ROWS rows; the float bits of |x| order as the
+ * values do (a NaN's above every finite value and inf), so atomicMax on them is the amax with the
+ * NaN rule of amax_into. */
+enum { COL_AMAX_ROWS = 64 };
+template <typename T>
+static __global__ void col_amax_kernel(const T *x, int rows, int cols, unsigned *acc)
+{
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    const int r0 = blockIdx.y * COL_AMAX_ROWS, r1 = min(rows, r0 + COL_AMAX_ROWS);
+    unsigned m = 0;
+    for (int r = r0; r < r1; r++)
+        m = max(m, __float_as_uint(fabsf(g4q_ld(x[(size_t)r * cols + c]))));
+    atomicMax(acc + c, m);
+}
+
+g4q_status g4q_cuda_col_amax_into(g4q_backend *be, const g4q_buf *x, int rows, int cols,
+                                  g4q_buf *acc)
+{
+    g4q_ctx *ctx = be->ctx;
+    g4q_cuda_state *s = g4q_cuda_st(be);
+    if (rows < 0 || cols < 0 || !g4q_cuda_act_ok(be, x, (size_t)rows * (size_t)cols) ||
+        acc->dtype != G4Q_DT_F32 || (size_t)cols > acc->count)
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda col_amax_into: [%d, %d] out of range", rows,
+                        cols);
+    if (!rows || !cols) return G4Q_OK;
+    const dim3 grid((unsigned)((cols + EW_THREADS - 1) / EW_THREADS),
+                    (unsigned)((rows + COL_AMAX_ROWS - 1) / COL_AMAX_ROWS));
+    if (s->f32)
+        col_amax_kernel<<<grid, EW_THREADS, 0, s->stream>>>((const float *)x->data, rows, cols,
+                                                            (unsigned *)acc->data);
+    else
+        col_amax_kernel<<<grid, EW_THREADS, 0, s->stream>>>((const __nv_bfloat16 *)x->data, rows,
+                                                            cols, (unsigned *)acc->data);
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    return G4Q_OK;
+}

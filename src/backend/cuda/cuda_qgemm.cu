@@ -57,8 +57,12 @@
 //   FP8     per tensor: slice E4M3 (exact), alpha the scale; blocks: bf16(E4M3 · scale)
 //   INT4    bf16(q · scale)                     (the rounding Marlin-class kernels make too)
 //   BF16    the weight itself (only reached with an activation quantization)
-// The slice kernels read the device layout above back into the original codes and decode them
-// with the src/quant decoders. With an activation quantization, Q(x) of src/quant/actq.h is first
+// The widening (g4q_cuda_qslice) reads the device layout once, 16 bytes per lane as the GEMV
+// does, and writes whole 32-byte sectors of the slice: 0.5625 (NVFP4), 1.0 (FP8) or 0.53 (INT4
+// g128) bytes read and 2 written per weight. Its values are bit for bit those of ql_value (the
+// src/quant decoders of the original codes; see qwiden_kernel for why), which a
+// one-thread-per-weight fallback computes as written for NaN weights and FP8 with
+// cols % 8 != 0. With an activation quantization, Q(x) of src/quant/actq.h is first
 // written to a bf16 scratch (one thread per block / group / value; exact for NVFP4 and FP8 per
 // tensor) and alpha takes its factor too, so NVFP4 W4A4 runs as the engine's E2M1 · E4M3
 // products with alpha = input_scale · scale2.
@@ -78,7 +82,8 @@
 
 /* ---- prefill: widen a slice of rows to bf16, tensor-core GEMM ---- */
 
-/* One thread per weight of rows r0.. (any cols): ql_value. */
+/* Fallback (QG_NOGEMV weights, FP8 with cols % 8 != 0): one thread per weight of rows r0..,
+ * ql_value, the definition of the slice's values. */
 template <int FMT>
 static __global__ void qslice_kernel(const qlayout L, const void *data, const void *scale,
                                      int tensor, int64_t r0, size_t count, __nv_bfloat16 *out)
@@ -89,47 +94,203 @@ static __global__ void qslice_kernel(const qlayout L, const void *data, const vo
     out[i] = __float2bfloat16_rn(ql_value<FMT>(L, data, scale, tensor, r, c));
 }
 
-/* The same slice when cols % 16 == 0, one thread per 16 weights of a row (ql_values16: each word
- * read and unpacked once), written as two 16-byte stores. Bit-identical to qslice_kernel. */
-template <int FMT>
-static __global__ void qslice16_kernel(const qlayout L, const void *data, const void *scale,
-                                       int tensor, int64_t r0, size_t nchunks, uint4 *out)
+/* The fast widening: one warp per (row tile T, iteration i of QL_U superblocks), i.e. 16 rows x
+ * 256 columns (NVFP4, INT4) or 16 x 128 (FP8). Each lane makes the GEMV's loads: QL_U 16-byte
+ * streaming loads of codes (the warp reads its 2 KB once, 512 contiguous bytes per load) and,
+ * NVFP4, one 8-byte load of scale bytes. The lane decodes in registers and writes 16-byte pieces
+ * of 8 output columns, arranged so that each store instruction of the warp fills whole 32-byte
+ * sectors (64 contiguous bytes in each of 8 rows; columns within the superblock):
+ *   NVFP4  lane (g, t) holds block t (16 columns) of rows g, g + 8: one word = one piece. Lanes
+ *          t, t ^ 1 swap one word per row (and their scale bytes), so that store A writes
+ *          columns 8·(2t - (t & 1)) .. + 7 and store B the 8 columns 16 further on.
+ *   INT4   lane (g, t) holds columns 16·j + 4·t .. + 3: a piece (8 columns of one 16-column
+ *          block) is half lane t & ~1's, half lane t | 1's. The pair swaps its words; lane t
+ *          writes block j = t & 1 (word x / z) and j = 2 + (t & 1) (word y / w), its piece at
+ *          columns 16·j + 8·(t >> 1).
+ *   FP8    lane (g, t) holds columns 8·t .. 8·t + 7 of rows g, g + 8: its own two pieces.
+ * The values are those of ql_value bit for bit, by other operations on the same codes:
+ *   NVFP4  bf16(E2M1 · 2^-126) · bf16(E4M3 · 2^112) · 2^14, two bf16 multiplies (the GEMV's A
+ *          operand times 2^14): t = E2M1 · E4M3 has at most 6 significant bits and |t| lies in
+ *          [2^-10, 2688] ([2^-24, 0.17] after the first multiply), so both products are exact
+ *          and equal the fl32 product of ql_value, which its bf16 rounding keeps; the signs of
+ *          zeros agree (a stored scale is never negative, the code's sign goes through). Needs
+ *          non-NaN scales (ql_nvfp4_scales): NaN-scale weights are QG_NOGEMV.
+ *   FP8    the unpacked bf16 E4M3 · 2^-120 read as fp32 (exact, subnormal for E4M3 subnormals),
+ *          times 2^120 (exact): g4q_e4m3_decode of the code for every non-NaN code (NaN codes
+ *          make the weight QG_NOGEMV); then the same fl32 multiply by the same block scale and
+ *          the same bf16 rounding.
+ *   INT4   q = (128 + nibble) - 136 in bf16 (ql_int4_q, exact, +0 for q = 0) read as fp32:
+ *          (float)q of ql_value; the same fl32 multiply by the same group scale and rounding.
+ * fp32 multiplies of subnormals need the default -ftz=false (no --use_fast_math). */
+
+#define QW_WARPS 8 /* warps per block of qwiden_kernel */
+
+struct qw_args {
+    const uint4 *q;  /* codes */
+    const void *s;   /* scales */
+    uint4 *out;      /* bf16 [r1 - r0, cols] as 16-byte pieces */
+    int64_t r0, r1;  /* the slice's rows */
+    int64_t t0;      /* its first row tile */
+    int64_t nwarps;  /* row tiles x niter */
+    int64_t nsb;     /* superblocks per row tile */
+    int niter;       /* iterations per row tile (nsb / QL_U) */
+    int cols, group; /* INT4 group */
+    int ngp, nsc;    /* INT4 scale groups per row tile; FP8 scale columns */
+    int tensor;      /* FP8 per tensor: no scale multiply */
+};
+
+/* NVFP4: 8 columns (one word) as bf16, sg = bf16 E4M3 · 2^112 of their row (ql_nvfp4_scales). */
+static __device__ __forceinline__ uint4 qw_nvfp4(uint32_t w, uint32_t sg)
 {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= nchunks) return;
-    const int64_t per_row = L.cols / 16;
-    const int64_t r = r0 + (int64_t)(i / (size_t)per_row), c0 = 16 * (int64_t)(i % (size_t)per_row);
-    float v[16];
-    ql_values16<FMT>(L, data, scale, tensor, r, c0, v);
-    uint32_t p[8];
-#pragma unroll
-    for (int k = 0; k < 8; k++) {
-        const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-        p[k] = *reinterpret_cast<const uint32_t *>(&h);
-    }
-    out[2 * i] = make_uint4(p[0], p[1], p[2], p[3]);
-    out[2 * i + 1] = make_uint4(p[4], p[5], p[6], p[7]);
+    const uint32_t k14 = 0x46804680u; /* bf16 2^14, 2^14 */
+    uint32_t P[4];
+    ql_e2m1_unpack(w, P);
+    return make_uint4(ql_bmul(ql_bmul(P[0], sg), k14), ql_bmul(ql_bmul(P[1], sg), k14),
+                      ql_bmul(ql_bmul(P[2], sg), k14), ql_bmul(ql_bmul(P[3], sg), k14));
 }
 
-/* Widens rows [r0, r0 + nr) of packed weight w into the bf16 slice ws [nr, in]. */
-static g4q_status qslice(g4q_backend *be, const g4q_bweight *w, int64_t r0, int64_t nr,
-                         __nv_bfloat16 *ws)
+/* fl32(v · s) of the two values v of bf16 pair b, widened to fp32 (exact) and first multiplied
+ * by 2^120 with FP8 (exact), rounded to a bf16 pair; v alone with tensor. */
+template <bool FP8>
+static __device__ __forceinline__ uint32_t qw_scale2(uint32_t b, float s, int tensor)
+{
+    float lo = __uint_as_float(b << 16), hi = __uint_as_float(b & 0xffff0000u);
+    if (FP8) {
+        const float k120 = __uint_as_float(0x7B800000u); /* 2^120 */
+        lo = __fmul_rn(lo, k120), hi = __fmul_rn(hi, k120);
+    }
+    if (!tensor) lo = __fmul_rn(lo, s), hi = __fmul_rn(hi, s);
+    return ql_u32(__floats2bfloat162_rn(lo, hi));
+}
+
+/* FP8: 8 columns from words w0 (columns 0..3) and w1 (4..7), block scale s. */
+static __device__ __forceinline__ uint4 qw_fp8(uint32_t w0, uint32_t w1, float s, int tensor)
+{
+    uint32_t P[2], Q[2];
+    ql_fp8_unpack(w0, P);
+    ql_fp8_unpack(w1, Q);
+    return make_uint4(qw_scale2<true>(P[0], s, tensor), qw_scale2<true>(P[1], s, tensor),
+                      qw_scale2<true>(Q[0], s, tensor), qw_scale2<true>(Q[1], s, tensor));
+}
+
+/* INT4: 8 columns, pairs p, p + 1 of words w0 (columns 0..3) and w1 (4..7), group scale s. */
+static __device__ __forceinline__ uint4 qw_int4(uint32_t w0, uint32_t w1, int p, float s)
+{
+    return make_uint4(
+        qw_scale2<false>(ql_int4_q(w0, p), s, 0), qw_scale2<false>(ql_int4_q(w0, p + 1), s, 0),
+        qw_scale2<false>(ql_int4_q(w1, p), s, 0), qw_scale2<false>(ql_int4_q(w1, p + 1), s, 0));
+}
+
+template <int FMT>
+static __global__ void __launch_bounds__(QW_WARPS * 32) qwiden_kernel(const qw_args a)
+{
+    const int64_t wid = (int64_t)blockIdx.x * QW_WARPS + (threadIdx.x >> 5);
+    if (wid >= a.nwarps) return; /* whole warps: the shuffles below see all 32 lanes */
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t T = a.t0 + wid / a.niter;
+    const int i = (int)(wid % a.niter);
+    const int64_t rg = T * QL_TILE + g, rg8 = rg + 8, stride = a.cols / 8;
+    const bool okg = rg >= a.r0 && rg < a.r1, ok8 = rg8 >= a.r0 && rg8 < a.r1;
+    /* piece of 8 columns starting at column c (c % 8 == 0) of row r, if in the slice */
+    auto put = [&](bool ok, int64_t r, int64_t c, const uint4 &v) {
+        if (ok && c < a.cols) a.out[(r - a.r0) * stride + c / 8] = v;
+    };
+    const uint4 *qp = a.q + (T * a.nsb + (int64_t)i * QL_U) * 32 + lane;
+    uint4 q[QL_U];
+#pragma unroll
+    for (int u = 0; u < QL_U; u++)
+        q[u] = __ldcs(qp + u * 32);
+    const bool odd = t & 1;
+    const unsigned all = 0xffffffffu;
+    if (FMT == G4Q_WF_NVFP4) {
+        const uint2 *sp = reinterpret_cast<const uint2 *>(a.s);
+        const uint2 s8 = __ldcs(sp + (T * a.niter + i) * 32 + lane);
+        const uint32_t p8x = __shfl_xor_sync(all, s8.x, 1), p8y = __shfl_xor_sync(all, s8.y, 1);
+#pragma unroll
+        for (int u = 0; u < QL_U; u++) {
+            const int sh = 16 * (u & 1);
+            const uint32_t own = ((u < 2 ? s8.x : s8.y) >> sh) & 0xffffu;
+            const uint32_t par = ((u < 2 ? p8x : p8y) >> sh) & 0xffffu;
+            uint32_t sgA, sg8A, sgB, sg8B;
+            ql_nvfp4_scales(odd ? par : own, &sgA, &sg8A);
+            ql_nvfp4_scales(odd ? own : par, &sgB, &sg8B);
+            /* even lanes send y (their block's columns 8..15), odd lanes x (columns 0..7) */
+            const uint32_t pg = __shfl_xor_sync(all, odd ? q[u].x : q[u].y, 1);
+            const uint32_t p8 = __shfl_xor_sync(all, odd ? q[u].z : q[u].w, 1);
+            const int64_t cA = ((int64_t)i * QL_U + u) * 64 + 8 * (2 * t - (t & 1));
+            put(okg, rg, cA, qw_nvfp4(odd ? pg : q[u].x, sgA));
+            put(okg, rg, cA + 16, qw_nvfp4(odd ? q[u].y : pg, sgB));
+            put(ok8, rg8, cA, qw_nvfp4(odd ? p8 : q[u].z, sg8A));
+            put(ok8, rg8, cA + 16, qw_nvfp4(odd ? q[u].w : p8, sg8B));
+        }
+    } else if (FMT == G4Q_WF_FP8_BLOCK) {
+        /* one 128 x 128 block: the tile's rows (16 | 128), the iteration's 128 columns */
+        const float *sp = reinterpret_cast<const float *>(a.s);
+        const float s = a.tensor ? 1.0f : __ldg(sp + (T >> 3) * a.nsc + i);
+#pragma unroll
+        for (int u = 0; u < QL_U; u++) {
+            const int64_t c = ((int64_t)i * QL_U + u) * 32 + 8 * t;
+            put(okg, rg, c, qw_fp8(q[u].x, q[u].y, s, a.tensor));
+            put(ok8, rg8, c, qw_fp8(q[u].z, q[u].w, s, a.tensor));
+        }
+    } else {
+        const float *s4 = reinterpret_cast<const float *>(a.s) + T * a.ngp * QL_TILE + g;
+        const int p = 2 * (t & 1); /* pairs of block j = t & 1 in word x, 2 + (t & 1) in word y */
+#pragma unroll
+        for (int u = 0; u < QL_U; u++) {
+            const uint32_t px = __shfl_xor_sync(all, q[u].x, 1);
+            const uint32_t py = __shfl_xor_sync(all, q[u].y, 1);
+            const uint32_t pz = __shfl_xor_sync(all, q[u].z, 1);
+            const uint32_t pw = __shfl_xor_sync(all, q[u].w, 1);
+            const int64_t cA = ((int64_t)i * QL_U + u) * 64 + 16 * (t & 1) + 8 * (t >> 1);
+            const int64_t cB = cA + 32;
+            /* a piece lies in one group (group % 8 == 0); padding columns have groups < ngp */
+            const int64_t gA = (int64_t)((uint32_t)cA / (uint32_t)a.group) * QL_TILE;
+            const int64_t gB = (int64_t)((uint32_t)cB / (uint32_t)a.group) * QL_TILE;
+            /* columns 0..3 of a piece are the even lane's, 4..7 the odd lane's */
+            put(okg, rg, cA, qw_int4(odd ? px : q[u].x, odd ? q[u].x : px, p, __ldg(s4 + gA)));
+            put(okg, rg, cB, qw_int4(odd ? py : q[u].y, odd ? q[u].y : py, p, __ldg(s4 + gB)));
+            put(ok8, rg8, cA, qw_int4(odd ? pz : q[u].z, odd ? q[u].z : pz, p, __ldg(s4 + gA + 8)));
+            put(ok8, rg8, cB, qw_int4(odd ? pw : q[u].w, odd ? q[u].w : pw, p, __ldg(s4 + gB + 8)));
+        }
+    }
+}
+
+bool g4q_cuda_qslice_fast(const g4q_bweight *w)
+{
+    /* cols % 8: 16-byte pieces and rows that start 16-byte aligned (NVFP4 and INT4 always) */
+    return w->cols % 8 == 0 && !(w->qmode & QG_NOGEMV) && w->cols <= INT32_MAX - 256 &&
+           (w->format == G4Q_WF_NVFP4 || w->format == G4Q_WF_FP8_BLOCK || w->format == G4Q_WF_INT4);
+}
+
+g4q_status g4q_cuda_qslice(g4q_backend *be, const g4q_bweight *w, int64_t r0, int64_t nr,
+                           __nv_bfloat16 *ws)
 {
     g4q_ctx *ctx = be->ctx;
     cudaStream_t st = g4q_cuda_st(be)->stream;
     const qlayout L = ql_make(w->format, w->rows, w->cols, w->group);
     const int tensor = w->qtensor > 0.0f;
     const void *d = w->data, *sc = w->qscale;
-    if (L.cols % 16 == 0) {
-        const size_t n = (size_t)nr * (size_t)(L.cols / 16);
-        const unsigned b = g4q_cuda_blocks(n, 256);
-        uint4 *o = reinterpret_cast<uint4 *>(ws);
+    if (nr <= 0) return G4Q_OK;
+    if (g4q_cuda_qslice_fast(w)) {
+        qw_args a;
+        a.q = reinterpret_cast<const uint4 *>(d);
+        a.s = sc;
+        a.out = reinterpret_cast<uint4 *>(ws);
+        a.r0 = r0, a.r1 = r0 + nr;
+        a.t0 = r0 / QL_TILE;
+        a.nsb = L.nsb;
+        a.niter = (int)(L.nsb / QL_U);
+        a.nwarps = ((a.r1 + QL_TILE - 1) / QL_TILE - a.t0) * a.niter;
+        a.cols = (int)L.cols, a.group = w->group, a.ngp = (int)L.ngp, a.nsc = (int)L.nsc;
+        a.tensor = tensor;
+        const unsigned b = g4q_cuda_blocks((size_t)a.nwarps, QW_WARPS);
         if (w->format == G4Q_WF_NVFP4)
-            qslice16_kernel<G4Q_WF_NVFP4><<<b, 256, 0, st>>>(L, d, sc, tensor, r0, n, o);
+            qwiden_kernel<G4Q_WF_NVFP4><<<b, QW_WARPS * 32, 0, st>>>(a);
         else if (w->format == G4Q_WF_FP8_BLOCK)
-            qslice16_kernel<G4Q_WF_FP8_BLOCK><<<b, 256, 0, st>>>(L, d, sc, tensor, r0, n, o);
+            qwiden_kernel<G4Q_WF_FP8_BLOCK><<<b, QW_WARPS * 32, 0, st>>>(a);
         else
-            qslice16_kernel<G4Q_WF_INT4><<<b, 256, 0, st>>>(L, d, sc, tensor, r0, n, o);
+            qwiden_kernel<G4Q_WF_INT4><<<b, QW_WARPS * 32, 0, st>>>(a);
     } else {
         const size_t n = (size_t)nr * (size_t)L.cols;
         const unsigned b = g4q_cuda_blocks(n, 256);
@@ -203,7 +364,7 @@ static g4q_status qgemm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q
         const int64_t nr = out - r0 < slice ? out - r0 : slice;
         const void *wsl = (const char *)w->data + (size_t)r0 * (size_t)in * 2; /* BF16 rows */
         if (w->format != G4Q_WF_BF16) {
-            G4Q_TRY(qslice(be, w, r0, nr, ws));
+            G4Q_TRY(g4q_cuda_qslice(be, w, r0, nr, ws));
             wsl = ws;
         }
         /* Column-major view: Yᵀ[r0 .. r0+nr, n] (ldc = out) = (slice as [in, nr])ᵀ · Xᵀ[in, n]. */

@@ -1,7 +1,7 @@
 /*
  * Private to src/backend/cuda (nvcc only): the device layout of packed weights, shared by the
  * binding and prefill code (cuda_qgemm.cu, which documents the layout and the numerics) and the
- * decode GEMV (cuda_qgemv.cu).
+ * decode GEMV (cuda_qgemv.cu); tests/test_qgemm_gpu.cu checks the prefill widening with it.
  *
  * Geometry. Rows are cut into row tiles of QL_TILE = 16 rows, columns into superblocks of
  * `width` columns (64 for NVFP4 and INT4, 32 for FP8); one (row tile, superblock) is
@@ -458,7 +458,8 @@ static __host__ __device__ inline void ql_relayout_int4(const qlayout &L, int gp
 /* ---- prefill: the layout back to the original codes, decoded (src/quant decoders) ---- */
 
 /* Weight (r, c) as the prefill slice holds it: NVFP4 E2M1 · E4M3, FP8 fl32(E4M3 · scale) (E4M3
- * with `tensor`), INT4 fl32(q · scale). */
+ * with `tensor`), INT4 fl32(q · scale). The definition of the prefill values: the fallback
+ * widening kernel is this per element, and the tests hold the fast one to it bit for bit. */
 template <int FMT>
 static __host__ __device__ inline float ql_value(const qlayout &L, const void *data,
                                                  const void *scale, int tensor, int64_t r,
@@ -482,51 +483,18 @@ static __host__ __device__ inline float ql_value(const qlayout &L, const void *d
     return G4Q_FMUL((float)q, reinterpret_cast<const float *>(scale)[ql_int4_scale_at(L, r, c / L.group)]);
 }
 
-/* The 16 values of row r, columns c0 .. c0 + 15 (c0 % 16 == 0), each word read and unpacked once;
- * equal to ql_value. */
-template <int FMT>
-static __host__ __device__ inline void ql_values16(const qlayout &L, const void *data,
-                                                   const void *scale, int tensor, int64_t r,
-                                                   int64_t c0, float v[16])
-{
-    const uint32_t *d = reinterpret_cast<const uint32_t *>(data);
-    if (FMT == G4Q_WF_NVFP4) { /* one block: two consecutive words of one lane */
-        const int64_t w0 = ql_locate(L, r, c0).word;
-        const float s = g4q_e4m3_decode(
-            reinterpret_cast<const uint8_t *>(scale)[ql_nvfp4_scale_at(L, r, c0 / 16)]);
-        uint32_t P[2][4];
-        ql_e2m1_unpack(d[w0], P[0]);
-        ql_e2m1_unpack(d[w0 + 1], P[1]);
-        for (int k = 0; k < 16; k++) {
-            const int j = k >> 2, ii = k & 3;
-            v[k] = G4Q_FMUL(g4q_e2m1_decode(ql_e2m1_code(P[j >> 1][2 * (j & 1) + (ii >> 1)], ii & 1)), s);
-        }
-    } else if (FMT == G4Q_WF_FP8_BLOCK) { /* two lanes, two words each */
-        const float s = tensor ? 1.0f : reinterpret_cast<const float *>(scale)[(r / 128) * L.nsc + c0 / 128];
-        for (int k = 0; k < 16; k += 4) {
-            uint32_t P[2];
-            ql_fp8_unpack(d[ql_locate(L, r, c0 + k).word], P);
-            for (int ii = 0; ii < 4; ii++) {
-                const float q = g4q_e4m3_decode(ql_fp8_code(P[ii >> 1], ii & 1));
-                v[k + ii] = tensor ? q : G4Q_FMUL(q, s);
-            }
-        }
-    } else { /* four lanes, four nibbles of one word each */
-        for (int k = 0; k < 16; k += 4) {
-            const ql_pos at = ql_locate(L, r, c0 + k);
-            const uint32_t w = d[at.word];
-            const float s = reinterpret_cast<const float *>(scale)[ql_int4_scale_at(L, r, (c0 + k) / L.group)];
-            for (int ii = 0; ii < 4; ii++) {
-                const int p = at.p + (ii >> 1), e = ii & 1;
-                v[k + ii] = G4Q_FMUL((float)((int)((w >> (4 * p + 16 * e)) & 15u) - 8), s);
-            }
-        }
-    }
-}
-
 /* Decode GEMV (cuda_qgemv.cu): whether it takes weight w at n tokens, and the launch. */
 bool g4q_cuda_qgemv_ok(const g4q_bweight *w, int n);
 g4q_status g4q_cuda_qgemv(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                           int n);
+
+/* Prefill widening (cuda_qgemm.cu): rows [r0, r0 + nr) of packed weight w (0 <= r0,
+ * r0 + nr <= rows; nr <= 0 does nothing) written to ws as bf16 [nr, cols] on the backend's
+ * stream, every element bit for bit __float2bfloat16_rn(ql_value(...)) (ws 16-byte aligned). g4q_cuda_qslice_fast
+ * says whether w takes the warp-per-tile kernel (cols % 8 == 0 and no QG_NOGEMV) rather than
+ * the one-thread-per-element fallback; any r0 and nr take either. */
+bool g4q_cuda_qslice_fast(const g4q_bweight *w);
+g4q_status g4q_cuda_qslice(g4q_backend *be, const g4q_bweight *w, int64_t r0, int64_t nr,
+                           __nv_bfloat16 *ws);
 
 #endif

@@ -1,6 +1,7 @@
 // The weight quantizer on the GPU (backend/wquant.h): one weight at a time, uploaded, quantized
-// with the kernels of quant_kernels.cu / gptq_cuda.cu (byte-identical to the CPU reference for
-// round to nearest) and copied back into the job's output buffers.
+// with the kernels of quant_kernels.cu / quant_ct_kernels.cu / gptq_cuda.cu (byte-identical to the
+// CPU reference for round to nearest) and copied back into the job's output buffers. The
+// per-format part (wq_quantize_device) is shared with the pipeline of cuda_wquant_pipe.cu.
 #include <cstdlib>
 #include <cstring>
 
@@ -8,54 +9,136 @@
 #include <cuda_runtime.h>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_wquant_internal.h"
+#include "backend/cuda/quant_ct_cuda.h"
 #include "backend/cuda/quant_cuda.h"
 #include "backend/wquant.h"
 
 struct g4q_wquant_gpu {
+    int device;
     cudaStream_t stream;
     cublasHandle_t blas; // GPTQ's factorization; created on first use
-    void *buf[4];        // 0: input bf16, 1: codes, 2: scales, 3: the input Hessian
-    size_t cap[4];
-    size_t held, peak;
+    wq_mem mem;
+    wq_buf win, hess;    // the input bf16 and the input Hessian
+    wq_exec x;           // the outputs' device buffers and host scratch (malloc'd)
 };
 
-// Counts GPTQ's transient working memory (gptq_cuda.cu allocates it per tensor) in the peak.
-static void note_gptq(g4q_wquant_gpu *q, int64_t rows, int64_t cols)
+// ---- buffers ----
+
+void wq_mem_add(wq_mem *m, size_t bytes)
 {
-    const size_t nn = (size_t)cols * (size_t)cols;
-    const size_t factor = 16 * nn, loop = 4 * nn + 4 * (size_t)rows * (size_t)(cols + 128);
-    const size_t w = q->held + (factor > loop ? factor : loop);
-    if (w > q->peak) q->peak = w;
+    if (m->mu) pthread_mutex_lock(m->mu);
+    m->held += bytes;
+    if (m->held > m->peak) m->peak = m->held;
+    if (m->mu) pthread_mutex_unlock(m->mu);
 }
 
-static g4q_status ensure(g4q_ctx *ctx, g4q_wquant_gpu *q, int i, size_t bytes)
+void wq_mem_sub(wq_mem *m, size_t bytes)
 {
-    if (q->cap[i] >= bytes) return G4Q_OK;
-    if (q->buf[i]) {
-        G4Q_CUDA_CHECK(cudaFree(q->buf[i]));
-        q->held -= q->cap[i];
-        q->buf[i] = nullptr;
-        q->cap[i] = 0;
+    if (m->mu) pthread_mutex_lock(m->mu);
+    m->held -= bytes;
+    if (m->mu) pthread_mutex_unlock(m->mu);
+}
+
+void wq_mem_note(wq_mem *m, size_t transient)
+{
+    if (m->mu) pthread_mutex_lock(m->mu);
+    if (m->held + transient > m->peak) m->peak = m->held + transient;
+    if (m->mu) pthread_mutex_unlock(m->mu);
+}
+
+g4q_status wq_dev_ensure(g4q_ctx *ctx, wq_mem *mem, wq_buf *b, size_t bytes, const char *what)
+{
+    if (b->cap >= bytes) return G4Q_OK;
+    wq_dev_free(mem, b);
+    const size_t want = bytes + bytes / 8; // some headroom against regrowth
+    cudaError_t e = cudaMalloc(&b->p, want);
+    if (e != cudaSuccess) {
+        b->p = nullptr;
+        (void)cudaGetLastError(); // an allocation failure is not sticky: clear it
+        return g4q_fail(ctx, G4Q_ERR_CUDA,
+                        "GPU quantizer: cannot allocate %.1f MB of device memory for %s (%.1f MB "
+                        "held): %s",
+                        want / 1e6, what, mem->held / 1e6, cudaGetErrorString(e));
     }
-    size_t want = bytes + bytes / 8; // some headroom against regrowth
-    G4Q_CUDA_CHECK(cudaMalloc(&q->buf[i], want));
-    q->cap[i] = want;
-    q->held += want;
-    if (q->held > q->peak) q->peak = q->held;
+    b->cap = want;
+    wq_mem_add(mem, want);
     return G4Q_OK;
 }
+
+void wq_dev_free(wq_mem *mem, wq_buf *b)
+{
+    if (b->p) {
+        cudaFree(b->p);
+        wq_mem_sub(mem, b->cap);
+    }
+    b->p = nullptr;
+    b->cap = 0;
+}
+
+g4q_status wq_host_ensure(g4q_ctx *ctx, wq_buf *b, size_t bytes, bool pinned, const char *what)
+{
+    if (b->cap >= bytes) return G4Q_OK;
+    wq_host_free(b, pinned);
+    const size_t want = bytes ? bytes : 1;
+    if (pinned) {
+        cudaError_t e = cudaHostAlloc(&b->p, want, cudaHostAllocDefault);
+        if (e != cudaSuccess) {
+            b->p = nullptr;
+            (void)cudaGetLastError();
+            return g4q_fail(ctx, G4Q_ERR_CUDA,
+                            "GPU quantizer: cannot allocate %.1f MB of pinned host memory for %s: "
+                            "%s",
+                            want / 1e6, what, cudaGetErrorString(e));
+        }
+    } else if (!(b->p = malloc(want))) {
+        return g4q_fail(ctx, G4Q_ERR_NOMEM, "GPU quantizer: cannot allocate %.1f MB for %s",
+                        want / 1e6, what);
+    }
+    b->cap = want;
+    return G4Q_OK;
+}
+
+void wq_host_free(wq_buf *b, bool pinned)
+{
+    if (b->p) {
+        if (pinned)
+            cudaFreeHost(b->p);
+        else
+            free(b->p);
+    }
+    b->p = nullptr;
+    b->cap = 0;
+}
+
+int wq_gpu_device(const g4q_wquant_gpu *q)
+{
+    return q->device;
+}
+
+void wq_gpu_note_peak(g4q_wquant_gpu *q, size_t pipe_peak)
+{
+    wq_mem_note(&q->mem, pipe_peak);
+}
+
+// ---- the quantizer object ----
 
 extern "C" g4q_status g4q_wquant_gpu_create(g4q_ctx *ctx, g4q_wquant_gpu **out)
 {
     *out = nullptr;
     g4q_wquant_gpu *q = static_cast<g4q_wquant_gpu *>(calloc(1, sizeof *q));
     if (!q) return g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
-    cudaError_t e = cudaStreamCreateWithFlags(&q->stream, cudaStreamNonBlocking);
+    cudaError_t e = cudaGetDevice(&q->device);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&q->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         free(q);
         return g4q_fail(ctx, G4Q_ERR_CUDA, "cannot create a CUDA stream: %s",
                         cudaGetErrorString(e));
     }
+    q->x.stream = q->stream;
+    q->x.blas = &q->blas;
+    q->x.mem = &q->mem;
+    q->x.hpinned = false;
     *out = q;
     return G4Q_OK;
 }
@@ -63,8 +146,12 @@ extern "C" g4q_status g4q_wquant_gpu_create(g4q_ctx *ctx, g4q_wquant_gpu **out)
 extern "C" void g4q_wquant_gpu_free(g4q_wquant_gpu *q)
 {
     if (!q) return;
-    for (int i = 0; i < 4; i++)
-        if (q->buf[i]) cudaFree(q->buf[i]);
+    wq_dev_free(&q->mem, &q->win);
+    wq_dev_free(&q->mem, &q->hess);
+    for (int i = 0; i < 2; i++) {
+        wq_dev_free(&q->mem, &q->x.dout[i]);
+        wq_host_free(&q->x.hscratch[i], q->x.hpinned);
+    }
     if (q->blas) cublasDestroy(q->blas);
     cudaStreamDestroy(q->stream);
     free(q);
@@ -72,7 +159,7 @@ extern "C" void g4q_wquant_gpu_free(g4q_wquant_gpu *q)
 
 extern "C" size_t g4q_wquant_gpu_peak_bytes(const g4q_wquant_gpu *q)
 {
-    return q ? q->peak : 0;
+    return q ? q->mem.peak : 0;
 }
 
 extern "C" int g4q_wquant_gpu_supports(const g4q_wquant_job *job)
@@ -83,13 +170,25 @@ extern "C" int g4q_wquant_gpu_supports(const g4q_wquant_job *job)
     case G4Q_LAYOUT_INT4_GPTQ:
     case G4Q_LAYOUT_INT4_CT:
         return 1;
+    case G4Q_LAYOUT_NVFP4_CT: // max scales, round to nearest (the CPU refuses the other methods)
+        return !job->gptq && job->method == G4Q_SCALE_MAX;
     default:
         return 0;
     }
 }
 
-static g4q_status int4_job(g4q_ctx *ctx, g4q_wquant_gpu *q, const g4q_wquant_job *job,
-                           const float *d_H)
+// ---- one job on the device ----
+
+// Counts GPTQ's transient working memory (gptq_cuda.cu allocates it per tensor) in the peak.
+static void note_gptq(wq_mem *m, int64_t rows, int64_t cols)
+{
+    const size_t nn = (size_t)cols * (size_t)cols;
+    const size_t factor = 16 * nn, loop = 4 * nn + 4 * (size_t)rows * (size_t)(cols + 128);
+    wq_mem_note(m, factor > loop ? factor : loop);
+}
+
+static g4q_status int4_job(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
+                           const uint16_t *d_w, const float *d_H)
 {
     const g4q_layout *l = g4q_layout_get(job->format);
     const int group = l->group;
@@ -97,106 +196,128 @@ static g4q_status int4_job(g4q_ctx *ctx, g4q_wquant_gpu *q, const g4q_wquant_job
     const int64_t rows = job->rows, cols = job->cols;
     int64_t groups = g4q_int4_group_count(cols, group);
     size_t nq = (size_t)(rows * cols), ns = (size_t)(rows * groups) * sizeof(float);
-    G4Q_TRY(ensure(ctx, q, 1, nq));
-    G4Q_TRY(ensure(ctx, q, 2, ns));
-    const uint16_t *d_w = static_cast<const uint16_t *>(q->buf[0]);
-    int8_t *d_q = static_cast<int8_t *>(q->buf[1]);
-    float *d_s = static_cast<float *>(q->buf[2]);
+    G4Q_TRY(wq_dev_ensure(ctx, x->mem, &x->dout[0], nq, "INT4 codes"));
+    G4Q_TRY(wq_dev_ensure(ctx, x->mem, &x->dout[1], ns, "INT4 scales"));
+    int8_t *d_q = static_cast<int8_t *>(x->dout[0].p);
+    float *d_s = static_cast<float *>(x->dout[1].p);
     if (job->gptq)
-        G4Q_TRY(g4q_cuda_gptq_int4(ctx, job->name, q->blas, d_w, rows, cols, group, job->method,
-                                   sdt, d_H, job->gptq_opts, d_q, d_s, q->stream));
+        G4Q_TRY(g4q_cuda_gptq_int4(ctx, job->name, *x->blas, d_w, rows, cols, group, job->method,
+                                   sdt, d_H, job->gptq_opts, d_q, d_s, x->stream));
     else
         G4Q_TRY(g4q_cuda_int4_quantize_h(ctx, job->name, d_w, rows, cols, group, job->method, sdt,
-                                         d_H, d_q, d_s, q->stream));
-    int8_t *hq = static_cast<int8_t *>(malloc(nq));
-    float *hs = static_cast<float *>(malloc(ns));
-    g4q_status st = (hq && hs) ? G4Q_OK : g4q_fail(ctx, G4Q_ERR_NOMEM, "out of memory");
-    if (st == G4Q_OK && (cudaMemcpy(hq, q->buf[1], nq, cudaMemcpyDeviceToHost) != cudaSuccess ||
-                         cudaMemcpy(hs, q->buf[2], ns, cudaMemcpyDeviceToHost) != cudaSuccess))
-        st = g4q_fail(ctx, G4Q_ERR_CUDA, "%s: copying INT4 codes back failed", job->name);
-    if (st == G4Q_OK) st = g4q_wquant_pack_int4(ctx, job, hq, hs);
-    if (st == G4Q_OK && job->deq) g4q_wquant_dequant(job, hq, hs);
-    free(hq);
-    free(hs);
-    return st;
-}
-
-// Copies layout tensors 0 and 1 (codes, block scales) back from device buffers 1 and 2.
-static g4q_status fetch2(g4q_ctx *ctx, g4q_wquant_gpu *q, const g4q_wquant_job *job)
-{
-    const g4q_layout *l = g4q_layout_get(job->format);
-    for (int k = 0; k < 2; k++)
-        G4Q_CUDA_CHECK(cudaMemcpy(job->out[k], q->buf[1 + k],
-                                  g4q_layout_nbytes(&l->t[k], job->rows, job->cols, l->group),
-                                  cudaMemcpyDeviceToHost));
+                                         d_H, d_q, d_s, x->stream));
+    G4Q_TRY(wq_host_ensure(ctx, &x->hscratch[0], nq, x->hpinned, "INT4 codes"));
+    G4Q_TRY(wq_host_ensure(ctx, &x->hscratch[1], ns, x->hpinned, "INT4 scales"));
+    int8_t *hq = static_cast<int8_t *>(x->hscratch[0].p);
+    float *hs = static_cast<float *>(x->hscratch[1].p);
+    G4Q_CUDA_CHECK(cudaMemcpyAsync(hq, d_q, nq, cudaMemcpyDeviceToHost, x->stream));
+    G4Q_CUDA_CHECK(cudaMemcpyAsync(hs, d_s, ns, cudaMemcpyDeviceToHost, x->stream));
+    G4Q_CUDA_CHECK(cudaStreamSynchronize(x->stream));
+    G4Q_TRY(g4q_wquant_pack_int4(ctx, job, hq, hs));
+    if (job->deq) g4q_wquant_dequant(job, hq, hs);
     return G4Q_OK;
 }
 
-// Device buffers 1 and 2 sized for layout tensors 0 and 1.
-static g4q_status ensure2(g4q_ctx *ctx, g4q_wquant_gpu *q, const g4q_wquant_job *job)
+// Device buffers 0 and 1 sized for layout tensors 0 and 1 (codes, block scales).
+static g4q_status ensure2(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job)
 {
     const g4q_layout *l = g4q_layout_get(job->format);
     for (int k = 0; k < 2; k++)
-        G4Q_TRY(ensure(ctx, q, 1 + k, g4q_layout_nbytes(&l->t[k], job->rows, job->cols, l->group)));
+        G4Q_TRY(wq_dev_ensure(ctx, x->mem, &x->dout[k],
+                              g4q_layout_nbytes(&l->t[k], job->rows, job->cols, l->group),
+                              k ? "block scales" : "codes"));
+    return G4Q_OK;
+}
+
+// Copies layout tensors 0 and 1 back from device buffers 0 and 1 into job->out.
+static g4q_status fetch2(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job)
+{
+    const g4q_layout *l = g4q_layout_get(job->format);
+    for (int k = 0; k < 2; k++)
+        G4Q_CUDA_CHECK(cudaMemcpyAsync(job->out[k], x->dout[k].p,
+                                       g4q_layout_nbytes(&l->t[k], job->rows, job->cols, l->group),
+                                       cudaMemcpyDeviceToHost, x->stream));
+    G4Q_CUDA_CHECK(cudaStreamSynchronize(x->stream));
+    return G4Q_OK;
+}
+
+g4q_status wq_quantize_device(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
+                              const uint16_t *d_w, const float *d_H)
+{
+    const char *name = job->name;
+    const int64_t rows = job->rows, cols = job->cols;
+    const size_t numel = (size_t)rows * (size_t)cols;
+    const bool gptq = job->gptq != 0;
+    if (gptq) { // (the GPTQ functions refuse a missing Hessian themselves)
+        if (!x->blas)
+            return g4q_fail(ctx, G4Q_ERR_INTERNAL, "tensor '%s': GPTQ here needs a cuBLAS handle",
+                            name);
+        if (!*x->blas && cublasCreate(x->blas) != CUBLAS_STATUS_SUCCESS) {
+            *x->blas = nullptr;
+            return g4q_fail(ctx, G4Q_ERR_CUDA, "cannot create a cuBLAS handle");
+        }
+        if (d_H) note_gptq(x->mem, rows, cols);
+    }
+    const g4q_scale_method m = job->method;
+    cudaStream_t s = x->stream;
+    switch (job->format) {
+    case G4Q_LAYOUT_NVFP4_MO:
+    case G4Q_LAYOUT_NVFP4_CT: {
+        float amax = job->group_amax;
+        if (!job->fused) G4Q_TRY(g4q_cuda_amax_bf16(ctx, name, d_w, numel, &amax, s));
+        G4Q_TRY(ensure2(ctx, x, job));
+        uint8_t *d_p = static_cast<uint8_t *>(x->dout[0].p);
+        uint8_t *d_s = static_cast<uint8_t *>(x->dout[1].p);
+        float *global = static_cast<float *>(job->out[2]); // weight_scale_2 / weight_global_scale
+        if (job->format == G4Q_LAYOUT_NVFP4_CT)
+            G4Q_TRY(g4q_cuda_nvfp4_quantize_ct(ctx, name, d_w, rows, cols, amax, d_p, d_s, global,
+                                               s));
+        else if (gptq)
+            G4Q_TRY(g4q_cuda_gptq_nvfp4(ctx, name, *x->blas, d_w, rows, cols, amax, m, d_H,
+                                        job->gptq_opts, d_p, d_s, global, s));
+        else
+            G4Q_TRY(g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, amax, m, d_H, d_p, d_s,
+                                              global, s));
+        G4Q_TRY(fetch2(ctx, x, job));
+        break;
+    }
+    case G4Q_LAYOUT_FP8_BLOCK: {
+        G4Q_TRY(ensure2(ctx, x, job));
+        uint8_t *d_c = static_cast<uint8_t *>(x->dout[0].p);
+        float *d_s = static_cast<float *>(x->dout[1].p);
+        G4Q_TRY(gptq ? g4q_cuda_gptq_fp8_blocks(ctx, name, *x->blas, d_w, rows, cols, m, d_H,
+                                                job->gptq_opts, d_c, d_s, s)
+                     : g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, m, d_H, d_c, d_s,
+                                                      s));
+        G4Q_TRY(fetch2(ctx, x, job));
+        break;
+    }
+    case G4Q_LAYOUT_INT4_GPTQ:
+    case G4Q_LAYOUT_INT4_CT:
+        return int4_job(ctx, x, job, d_w, d_H);
+    default:
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "tensor '%s': no CUDA kernel for %s", name,
+                        g4q_layout_name(job->format));
+    }
+    if (job->deq) g4q_wquant_dequant(job, nullptr, nullptr);
     return G4Q_OK;
 }
 
 extern "C" g4q_status g4q_wquant_gpu_run(g4q_ctx *ctx, g4q_wquant_gpu *q, const g4q_wquant_job *job)
 {
     G4Q_TRY(g4q_wquant_check(ctx, job));
-    const char *name = job->name;
-    const int64_t rows = job->rows, cols = job->cols;
-    const size_t numel = (size_t)rows * (size_t)cols, wbytes = numel * sizeof(uint16_t);
-    G4Q_TRY(ensure(ctx, q, 0, wbytes));
-    G4Q_CUDA_CHECK(cudaMemcpyAsync(q->buf[0], job->w, wbytes, cudaMemcpyHostToDevice, q->stream));
-    const uint16_t *d_w = static_cast<const uint16_t *>(q->buf[0]);
-    const float *d_H = nullptr;
-    const bool gptq = job->gptq != 0;
-    if (job->H) {
-        const size_t hb = (size_t)cols * (size_t)cols * sizeof(float);
-        G4Q_TRY(ensure(ctx, q, 3, hb));
-        G4Q_CUDA_CHECK(cudaMemcpyAsync(q->buf[3], job->H, hb, cudaMemcpyHostToDevice, q->stream));
-        d_H = static_cast<const float *>(q->buf[3]);
-        if (!q->blas && gptq) {
-            if (cublasCreate(&q->blas) != CUBLAS_STATUS_SUCCESS)
-                return g4q_fail(ctx, G4Q_ERR_CUDA, "cannot create a cuBLAS handle");
-        }
-        if (gptq) note_gptq(q, rows, cols);
-    }
-    const g4q_scale_method m = job->method;
-    g4q_status st = G4Q_OK;
-    switch (job->format) {
-    case G4Q_LAYOUT_NVFP4_MO: {
-        float amax = job->group_amax;
-        if (!job->fused) G4Q_TRY(g4q_cuda_amax_bf16(ctx, name, d_w, numel, &amax, q->stream));
-        G4Q_TRY(ensure2(ctx, q, job));
-        uint8_t *d_p = static_cast<uint8_t *>(q->buf[1]), *d_s = static_cast<uint8_t *>(q->buf[2]);
-        float *wsf2 = static_cast<float *>(job->out[2]);
-        G4Q_TRY(gptq ? g4q_cuda_gptq_nvfp4(ctx, name, q->blas, d_w, rows, cols, amax, m, d_H,
-                                           job->gptq_opts, d_p, d_s, wsf2, q->stream)
-                     : g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, amax, m, d_H, d_p, d_s,
-                                                 wsf2, q->stream));
-        st = fetch2(ctx, q, job);
-        break;
-    }
-    case G4Q_LAYOUT_FP8_BLOCK: {
-        G4Q_TRY(ensure2(ctx, q, job));
-        uint8_t *d_c = static_cast<uint8_t *>(q->buf[1]);
-        float *d_s = static_cast<float *>(q->buf[2]);
-        G4Q_TRY(gptq ? g4q_cuda_gptq_fp8_blocks(ctx, name, q->blas, d_w, rows, cols, m, d_H,
-                                                job->gptq_opts, d_c, d_s, q->stream)
-                     : g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, m, d_H, d_c, d_s,
-                                                      q->stream));
-        st = fetch2(ctx, q, job);
-        break;
-    }
-    case G4Q_LAYOUT_INT4_GPTQ:
-    case G4Q_LAYOUT_INT4_CT:
-        return int4_job(ctx, q, job, d_H);
-    default:
-        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "tensor '%s': no CUDA kernel for %s", name,
+    if (!g4q_wquant_gpu_supports(job))
+        return g4q_fail(ctx, G4Q_ERR_INTERNAL, "tensor '%s': no CUDA kernel for %s", job->name,
                         g4q_layout_name(job->format));
+    const size_t wbytes = (size_t)job->rows * (size_t)job->cols * sizeof(uint16_t);
+    G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->win, wbytes, "the weight"));
+    G4Q_CUDA_CHECK(cudaMemcpyAsync(q->win.p, job->w, wbytes, cudaMemcpyHostToDevice, q->stream));
+    const float *d_H = nullptr;
+    if (job->H) {
+        const size_t hb = (size_t)job->cols * (size_t)job->cols * sizeof(float);
+        G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->hess, hb, "the Hessian"));
+        G4Q_CUDA_CHECK(cudaMemcpyAsync(q->hess.p, job->H, hb, cudaMemcpyHostToDevice, q->stream));
+        d_H = static_cast<const float *>(q->hess.p);
     }
-    if (st == G4Q_OK && job->deq) g4q_wquant_dequant(job, nullptr, nullptr);
-    return st;
+    return wq_quantize_device(ctx, &q->x, job, static_cast<const uint16_t *>(q->win.p), d_H);
 }
