@@ -12,6 +12,7 @@
 #include "export/diff.h"
 #include "export/export.h"
 #include "export/plan.h"
+#include "model/forward.h"
 #include "model/qlinear.h"
 #include "model/synth.h"
 #include "model/weights.h"
@@ -365,6 +366,53 @@ static void test_exports(g4q_ctx *ctx, model *mdl)
     }
 }
 
+/* The plan's smoothing sites: the MLP's two inputs when its Linears are smoothed, none for o_proj
+ * (nothing before it absorbs factors), and readers of one input must agree. */
+static void test_smoothing_plan(g4q_ctx *ctx, model *mdl)
+{
+    static const struct {
+        const char *rules;
+        g4q_status want;
+        unsigned sites;
+    } smooth_cases[] = {
+        {"  - pattern: \"model.language_model.layers.*.mlp.*_proj\"\n    weights: nvfp4\n"
+         "    smoothing: awq\n",
+         G4Q_OK, 1u << G4Q_OBS_MLP_IN | 1u << G4Q_OBS_DOWN_IN},
+        {"  - pattern: \"model.language_model.layers.*.self_attn.o_proj\"\n    weights: nvfp4\n"
+         "    smoothing: awq\n",
+         G4Q_OK, 0},
+        {"  - pattern: \"model.language_model.layers.*.self_attn.q_proj\"\n    weights: nvfp4\n"
+         "    smoothing: awq\n  - pattern: \"model.language_model.layers.*.self_attn.*_proj\"\n"
+         "    weights: nvfp4\n",
+         G4Q_ERR_INVALID, 0},
+    };
+    for (size_t c = 0; c < sizeof smooth_cases / sizeof *smooth_cases; c++) {
+        char text[1024], rpath[4200];
+        snprintf(text, sizeof text,
+                 "name: s\nexport: modelopt\nrules:\n%scalibration:\n  dataset: builtin:default\n"
+                 "  samples: 1\n  seq_len: 8\n",
+                 smooth_cases[c].rules);
+        snprintf(rpath, sizeof rpath, "%s/smooth-%zu.yaml", g_root, c);
+        g4q_recipe *r = NULL;
+        g4q_plan plan = {0};
+        g4q_status st = g4q_write_file(ctx, rpath, text, strlen(text));
+        if (st == G4Q_OK) st = g4q_recipe_load(ctx, rpath, &r);
+        if (CHECK_MSG(st == G4Q_OK, "smoothing case %zu: %s", c, g4q_ctx_error(ctx))) {
+            st = g4q_plan_build(ctx, r, mdl->cfg, mdl->w, g4q_ckpt_tensor(mdl->ck, 0),
+                                g4q_ckpt_count(mdl->ck), &plan);
+            CHECK_MSG(st == smooth_cases[c].want, "smoothing case %zu: %s (%s)", c, g4q_status_name(st),
+                      g4q_ctx_error(ctx));
+            if (st == G4Q_OK) {
+                CHECK_EQ_INT(plan.smooth_sites, smooth_cases[c].sites);
+                CHECK_EQ_INT(plan.needs_calibration, smooth_cases[c].sites != 0);
+            } else
+                CHECK(strstr(g4q_ctx_error(ctx), "read the same input") != NULL);
+        }
+        g4q_plan_free(&plan);
+        g4q_recipe_free(r);
+    }
+}
+
 /* ---- mutated tensor sets ---- */
 
 typedef struct tset {
@@ -513,8 +561,10 @@ int main(void)
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/model", g_root);
     model m;
-    if (CHECK_MSG(make_model(&ctx, dir, &m), "synthetic model: %s", g4q_ctx_error(&ctx)))
+    if (CHECK_MSG(make_model(&ctx, dir, &m), "synthetic model: %s", g4q_ctx_error(&ctx))) {
         test_exports(&ctx, &m);
+        test_smoothing_plan(&ctx, &m);
+    }
     free_model(&m);
     g4q_remove_tree(&ctx, g_root);
     return g4q_test_finish();
