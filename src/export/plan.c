@@ -437,6 +437,9 @@ cJSON *g4q_plan_to_cjson(const g4q_plan *p)
             cJSON_AddStringToObject(o, "scale_search", g4q_recipe_search_name(it->decision.search));
         if (it->decision.algo != G4Q_RECIPE_ALGO_RTN) /* rtn: absent, as before gptq existed */
             cJSON_AddStringToObject(o, "algorithm", g4q_recipe_algo_name(it->decision.algo));
+        if (it->format != G4Q_PF_KEEP && it->decision.smooth != G4Q_RECIPE_SMOOTH_NONE &&
+            it->role != G4Q_W_O_PROJ) /* none: absent; o_proj is never smoothed (plan.h) */
+            cJSON_AddStringToObject(o, "smoothing", g4q_recipe_smooth_name(it->decision.smooth));
         cJSON_AddNumberToObject(o, "bytes_in", (double)it->src->nbytes);
         cJSON *outs = cJSON_AddArrayToObject(o, "outputs");
         for (int k = 0; k < it->n_out; k++) {
