@@ -56,7 +56,7 @@ static double direct_loss(const uint16_t *w, const float *x, const float *s, con
     float amax = 0.0f;
     for (int c = 0; c < N; c++)
         amax = fmaxf(amax, col_amax[c] / s[c]);
-    const float in_scale = amax * 0x1.861862p-12f;
+    const float in_scale = g4q_actq_static_scale(G4Q_ACTQ_NVFP4, amax);
     double loss = 0.0;
     for (int t = 0; t < XR; t++) {
         for (int c = 0; c < N; c++)

@@ -19,6 +19,7 @@
 #include "export/writeq.h"
 #include "io/json_write.h"
 #include "io/readahead.h"
+#include "quant/actq.h"
 #include "quant/quant.h"
 
 typedef struct run_state {
@@ -128,8 +129,6 @@ static g4q_status group_amaxes(run_state *rs, int layer, float *amax)
     return G4Q_OK;
 }
 
-#define R2688 0x1.861862p-12f /* fl32(1/2688) = 0x39C30C31 (formats.md notation) */
-#define R448 0x1.24924ap-9f    /* fl32(1/448) = 0x3B124925 */
 
 /* The input amax of an item's Linear: for an NVFP4 fused group the max over its members (§2.7),
  * so that every member gets bit-identical input_scale. */
@@ -165,13 +164,14 @@ static g4q_status calibrated_value(run_state *rs, const g4q_plan_item *it,
                             "'%s': compressed-tensors W4A4 (%s) is not written yet; use export "
                             "modelopt", it->module, po->name);
         G4Q_TRY(item_input_amax(rs, it, &amax));
-        *value = amax * (it->format == G4Q_PF_NVFP4_MO ? R2688 : R448);
+        *value = g4q_actq_static_scale(
+            it->format == G4Q_PF_NVFP4_MO ? G4Q_ACTQ_NVFP4 : G4Q_ACTQ_FP8_TENSOR, amax);
         return G4Q_OK;
     case G4Q_OUT_K_SCALE:
     case G4Q_OUT_V_SCALE:
         G4Q_TRY(g4q_calib_kv_amax(rs->ctx, rs->calib, it->layer,
                                   po->kind == G4Q_OUT_K_SCALE ? G4Q_OBS_K : G4Q_OBS_V, &amax));
-        *value = amax * R448;
+        *value = g4q_actq_static_scale(G4Q_ACTQ_FP8_TENSOR, amax);
         return G4Q_OK;
     default:
         return g4q_fail(rs->ctx, G4Q_ERR_INTERNAL, "%s: not a calibrated output", po->name);
@@ -235,6 +235,18 @@ static g4q_status process_item(run_state *rs, const g4q_plan_item *it, const flo
         st = write_calibrated(rs, it);
     for (int o = 0; o < it->n_out; o++)
         free(bufs[o]);
+    return st;
+}
+
+/* An item handed on (or failed): an error names the item's input file (a missing calibration
+ * names the recipe instead), and the progress counts its input bytes. Returns st. */
+static g4q_status item_done(run_state *rs, const g4q_plan_item *it, g4q_status st)
+{
+    if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
+        g4q_error_prefix(rs->ctx, "%s",
+                         g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
+    rs->bytes_done += it->src->nbytes;
+    g4q_progress_update(&rs->progress, rs->bytes_done);
     return st;
 }
 
@@ -318,12 +330,7 @@ static g4q_status write_result(run_state *rs, const g4q_wquant_pipe_result *r)
         g4q_wquant_pipe_release(r->hold);
     if (st == G4Q_OK)
         st = write_calibrated(rs, it);
-    if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
-        g4q_error_prefix(rs->ctx, "%s",
-                         g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
-    rs->bytes_done += it->src->nbytes;
-    g4q_progress_update(&rs->progress, rs->bytes_done);
-    return st;
+    return item_done(rs, it, st);
 }
 
 /* Writes the pipe's results: those ready (need < 0), or until it can take `need` more jobs
@@ -439,13 +446,9 @@ static g4q_status process_all(run_state *rs, const int *plan_order, size_t n_ord
                 st = submit_unit(rs, it);
         } else {
             st = process_item(rs, it, amax);
-            if (st != G4Q_OK && st != G4Q_ERR_NEEDS_CALIBRATION)
-                g4q_error_prefix(rs->ctx, "%s",
-                                 g4q_st_path(g4q_ckpt_file(rs->ckpt, (size_t)it->src->file)));
             if (it->format != G4Q_PF_KEEP) /* a kept one's pages go once it is written */
                 g4q_ckpt_release(rs->ckpt, it->src);
-            rs->bytes_done += it->src->nbytes;
-            g4q_progress_update(&rs->progress, rs->bytes_done);
+            st = item_done(rs, it, st);
         }
         if (st == G4Q_OK && rs->pipe)
             st = take_results(rs, -1);

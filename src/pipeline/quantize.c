@@ -13,6 +13,9 @@
 #include "quant/quant.h"
 #include "runtime/session.h"
 
+/* Tensors a layer's sequential rerun may replace: its Linears and the two norms before them. */
+#define REPL_MAX (G4Q_MAX_LAYER_LINEARS + 2)
+
 typedef struct layer_job {
     g4q_ctx *ctx;
     const g4q_plan *plan;
@@ -21,14 +24,15 @@ typedef struct layer_job {
     g4q_wquant_gpu *gpu;     /* NULL: quantize on the CPU */
     void ***ready;           /* [n_items]: kept weight outputs, or NULL */
     /* sequential: this layer's dequantized Linears and smoothed norms */
-    uint16_t *repl[G4Q_MAX_LAYER_LINEARS + 2];
-    g4q_tensor repl_t[G4Q_MAX_LAYER_LINEARS + 2];
+    uint16_t *repl[REPL_MAX];
+    g4q_tensor repl_t[REPL_MAX];
     int n_repl;
     size_t items;
     double seconds;
     unsigned smooth_sites;   /* Linear input sites smoothed (smooth_layer.h), 1u << site */
     g4q_layer_smooth ls;     /* the current layer's smoothing */
-    float amax_over[G4Q_MAX_LAYERS][G4Q_OBS_COUNT]; /* smoothed sites' amaxes (0: unchanged) */
+    g4q_calib_result *calib; /* the running calibration's result: a smoothed site's amax is
+                              * replaced by the smoothed input's once its layer is done */
 } layer_job;
 
 /* The item's tensor as the export takes it: smoothed in this layer, or the checkpoint's. */
@@ -154,7 +158,7 @@ static g4q_status keep_changed(layer_job *lj, size_t i, g4q_layer_weights *repla
     memcpy(bufs[0], t->data, bytes);
     if (replace) {
         const g4q_tensor **slot = slot_of(replace, it->role);
-        if (!slot || lj->n_repl >= G4Q_MAX_LAYER_LINEARS + 2)
+        if (!slot || lj->n_repl >= REPL_MAX)
             return g4q_fail(lj->ctx, G4Q_ERR_INTERNAL, "'%s': no slot to replace", t->name);
         const int r = lj->n_repl++;
         lj->repl[r] = NULL;
@@ -176,7 +180,7 @@ static g4q_status on_layer(void *user, const g4q_calib_layer *L, g4q_layer_weigh
         G4Q_TRY(g4q_layer_smooth_run(lj->ctx, lj->gpu, p, L, lj->smooth_sites, &lj->ls));
     for (int site = 0; site < G4Q_OBS_COUNT; site++)
         if (lj->ls.done >> site & 1u) {
-            lj->amax_over[L->layer][site] = lj->ls.amax[site];
+            lj->calib->amax[L->layer][site] = lj->ls.amax[site];
             g4q_log(lj->ctx, G4Q_LOG_DEBUG, "layer %d %s: smoothing alpha %.2f, loss %.4g -> %.4g",
                     L->layer, g4q_obs_site_name((g4q_obs_site)site),
                     (double)lj->ls.res[site].alpha, lj->ls.res[site].loss0,
@@ -191,7 +195,7 @@ static g4q_status on_layer(void *user, const g4q_calib_layer *L, g4q_layer_weigh
         if (!g4q_plan_item_needs_hessian(it) && !lj->sequential &&
             !g4q_layer_smooth_tensor(&lj->ls, i))
             continue;
-        if (lj->n_repl >= G4Q_MAX_LAYER_LINEARS + 2)
+        if (lj->n_repl >= REPL_MAX)
             return g4q_fail(lj->ctx, G4Q_ERR_INTERNAL, "layer %d: too many Linears", L->layer);
         g4q_status st = quantize_one(lj, i, L, replace);
         g4q_ckpt_release(lj->ckpt, it->src); /* the export reads it once more, from disk */
@@ -238,14 +242,8 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
         const int site = g4q_calib_site_of_role(job->plan->items[i].role);
         if (site >= 0 && g4q_plan_item_needs_hessian(&job->plan->items[i])) sites |= 1u << site;
     }
-    /* Smoothing searches on activation samples and, for readers that need one, the Hessian. */
-    lj->smooth_sites = job->plan->smooth_sites;
-    for (size_t i = 0; i < job->plan->n_items; i++) {
-        const g4q_plan_item *it = &job->plan->items[i];
-        const int site = g4q_calib_site_of_role(it->role);
-        if (site >= 0 && (lj->smooth_sites >> site & 1u) && g4q_plan_item_needs_hessian(it))
-            sites |= 1u << site;
-    }
+    lj->smooth_sites = job->plan->smooth_sites; /* searched on activation samples */
+    lj->calib = &out->calib;
     g4q_calib_hooks hooks = {.hessian_sites = sites,
                              .sample_sites = lj->smooth_sites,
                              .sample_rows = SMOOTH_SAMPLE_ROWS,
@@ -258,9 +256,6 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
     g4q_session_free(s);
     free_repl(lj);
     g4q_layer_smooth_free(&lj->ls);
-    for (int l = 0; st == G4Q_OK && l < out->calib.n_layers; l++)
-        for (int site = 0; site < G4Q_OBS_COUNT; site++)
-            if (lj->amax_over[l][site] > 0.0f) out->calib.amax[l][site] = lj->amax_over[l][site];
     out->calibrated = st == G4Q_OK;
     out->layer_items = lj->items;
     out->layer_quant_seconds = lj->seconds;

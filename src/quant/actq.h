@@ -44,6 +44,16 @@ G4Q_HD int g4q_actq_unit(g4q_actq m)
                                : (m == G4Q_ACTQ_FP8_GROUP ? G4Q_ACTQ_FP8_GROUP_SIZE : 1);
 }
 
+/* The static scale the export writes for an activation (or K/V) amax, the s above: NVFP4
+ * input_scale = fl32(amax · fl32(1/2688)) (§2.2), FP8 input / k / v scale = fl32(amax ·
+ * fl32(1/448)) (§3, §7); m is NVFP4 or FP8_TENSOR. */
+#define G4Q_ACTQ_R2688 0x1.861862p-12f /* fl32(1/2688) = 0x39C30C31 (formats.md notation) */
+#define G4Q_ACTQ_R448 0x1.24924ap-9f   /* fl32(1/448) = 0x3B124925 */
+G4Q_HD float g4q_actq_static_scale(g4q_actq m, float amax)
+{
+    return G4Q_FMUL(amax, m == G4Q_ACTQ_NVFP4 ? G4Q_ACTQ_R2688 : G4Q_ACTQ_R448);
+}
+
 /* The factor the GEMM applies to its sums: s for NVFP4 and FP8_TENSOR, else 1. */
 G4Q_HD float g4q_actq_alpha(g4q_actq m, float s)
 {

@@ -55,9 +55,6 @@ static double out_loss(const float *x, int64_t rows, int64_t n, const float *d, 
     return t;
 }
 
-#define R2688 0x1.861862p-12f /* fl32(1/2688): the NVFP4 input_scale per unit of amax */
-#define R448 0x1.24924ap-9f    /* fl32(1/448): FP8's */
-
 typedef struct work {
     float *wf[G4Q_SMOOTH_MAX_LINEARS];   /* W_k in fp32 */
     float *yref[G4Q_SMOOTH_MAX_LINEARS]; /* X · W_kᵀ */
@@ -147,7 +144,7 @@ static g4q_status eval(const g4q_smooth_problem *p, work *w, const float *s, int
                 w->ws[k][r * n + c] = g4q_f32_to_bf16(w->wf[k][r * n + c] * s[c]);
     }
     G4Q_TRY(p->qdq(p->user, s, (const uint16_t *const *)w->ws, w->deq));
-    const float in_scale = a * (p->act == G4Q_ACTQ_NVFP4 ? R2688 : R448);
+    const float in_scale = g4q_actq_static_scale(p->act, a);
     const float alpha = g4q_actq_alpha(p->act, in_scale);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t r = 0; r < p->rows; r++) {
@@ -176,7 +173,6 @@ g4q_status g4q_smooth_search(g4q_ctx *ctx, const char *name, const g4q_smooth_pr
     const int grid = p->grid > 0 ? p->grid : 10;
     work w = {0};
     g4q_status st = G4Q_OK;
-    int64_t maxout = 0;
     for (int k = 0; k < p->n_lin; k++) {
         const size_t cells = (size_t)p->lin[k].rows * (size_t)n;
         w.wf[k] = malloc(cells * sizeof(float));
@@ -184,7 +180,6 @@ g4q_status g4q_smooth_search(g4q_ctx *ctx, const char *name, const g4q_smooth_pr
         w.deq[k] = malloc(cells * sizeof(float));
         w.yref[k] = malloc((size_t)p->rows * (size_t)p->lin[k].rows * sizeof(float));
         if (!w.wf[k] || !w.ws[k] || !w.deq[k] || !w.yref[k]) st = G4Q_ERR_NOMEM;
-        maxout = p->lin[k].rows > maxout ? p->lin[k].rows : maxout;
     }
     w.xs = malloc((size_t)p->rows * (size_t)n * sizeof(float));
     w.m = malloc((size_t)n * sizeof(float));
@@ -222,7 +217,6 @@ g4q_status g4q_smooth_search(g4q_ctx *ctx, const char *name, const g4q_smooth_pr
             return g4q_fail(ctx, st, "'%s': smoothing: bad norm group or out of memory", name);
         }
     }
-    (void)maxout;
     double best = INFINITY;
     float best_alpha = 0.0f, best_amax = 0.0f;
     for (int g = 0; g <= grid && st == G4Q_OK; g++) {

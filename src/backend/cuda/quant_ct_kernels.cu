@@ -51,18 +51,7 @@ extern "C" g4q_status g4q_cuda_nvfp4_quantize_ct(g4q_ctx *ctx, const char *name,
                         (long long)rows, (long long)cols);
     if (!d_w || !d_packed || !d_scales || !global_scale)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': NULL buffer", nm);
-    if (!(global_amax >= 0.0f) || std::isinf(global_amax))
-        return g4q_fail(ctx, G4Q_ERR_NUMERIC, "tensor '%s': global amax %g is not finite", nm,
-                        (double)global_amax);
-    if ((uintptr_t)d_w % 16 != 0 || (uintptr_t)d_packed % 8 != 0)
-        return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': NVFP4 kernel needs 16-byte aligned "
-                        "weights and 8-byte aligned packed output", nm);
-    float amax;
-    G4Q_TRY(g4q_cuda_amax_bf16(ctx, nm, d_w, (size_t)rows * (size_t)cols, &amax, stream));
-    if (amax > global_amax)
-        return g4q_fail(ctx, G4Q_ERR_INVALID,
-                        "tensor '%s': amax %.9g exceeds the fused group's global amax %.9g", nm,
-                        (double)amax, (double)global_amax);
+    G4Q_TRY(g4q_cuda_nvfp4_check(ctx, nm, d_w, rows, cols, global_amax, d_packed, stream));
     const float gs = g4q_nvfp4_ct_global_scale(global_amax);
     if (std::isinf(gs))
         return g4q_fail(ctx, G4Q_ERR_NUMERIC, "tensor '%s': global amax %g gives an infinite "

@@ -26,6 +26,14 @@ extern "C" {
 g4q_status g4q_cuda_amax_bf16(g4q_ctx *ctx, const char *name, const uint16_t *d_w, size_t n,
                               float *amax, void *stream);
 
+/* The checks every device NVFP4 quantizer makes after its shape check: the fused group's
+ * global_amax finite (else NUMERIC), d_w 16-byte and d_packed 8-byte aligned (else INVALID), and
+ * the tensor's own amax, taken on the device, not above global_amax (else INVALID; NaN/inf
+ * weights NUMERIC). Messages name tensor `nm`. */
+g4q_status g4q_cuda_nvfp4_check(g4q_ctx *ctx, const char *nm, const uint16_t *d_w, int64_t rows,
+                                int64_t cols, float global_amax, const uint8_t *d_packed,
+                                void *stream);
+
 /* As g4q_nvfp4_quantize (max, mse, four_over_six); *wsf2 is written on the host. d_w must be
  * 16-byte and d_packed 8-byte aligned (cudaMalloc memory is). */
 g4q_status g4q_cuda_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *d_w,

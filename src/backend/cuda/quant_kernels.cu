@@ -332,6 +332,25 @@ extern "C" g4q_status g4q_cuda_nvfp4_quantize(g4q_ctx *ctx, const char *name, co
                                      d_packed, d_scales, wsf2, stream);
 }
 
+extern "C" g4q_status g4q_cuda_nvfp4_check(g4q_ctx *ctx, const char *nm, const uint16_t *d_w,
+                                           int64_t rows, int64_t cols, float global_amax,
+                                           const uint8_t *d_packed, void *stream)
+{
+    if (!(global_amax >= 0.0f) || isinf(global_amax))
+        return g4q_fail(ctx, G4Q_ERR_NUMERIC, "tensor '%s': global amax %g is not finite", nm,
+                        (double)global_amax);
+    if ((uintptr_t)d_w % 16 != 0 || (uintptr_t)d_packed % 8 != 0)
+        return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': NVFP4 kernel needs 16-byte aligned "
+                        "weights and 8-byte aligned packed output", nm);
+    float amax;
+    G4Q_TRY(g4q_cuda_amax_bf16(ctx, nm, d_w, (size_t)rows * (size_t)cols, &amax, stream));
+    if (amax > global_amax)
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "tensor '%s': amax %.9g exceeds the fused group's global amax %.9g", nm,
+                        (double)amax, (double)global_amax);
+    return G4Q_OK;
+}
+
 extern "C" g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name,
                                                 const uint16_t *d_w, int64_t rows, int64_t cols,
                                                 float global_amax, g4q_scale_method method,
@@ -346,18 +365,7 @@ extern "C" g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name,
         !g4q_scale_method_weighted(method))
         return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': unknown NVFP4 scale method %d", nm,
                         (int)method);
-    if (!(global_amax >= 0.0f) || isinf(global_amax))
-        return g4q_fail(ctx, G4Q_ERR_NUMERIC, "tensor '%s': global amax %g is not finite", nm,
-                        (double)global_amax);
-    if ((uintptr_t)d_w % 16 != 0 || (uintptr_t)d_packed % 8 != 0)
-        return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': NVFP4 kernel needs 16-byte aligned "
-                        "weights and 8-byte aligned packed output", nm);
-    float amax;
-    G4Q_TRY(g4q_cuda_amax_bf16(ctx, nm, d_w, (size_t)rows * (size_t)cols, &amax, stream));
-    if (amax > global_amax)
-        return g4q_fail(ctx, G4Q_ERR_INVALID,
-                        "tensor '%s': amax %.9g exceeds the fused group's global amax %.9g", nm,
-                        (double)amax, (double)global_amax);
+    G4Q_TRY(g4q_cuda_nvfp4_check(ctx, nm, d_w, rows, cols, global_amax, d_packed, stream));
     cudaStream_t st = (cudaStream_t)stream;
     float *d_hw;
     G4Q_TRY(g4q_cuda_hess_weights(ctx, nm, method, d_H, cols, G4Q_NVFP4_BLOCK, st, &d_hw));
