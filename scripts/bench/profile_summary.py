@@ -4,6 +4,10 @@ or of a whole program run (scripts/bench/profile_calib.sh).
 
 Usage: profile_summary.py CSV MODEL_DIR PROMPT
        profile_summary.py --all CSV [TOKENS]
+       profile_summary.py --decode CSV
+
+--decode (scripts/bench/profile_decode.sh) keeps the last pass (the last decode step) and lists
+its kernels in launch order with their durations, then the same shares and per-kernel totals.
 
 Splits the kernel sequence into forward passes at each embed_kernel, keeps the second pass of more
 than 8 kernels (the first timed prefill after the warm-up), and prints the time share of
@@ -104,7 +108,30 @@ def whole_run(path, tokens):
     by_kernel(p, 24)
 
 
+def decode_step(path):
+    """The last pass of the run (one decode step), kernel by kernel."""
+    ps = passes(read_rows(path))
+    if not ps:
+        sys.exit("profile_summary: no kernels in %s" % path)
+    p = ps[-1]
+    total = sum(d for _, d in p)
+    print("decode step: %d kernels, %.1f us of kernel time (one at a time, no overlap)"
+          % (len(p), total * 1e6))
+    for n, d in p:
+        print("  %8.1f us  %s" % (d * 1e6, re.sub(r"^void |\(.*", "", n)[:80]))
+    by = {}
+    for n, d in p:
+        by[category(n)] = by.get(category(n), 0.0) + d
+    for c in ("gemm", "slice/actq", "attention", "other"):
+        if c in by:
+            print("  %-11s %8.1f us  %5.1f%%" % (c, by[c] * 1e6, 100 * by[c] / total))
+    by_kernel(p, 20)
+
+
 def main():
+    if sys.argv[1] == "--decode":
+        decode_step(sys.argv[2])
+        return
     if sys.argv[1] == "--all":
         whole_run(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 0)
         return

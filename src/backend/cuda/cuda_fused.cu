@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/cuda_normrope.h"
 
 #define FUSED_THREADS 128
 #define NAN_MAX_PER 16 /* norm_add_norm: elements per thread held in registers, at most */
@@ -89,12 +90,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS)
     }
 }
 
-/* The same computation with one warp per head instead of one block (4 heads a block): lane l
- * owns the pairs (l + 32j, l + 32j + hd/2), j < NP = hd/64, in registers; the sums of squares
- * are warp reductions, so no block barrier, and prefill's T x heads small blocks stop being
- * latency-bound (the block version took 49 us for the 12B's 1024 x 24 heads; the tensors are
- * 34 MB, 11 us at the copy bandwidth). Rounding points as above; the sums of squares in another
- * fp32 order. */
+/* The same computation with one warp per head instead of one block (4 heads a block), through
+ * cuda_normrope.h: lane l owns the pairs (l + 32j, l + 32j + hd/2), j < NP = hd/64, in registers;
+ * the sums of squares are warp reductions, so no block barrier, and prefill's T x heads small
+ * blocks stop being latency-bound (the block version took 49 us for the 12B's 1024 x 24 heads;
+ * the tensors are 34 MB, 11 us at the copy bandwidth). Rounding points as above; the sums of
+ * squares in another fp32 order. */
 #define QKV_WARPS 4
 template <int NP>
 static __global__ void __launch_bounds__(QKV_WARPS * 32)
@@ -113,30 +114,15 @@ static __global__ void __launch_bounds__(QKV_WARPS * 32)
     __nv_bfloat16 *vr = is_q ? nullptr : v + ((size_t)t * nkv + (b - nh)) * hd;
     const __nv_bfloat16 *w = is_q ? qw : kw;
     float xa[NP], xb[NP], va[NP], vb[NP];
-    float ssx = 0.0f, ssy = 0.0f;
+    const float inv = nr_load<NP>(x, hd, eps, lane, xa, xb);
+    float inv_v = inv;
+    if (vr && !v_from_k) {
+        inv_v = nr_load<NP>(vr, hd, eps, lane, va, vb);
+    } else {
 #pragma unroll
-    for (int j = 0; j < NP; j++) {
-        const int i = lane + 32 * j;
-        xa[j] = __bfloat162float(x[i]);
-        xb[j] = __bfloat162float(x[i + half]);
-        ssx = fmaf(xa[j], xa[j], ssx);
-        ssx = fmaf(xb[j], xb[j], ssx);
-        if (vr && !v_from_k) {
-            va[j] = __bfloat162float(vr[i]);
-            vb[j] = __bfloat162float(vr[i + half]);
-            ssy = fmaf(va[j], va[j], ssy);
-            ssy = fmaf(vb[j], vb[j], ssy);
-        } else {
+        for (int j = 0; j < NP; j++)
             va[j] = xa[j], vb[j] = xb[j];
-        }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        ssx += __shfl_xor_sync(0xffffffffu, ssx, o);
-        ssy += __shfl_xor_sync(0xffffffffu, ssy, o);
-    }
-    const float inv = 1.0f / sqrtf(ssx / (float)hd + eps);
-    const float inv_v = v_from_k ? inv : 1.0f / sqrtf(ssy / (float)hd + eps);
     const float p = (float)((pos_dev ? *pos_dev : pos0) + t);
 #pragma unroll
     for (int j = 0; j < NP; j++) {
@@ -145,12 +131,8 @@ static __global__ void __launch_bounds__(QKV_WARPS * 32)
             vr[i] = __float2bfloat16_rn(va[j] * inv_v);
             vr[i + half] = __float2bfloat16_rn(vb[j] * inv_v);
         }
-        const float a = rb(xa[j] * inv * __bfloat162float(w[i]));
-        const float bb = rb(xb[j] * inv * __bfloat162float(w[i + half]));
-        const float th = p * inv_freq[i];
-        const float c = rb((float)cos((double)th)), s = rb((float)sin((double)th));
-        x[i] = __float2bfloat16_rn(rb(a * c) - rb(bb * s));
-        x[i + half] = __float2bfloat16_rn(rb(bb * c) + rb(a * s));
+        nr_rope_pair(xa[j], xb[j], inv, __bfloat162float(w[i]), __bfloat162float(w[i + half]),
+                     p * inv_freq[i], &x[i], &x[i + half]);
     }
 }
 

@@ -2,7 +2,8 @@
 // and one bf16 rounding of each output.
 //
 // matmul3 (q/k/v over one x) and matmul_geglu (gate and up read by the same warp, GeGLU applied
-// before the store) use the same GEMV in one launch for small n, and fall back to separate ops.
+// before the store) use the same GEMV in one launch for small n (the packed formats' GEMV of
+// cuda_qgemv.cu likewise), and fall back to separate ops.
 //
 // Decode (n <= GEMV_MAX_N tokens) is bound by reading W once: an own GEMV kernel where each warp
 // owns one output row and streams it with 16-byte loads (GEMV_UNROLL loads in flight per lane),
@@ -229,14 +230,17 @@ g4q_status g4q_cuda_matmul3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *y
     const g4q_bweight *w[3] = {w0, w1, w2};
     g4q_buf *y[3] = {y0, y1, y2};
     const int nw = w2 ? 3 : 2;
-    bool one = true;
+    bool one = true, packed = true;
     for (int i = 0; i < nw; i++) {
         if (w[i]->cols != w0->cols || !g4q_cuda_bf16_ok(y[i], (size_t)n * (size_t)w[i]->rows))
             return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda matmul3: weight '%s' does not fit",
                             w[i]->name);
         one = one && gemv_ok(w[i], n);
+        packed = packed && g4q_cuda_qgemv_fits(be, w0, w[i], n);
     }
-    if (!one || !g4q_cuda_bf16_ok(x, (size_t)n * (size_t)w0->cols)) {
+    const bool xok = g4q_cuda_bf16_ok(x, (size_t)n * (size_t)w0->cols);
+    if (packed && xok && n > 0) return g4q_cuda_qgemv3(be, x, n, y, w, nw); /* cuda_qgemv.cu */
+    if (!one || !xok) {
         for (int i = 0; i < nw; i++)
             G4Q_TRY(g4q_cuda_matmul(be, y[i], x, w[i], n));
         return G4Q_OK;
@@ -256,6 +260,7 @@ g4q_status g4q_cuda_matmul_geglu(g4q_backend *be, g4q_buf *y, g4q_buf *tmp, cons
         !g4q_cuda_bf16_ok(tmp, count) || !g4q_cuda_bf16_ok(x, (size_t)n * (size_t)wg->cols))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda matmul_geglu: weights '%s', '%s' do not fit",
                         wg->name, wu->name);
+    if (n > 0 && g4q_cuda_qgemv_fits(be, wg, wu, n)) return g4q_cuda_qgemv_geglu(be, y, x, wg, wu, n);
     if (!gemv_ok(wg, n) || !gemv_ok(wu, n)) {
         G4Q_TRY(g4q_cuda_matmul(be, y, x, wg, n));
         G4Q_TRY(g4q_cuda_matmul(be, tmp, x, wu, n));

@@ -59,6 +59,7 @@ typedef struct g4q_cuda_state {
     unsigned *step_done; /* decode attention: per query head, ranges done (zero between ops) */
     int pdl;             /* launch the decode-path kernels with programmatic dependent launch */
     int gemv_kpr;        /* GEMV warps per row: 0 chooses by shape; 1, 2, 4 force (benchmarks) */
+    int qfuse;           /* packed matmul3 / matmul_geglu in one launch (G4Q_CUDA_FUSE, default 1) */
     uint16_t *stage;     /* pinned host memory for bf16 upload / download conversion rounds */
     int capturing;       /* a graph recording is open on the stream */
     uint64_t epoch;      /* device frees so far: graphs recorded at an older epoch are stale */
@@ -211,6 +212,15 @@ g4q_status g4q_cuda_qweight_bind(g4q_backend *be, const g4q_weight_desc *d, g4q_
 void g4q_cuda_qweight_release(g4q_backend *be, g4q_bweight *w);
 g4q_status g4q_cuda_qmatmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                             int n);
+/* The packed decode GEMV over several weights in one launch (cuda_qgemv.cu), the same sums as
+ * g4q_cuda_qmatmul's: whether weights a and b can share a launch at n tokens (both take the
+ * decode GEMV; same format, cols, group and scale mode; not turned off by G4Q_CUDA_FUSE=0); y[i] = x · w[i]ᵀ for nw = 2 or 3 such
+ * weights (matmul3); y = geglu(x · wgᵀ, x · wuᵀ) for a gate and an up weight of one shape. */
+bool g4q_cuda_qgemv_fits(const g4q_backend *be, const g4q_bweight *a, const g4q_bweight *b, int n);
+g4q_status g4q_cuda_qgemv3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *const *y,
+                           const g4q_bweight *const *w, int nw);
+g4q_status g4q_cuda_qgemv_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *x,
+                                const g4q_bweight *wg, const g4q_bweight *wu, int n);
 g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                             int rows, int n, float eps);
 g4q_status g4q_cuda_rope(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, int T, int heads,
@@ -260,6 +270,13 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
                                    const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
                                    const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
                                    float scale, int store);
+/* backend.h attention_step_nr: qkv_norm_rope and the decode attention with the store in two
+ * launches for head_dim 256 and 512 (cuda_attention_step.cu), else the two ops. */
+g4q_status g4q_cuda_attention_step_nr(g4q_backend *be, g4q_buf *out, g4q_buf *q, g4q_buf *k_new,
+                                      g4q_buf *v_new, int v_from_k, const g4q_bweight *qw,
+                                      const g4q_bweight *kw, const g4q_buf *inv_freq, float eps,
+                                      g4q_buf *kc, g4q_buf *vc, int cap, int nh, int nkv, int hd,
+                                      int window, float scale);
 /* attention then kv_store (backend.h attention_store); fused for a decode step. */
 g4q_status g4q_cuda_attention_store(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
                                     const g4q_buf *k_new, const g4q_buf *v_new, g4q_buf *kc,

@@ -9,6 +9,12 @@
 // them (one iteration) are in flight while the previous iteration is computed. ks warps of a
 // block share a row tile, each taking a contiguous range of iterations; their fp32 sums meet in
 // shared memory and the tile's first warp adds them in warp order.
+//
+// One launch may cover several weights of one format over the same x (matmul3: q, k, v, their
+// row tiles end to end), or a gate and an up weight (matmul_geglu: each warp sums the same tile of
+// both, one after the other, and applies GeGLU before the store). Every output is the same sum in
+// the same order as the single-weight launch, so the fused ops equal matmul (and geglu) bit for
+// bit; they save the launches and the tails between the weights.
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cuda_qlayout.h"
@@ -16,15 +22,23 @@
 #define QV_WARPS 8
 #define QV_TARGET_WARPS 2048 /* the fewest warps a launch aims for (132 SMs x ~16) */
 
+/* One weight of a launch. */
+struct qv_seg {
+    const uint4 *q;   /* codes */
+    const void *s;    /* scales */
+    __nv_bfloat16 *y; /* [n, rows] */
+    int rows, nrt;    /* rows and row tiles (0 for an unused segment) */
+    float g;          /* NVFP4: the stored global scale */
+};
+/* Segments as separate members (a run-time index into a parameter array would copy the
+ * parameters to local memory). Without GEGLU the launch's tiles are s0's, then s1's, then s2's;
+ * with GEGLU s0 is the gate, s1 the up weight, and the tiles are s0's. */
 struct qv_args {
-    const uint4 *q;          /* codes */
-    const void *s;           /* scales */
+    qv_seg s0, s1, s2;
     const __nv_bfloat16 *x;  /* [n, cols] */
-    __nv_bfloat16 *y;        /* [n, rows] */
-    int rows, cols, n;
-    int nrt, nsb, niter, ks; /* row tiles, superblocks and iterations per tile, warps per tile */
+    int cols, n;
+    int nrt, nsb, niter, ks; /* the launch's row tiles; superblocks and iterations per tile; warps per tile */
     int group, ngp, nsc;     /* INT4 group and groups per row; FP8 scale columns */
-    float g;                 /* NVFP4: the stored global scale */
 };
 
 /* INT4 group classes: every superblock in one group, every 16 columns in one group, or groups
@@ -61,8 +75,8 @@ struct qv_buf {
  * (g, t). Waits for the previous kernel (PDL) after the first weight loads. GC: the INT4 group
  * class (QV_G*); NVFP4 QG_MUL or QG_DIV (used by qv_kernel only); FP8 0. */
 template <int FMT, int GC>
-static __device__ __forceinline__ void qv_run(const qv_args &a, int tile, int i0, int i1,
-                                              int lane, float acc[4])
+static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg, int tile,
+                                              int i0, int i1, int lane, float acc[4])
 {
     const int g = lane >> 2, t = lane & 3;
     const bool xl = g < a.n; /* this lane's B column is a token */
@@ -70,7 +84,7 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, int tile, int i0
     const int xc0 = FMT == G4Q_WF_NVFP4 ? 16 * t : FMT == G4Q_WF_INT4 ? 4 * t : 8 * t;
     const uint32_t *xp = reinterpret_cast<const uint32_t *>(a.x + (int64_t)(xl ? g : 0) * a.cols + xc0);
     const int width = FMT == G4Q_WF_FP8_BLOCK ? 32 : 64;
-    const uint4 *qp = a.q + (int64_t)tile * a.nsb * 32 + lane;
+    const uint4 *qp = sg.q + (int64_t)tile * a.nsb * 32 + lane;
     /* INT4 scale groups: the loads run one iteration ahead of the MMAs (QV_G64), so each side
      * keeps its own position: group gi, columns left in it. */
     int lgi = 0, lrem = 0, cgi = 0, crem = 0;
@@ -79,7 +93,7 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, int tile, int i0
         lgi = cgi = c_start / a.group;
         lrem = crem = a.group - c_start % a.group;
     }
-    const float *s4 = reinterpret_cast<const float *>(a.s) + (int64_t)tile * a.ngp * QL_TILE + g;
+    const float *s4 = reinterpret_cast<const float *>(sg.s) + (int64_t)tile * a.ngp * QL_TILE + g;
 
     auto load = [&](int i, qv_buf &b) {
         const uint4 *p = qp + (int64_t)i * (QL_U * 32);
@@ -87,10 +101,10 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, int tile, int i0
         for (int u = 0; u < QL_U; u++)
             b.q[u] = __ldcs(p + u * 32);
         if (FMT == G4Q_WF_NVFP4)
-            b.s8 = __ldcs(reinterpret_cast<const uint2 *>(a.s) + ((int64_t)tile * a.niter + i) * 32 +
+            b.s8 = __ldcs(reinterpret_cast<const uint2 *>(sg.s) + ((int64_t)tile * a.niter + i) * 32 +
                           lane);
         if (FMT == G4Q_WF_FP8_BLOCK)
-            b.s[0][0] = __ldg(reinterpret_cast<const float *>(a.s) + (int64_t)(tile >> 3) * a.nsc + i);
+            b.s[0][0] = __ldg(reinterpret_cast<const float *>(sg.s) + (int64_t)(tile >> 3) * a.nsc + i);
         if (FMT == G4Q_WF_INT4 && GC == QV_G64) {
 #pragma unroll
             for (int u = 0; u < QL_U; u++) {
@@ -193,33 +207,66 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, int tile, int i0
     }
 }
 
+/* The fp32 sums of a tile into its bf16-rounded outputs' values: NVFP4 applies the global scale
+ * (the A operand held t · 2^-14). */
 template <int FMT, int GC>
-static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_args a)
+static __device__ __forceinline__ void qv_finish(const qv_seg &sg, float acc[4])
 {
-    __shared__ float4 part[QV_WARPS][32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = a.ks;
-    const int tile = (int)blockIdx.x * (QV_WARPS / ks) + warp / ks, k = warp % ks;
-    const bool live = tile < a.nrt;
+    if (FMT == G4Q_WF_NVFP4) {
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+            acc[r] = GC == QG_DIV ? __fdiv_rn(__fmul_rn(acc[r], 16384.0f), sg.g)
+                                  : __fmul_rn(__fmul_rn(acc[r], 16384.0f), sg.g);
+    }
+}
+
+static __device__ __forceinline__ float qv_rb(float v)
+{
+    return __bfloat162float(__float2bfloat16_rn(v));
+}
+
+enum { QV_ONE = 0, QV_MULTI = 1, QV_GEGLU = 2 }; /* launch modes: one weight, q/k/v, gate/up */
+
+/* Row tile `tile` of weight sg (with QV_GEGLU also of the up weight su) by the ks warps of its
+ * block: sums, the warps' partials added in warp order, the store. */
+template <int FMT, int GC, int MODE>
+static __device__ __forceinline__ void qv_tile(const qv_args &a, const qv_seg &sg,
+                                               const qv_seg &su, int tile, bool live)
+{
+    constexpr bool GEGLU = MODE == QV_GEGLU;
+    __shared__ float4 part[GEGLU ? 2 : 1][QV_WARPS][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = a.ks, k = warp % ks;
     const int i0 = live ? (int)((int64_t)k * a.niter / ks) : 0;
     const int i1 = live ? (int)((int64_t)(k + 1) * a.niter / ks) : 0;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    qv_run<FMT, GC>(a, tile, i0, i1, lane, acc);
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, accu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    qv_run<FMT, GC>(a, sg, tile, i0, i1, lane, acc);
+    if (GEGLU) qv_run<FMT, GC>(a, su, tile, i0, i1, lane, accu);
     g4q_pdl_trigger(); /* the weights are read: the next kernel may start on freed SMs */
     if (ks > 1) {
-        part[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+        part[0][warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+        if (GEGLU) part[GEGLU ? 1 : 0][warp][lane] = make_float4(accu[0], accu[1], accu[2], accu[3]);
         __syncthreads();
         if (k != 0) return;
         for (int j = 1; j < ks; j++) {
-            const float4 v = part[warp + j][lane];
+            const float4 v = part[0][warp + j][lane];
             acc[0] += v.x, acc[1] += v.y, acc[2] += v.z, acc[3] += v.w;
+            if (GEGLU) {
+                const float4 u = part[GEGLU ? 1 : 0][warp + j][lane];
+                accu[0] += u.x, accu[1] += u.y, accu[2] += u.z, accu[3] += u.w;
+            }
         }
     }
     if (!live) return;
-    if (FMT == G4Q_WF_NVFP4) { /* the A operand held t · 2^-14 */
+    qv_finish<FMT, GC>(sg, acc);
+    if (GEGLU) { /* as geglu_vec_kernel on the two rounded outputs */
+        qv_finish<FMT, GC>(su, accu);
+        const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
 #pragma unroll
-        for (int r = 0; r < 4; r++)
-            acc[r] = GC == QG_DIV ? __fdiv_rn(__fmul_rn(acc[r], 16384.0f), a.g)
-                                  : __fmul_rn(__fmul_rn(acc[r], 16384.0f), a.g);
+        for (int r = 0; r < 4; r++) {
+            const float x = qv_rb(acc[r]);
+            const float gl = qv_rb(0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
+            acc[r] = gl * qv_rb(accu[r]);
+        }
     }
     /* C fragment: acc[0], acc[1] row g tokens 2t, 2t + 1; acc[2], acc[3] row g + 8. */
     const int g = lane >> 2, t = lane & 3;
@@ -228,8 +275,28 @@ static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_ar
     for (int c = 0; c < 2; c++) {
         const int n = 2 * t + c;
         if (n >= a.n) break;
-        if (r0 < a.rows) a.y[(int64_t)n * a.rows + r0] = __float2bfloat16_rn(acc[c]);
-        if (r1 < a.rows) a.y[(int64_t)n * a.rows + r1] = __float2bfloat16_rn(acc[2 + c]);
+        if (r0 < sg.rows) sg.y[(int64_t)n * sg.rows + r0] = __float2bfloat16_rn(acc[c]);
+        if (r1 < sg.rows) sg.y[(int64_t)n * sg.rows + r1] = __float2bfloat16_rn(acc[2 + c]);
+    }
+}
+
+/* Only QV_MULTI picks its weight at run time (a local copy); the other modes read the segments
+ * straight from the kernel parameters. */
+template <int FMT, int GC, int MODE>
+static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_args a)
+{
+    const int tile = (int)blockIdx.x * (QV_WARPS / a.ks) + (int)(threadIdx.x >> 5) / a.ks;
+    const bool live = tile < a.nrt;
+    if (MODE == QV_MULTI) {
+        qv_seg sg = a.s0;
+        int t = tile;
+        if (t >= a.s0.nrt) {
+            t -= a.s0.nrt, sg = a.s1;
+            if (t >= a.s1.nrt) t -= a.s1.nrt, sg = a.s2;
+        }
+        qv_tile<FMT, GC, MODE>(a, sg, sg, t, live);
+    } else {
+        qv_tile<FMT, GC, MODE>(a, a.s0, a.s1, tile, live);
     }
 }
 
@@ -256,38 +323,83 @@ static int qv_ks(const g4q_backend *be, int64_t nrt, int64_t niter)
     return ks;
 }
 
+static qv_seg qv_one(g4q_buf *y, const g4q_bweight *w)
+{
+    const qlayout L = ql_make(w->format, w->rows, w->cols, w->group);
+    qv_seg sg = {};
+    sg.q = reinterpret_cast<const uint4 *>(w->data);
+    sg.s = w->qscale;
+    sg.y = reinterpret_cast<__nv_bfloat16 *>(y->data);
+    sg.rows = (int)w->rows;
+    sg.nrt = (int)L.nrt;
+    sg.g = w->qg;
+    return sg;
+}
+
+template <int MODE> static void (*qv_pick(const g4q_bweight *w))(const qv_args)
+{
+    if (w->format == G4Q_WF_NVFP4)
+        return (w->qmode & QG_DIV) ? qv_kernel<G4Q_WF_NVFP4, QG_DIV, MODE>
+                                   : qv_kernel<G4Q_WF_NVFP4, QG_MUL, MODE>;
+    if (w->format == G4Q_WF_FP8_BLOCK) return qv_kernel<G4Q_WF_FP8_BLOCK, 0, MODE>;
+    return w->group % 64 == 0   ? qv_kernel<G4Q_WF_INT4, QV_G64, MODE>
+           : w->group % 16 == 0 ? qv_kernel<G4Q_WF_INT4, QV_G16, MODE>
+                                : qv_kernel<G4Q_WF_INT4, QV_G8, MODE>;
+}
+
+/* One launch over nw weights (g4q_cuda_qgemv_fits them together), or with QV_GEGLU over the gate
+ * w[0] and the up weight w[1] into y[0]. */
+template <int MODE>
+static g4q_status qv_launch(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *const *y,
+                            const g4q_bweight *const *w, int nw)
+{
+    g4q_ctx *ctx = be->ctx;
+    constexpr bool GEGLU = MODE == QV_GEGLU;
+    const g4q_bweight *w0 = w[0];
+    const qlayout L = ql_make(w0->format, w0->rows, w0->cols, w0->group);
+    qv_args a = {};
+    a.s0 = qv_one(y[0], w0);
+    if (nw > 1) a.s1 = qv_one(GEGLU ? y[0] : y[1], w[1]);
+    if (nw > 2) a.s2 = qv_one(y[2], w[2]);
+    a.x = reinterpret_cast<const __nv_bfloat16 *>(x->data);
+    a.cols = (int)w0->cols;
+    a.n = n;
+    a.nrt = GEGLU ? a.s0.nrt : a.s0.nrt + a.s1.nrt + a.s2.nrt;
+    a.nsb = (int)L.nsb;
+    a.niter = (int)(L.nsb / QL_U);
+    a.ks = qv_ks(be, a.nrt, a.niter);
+    a.group = w0->group;
+    a.ngp = (int)L.ngp;
+    a.nsc = (int)L.nsc;
+    const dim3 grid(g4q_cuda_blocks((size_t)a.nrt, QV_WARPS / a.ks)), block(QV_WARPS * 32);
+    G4Q_CUDA_CHECK(g4q_cuda_launch(be, qv_pick<MODE>(w0), grid, block, 0, a));
+    return G4Q_OK;
+}
+
+bool g4q_cuda_qgemv_fits(const g4q_backend *be, const g4q_bweight *a, const g4q_bweight *b, int n)
+{
+    return g4q_cuda_st(be)->qfuse && g4q_cuda_qgemv_ok(a, n) && g4q_cuda_qgemv_ok(b, n) && a->format == b->format &&
+           a->cols == b->cols && a->group == b->group && a->qmode == b->qmode &&
+           (int64_t)ql_make(a->format, a->rows, a->cols, a->group).nrt +
+                   ql_make(b->format, b->rows, b->cols, b->group).nrt <=
+               INT32_MAX / 4;
+}
+
 g4q_status g4q_cuda_qgemv(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                           int n)
 {
-    g4q_ctx *ctx = be->ctx;
-    const qlayout L = ql_make(w->format, w->rows, w->cols, w->group);
-    qv_args a = {};
-    a.q = reinterpret_cast<const uint4 *>(w->data);
-    a.s = w->qscale;
-    a.x = reinterpret_cast<const __nv_bfloat16 *>(x->data);
-    a.y = reinterpret_cast<__nv_bfloat16 *>(y->data);
-    a.rows = (int)w->rows;
-    a.cols = (int)w->cols;
-    a.n = n;
-    a.nrt = (int)L.nrt;
-    a.nsb = (int)L.nsb;
-    a.niter = (int)(L.nsb / QL_U);
-    a.ks = qv_ks(be, L.nrt, a.niter);
-    a.group = w->group;
-    a.ngp = (int)L.ngp;
-    a.nsc = (int)L.nsc;
-    a.g = w->qg;
-    const dim3 grid(g4q_cuda_blocks((size_t)L.nrt, QV_WARPS / a.ks)), block(QV_WARPS * 32);
-    void (*kernel)(const qv_args);
-    if (w->format == G4Q_WF_NVFP4)
-        kernel = (w->qmode & QG_DIV) ? qv_kernel<G4Q_WF_NVFP4, QG_DIV>
-                                     : qv_kernel<G4Q_WF_NVFP4, QG_MUL>;
-    else if (w->format == G4Q_WF_FP8_BLOCK)
-        kernel = qv_kernel<G4Q_WF_FP8_BLOCK, 0>;
-    else
-        kernel = w->group % 64 == 0   ? qv_kernel<G4Q_WF_INT4, QV_G64>
-                 : w->group % 16 == 0 ? qv_kernel<G4Q_WF_INT4, QV_G16>
-                                      : qv_kernel<G4Q_WF_INT4, QV_G8>;
-    G4Q_CUDA_CHECK(g4q_cuda_launch(be, kernel, grid, block, 0, a));
-    return G4Q_OK;
+    return qv_launch<QV_ONE>(be, x, n, &y, &w, 1);
+}
+
+g4q_status g4q_cuda_qgemv3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *const *y,
+                           const g4q_bweight *const *w, int nw)
+{
+    return qv_launch<QV_MULTI>(be, x, n, y, w, nw);
+}
+
+g4q_status g4q_cuda_qgemv_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *x,
+                                const g4q_bweight *wg, const g4q_bweight *wu, int n)
+{
+    const g4q_bweight *w[2] = {wg, wu};
+    return qv_launch<QV_GEGLU>(be, x, n, &y, w, 2);
 }
