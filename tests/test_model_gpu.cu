@@ -210,8 +210,8 @@ static void test_model_f32(pair_be p)
     g4q_backend *g = p.gpu;
     CHECK(g->act_dtype == G4Q_DT_F32 && strcmp(g->name, "cuda-fp32") == 0);
     CHECK_MSG(!g->matmul3 && !g->matmul_geglu && !g->qkv_norm_rope && !g->norm_add_norm &&
-                  !g->attention_store && !g->attention_step_nr && !g->step_pos && !g->graph_begin &&
-                  !g->graph_end && !g->graph_launch && !g->graph_free,
+                  !g->attention_store && !g->step_pos && !g->graph_begin && !g->graph_end &&
+                  !g->graph_launch && !g->graph_free,
               "F32 mode must not offer the bf16-only decode-step members");
     CHECK_MSG(!g->weight_bind_deferred && !g->weight_upload,
               "F32 mode has no deferred binding (its bind widens on the compute stream)");

@@ -338,17 +338,6 @@ struct g4q_backend {
                                   g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv, int hd,
                                   int window, float scale);
 
-    /* One decode step (T == 1 at the step position) of qkv_norm_rope followed by attention_store:
-     * q, k_new, v_new hold the raw projections; equals
-     *   qkv_norm_rope(q, k_new, v_new, v_from_k, qw, kw, inv_freq, 1, nh, nkv, hd, G4Q_STEP_POS,
-     *                 eps); attention_store(out, q, k_new, v_new, kc, vc, cap, G4Q_STEP_POS, 1, ...)
-     * in out, kc, vc and v_new (the normed V); q and k_new are undefined afterwards. */
-    g4q_status (*attention_step_nr)(g4q_backend *be, g4q_buf *out, g4q_buf *q, g4q_buf *k_new,
-                                    g4q_buf *v_new, int v_from_k, const g4q_bweight *qw,
-                                    const g4q_bweight *kw, const g4q_buf *inv_freq, float eps,
-                                    g4q_buf *kc, g4q_buf *vc, int cap, int nh, int nkv, int hd,
-                                    int window, float scale);
-
     /* Step position: sets the device-side position that rope (pos0), attention and kv_store
      * (n_past) use when passed G4Q_STEP_POS instead of a position. Enqueued in order with the
      * ops, so a recorded graph that reads it serves every step. attention and kv_store accept

@@ -415,14 +415,6 @@ static g4q_status attention_block(g4q_forward *f, g4q_kvcache *kv, int l, int C)
         if (fl->v) /* sliding: v = v_norm(x·Wvᵀ) */
             G4Q_TRY(be->matmul(be, f->v, f->a, fl->v, C));
     }
-    const g4q_kv_layer *kl = &kv->layers[l];
-    const int window = lc->type == G4Q_LAYER_SLIDING ? c->sliding_window : 0;
-    if (f->step && be->attention_step_nr && !f->obs.fn && !f->kv_fp8) {
-        /* decode step: norms, RoPE, attention and the cache store in one op */
-        G4Q_TRY(be->attention_step_nr(be, f->att, f->q, f->k, f->v, !fl->v, fl->q_norm, fl->k_norm,
-                                      tab, eps, kl->k, kl->v, kl->cap, H, nkv, hd, window, 1.0f));
-        return be->matmul(be, f->a, f->att, fl->o, C);
-    }
     if (be->qkv_norm_rope) {
         G4Q_TRY(be->qkv_norm_rope(be, f->q, f->k, f->v, !fl->v, fl->q_norm, fl->k_norm, tab, C, H,
                                   nkv, hd, pos, eps));
@@ -440,6 +432,8 @@ static g4q_status attention_block(g4q_forward *f, g4q_kvcache *kv, int l, int C)
         G4Q_TRY(be->fp8_roundtrip(be, f->k, (size_t)C * (size_t)(nkv * hd), f->k_scale[l]));
         G4Q_TRY(be->fp8_roundtrip(be, f->v, (size_t)C * (size_t)(nkv * hd), f->v_scale[l]));
     }
+    const g4q_kv_layer *kl = &kv->layers[l];
+    const int window = lc->type == G4Q_LAYER_SLIDING ? c->sliding_window : 0;
     /* Attend over the old cache plus the chunk, and only then store the chunk (§5 trap). */
     if (be->attention_store) {
         G4Q_TRY(be->attention_store(be, f->att, f->q, f->k, f->v, kl->k, kl->v, kl->cap, pos, C, H,

@@ -20,15 +20,7 @@
 //      device memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
 // The fp32 sums run in other orders than cuda_attention.cu's, so the two paths may differ in the
 // last bit; each is deterministic.
-//
-// g4q_cuda_attention_step_nr also applies qkv_norm_rope itself (backend.h attention_step_nr):
-// every scores block normalises and rotates its query heads into shared memory, and the block
-// whose range holds the new key does the same for the new K row (kept in shared memory for its
-// score), writes the normed V row back into v_new for the pv kernel, and stores both rows into
-// the caches. The per-head code is cuda_normrope.h, the same as qkv_norm_rope_warp_kernel's, so
-// the results equal qkv_norm_rope followed by attention_store bit for bit; one launch fewer.
 #include "backend/cuda/cuda_internal.h"
-#include "backend/cuda/cuda_normrope.h"
 
 #define ST_THREADS 256     /* scores: 8 warps, one key per warp at a time */
 #define PV_MAX_THREADS 256 /* pv: 2 dims per thread, 128 or 256 threads by head_dim */
@@ -43,28 +35,18 @@ typedef struct step_geom {
     float scale;
 } step_geom;
 
-/* The q/k norms and RoPE applied inside the scores kernel (its NP > 0). */
-typedef struct step_nr {
-    const __nv_bfloat16 *qw, *kw; /* q_norm, k_norm weights [hd] */
-    const float *inv_freq;        /* [hd / 2] */
-    __nv_bfloat16 *vw;            /* v_new: receives the normed V row */
-    float eps;
-    int v_from_k; /* V is v_norm of the raw K row (k_eq_v layers) */
-} step_nr;
-
 static __device__ __forceinline__ float rb(float v)
 {
     return __bfloat162float(__float2bfloat16_rn(v));
 }
 
-/* Row of key j of KV head kvh: cache slot j for j < nc (the cached keys), else the new token's
- * row `fresh` (that head's). */
+/* Row of key j of KV head kvh: cache slot j for j < nc (the cached keys), else the new token. */
 static __device__ __forceinline__ const __nv_bfloat16 *step_row(const step_geom &g,
                                                                 const __nv_bfloat16 *cache,
                                                                 const __nv_bfloat16 *fresh, int nc,
                                                                 int j, int kvh)
 {
-    return j < nc ? cache + ((size_t)j * g.nkv + kvh) * g.hd : fresh;
+    return j < nc ? cache + ((size_t)j * g.nkv + kvh) * g.hd : fresh + (size_t)kvh * g.hd;
 }
 
 /* Position of key j for a query at n_past (nc cached keys, the oldest at lo). */
@@ -75,15 +57,13 @@ static __device__ __forceinline__ int step_key_pos(const step_geom &g, int n_pas
     return lo + (j - lo % g.cap + g.cap) % g.cap;
 }
 
-/* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q, then with NP the new K
- * row (hd bf16). kst / vst: the caches to store the new K / V row into (the same memory as kc
- * and the pv kernel's vc), or NULL. NP > 0 (hd = 64·NP): q, kn and vn are the raw projections
- * and nr applies the norms and RoPE (see the file comment); NP = 0: they are final. */
-template <int G, int NP>
+/* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. kst / vst: the caches
+ * to store the new K / V row into (the same memory as kc and the pv kernel's vc), or NULL. */
+template <int G>
 static __global__ void __launch_bounds__(ST_THREADS)
-    step_scores_kernel(step_geom g, step_nr nr, const int *__restrict__ pos,
+    step_scores_kernel(step_geom g, const int *__restrict__ pos,
                        const __nv_bfloat16 *__restrict__ q, const __nv_bfloat16 *kc,
-                       const __nv_bfloat16 *__restrict__ kn, const __nv_bfloat16 *vn,
+                       const __nv_bfloat16 *__restrict__ kn, const __nv_bfloat16 *__restrict__ vn,
                        __nv_bfloat16 *kst, __nv_bfloat16 *vst, __nv_bfloat16 *__restrict__ S,
                        float2 *__restrict__ stats)
 {
@@ -94,7 +74,7 @@ static __global__ void __launch_bounds__(ST_THREADS)
     g4q_pdl_wait();
     const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
     const int split = blockIdx.x, kvh = blockIdx.y;
-    if (!NP && split == 0 && kst) {
+    if (split == 0 && kst) {
         const size_t src = (size_t)kvh * g.hd,
                      dst = ((size_t)(n_past % g.cap) * g.nkv + kvh) * g.hd;
         for (int i = threadIdx.x; i < g.hd; i += ST_THREADS) {
@@ -105,64 +85,18 @@ static __global__ void __launch_bounds__(ST_THREADS)
     const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
     if (jb >= nkeys) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __nv_bfloat16 *knew = reinterpret_cast<__nv_bfloat16 *>(qs + (size_t)group * g.hd);
-    const __nv_bfloat16 *kfresh = NP ? knew : kn + (size_t)kvh * g.hd;
     /* With 16-byte K rows (hd % 8 == 0) q is stored transposed within each head, element
      * (chunk c, i) at c + i·hd/8, so that the lanes (one chunk each) read consecutive words. */
     const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
-    /* Every cached K row this warp will read is requested into L1 now, so the per-key loop below
-     * does not wait a memory round trip per key (it overlaps the staging of q too). */
-    for (int j = jb + warp; j < je && j < nc; j += ST_THREADS / 32) {
-        const __nv_bfloat16 *kr = step_row(g, kc, kfresh, nc, j, kvh);
+    /* Every K row this warp will read is requested into L1 now, so the per-key loop below does
+     * not wait a memory round trip per key (it overlaps the staging of q too). */
+    for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
+        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
         for (int c = lane; c < hd8; c += 32)
             asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + c * 8));
     }
     const __nv_bfloat16 *qh = q + (size_t)kvh * group * g.hd;
-    if constexpr (NP > 0) {
-        const int half = g.hd / 2;
-        const float p = (float)n_past;
-        if (warp == 0 && je == nkeys) { /* this block holds the new key */
-            float xa[NP], xb[NP], va[NP], vb[NP];
-            const float inv = nr_load<NP>(kn + (size_t)kvh * g.hd, g.hd, nr.eps, lane, xa, xb);
-            float inv_v = inv;
-            if (!nr.v_from_k) {
-                inv_v = nr_load<NP>(vn + (size_t)kvh * g.hd, g.hd, nr.eps, lane, va, vb);
-            } else {
-#pragma unroll
-                for (int j = 0; j < NP; j++)
-                    va[j] = xa[j], vb[j] = xb[j];
-            }
-            const size_t src = (size_t)kvh * g.hd,
-                         dst = ((size_t)(n_past % g.cap) * g.nkv + kvh) * g.hd;
-#pragma unroll
-            for (int j = 0; j < NP; j++) {
-                const int i = lane + 32 * j;
-                const __nv_bfloat16 v0 = __float2bfloat16_rn(va[j] * inv_v),
-                                    v1 = __float2bfloat16_rn(vb[j] * inv_v);
-                nr.vw[src + i] = v0, nr.vw[src + i + half] = v1;
-                nr_rope_pair(xa[j], xb[j], inv, __bfloat162float(nr.kw[i]),
-                             __bfloat162float(nr.kw[i + half]), p * nr.inv_freq[i], &knew[i],
-                             &knew[i + half]);
-                if (kst) {
-                    kst[dst + i] = knew[i], kst[dst + i + half] = knew[i + half];
-                    vst[dst + i] = v0, vst[dst + i + half] = v1;
-                }
-            }
-        }
-        for (int r = warp; r < group; r += ST_THREADS / 32) {
-            float xa[NP], xb[NP];
-            const float inv = nr_load<NP>(qh + (size_t)r * g.hd, g.hd, nr.eps, lane, xa, xb);
-#pragma unroll
-            for (int j = 0; j < NP; j++) {
-                const int i = lane + 32 * j, i2 = i + half;
-                __nv_bfloat16 ya, yb;
-                nr_rope_pair(xa[j], xb[j], inv, __bfloat162float(nr.qw[i]),
-                             __bfloat162float(nr.qw[i2]), p * nr.inv_freq[i], &ya, &yb);
-                qs[r * g.hd + (i >> 3) + (i & 7) * hd8] = __bfloat162float(ya);
-                qs[r * g.hd + (i2 >> 3) + (i2 & 7) * hd8] = __bfloat162float(yb);
-            }
-        }
-    } else if (hd8) { /* 16-byte loads, several in flight per thread (not one round trip each) */
+    if (hd8) { /* 16-byte loads, several in flight per thread (not one round trip each) */
 #pragma unroll 4
         for (int e8 = threadIdx.x; e8 < group * hd8; e8 += ST_THREADS) {
             const uint4 raw = *reinterpret_cast<const uint4 *>(qh + (size_t)e8 * 8);
@@ -181,7 +115,7 @@ static __global__ void __launch_bounds__(ST_THREADS)
     }
     __syncthreads();
     for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
-        const __nv_bfloat16 *kr = step_row(g, kc, kfresh, nc, j, kvh);
+        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
         const int p = step_key_pos(g, n_past, nc, j);
         const bool vis = g.window <= 0 || n_past - p < g.window;
         float acc[GM];
@@ -279,7 +213,7 @@ static __device__ void pv_pairs(const step_geom &g, int nc, int jb, int je, int 
 #pragma unroll
                 for (int u = 0; u < PV_BATCH; u++) {
                     const int j = j0 + k + u;
-                    const __nv_bfloat16 *vr = step_row(g, vc, vn + (size_t)kvh * g.hd, nc, j, kvh);
+                    const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
                     v[u] =
                         k + u < n
                             ? __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(vr + d))
@@ -319,7 +253,7 @@ static __device__ void pv_rows8(const step_geom &g, int nc, int jb, int je, int 
 #pragma unroll
             for (int u = 0; u < PV_BATCH; u++) {
                 const int k = k0 + u * nkg, j = j0 + k;
-                const __nv_bfloat16 *vr = step_row(g, vc, vn + (size_t)kvh * g.hd, nc, j, kvh);
+                const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
                 v[u] = k < n ? *reinterpret_cast<const uint4 *>(vr + d) : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
@@ -374,7 +308,7 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
     const int lines = (g.hd + 63) / 64;
     for (int e = threadIdx.x; e < (je - jb) * lines; e += blockDim.x) {
         const int j = jb + e / lines;
-        const __nv_bfloat16 *vr = step_row(g, vc, vn + (size_t)kvh * g.hd, nc, j, kvh);
+        const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
         asm volatile("prefetch.global.L1 [%0];" ::"l"(vr + (e % lines) * 64));
     }
     /* Global max and sum over the active ranges: each warp reads them a lane per range (one
@@ -433,28 +367,16 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
     }
 }
 
-template <int NP> static auto scores_kernel(int group)
-{
-    return group == 1    ? step_scores_kernel<1, NP>
-           : group == 2  ? step_scores_kernel<2, NP>
-           : group == 4  ? step_scores_kernel<4, NP>
-           : group == 8  ? step_scores_kernel<8, NP>
-           : group == 16 ? step_scores_kernel<16, NP>
-                         : step_scores_kernel<0, NP>;
-}
-
-/* The two launches; nr NULL: q, k_new, v_new are final, else the raw projections (hd 256 or
- * 512, checked by the caller). */
-static g4q_status attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
-                                 const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
-                                 const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
-                                 float scale, int store, const step_nr *nr)
+g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
+                                   const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
+                                   const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
+                                   float scale, int store)
 {
     g4q_ctx *ctx = be->ctx;
     g4q_cuda_state *st = g4q_cuda_st(be);
     const int group = nh / nkv;
-    const size_t smem = (size_t)group * hd * sizeof(float) + (nr ? (size_t)hd * 2 : 0);
-    if (group > MAX_GROUP || hd % 2 || smem > 48 * 1024 || nh > G4Q_CUDA_STEP_MAX_HEADS)
+    if (group > MAX_GROUP || hd % 2 || (size_t)group * hd * sizeof(float) > 48 * 1024 ||
+        nh > G4Q_CUDA_STEP_MAX_HEADS)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
                         "cuda attention: step position with %d query heads per KV head, head_dim "
                         "%d (at most %d heads, 48 KB of q)",
@@ -479,11 +401,16 @@ static g4q_status attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q
     __nv_bfloat16 *kst = store ? (__nv_bfloat16 *)kc->data : nullptr;
     __nv_bfloat16 *vst = store ? (__nv_bfloat16 *)vc->data : nullptr;
     /* The usual groups get a kernel with the head loop unrolled at compile time. */
-    const step_nr none = {};
-    const auto scores = !nr ? scores_kernel<0>(group) : hd == 256 ? scores_kernel<4>(group)
-                                                                  : scores_kernel<8>(group);
+    void (*scores)(step_geom, const int *, const __nv_bfloat16 *, const __nv_bfloat16 *,
+                   const __nv_bfloat16 *, const __nv_bfloat16 *, __nv_bfloat16 *, __nv_bfloat16 *,
+                   __nv_bfloat16 *, float2 *) = group == 1    ? step_scores_kernel<1>
+                                                : group == 2  ? step_scores_kernel<2>
+                                                : group == 4  ? step_scores_kernel<4>
+                                                : group == 8  ? step_scores_kernel<8>
+                                                : group == 16 ? step_scores_kernel<16>
+                                                              : step_scores_kernel<0>;
     G4Q_CUDA_CHECK(g4q_cuda_launch(be, scores, dim3((unsigned)g.nsplit, (unsigned)nkv),
-                                   dim3(ST_THREADS), smem, g, nr ? *nr : none,
+                                   dim3(ST_THREADS), (size_t)group * hd * sizeof(float), g,
                                    (const int *)st->pos_dev, (const __nv_bfloat16 *)q->data,
                                    (const __nv_bfloat16 *)kc->data,
                                    (const __nv_bfloat16 *)k_new->data,
@@ -495,47 +422,4 @@ static g4q_status attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q
         (const __nv_bfloat16 *)vc->data, (const __nv_bfloat16 *)v_new->data, part, st->step_done,
         (__nv_bfloat16 *)out->data));
     return G4Q_OK;
-}
-
-g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
-                                   const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
-                                   const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
-                                   float scale, int store)
-{
-    return attention_step(be, out, q, k_new, v_new, kc, vc, cap, nh, nkv, hd, window, scale, store,
-                          nullptr);
-}
-
-g4q_status g4q_cuda_attention_step_nr(g4q_backend *be, g4q_buf *out, g4q_buf *q, g4q_buf *k_new,
-                                      g4q_buf *v_new, int v_from_k, const g4q_bweight *qw,
-                                      const g4q_bweight *kw, const g4q_buf *inv_freq, float eps,
-                                      g4q_buf *kc, g4q_buf *vc, int cap, int nh, int nkv, int hd,
-                                      int window, float scale)
-{
-    g4q_ctx *ctx = be->ctx;
-    const size_t row = (size_t)nkv * hd;
-    const bool fused = (hd == 256 || hd == 512) && nkv > 0 && nh % nkv == 0 && !g4q_cuda_st(be)->f32;
-    if (!fused) { /* other head sizes: the two ops */
-        G4Q_TRY(g4q_cuda_qkv_norm_rope(be, q, k_new, v_new, v_from_k, qw, kw, inv_freq, 1, nh, nkv,
-                                       hd, G4Q_STEP_POS, eps));
-        return g4q_cuda_attention_store(be, out, q, k_new, v_new, kc, vc, cap, G4Q_STEP_POS, 1, nh,
-                                        nkv, hd, window, scale);
-    }
-    if (!g4q_cuda_bf16_ok(q, (size_t)nh * hd) || !g4q_cuda_bf16_ok(k_new, row) ||
-        !g4q_cuda_bf16_ok(v_new, row) || !g4q_cuda_bf16_ok(out, (size_t)nh * hd) ||
-        !g4q_cuda_bf16_ok(kc, (size_t)cap * row) || !g4q_cuda_bf16_ok(vc, (size_t)cap * row) ||
-        cap <= 0 || inv_freq->dtype != G4Q_DT_F32 || (size_t)(hd / 2) > inv_freq->count ||
-        qw->rows * qw->cols != hd || kw->rows * kw->cols != hd || qw->format != G4Q_WF_BF16 ||
-        kw->format != G4Q_WF_BF16)
-        return g4q_fail(ctx, G4Q_ERR_INTERNAL,
-                        "cuda attention_step_nr: cap %d nh %d nkv %d hd %d out of range", cap, nh,
-                        nkv, hd);
-    step_nr nr;
-    nr.qw = (const __nv_bfloat16 *)qw->data, nr.kw = (const __nv_bfloat16 *)kw->data;
-    nr.inv_freq = (const float *)inv_freq->data;
-    nr.vw = (__nv_bfloat16 *)v_new->data;
-    nr.eps = eps;
-    nr.v_from_k = v_from_k;
-    return attention_step(be, out, q, k_new, v_new, kc, vc, cap, nh, nkv, hd, window, scale, 1,
-                          &nr);
 }

@@ -287,11 +287,10 @@ static g4q_status cuda_init_state(g4q_backend *be)
     s->pdl = !(pdl && strcmp(pdl, "0") == 0);
     const char *kpr = getenv("G4Q_CUDA_GEMV_KPR");
     s->gemv_kpr = kpr ? atoi(kpr) : 0;
-    /* G4Q_CUDA_FUSE=0 (benchmarks: before / after in one session) turns off this version's decode
-     * fusions: the packed weights' matmul3 / matmul_geglu launches and attention_step_nr. */
+    /* G4Q_CUDA_FUSE=0 (benchmarks: before / after in one session) gives packed weights one
+     * launch each in matmul3 / matmul_geglu. */
     const char *fuse = getenv("G4Q_CUDA_FUSE");
     s->qfuse = !(fuse && strcmp(fuse, "0") == 0);
-    if (!s->qfuse) be->attention_step_nr = NULL;
     return G4Q_OK;
 }
 
@@ -316,7 +315,6 @@ static void cuda_set_f32(g4q_backend *be)
     be->qkv_norm_rope = NULL;
     be->norm_add_norm = NULL;
     be->attention_store = NULL;
-    be->attention_step_nr = NULL;
     be->step_pos = NULL;
     be->graph_begin = NULL;
     be->graph_end = NULL;
@@ -375,7 +373,6 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->qkv_norm_rope = g4q_cuda_qkv_norm_rope;
     be->norm_add_norm = g4q_cuda_norm_add_norm;
     be->attention_store = g4q_cuda_attention_store;
-    be->attention_step_nr = g4q_cuda_attention_step_nr;
     be->step_pos = g4q_cuda_step_pos;
     be->graph_begin = g4q_cuda_graph_begin;
     be->graph_end = g4q_cuda_graph_end;

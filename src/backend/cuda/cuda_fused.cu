@@ -11,7 +11,6 @@
 #include <cstdlib>
 
 #include "backend/cuda/cuda_internal.h"
-#include "backend/cuda/cuda_normrope.h"
 
 #define FUSED_THREADS 128
 #define NAN_MAX_PER 16 /* norm_add_norm: elements per thread held in registers, at most */
@@ -90,12 +89,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS)
     }
 }
 
-/* The same computation with one warp per head instead of one block (4 heads a block), through
- * cuda_normrope.h: lane l owns the pairs (l + 32j, l + 32j + hd/2), j < NP = hd/64, in registers;
- * the sums of squares are warp reductions, so no block barrier, and prefill's T x heads small
- * blocks stop being latency-bound (the block version took 49 us for the 12B's 1024 x 24 heads;
- * the tensors are 34 MB, 11 us at the copy bandwidth). Rounding points as above; the sums of
- * squares in another fp32 order. */
+/* The same computation with one warp per head instead of one block (4 heads a block): lane l
+ * owns the pairs (l + 32j, l + 32j + hd/2), j < NP = hd/64, in registers; the sums of squares
+ * are warp reductions, so no block barrier, and prefill's T x heads small blocks stop being
+ * latency-bound (the block version took 49 us for the 12B's 1024 x 24 heads; the tensors are
+ * 34 MB, 11 us at the copy bandwidth). Rounding points as above; the sums of squares in another
+ * fp32 order. */
 #define QKV_WARPS 4
 template <int NP>
 static __global__ void __launch_bounds__(QKV_WARPS * 32)
@@ -114,15 +113,30 @@ static __global__ void __launch_bounds__(QKV_WARPS * 32)
     __nv_bfloat16 *vr = is_q ? nullptr : v + ((size_t)t * nkv + (b - nh)) * hd;
     const __nv_bfloat16 *w = is_q ? qw : kw;
     float xa[NP], xb[NP], va[NP], vb[NP];
-    const float inv = nr_load<NP>(x, hd, eps, lane, xa, xb);
-    float inv_v = inv;
-    if (vr && !v_from_k) {
-        inv_v = nr_load<NP>(vr, hd, eps, lane, va, vb);
-    } else {
+    float ssx = 0.0f, ssy = 0.0f;
 #pragma unroll
-        for (int j = 0; j < NP; j++)
+    for (int j = 0; j < NP; j++) {
+        const int i = lane + 32 * j;
+        xa[j] = __bfloat162float(x[i]);
+        xb[j] = __bfloat162float(x[i + half]);
+        ssx = fmaf(xa[j], xa[j], ssx);
+        ssx = fmaf(xb[j], xb[j], ssx);
+        if (vr && !v_from_k) {
+            va[j] = __bfloat162float(vr[i]);
+            vb[j] = __bfloat162float(vr[i + half]);
+            ssy = fmaf(va[j], va[j], ssy);
+            ssy = fmaf(vb[j], vb[j], ssy);
+        } else {
             va[j] = xa[j], vb[j] = xb[j];
+        }
     }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        ssx += __shfl_xor_sync(0xffffffffu, ssx, o);
+        ssy += __shfl_xor_sync(0xffffffffu, ssy, o);
+    }
+    const float inv = 1.0f / sqrtf(ssx / (float)hd + eps);
+    const float inv_v = v_from_k ? inv : 1.0f / sqrtf(ssy / (float)hd + eps);
     const float p = (float)((pos_dev ? *pos_dev : pos0) + t);
 #pragma unroll
     for (int j = 0; j < NP; j++) {
@@ -131,8 +145,12 @@ static __global__ void __launch_bounds__(QKV_WARPS * 32)
             vr[i] = __float2bfloat16_rn(va[j] * inv_v);
             vr[i + half] = __float2bfloat16_rn(vb[j] * inv_v);
         }
-        nr_rope_pair(xa[j], xb[j], inv, __bfloat162float(w[i]), __bfloat162float(w[i + half]),
-                     p * inv_freq[i], &x[i], &x[i + half]);
+        const float a = rb(xa[j] * inv * __bfloat162float(w[i]));
+        const float bb = rb(xb[j] * inv * __bfloat162float(w[i + half]));
+        const float th = p * inv_freq[i];
+        const float c = rb((float)cos((double)th)), s = rb((float)sin((double)th));
+        x[i] = __float2bfloat16_rn(rb(a * c) - rb(bb * s));
+        x[i + half] = __float2bfloat16_rn(rb(bb * c) + rb(a * s));
     }
 }
 
@@ -228,9 +246,11 @@ static __global__ void __launch_bounds__(1024)
 
 /* norm_add_norm_kernel with 16-byte accesses (n % 8 == 0): thread i owns the 8-element chunks
  * i, i + blockDim, ... (PER of them) and keeps them packed as bf16 in registers. The per-element
- * arithmetic is norm_add_norm_kernel's; only the fp32 order of the two sums differs. */
+ * arithmetic is norm_add_norm_kernel's; only the fp32 order of the two sums differs. At most
+ * 1024 / PER threads (n <= 8192), so that the PER chunks of four operands fit in registers (a
+ * bound of 1024 threads capped them at 64 and spilled PER = 4 to local memory). */
 template <int PER>
-static __global__ void __launch_bounds__(1024)
+static __global__ void __launch_bounds__(1024 / PER)
     norm_add_norm_vec_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *a, const __nv_bfloat16 *wp,
                              float scale, __nv_bfloat16 *out, const __nv_bfloat16 *wn, int n,
                              float eps)

@@ -270,13 +270,6 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
                                    const g4q_buf *k_new, const g4q_buf *v_new, const g4q_buf *kc,
                                    const g4q_buf *vc, int cap, int nh, int nkv, int hd, int window,
                                    float scale, int store);
-/* backend.h attention_step_nr: qkv_norm_rope and the decode attention with the store in two
- * launches for head_dim 256 and 512 (cuda_attention_step.cu), else the two ops. */
-g4q_status g4q_cuda_attention_step_nr(g4q_backend *be, g4q_buf *out, g4q_buf *q, g4q_buf *k_new,
-                                      g4q_buf *v_new, int v_from_k, const g4q_bweight *qw,
-                                      const g4q_bweight *kw, const g4q_buf *inv_freq, float eps,
-                                      g4q_buf *kc, g4q_buf *vc, int cap, int nh, int nkv, int hd,
-                                      int window, float scale);
 /* attention then kv_store (backend.h attention_store); fused for a decode step. */
 g4q_status g4q_cuda_attention_store(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
                                     const g4q_buf *k_new, const g4q_buf *v_new, g4q_buf *kc,
