@@ -31,8 +31,8 @@ struct qv_seg {
     float g;          /* NVFP4: the stored global scale */
 };
 /* Segments as separate members (a run-time index into a parameter array would copy the
- * parameters to local memory). Without GEGLU the launch's tiles are s0's, then s1's, then s2's;
- * with GEGLU s0 is the gate, s1 the up weight, and the tiles are s0's. */
+ * parameters to local memory). QV_ONE: s0 only; QV_MULTI: the launch's tiles are s0's, then
+ * s1's, then s2's; QV_GEGLU: s0 is the gate, s1 the up weight, and the tiles are s0's. */
 struct qv_args {
     qv_seg s0, s1, s2;
     const __nv_bfloat16 *x;  /* [n, cols] */
