@@ -284,22 +284,28 @@ static void sync_run(uint64_t *rng)
     g4q_wquant_gpu_free(gpu);
 }
 
+// A GPU quantizer and a pipe over it (o NULL: the defaults); false, nothing left open, on failure.
+static bool pipe_open(g4q_ctx *ctx, const g4q_wquant_pipe_opts *o, g4q_wquant_gpu **gpu,
+                      g4q_wquant_pipe **p)
+{
+    if (!CHECK_STATUS(g4q_wquant_gpu_create(ctx, gpu), G4Q_OK)) return false;
+    if (CHECK_STATUS(g4q_wquant_pipe_create(ctx, *gpu, o, p), G4Q_OK)) return true;
+    g4q_wquant_gpu_free(*gpu);
+    return false;
+}
+
 // A random stream of units through a pipe with small buffers; results are held back (up to
 // `hold` at a time, the output slots then run out) and released in random order.
 static void pipe_stream(uint64_t *rng, int n_units, size_t chunk, int copy_threads, int big)
 {
     g4q_ctx ctx;
     g4q_ctx_init(&ctx);
-    g4q_wquant_gpu *gpu = nullptr;
-    if (!CHECK_STATUS(g4q_wquant_gpu_create(&ctx, &gpu), G4Q_OK)) return;
     g4q_wquant_pipe_opts o = {};
     o.chunk_bytes = chunk;
     o.copy_threads = copy_threads;
+    g4q_wquant_gpu *gpu = nullptr;
     g4q_wquant_pipe *p = nullptr;
-    if (!CHECK_STATUS(g4q_wquant_pipe_create(&ctx, gpu, &o, &p), G4Q_OK)) {
-        g4q_wquant_gpu_free(gpu);
-        return;
-    }
+    if (!pipe_open(&ctx, &o, &gpu, &p)) return;
     std::vector<tjob *> jobs; // in submission order
     std::vector<g4q_wquant_pipe_result> held;
     size_t next_result = 0;
@@ -407,11 +413,7 @@ static void pipe_nan(uint64_t *rng)
         g4q_ctx_init(&cpu);
         g4q_wquant_gpu *gpu = nullptr;
         g4q_wquant_pipe *p = nullptr;
-        if (!CHECK_STATUS(g4q_wquant_gpu_create(&ctx, &gpu), G4Q_OK)) return;
-        if (!CHECK_STATUS(g4q_wquant_pipe_create(&ctx, gpu, nullptr, &p), G4Q_OK)) {
-            g4q_wquant_gpu_free(gpu);
-            return;
-        }
+        if (!pipe_open(&ctx, nullptr, &gpu, &p)) return;
         const int n = lone ? 1 : 3;
         std::vector<tjob> t(n);
         g4q_wquant_pipe_item items[3];
@@ -468,11 +470,7 @@ static void pipe_refusals_and_free(uint64_t *rng)
     g4q_ctx_init(&ctx);
     g4q_wquant_gpu *gpu = nullptr;
     g4q_wquant_pipe *p = nullptr;
-    if (!CHECK_STATUS(g4q_wquant_gpu_create(&ctx, &gpu), G4Q_OK)) return;
-    if (!CHECK_STATUS(g4q_wquant_pipe_create(&ctx, gpu, nullptr, &p), G4Q_OK)) {
-        g4q_wquant_gpu_free(gpu);
-        return;
-    }
+    if (!pipe_open(&ctx, nullptr, &gpu, &p)) return;
     std::vector<tjob> t(G4Q_WQUANT_PIPE_MAX_JOBS + 1);
     std::vector<g4q_wquant_pipe_item> items(t.size());
     for (size_t i = 0; i < t.size(); i++) {

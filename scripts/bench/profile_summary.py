@@ -82,10 +82,31 @@ def read_rows(path):
     return rows
 
 
+def short(name):
+    """A kernel's name without "void " and its parameter list."""
+    return re.sub(r"^void |\(.*", "", name)
+
+
+def by_category(p):
+    """Kernel time per category of CATS (seconds)."""
+    by = {}
+    for n, d in p:
+        by[category(n)] = by.get(category(n), 0.0) + d
+    return by
+
+
+def print_shares(by, total, unit):
+    """Each category's time in ms or us and its share of total."""
+    scale, fmt = (1e3, "%8.2f ms") if unit == "ms" else (1e6, "%8.1f us")
+    for c in ("gemm", "slice/actq", "attention", "other"):
+        if c in by:
+            print(("  %-11s " + fmt + "  %5.1f%%") % (c, by[c] * scale, 100 * by[c] / total))
+
+
 def by_kernel(p, top=14):
     names = {}
     for n, d in p:
-        key = re.sub(r"^void |\(.*", "", n)[:90]
+        key = short(n)[:90]
         c, t = names.get(key, (0, 0.0))
         names[key] = (c + 1, t + d)
     print("  kernels by total time:")
@@ -97,14 +118,9 @@ def whole_run(path, tokens):
     """Every kernel of the run: category shares, and per token when TOKENS is given."""
     p = read_rows(path)
     total = sum(d for _, d in p)
-    by = {}
-    for n, d in p:
-        by[category(n)] = by.get(category(n), 0.0) + d
     print("whole run: %d kernels, %.2f ms of kernel time (one at a time)%s"
           % (len(p), total * 1e3, " = %.1f us per token" % (1e6 * total / tokens) if tokens else ""))
-    for c in ("gemm", "slice/actq", "attention", "other"):
-        if c in by:
-            print("  %-11s %8.2f ms  %5.1f%%" % (c, by[c] * 1e3, 100 * by[c] / total))
+    print_shares(by_category(p), total, "ms")
     by_kernel(p, 24)
 
 
@@ -118,13 +134,8 @@ def decode_step(path):
     print("decode step: %d kernels, %.1f us of kernel time (one at a time, no overlap)"
           % (len(p), total * 1e6))
     for n, d in p:
-        print("  %8.1f us  %s" % (d * 1e6, re.sub(r"^void |\(.*", "", n)[:80]))
-    by = {}
-    for n, d in p:
-        by[category(n)] = by.get(category(n), 0.0) + d
-    for c in ("gemm", "slice/actq", "attention", "other"):
-        if c in by:
-            print("  %-11s %8.1f us  %5.1f%%" % (c, by[c] * 1e6, 100 * by[c] / total))
+        print("  %8.1f us  %s" % (d * 1e6, short(n)[:80]))
+    print_shares(by_category(p), total, "us")
     by_kernel(p, 20)
 
 
@@ -142,14 +153,10 @@ def main():
         sys.exit("profile_summary: fewer than two forward passes in %s" % path)
     p = ps[1]
     total = sum(d for _, d in p)
-    by = {}
-    for n, d in p:
-        by[category(n)] = by.get(category(n), 0.0) + d
+    by = by_category(p)
     print("prefill %d tokens, %s: %d kernels, %.2f ms of kernel time (one at a time) = %.0f tok/s"
           % (prompt, os.path.basename(model.rstrip("/")), len(p), total * 1e3, prompt / total))
-    for c in ("gemm", "slice/actq", "attention", "other"):
-        if c in by:
-            print("  %-11s %8.2f ms  %5.1f%%" % (c, by[c] * 1e3, 100 * by[c] / total))
+    print_shares(by, total, "ms")
     fl = linear_flops(model, prompt)
     if fl and by.get("gemm"):
         print("  Linear GEMMs: %.2f TFLOP in %.2f ms = %.0f TFLOP/s" % (fl / 1e12, by["gemm"] * 1e3,

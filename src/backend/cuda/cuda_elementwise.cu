@@ -11,11 +11,9 @@
 /* y = T(rnd(gelu_tanh(g)) · u); y may alias gate or up (each element read before written). */
 template <typename T> static __global__ void geglu_kernel(T *y, const T *g, const T *u, size_t n)
 {
-    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
-        float x = g4q_ld(g[i]);
-        float gl = g4q_rnd<T>(0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
+        float gl = g4q_rnd<T>(g4q_gelu_tanh(g4q_ld(g[i])));
         y[i] = g4q_cvt<T>(gl * g4q_ld(u[i]));
     }
 }
@@ -24,7 +22,6 @@ template <typename T> static __global__ void geglu_kernel(T *y, const T *g, cons
  * the same arithmetic per element). Both inputs of a chunk are read before it is written. */
 static __global__ void geglu_vec_kernel(uint4 *y, const uint4 *g, const uint4 *u, size_t n8)
 {
-    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n8;
          i += (size_t)gridDim.x * blockDim.x) {
         const uint4 gv = g[i], uv = u[i];
@@ -35,8 +32,7 @@ static __global__ void geglu_vec_kernel(uint4 *y, const uint4 *g, const uint4 *u
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             const float x = __bfloat162float(ge[j]);
-            const float gl = g4q_rnd<__nv_bfloat16>(
-                0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
+            const float gl = g4q_rnd<__nv_bfloat16>(g4q_gelu_tanh(x));
             oe[j] = __float2bfloat16_rn(gl * __bfloat162float(ue[j]));
         }
         y[i] = o;

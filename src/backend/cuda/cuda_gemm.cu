@@ -47,11 +47,6 @@ struct gemv_args {
     int chunks;
 };
 
-static __device__ __forceinline__ float gemv_rb(float v)
-{
-    return __bfloat162float(__float2bfloat16_rn(v));
-}
-
 /* KPR warps share one output row (KPR = 1, 2 or 4): "virtual lane" v = k·32 + lane of the row's
  * k-th warp reads chunks v, v + 32·KPR, ...; the warps' sums meet in shared memory and the row's
  * first warp adds them in k order. More warps per row keep more loads in flight when a weight has
@@ -136,11 +131,8 @@ static __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(const gemv
     for (int t = 0; t < N; t++) {
         float g = acc[t];
         if (GEGLU) {
-            const float k0 = 0.7978845608028654f; /* sqrt(2/pi), as geglu_kernel */
-            const float xg = gemv_rb(g);
-            const float gl =
-                gemv_rb(0.5f * xg * (1.0f + tanhf(k0 * (xg + 0.044715f * xg * xg * xg))));
-            g = gl * gemv_rb(accu[t]);
+            const float gl = g4q_rnd<__nv_bfloat16>(g4q_gelu_tanh(g4q_rnd<__nv_bfloat16>(g)));
+            g = gl * g4q_rnd<__nv_bfloat16>(accu[t]);
         }
         sg.y[(int64_t)t * rows + row] = __float2bfloat16_rn(g);
     }

@@ -126,6 +126,13 @@ template <typename T> static __device__ __forceinline__ float g4q_rnd(float v)
 {
     return g4q_ld(g4q_cvt<T>(v));
 }
+/* gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in fp32: the one expression of every
+ * GeGLU (geglu kernels, the GEMVs with GeGLU in their epilogue); rounding is the caller's. */
+static __device__ __forceinline__ float g4q_gelu_tanh(float x)
+{
+    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x)));
+}
 /* Two consecutive elements (p 4-byte aligned for bf16, 8-byte for fp32) widened to fp32. */
 static __device__ __forceinline__ float2 g4q_ld2(const __nv_bfloat16 *p)
 {

@@ -220,11 +220,6 @@ static __device__ __forceinline__ void qv_finish(const qv_seg &sg, float acc[4])
     }
 }
 
-static __device__ __forceinline__ float qv_rb(float v)
-{
-    return __bfloat162float(__float2bfloat16_rn(v));
-}
-
 enum { QV_ONE = 0, QV_MULTI = 1, QV_GEGLU = 2 }; /* launch modes: one weight, q/k/v, gate/up */
 
 /* Row tile `tile` of weight sg (with QV_GEGLU also of the up weight su) by the ks warps of its
@@ -260,12 +255,10 @@ static __device__ __forceinline__ void qv_tile(const qv_args &a, const qv_seg &s
     qv_finish<FMT, GC>(sg, acc);
     if (GEGLU) { /* as geglu_vec_kernel on the two rounded outputs */
         qv_finish<FMT, GC>(su, accu);
-        const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
 #pragma unroll
         for (int r = 0; r < 4; r++) {
-            const float x = qv_rb(acc[r]);
-            const float gl = qv_rb(0.5f * x * (1.0f + tanhf(k0 * (x + 0.044715f * x * x * x))));
-            acc[r] = gl * qv_rb(accu[r]);
+            const float gl = g4q_rnd<__nv_bfloat16>(g4q_gelu_tanh(g4q_rnd<__nv_bfloat16>(acc[r])));
+            acc[r] = gl * g4q_rnd<__nv_bfloat16>(accu[r]);
         }
     }
     /* C fragment: acc[0], acc[1] row g tokens 2t, 2t + 1; acc[2], acc[3] row g + 8. */
@@ -384,8 +377,9 @@ static g4q_status qv_launch(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *c
 
 bool g4q_cuda_qgemv_fits(const g4q_backend *be, const g4q_bweight *a, const g4q_bweight *b, int n)
 {
-    return g4q_cuda_st(be)->qfuse && g4q_cuda_qgemv_ok(a, n) && g4q_cuda_qgemv_ok(b, n) && a->format == b->format &&
-           a->cols == b->cols && a->group == b->group && a->qmode == b->qmode &&
+    return g4q_cuda_st(be)->qfuse && g4q_cuda_qgemv_ok(a, n) && g4q_cuda_qgemv_ok(b, n) &&
+           a->format == b->format && a->cols == b->cols && a->group == b->group &&
+           a->qmode == b->qmode &&
            (int64_t)ql_make(a->format, a->rows, a->cols, a->group).nrt +
                    ql_make(b->format, b->rows, b->cols, b->group).nrt <=
                INT32_MAX / 4;
