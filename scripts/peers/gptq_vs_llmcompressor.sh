@@ -2,7 +2,7 @@
 # GPTQ INT4 W4A16 (group 128, symmetric) against llm-compressor's GPTQModifier on the same
 # calibration token ids, judged by KL divergence against the BF16 model.
 #   1. gemma4q-quantize --dump-calib writes the ids of the recipes' calibration section
-#      (SAMPLES x SEQ_LEN tokens of builtin:default);
+#      (SAMPLES x SEQ_LEN tokens of builtin:default, or of CALIB);
 #   2. llmcompressor_export.py --format w4a16_gptq quantizes MODEL_DIR on exactly those ids
 #      (compressed-tensors pack-quantized), timed; gemma4q-inspect --check checks its export;
 #   3. gemma4q quantizes MODEL_DIR with each variant (compressed-tensors, int4, every text Linear
@@ -14,14 +14,16 @@
 #      one after another, and one markdown row per export is printed (also WORK_DIR/table.md).
 # LC_EXPORT=DIR skips step 2 and compares an llm-compressor export made earlier (e.g. on another
 # machine, from the ids.bin of step 1: they depend only on the recipe and the tokenizer).
-# DEVICE (cpu, cuda or auto, default auto) is used by every step. Python: $PYTHON, else the
+# CALIB=DATASET calibrates on another dataset than builtin:default (a .txt or .jsonl path, e.g. the
+# in-domain text of scripts/calib/debian_man.py). DEVICE (cpu, cuda or auto, default auto) is used
+# by every step. Python: $PYTHON, else the
 # repository's .venv, else python3, with llm-compressor installed (README.md). Everything else
 # lands in WORK_DIR: recipes, ids.bin, the exports, their logs and compare JSONs.
 # Usage: scripts/peers/gptq_vs_llmcompressor.sh MODEL_DIR TEXT WORK_DIR [DEVICE]
 set -euo pipefail
 model=${1:?usage: gptq_vs_llmcompressor.sh MODEL_DIR TEXT WORK_DIR [DEVICE]}
 text=${2:?text file} work=${3:?work dir} dev=${4:-auto}
-samples=${SAMPLES:-128} seq_len=${SEQ_LEN:-512}
+samples=${SAMPLES:-128} seq_len=${SEQ_LEN:-512} calib=${CALIB:-builtin:default}
 variants=${VARIANTS:-max-gptq mse-gptq max-rtn}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 PATH="$here/build:$PATH"
@@ -48,7 +50,7 @@ rules:
 kv_cache:
   format: none
 calibration:
-  dataset: builtin:default
+  dataset: $calib
   samples: $samples
   seq_len: $seq_len
 EOF
