@@ -108,29 +108,38 @@ static void test_gram()
             for (int j = 0; j < n; j++)
                 ref[(size_t)i * n + j] += 2.0 * x[(size_t)t * n + i] * x[(size_t)t * n + j];
     g4q_backend *bes[3] = {cpu, gpu, g32};
-    for (g4q_backend *be : bes) {
-        g4q_buf *bx = nullptr, *bh = nullptr;
-        CHECK_STATUS(be->buf_alloc(be, be->act_dtype, x.size(), &bx), G4Q_OK);
-        CHECK_STATUS(be->buf_alloc(be, G4Q_DT_F32, (size_t)n * n, &bh), G4Q_OK);
-        CHECK_STATUS(be->upload(be, bx, 0, x.data(), x.size()), G4Q_OK);
-        CHECK_STATUS(be->gram(be, bh, bx, rows, n, 0), G4Q_OK);
-        CHECK_STATUS(be->gram(be, bh, bx, rows, n, 1), G4Q_OK); // twice: 2 xᵀx
-        std::vector<float> h((size_t)n * n);
-        CHECK_STATUS(be->download(be, bh, 0, h.data(), h.size()), G4Q_OK);
-        double worst = 0.0;
-        int sym = 1;
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) {
-                const size_t k = (size_t)i * n + j;
-                const double scale = sqrt(ref[(size_t)i * n + i] * ref[(size_t)j * n + j]);
-                worst = fmax(worst, fabs(h[k] - ref[k]) / scale);
-                sym &= h[k] == h[(size_t)j * n + i];
-            }
-        CHECK_MSG(worst < 1e-5, "%s gram: relative error %g", be->name, worst);
-        CHECK_MSG(sym, "%s gram: H is not exactly symmetric", be->name);
-        be->buf_free(be, bx);
-        be->buf_free(be, bh);
-    }
+    // block 0: every entry; 16 and 40 divide n; 64 and 7 leave a shorter last block
+    for (int block : {0, 16, 40, 64, 7, 1})
+        for (g4q_backend *be : bes) {
+            g4q_buf *bx = nullptr, *bh = nullptr;
+            CHECK_STATUS(be->buf_alloc(be, be->act_dtype, x.size(), &bx), G4Q_OK);
+            CHECK_STATUS(be->buf_alloc(be, G4Q_DT_F32, (size_t)n * n, &bh), G4Q_OK);
+            CHECK_STATUS(be->upload(be, bx, 0, x.data(), x.size()), G4Q_OK);
+            std::vector<float> h((size_t)n * n, 7.0f); // stale values the first call must clear
+            CHECK_STATUS(be->upload(be, bh, 0, h.data(), h.size()), G4Q_OK);
+            CHECK_STATUS(be->gram(be, bh, bx, rows, n, block, 0), G4Q_OK);
+            CHECK_STATUS(be->gram(be, bh, bx, rows, n, block, 1), G4Q_OK); // twice: 2 xᵀx
+            CHECK_STATUS(be->download(be, bh, 0, h.data(), h.size()), G4Q_OK);
+            double worst = 0.0;
+            int sym = 1, zero = 1;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++) {
+                    const size_t k = (size_t)i * n + j;
+                    sym &= h[k] == h[(size_t)j * n + i];
+                    if (block > 0 && i / block != j / block) {
+                        zero &= h[k] == 0.0f;
+                        continue;
+                    }
+                    const double scale = sqrt(ref[(size_t)i * n + i] * ref[(size_t)j * n + j]);
+                    worst = fmax(worst, fabs(h[k] - ref[k]) / scale);
+                }
+            CHECK_MSG(worst < 1e-5, "%s gram block %d: relative error %g", be->name, block, worst);
+            CHECK_MSG(sym, "%s gram block %d: H is not exactly symmetric", be->name, block);
+            CHECK_MSG(zero, "%s gram block %d: an entry outside the blocks is not 0", be->name,
+                      block);
+            be->buf_free(be, bx);
+            be->buf_free(be, bh);
+        }
     for (g4q_backend *be : bes)
         be->destroy(be);
 }

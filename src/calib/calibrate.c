@@ -17,6 +17,7 @@ typedef struct observer_state {
     g4q_backend *be;
     g4q_calib_result *r;
     unsigned hessian_sites;
+    const int *hessian_block;    /* hooks->hessian_block */
     int layer;                   /* the layer whose Hessians hess[] hold */
     g4q_buf *hess[G4Q_OBS_COUNT]; /* the current layer's Hessians, on the backend */
     int dim[G4Q_OBS_COUNT];      /* their sizes (0: not allocated) */
@@ -63,7 +64,7 @@ static g4q_status add_hessian(observer_state *os, g4q_obs_site site, const g4q_b
                             (double)n * (double)n * 4e-9);
         os->dim[site] = n;
     }
-    G4Q_TRY(be->gram(be, os->hess[site], x, rows, n, os->started[site]));
+    G4Q_TRY(be->gram(be, os->hess[site], x, rows, n, os->hessian_block[site], os->started[site]));
     os->started[site] = 1;
     return G4Q_OK;
 }
@@ -418,6 +419,7 @@ g4q_status g4q_calib_run(g4q_ctx *ctx, g4q_session *s, const g4q_calib_data *d, 
     g4q_buf **h = calloc(2 * (size_t)d->samples, sizeof *h);
     if (!h) return g4q_fail(ctx, G4Q_ERR_NOMEM, "calibration: out of memory");
     observer_state os = {.ctx = ctx, .be = s->be, .r = out, .hessian_sites = hk->hessian_sites,
+                         .hessian_block = hk->hessian_block,
                          .sample_sites = hk->sample_sites, .sample_rows = hk->sample_rows,
                          .samples = d->samples, .seq_len = d->seq_len};
     g4q_status st = run_layers(ctx, s, d, h, h + d->samples, hk, &os);

@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "calib/calibrate.h"
+#include "quant/codecs.h"
 
 static const char *const format_names[G4Q_PF_COUNT] = {
     "keep", "nvfp4", "nvfp4-ct", "fp8", "fp8-block", "int4-gptq", "int4-ct",
@@ -168,6 +169,19 @@ int g4q_plan_item_weight_outputs(const g4q_plan_item *it)
     while (n < it->n_out && !g4q_layout_role_calibrated((int)it->out[n].kind))
         n++;
     return n;
+}
+
+int g4q_plan_item_hessian_block(const g4q_plan_item *it)
+{
+    if (!g4q_plan_item_needs_hessian(it) || it->decision.algo == G4Q_RECIPE_ALGO_GPTQ) return 0;
+    if (it->decision.search == G4Q_RECIPE_SEARCH_IMATRIX) return 1;
+    switch (it->format) {
+    case G4Q_PF_NVFP4_MO: return G4Q_NVFP4_BLOCK;
+    case G4Q_PF_FP8_BLOCK: return G4Q_FP8_BLOCK;
+    case G4Q_PF_INT4_GPTQ:
+    case G4Q_PF_INT4_CT: return g4q_layout_get((g4q_layout_format)it->format)->group;
+    default: return 0;
+    }
 }
 
 const char *g4q_plan_item_hessian_use(const g4q_plan_item *it)

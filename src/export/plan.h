@@ -133,6 +133,12 @@ void g4q_plan_free(g4q_plan *p); /* NULL is a no-op */
 int g4q_plan_item_needs_hessian(const g4q_plan_item *it);
 const char *g4q_plan_item_hessian_use(const g4q_plan_item *it);
 
+/* How much of its input Hessian such an item reads (calibrate.h hessian_block): 0, all of it
+ * (algorithm gptq, or a format whose weighted search is not blocked); else the size of the
+ * diagonal blocks its weighted scale search reads: 1 for imatrix (the diagonal), for hessian the
+ * format's block (NVFP4 16, FP8 128) or INT4 group. 0 for an item that needs no Hessian. */
+int g4q_plan_item_hessian_block(const g4q_plan_item *it);
+
 /* The number of the item's outputs before its first calibrated one (g4q_layout_role_calibrated):
  * the outputs the weight quantizer or the copy produces. */
 int g4q_plan_item_weight_outputs(const g4q_plan_item *it);

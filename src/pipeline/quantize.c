@@ -219,6 +219,30 @@ static void free_ready(void ***ready, size_t n)
     free(ready);
 }
 
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* The Linear input sites whose Hessians the plan's items need, and per site the part they read
+ * (calibrate.h hessian_block): the least common multiple of its items' diagonal blocks, or every
+ * entry (0) when one item needs them all or the blocks grow past HESS_BLOCK_MAX. */
+#define HESS_BLOCK_MAX 512
+static void hessian_sites(const g4q_plan *p, unsigned *sites, int block[G4Q_OBS_COUNT])
+{
+    unsigned full = 0;
+    for (size_t i = 0; i < p->n_items; i++) {
+        const g4q_plan_item *it = &p->items[i];
+        const int site = g4q_calib_site_of_role(it->role);
+        if (site < 0 || !g4q_plan_item_needs_hessian(it)) continue;
+        const int b = g4q_plan_item_hessian_block(it);
+        if (!(*sites >> site & 1u)) block[site] = 1;
+        *sites |= 1u << site;
+        if (b <= 0) full |= 1u << site;
+        else if (!(full >> site & 1u)) block[site] = block[site] / gcd(block[site], b) * b;
+        if (block[site] > HESS_BLOCK_MAX) full |= 1u << site;
+    }
+    for (int s = 0; s < G4Q_OBS_COUNT; s++)
+        if (full >> s & 1u) block[s] = 0;
+}
+
 /* Activation rows per smoothed site that the smoothing search runs on (spread over the samples):
  * 2048 tokens estimate a layer's output error well, and keep the search's products small. */
 #define SMOOTH_SAMPLE_ROWS 2048
@@ -238,10 +262,8 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
     g4q_session_opts so = {.device = job->export.device, .max_chunk = d->seq_len,
                            .stream_layers = 1};
     unsigned sites = 0;
-    for (size_t i = 0; i < job->plan->n_items; i++) {
-        const int site = g4q_calib_site_of_role(job->plan->items[i].role);
-        if (site >= 0 && g4q_plan_item_needs_hessian(&job->plan->items[i])) sites |= 1u << site;
-    }
+    int block[G4Q_OBS_COUNT] = {0};
+    hessian_sites(job->plan, &sites, block);
     lj->smooth_sites = job->plan->smooth_sites; /* searched on activation samples */
     lj->calib = &out->calib;
     g4q_calib_hooks hooks = {.hessian_sites = sites,
@@ -250,6 +272,7 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
                              .sequential = job->sequential,
                              .layer_done = hook ? on_layer : NULL,
                              .user = lj};
+    memcpy(hooks.hessian_block, block, sizeof block);
     g4q_status st = g4q_session_open(ctx, job->model_dir, &so, &s);
     if (st == G4Q_OK)
         st = g4q_calib_run(ctx, s, d, job->plan->recipe->calib.batch, &hooks, &out->calib);

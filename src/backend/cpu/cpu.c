@@ -324,7 +324,7 @@ static g4q_status cpu_col_amax_into(g4q_backend *be, const g4q_buf *x, int rows,
 }
 
 static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
-                           int accumulate)
+                           int block, int accumulate)
 {
     if (rows < 0 || n <= 0 || (size_t)rows * (size_t)n > x->count ||
         (size_t)n * (size_t)n > H->count)
@@ -336,8 +336,9 @@ static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int ro
      * inner loop runs over contiguous j (vectorizable, each h[i][j] still sums rows in order). */
     enum { TILE = 32 };
     const int tiles = (n + TILE - 1) / TILE;
+    const int bw = block > 0 && block < n ? block : n; /* j starts at row i's diagonal block */
 #pragma omp parallel for schedule(dynamic, 1)                                                     \
-    num_threads(g4q_cpu_threads(be, (size_t)rows * (size_t)n * (size_t)n))
+    num_threads(g4q_cpu_threads(be, (size_t)rows * (size_t)n * (size_t)bw))
     for (int b = 0; b < tiles; b++) {
         const int i0 = b * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
         for (int t = 0; t < rows; t++) {
@@ -346,7 +347,7 @@ static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int ro
                 const float a = xt[i];
                 float *hi = h + (size_t)i * (size_t)n;
 #pragma omp simd
-                for (int j = 0; j <= i; j++)
+                for (int j = i / bw * bw; j <= i; j++)
                     hi[j] += a * xt[j];
             }
         }

@@ -251,7 +251,7 @@ g4q_status g4q_cuda_amax_into(g4q_backend *be, const g4q_buf *x, size_t count, g
                               size_t index);
 g4q_status g4q_cuda_col_amax_into(g4q_backend *be, const g4q_buf *x, int rows, int cols,
                                   g4q_buf *acc);
-g4q_status g4q_cuda_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n,
+g4q_status g4q_cuda_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows, int n, int block,
                          int accumulate);
 /* Evaluation ops (cuda_eval.cu): backend.h fp8_roundtrip and logit_stats. */
 g4q_status g4q_cuda_fp8_roundtrip(g4q_backend *be, g4q_buf *x, size_t count, float scale);
