@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quantization quality of algorithm and scale-search variants on a trained model: for each
-# variant below it writes a recipe (same calibration for all: 128 x 512 tokens of builtin:default),
+# variant below it writes a recipe (same calibration for all: 128 x 512 tokens of builtin:default, or of CALIB),
 # quantizes MODEL_DIR with it (timed), compares the export with the BF16 model on each TEXT file
 # (gemma4q-run compare, window 512 stride 256, the export's engine numerics) and prints one
 # markdown row: KL mean per text, then top-1 agreement and perplexity on the last text, and the
