@@ -150,6 +150,11 @@ static g4q_status run(g4q_ctx *ctx, const quantize_opts *o)
         st = g4q_device_select(ctx, req, &dev, NULL);
         if (st == G4Q_OK && plan.needs_calibration && !data.ids)
             st = load_calib(ctx, o, recipe, cfg, &data);
+        if (st == G4Q_OK && plan.needs_hessians && !strncmp(recipe->calib.dataset, "builtin:", 8))
+            G4Q_INFO(ctx, "GPTQ and the weighted scale searches fit their calibration text; %s is "
+                          "generic: calibration.dataset pointed at text like the model's traffic "
+                          "usually gives a better export (README, \"Quality against the goals\")",
+                     recipe->calib.dataset);
         g4q_quantize_job job = {.model_dir = o->model,
                                 .plan = &plan,
                                 .ckpt = ck,
