@@ -8,9 +8,7 @@
 # Usage: scripts/bench/h200_session_c.sh [BIN]
 set -uo pipefail
 bin=${1:-build}
-. scripts/gpu/env.sh >/dev/null
-mkdir -p build && [ "$bin" = build ] || cp "$bin"/* build/
-export PATH=$PWD/build:$PATH
+G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
 for t in test_backend_gpu test_quant_gpu test_gptq_gpu; do
     echo "$t: $($t 2>&1 | grep -E 'passed|FAIL' | tail -3)"
 done

@@ -10,9 +10,7 @@
 # Usage: scripts/bench/h200_session_e.sh [BIN [REFEREE_DIR DEV_TEXT]]
 set -uo pipefail
 bin=${1:-build} ref=${2:-} dev=${3:-}
-. scripts/gpu/env.sh >/dev/null
-mkdir -p build && [ "$bin" = build ] || cp "$bin"/* build/
-export PATH=$PWD/build:$PATH
+G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
 for t in test_qgemm_gpu test_wquant_pipe_gpu test_export_pipe_gpu test_backend_gpu test_model_gpu test_quant_gpu \
     test_calibrate_gpu test_gptq_gpu test_eval_gpu; do
     [ -x build/$t ] && echo "$t: $(build/$t 2>&1 | grep -E 'passed|FAIL' | tail -4)"

@@ -12,9 +12,7 @@ set -uo pipefail
 ref=${1:?usage: h200_session_g.sh REFEREE_DIR DEV_TEXT CALIB.jsonl LC_EXPORT [BIN]}
 dev=${2:?dev text} calib=${3:?calibration jsonl} lc=${4:?llm-compressor export} bin=${5:-build}
 parts=${PARTS:-quality budget peers 12b}
-. scripts/gpu/env.sh >/dev/null
-mkdir -p build && [ "$bin" = build ] || cp "$bin"/* build/
-export PATH=$PWD/build:$PATH
+G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
 qv=scripts/bench/quality_variants.sh
 for p in $parts; do
     case $p in

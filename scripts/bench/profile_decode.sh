@@ -13,8 +13,5 @@ model=${1:?usage: profile_decode.sh MODEL_DIR [PROMPT] [OUT_CSV]}
 prompt=${2:-1024}
 csv=${3:-/tmp/profile_decode.csv}
 here=$(cd "$(dirname "$0")/../.." && pwd)
-tq=$(command -v test_qgemm_gpu || echo "$here/build/test_qgemm_gpu")
-ncu --csv --cache-control none --clock-control none --metrics gpu__time_duration.sum \
-    "$tq" --bench-model "$model" "$prompt" 4 >"$csv.raw" 2>&1 || true
-grep -E '^"' "$csv.raw" >"$csv" || { tail -n 20 "$csv.raw"; exit 1; }
+"$here/scripts/bench/ncu_bench_model.sh" "$model" "$prompt" 4 "$csv"
 python3 "$here/scripts/bench/profile_summary.py" --decode "$csv"

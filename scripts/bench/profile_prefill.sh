@@ -11,10 +11,8 @@ model=${1:?usage: profile_prefill.sh MODEL_DIR [PROMPT] [OUT_CSV]}
 prompt=${2:-1024}
 csv=${3:-/tmp/profile_prefill.csv}
 here=$(cd "$(dirname "$0")/../.." && pwd)
-tq=$(command -v test_qgemm_gpu || echo "$here/build/test_qgemm_gpu")
 # Kernels per prefill: count them in an unprofiled pass would need a tracer; instead profile the
 # first two prefills (warm-up, then timed) and let the summary keep the second.
-ncu --csv --cache-control none --clock-control none --metrics gpu__time_duration.sum \
-    --launch-count "${PROFILE_KERNELS:-4000}" "$tq" --bench-model "$model" "$prompt" 0 >"$csv.raw" 2>&1 || true
-grep -E '^"' "$csv.raw" >"$csv" || { tail -n 20 "$csv.raw"; exit 1; }
+"$here/scripts/bench/ncu_bench_model.sh" "$model" "$prompt" 0 "$csv" \
+    --launch-count "${PROFILE_KERNELS:-4000}"
 python3 "$here/scripts/bench/profile_summary.py" "$csv" "$model" "$prompt"

@@ -228,6 +228,7 @@ static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 static void hessian_sites(const g4q_plan *p, unsigned *sites, int block[G4Q_OBS_COUNT])
 {
     unsigned full = 0;
+    *sites = 0;
     for (size_t i = 0; i < p->n_items; i++) {
         const g4q_plan_item *it = &p->items[i];
         const int site = g4q_calib_site_of_role(it->role);
@@ -261,18 +262,14 @@ static g4q_status calibrate(g4q_ctx *ctx, const g4q_quantize_job *job, layer_job
     g4q_session *s = NULL;
     g4q_session_opts so = {.device = job->export.device, .max_chunk = d->seq_len,
                            .stream_layers = 1};
-    unsigned sites = 0;
-    int block[G4Q_OBS_COUNT] = {0};
-    hessian_sites(job->plan, &sites, block);
     lj->smooth_sites = job->plan->smooth_sites; /* searched on activation samples */
     lj->calib = &out->calib;
-    g4q_calib_hooks hooks = {.hessian_sites = sites,
-                             .sample_sites = lj->smooth_sites,
+    g4q_calib_hooks hooks = {.sample_sites = lj->smooth_sites,
                              .sample_rows = SMOOTH_SAMPLE_ROWS,
                              .sequential = job->sequential,
                              .layer_done = hook ? on_layer : NULL,
                              .user = lj};
-    memcpy(hooks.hessian_block, block, sizeof block);
+    hessian_sites(job->plan, &hooks.hessian_sites, hooks.hessian_block);
     g4q_status st = g4q_session_open(ctx, job->model_dir, &so, &s);
     if (st == G4Q_OK)
         st = g4q_calib_run(ctx, s, d, job->plan->recipe->calib.batch, &hooks, &out->calib);

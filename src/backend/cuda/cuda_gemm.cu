@@ -252,7 +252,8 @@ g4q_status g4q_cuda_matmul_geglu(g4q_backend *be, g4q_buf *y, g4q_buf *tmp, cons
         !g4q_cuda_bf16_ok(tmp, count) || !g4q_cuda_bf16_ok(x, (size_t)n * (size_t)wg->cols))
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda matmul_geglu: weights '%s', '%s' do not fit",
                         wg->name, wu->name);
-    if (n > 0 && g4q_cuda_qgemv_fits(be, wg, wu, n)) return g4q_cuda_qgemv_geglu(be, y, x, wg, wu, n);
+    if (n > 0 && g4q_cuda_qgemv_fits(be, wg, wu, n))
+        return g4q_cuda_qgemv_geglu(be, y, x, wg, wu, n); /* cuda_qgemv.cu */
     if (!gemv_ok(wg, n) || !gemv_ok(wu, n)) {
         G4Q_TRY(g4q_cuda_matmul(be, y, x, wg, n));
         G4Q_TRY(g4q_cuda_matmul(be, tmp, x, wu, n));

@@ -221,8 +221,9 @@ g4q_status g4q_cuda_qmatmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const
                             int n);
 /* The packed decode GEMV over several weights in one launch (cuda_qgemv.cu), the same sums as
  * g4q_cuda_qmatmul's: whether weights a and b can share a launch at n tokens (both take the
- * decode GEMV; same format, cols, group and scale mode; not turned off by G4Q_CUDA_FUSE=0); y[i] = x · w[i]ᵀ for nw = 2 or 3 such
- * weights (matmul3); y = geglu(x · wgᵀ, x · wuᵀ) for a gate and an up weight of one shape. */
+ * decode GEMV; same format, cols, group and scale mode; not turned off by G4Q_CUDA_FUSE=0);
+ * y[i] = x · w[i]ᵀ for nw = 2 or 3 such weights (matmul3); y = geglu(x · wgᵀ, x · wuᵀ) for a
+ * gate and an up weight of one shape. */
 bool g4q_cuda_qgemv_fits(const g4q_backend *be, const g4q_bweight *a, const g4q_bweight *b, int n);
 g4q_status g4q_cuda_qgemv3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *const *y,
                            const g4q_bweight *const *w, int nw);
