@@ -28,9 +28,9 @@ g4q_status hook_on_layer(void *user, const g4q_calib_layer *ly, g4q_layer_weight
     hook_state *hs = user;
     hs->calls++;
     for (int site = 0; site < G4Q_OBS_COUNT; site++)
-        if (ly->hess[site])
+        if (ly->hess[site].h)
             hs->digest[ly->layer][site] =
-                fnv64(ly->hess[site], (size_t)ly->hess_dim[site] * (size_t)ly->hess_dim[site] * 4);
+                fnv64(ly->hess[site].h, g4q_hess_count(ly->hess[site].n, ly->hess[site].block) * 4);
     if (!replace) return G4Q_OK;
     hook_release(hs);
     const g4q_tensor **slot[7] = {&replace->q_proj,   &replace->k_proj,    &replace->v_proj,

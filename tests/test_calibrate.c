@@ -506,10 +506,10 @@ static void test_calib_run(g4q_backend *cpu)
 
 /* ---------------------------------------------------------------- Hessian blocks */
 
-/* backend.h gram with diagonal blocks: each block entry is the full product's, bit for bit (the
- * CPU sums every entry over the rows in order either way), every other entry 0, with stale
- * values in the buffer before the first call; blocks that divide n, a shorter last block, and
- * the diagonal alone. */
+/* backend.h gram with diagonal blocks, held compact (quant.h g4q_hess): each block entry is the
+ * full product's, bit for bit (the CPU sums every entry over the rows in order either way), the
+ * padding past n 0, with stale values in the buffer before the first call; blocks that divide n,
+ * a shorter last block, and the diagonal alone. */
 static void test_gram_blocks(g4q_backend *be)
 {
     const int rows = 37, n = 100;
@@ -524,22 +524,27 @@ static void test_gram_blocks(g4q_backend *be)
     const int blocks[] = {0, 20, 16, 7, 1};
     for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
         const int bs = blocks[b];
+        const size_t count = g4q_hess_count(n, bs);
+        CHECK(count == (bs ? (size_t)((n + bs - 1) / bs * bs * bs) : (size_t)n * n));
         for (int i = 0; i < n * n; i++)
             h[i] = 3.0f;
         CHECK_STATUS(be->upload(be, bh, 0, h, (size_t)n * n), G4Q_OK);
         CHECK_STATUS(be->gram(be, bh, bx, 20, n, bs, 0), G4Q_OK);
         CHECK_STATUS(be->gram(be, bh, bx, rows - 20, n, bs, 1), G4Q_OK); /* rows 0..19 again */
-        CHECK_STATUS(be->download(be, bh, 0, bs ? h : full, (size_t)n * n), G4Q_OK);
+        CHECK_STATUS(be->download(be, bh, 0, bs ? h : full, count), G4Q_OK);
         if (!bs) continue;
         int same = 1, zero = 1;
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) {
-                const size_t k = (size_t)i * n + j;
-                if (i / bs == j / bs) same &= memcmp(&h[k], &full[k], sizeof h[k]) == 0;
-                else zero &= h[k] == 0.0f;
-            }
+        for (int k = 0; k < (n + bs - 1) / bs; k++)
+            for (int a = 0; a < bs; a++)
+                for (int c = 0; c < bs; c++) {
+                    const int i = k * bs + a, j = k * bs + c;
+                    const float v = h[(size_t)k * bs * bs + (size_t)a * bs + c];
+                    if (i < n && j < n)
+                        same &= memcmp(&v, &full[(size_t)i * n + j], sizeof v) == 0;
+                    else zero &= v == 0.0f;
+                }
         CHECK_MSG(same, "gram block %d: a block entry differs from the full product's", bs);
-        CHECK_MSG(zero, "gram block %d: an entry outside the blocks is not 0", bs);
+        CHECK_MSG(zero, "gram block %d: the padding past n is not 0", bs);
     }
     printf("gram blocks: 20, 16, 7 and 1 against the full product: %s\n",
            g4q_test_failed ? "FAILED" : "bit-identical");

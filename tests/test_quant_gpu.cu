@@ -160,6 +160,17 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
     std::vector<float> H = random_hessian(C, rng);
     uint16_t *d_w = upload(w);
     float *d_H = upload(H);
+    // H's diagonal 128 x 128 blocks as the calibration hands them over (quant.h g4q_hess), which
+    // hold every search's blocks (16, 128, 32 and 128): the same bytes as with the whole H. (Up
+    // to 128 inputs one block is the whole H: g4q_hess_block gives 0.)
+    const int bw = g4q_hess_block(C, 128) ? 128 : (int)C;
+    const int64_t nb = (C + bw - 1) / bw;
+    std::vector<float> Hc((size_t)(nb * bw * bw), 0.0f);
+    for (int64_t i = 0; i < C; i++)
+        for (int64_t j = i / bw * bw; j < C && j < i / bw * bw + bw; j++)
+            Hc[(size_t)((i / bw) * bw * bw + (i % bw) * bw + j % bw)] = H[(size_t)(i * C + j)];
+    float *d_Hc = upload(Hc);
+    const g4q_hess hv{H.data(), C, 0}, dhv{d_H, C, 0}, dhc{d_Hc, C, 128};
     float amax = 0;
     CHECK_STATUS(g4q_quant_amax_bf16(&ctx, "w", w.data(), n, &amax), G4Q_OK);
     const g4q_scale_method ms[2] = {G4Q_SCALE_IMATRIX, G4Q_SCALE_HESSIAN};
@@ -171,14 +182,17 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
             CU(cudaMalloc(&d_p, n / 2));
             CU(cudaMalloc(&d_s, n / 16));
             float ws = 0, gws = 0;
-            CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "w", w.data(), R, C, amax, m, H.data(),
-                                              p.data(), s.data(), &ws),
+            CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "w", w.data(), R, C, amax, m, &hv, p.data(),
+                                              s.data(), &ws),
                          G4Q_OK);
-            CHECK_STATUS(g4q_cuda_nvfp4_quantize_h(&ctx, "w", d_w, R, C, amax, m, d_H, d_p, d_s,
-                                                   &gws, nullptr),
-                         G4Q_OK);
-            CHECK_MSG(ws == gws && download(d_p, n / 2) == p && download(d_s, n / 16) == s,
-                      "NVFP4 %s [%lld, %lld]: GPU bytes differ", mn, (long long)R, (long long)C);
+            for (const g4q_hess *dh : {&dhv, &dhc}) {
+                CHECK_STATUS(g4q_cuda_nvfp4_quantize_h(&ctx, "w", d_w, R, C, amax, m, dh, d_p, d_s,
+                                                       &gws, nullptr),
+                             G4Q_OK);
+                CHECK_MSG(ws == gws && download(d_p, n / 2) == p && download(d_s, n / 16) == s,
+                          "NVFP4 %s [%lld, %lld], H blocks %d: GPU bytes differ", mn,
+                          (long long)R, (long long)C, dh->block);
+            }
             CHECK_STATUS(g4q_cuda_nvfp4_quantize_h(&ctx, "mlp.n", d_w, R, C, amax, m, nullptr,
                                                    d_p, d_s, &gws, nullptr),
                          G4Q_ERR_INVALID);
@@ -186,21 +200,24 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
             cudaFree(d_p);
             cudaFree(d_s);
         }
-        size_t nb = g4q_fp8_block_count(R, C);
+        size_t nbf = g4q_fp8_block_count(R, C);
         std::vector<uint8_t> q(n);
-        std::vector<float> s(nb);
+        std::vector<float> s(nbf);
         uint8_t *d_q;
         float *d_s;
         CU(cudaMalloc(&d_q, n));
-        CU(cudaMalloc(&d_s, nb * 4));
-        CHECK_STATUS(g4q_fp8_quantize_blocks_h(&ctx, "w", w.data(), R, C, m, H.data(), q.data(),
+        CU(cudaMalloc(&d_s, nbf * 4));
+        CHECK_STATUS(g4q_fp8_quantize_blocks_h(&ctx, "w", w.data(), R, C, m, &hv, q.data(),
                                                s.data()),
                      G4Q_OK);
-        CHECK_STATUS(g4q_cuda_fp8_quantize_blocks_h(&ctx, "w", d_w, R, C, m, d_H, d_q, d_s,
-                                                    nullptr),
-                     G4Q_OK);
-        CHECK_MSG(download(d_q, n) == q && download(d_s, nb) == s,
-                  "FP8 blocks %s [%lld, %lld]: GPU bytes differ", mn, (long long)R, (long long)C);
+        for (const g4q_hess *dh : {&dhv, &dhc}) {
+            CHECK_STATUS(g4q_cuda_fp8_quantize_blocks_h(&ctx, "w", d_w, R, C, m, dh, d_q, d_s,
+                                                        nullptr),
+                         G4Q_OK);
+            CHECK_MSG(download(d_q, n) == q && download(d_s, nbf) == s,
+                      "FP8 blocks %s [%lld, %lld], H blocks %d: GPU bytes differ", mn,
+                      (long long)R, (long long)C, dh->block);
+        }
         CHECK_STATUS(g4q_cuda_fp8_quantize_blocks_h(&ctx, "w", d_w, R, C, m, nullptr, d_q, d_s,
                                                     nullptr),
                      G4Q_ERR_INVALID);
@@ -215,15 +232,17 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
             int8_t *d_iq;
             CU(cudaMalloc(&d_iq, n));
             CU(cudaMalloc(&d_s, ns * 4));
-            CHECK_STATUS(g4q_int4_quantize_h(&ctx, "w", w.data(), R, C, groups[k], m, dts[k],
-                                             H.data(), iq.data(), is.data()),
+            CHECK_STATUS(g4q_int4_quantize_h(&ctx, "w", w.data(), R, C, groups[k], m, dts[k], &hv,
+                                             iq.data(), is.data()),
                          G4Q_OK);
-            CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "w", d_w, R, C, groups[k], m, dts[k], d_H,
-                                                  d_iq, d_s, nullptr),
-                         G4Q_OK);
-            CHECK_MSG(download(d_iq, n) == iq && download(d_s, ns) == is,
-                      "INT4 g%d %s %s [%lld, %lld]: GPU bytes differ", groups[k], mn,
-                      g4q_dtype_name(dts[k]), (long long)R, (long long)C);
+            for (const g4q_hess *dh : {&dhv, &dhc}) {
+                CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "w", d_w, R, C, groups[k], m, dts[k],
+                                                      dh, d_iq, d_s, nullptr),
+                             G4Q_OK);
+                CHECK_MSG(download(d_iq, n) == iq && download(d_s, ns) == is,
+                          "INT4 g%d %s %s [%lld, %lld], H blocks %d: GPU bytes differ", groups[k],
+                          mn, g4q_dtype_name(dts[k]), (long long)R, (long long)C, dh->block);
+            }
             CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "w", d_w, R, C, groups[k], m, dts[k],
                                                   nullptr, d_iq, d_s, nullptr),
                          G4Q_ERR_INVALID);
@@ -240,13 +259,23 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
         CU(cudaMalloc(&d_iq, n));
         CU(cudaMalloc(&d_s, (size_t)(R * g4q_int4_group_count(C, 128)) * 4));
         CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "w", d_w, R, C, 128, G4Q_SCALE_IMATRIX,
-                                              G4Q_DT_F16, d_H, d_iq, d_s, nullptr),
+                                              G4Q_DT_F16, &dhv, d_iq, d_s, nullptr),
                      G4Q_ERR_NUMERIC);
+        // blocks of 16 do not hold the 128-column groups' hessian blocks
+        const g4q_hess d16{d_Hc, C, 16};
+        if (C > 128) {
+            CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "mlp.g", d_w, R, C, 128,
+                                                  G4Q_SCALE_HESSIAN, G4Q_DT_F16, &d16, d_iq, d_s,
+                                                  nullptr),
+                         G4Q_ERR_INVALID);
+            CHECK(strstr(g4q_ctx_error(&ctx), "mlp.g") != nullptr);
+        }
         cudaFree(d_iq);
         cudaFree(d_s);
     }
     cudaFree(d_w);
     cudaFree(d_H);
+    cudaFree(d_Hc);
 }
 
 static double secs_since(std::chrono::steady_clock::time_point t0)
@@ -295,7 +324,8 @@ static void timings(uint64_t *rng)
     // the weighted searches, with a random H [3840, 3840]
     {
         std::vector<float> H = random_hessian(C, rng);
-        float *d_H = upload(H);
+        float *d_Hf = upload(H);
+        const g4q_hess dhv{d_Hf, C, 0}, *d_H = &dhv;
         const g4q_scale_method wm[2] = {G4Q_SCALE_IMATRIX, G4Q_SCALE_HESSIAN};
         for (auto m : wm) {
             auto t0 = std::chrono::steady_clock::now();
@@ -317,7 +347,7 @@ static void timings(uint64_t *rng)
             printf("  GPU int4 %-15s [15360, 3840]: %.1f ms\n", g4q_scale_method_name(m),
                    1e3 * secs_since(t0));
         }
-        cudaFree(d_H);
+        cudaFree(d_Hf);
     }
     // one CPU reference timing for scale
     std::vector<uint8_t> p(n / 2), s(n / 16);

@@ -172,9 +172,31 @@ static void test_identity_and_errors(void)
 static void test_hessian(void)
 {
     float H[9] = {4, 2, 1, 2, 9, 3, 1, 3, 16}, s[3] = {2, 1, 4};
-    g4q_smooth_hessian(H, 3, s);
+    g4q_smooth_hessian(H, 3, 0, s);
     const float want[9] = {1, 1, 0.125f, 1, 9, 0.75f, 0.125f, 0.75f, 1};
     CHECK(memcmp(H, want, sizeof H) == 0);
+    /* H of 5 inputs held in diagonal blocks of 2 (quant.h g4q_hess): every held entry as in the
+     * whole H, the padding past 5 untouched */
+    float F[25], B[12], sv[5] = {2, 1, 4, 0.5f, 8};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 5; j++)
+            F[i * 5 + j] = (float)(1 + i + j + (i == j) * 10);
+    for (int k = 0; k < 3; k++)
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) {
+                const int ci = 2 * k + a, cj = 2 * k + b;
+                B[k * 4 + a * 2 + b] = ci < 5 && cj < 5 ? F[ci * 5 + cj] : -7.0f;
+            }
+    g4q_smooth_hessian(F, 5, 0, sv);
+    g4q_smooth_hessian(B, 5, 2, sv);
+    int bad = 0;
+    for (int k = 0; k < 3; k++)
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) {
+                const int ci = 2 * k + a, cj = 2 * k + b;
+                bad += B[k * 4 + a * 2 + b] != (ci < 5 && cj < 5 ? F[ci * 5 + cj] : -7.0f);
+            }
+    CHECK_MSG(bad == 0, "blocked smoothed Hessian: %d entries differ", bad);
 }
 
 int main(void)

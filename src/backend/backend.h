@@ -282,15 +282,17 @@ struct g4q_backend {
                                 g4q_buf *acc);
 
     /* H [n, n] = xᵀ·x (accumulate 0) or H += xᵀ·x (accumulate 1) over the `rows` rows of x
-     * [rows, n]: the input Hessian Σ x·xᵀ of a Linear (src/calib). H is an F32 buffer of n·n
-     * elements, both triangles written (H stays exactly symmetric); x has act_dtype. Products are
-     * exact in fp32 for bf16 inputs; sums are fp32.
-     * block: 0 (or >= n) computes every entry. block b in [1, n) computes only the diagonal
-     * b x b blocks (entries with i / b == j / b; the last block is shorter when b does not divide
-     * n), for a consumer that reads no more (the weighted scale searches, src/quant/quant.h):
-     * O(rows·n·b) work instead of O(rows·n²). The other entries are set to 0 (accumulate 0) or
-     * left as they are (accumulate 1).
-     * CPU: every H[i][j] adds its rows in order to the stored value (deterministic, any thread
+     * [rows, n]: the input Hessian Σ x·xᵀ of a Linear (src/calib), held as quant.h's g4q_hess
+     * of n inputs with block g4q_hess_block(n, block). H is an F32 buffer of at least
+     * g4q_hess_count(n, block) elements; x has act_dtype. Products are exact in fp32 for bf16
+     * inputs; sums are fp32.
+     * block 0 (or >= n): every entry, [n, n], both triangles written (exactly symmetric).
+     * block b in [1, n): only the diagonal b x b blocks (entries with i / b == j / b; the last
+     * block is shorter when b does not divide n), compact as g4q_hess says, each block exactly
+     * symmetric: for a consumer that reads no more (the weighted scale searches, quant.h),
+     * O(rows·n·b) work and n·b floats instead of O(rows·n²) and n². The padding past n is set
+     * to 0 (accumulate 0) or left as it is (accumulate 1).
+     * CPU: every entry adds its rows in order to the stored value (deterministic, any thread
      * count), so a block entry is bit-identical to the same entry of the full product. CUDA: one
      * cuBLAS GEMM (CUBLAS_COMPUTE_32F, beta = accumulate), for blocks a strided batched GEMM
      * over the diagonal blocks (plus one for a shorter last block): deterministic on one GPU, but

@@ -13,6 +13,13 @@ g4q_status g4q_wquant_check(g4q_ctx *ctx, const g4q_wquant_job *job)
     if (!job->w || job->rows < 1 || job->cols < 1)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': no weight [%lld, %lld] to quantize",
                         name, (long long)job->rows, (long long)job->cols);
+    if (job->gptq && job->H &&
+        (job->H->n != job->cols || g4q_hess_block(job->H->n, job->H->block) != 0))
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "tensor '%s': GPTQ needs every entry of its input Hessian [%lld, %lld]; "
+                        "got %lld inputs in diagonal blocks of %d",
+                        name, (long long)job->cols, (long long)job->cols, (long long)job->H->n,
+                        job->H->block);
     for (int k = 0; k < l->n; k++)
         if (!g4q_layout_role_calibrated(l->t[k].role) && !job->out[k])
             return g4q_fail(ctx, G4Q_ERR_INVALID, "tensor '%s': no buffer for its %s (%s)", name,

@@ -52,8 +52,10 @@ typedef struct g4q_wquant_job {
     int fused;
     float group_amax;
     const uint16_t *w; /* bf16 [rows, cols] row-major, host memory */
-    const float *H;    /* the input Hessian fp32 [cols, cols] host memory, for GPTQ and the
-                          imatrix / hessian scale searches; NULL otherwise */
+    /* The input Hessian of cols inputs (quant.h g4q_hess), host memory, for GPTQ (which needs
+     * every entry: block 0) and the imatrix / hessian scale searches (which read its diagonal
+     * blocks); NULL otherwise. */
+    const g4q_hess *H;
     /* Host output buffers: out[k] receives tensor k of g4q_layout_get(format)->t, in its written
      * dtype and shape for (rows, cols, the layout's group) (g4q_layout_nbytes bytes), for every
      * k whose role is not calibrated (g4q_layout_role_calibrated: those entries are ignored). */

@@ -42,29 +42,32 @@ static int is_linear_input(g4q_obs_site site)
            site == G4Q_OBS_DOWN_IN;
 }
 
-/* H(site) += xᵀ·x on the backend; the buffer is (re)allocated when the width changes (full and
- * sliding layers have different o_proj inputs) and overwritten by a layer's first sample. */
+/* H(site) += xᵀ·x on the backend, held as the site's block asks (backend.h gram); the buffer is
+ * (re)allocated when the width changes (full and sliding layers have different o_proj inputs)
+ * and overwritten by a layer's first sample. */
 static g4q_status add_hessian(observer_state *os, g4q_obs_site site, const g4q_buf *x, int rows,
                               int n)
 {
     g4q_backend *be = os->be;
+    const int block = g4q_hess_block(n, os->hessian_block[site]);
+    const size_t count = g4q_hess_count(n, block);
     if (os->dim[site] != n) {
         be->buf_free(be, os->hess[site]);
         os->hess[site] = NULL;
         os->dim[site] = 0;
         free(os->host[site]);
-        os->host[site] = malloc((size_t)n * (size_t)n * sizeof(float));
-        g4q_status st = os->host[site]
-                            ? be->buf_alloc(be, G4Q_DT_F32, (size_t)n * (size_t)n, &os->hess[site])
-                            : G4Q_ERR_NOMEM;
+        os->host[site] = malloc(count * sizeof(float));
+        g4q_status st = os->host[site] ? be->buf_alloc(be, G4Q_DT_F32, count, &os->hess[site])
+                                       : G4Q_ERR_NOMEM;
         if (st != G4Q_OK)
             return g4q_fail(os->ctx, st == G4Q_ERR_NOMEM ? G4Q_ERR_NOMEM : st,
-                            "calibration: layer %d: %s Hessian [%d, %d] (%.2f GB in fp32)",
-                            os->layer, g4q_obs_site_name(site), n, n,
-                            (double)n * (double)n * 4e-9);
+                            "calibration: layer %d: %s Hessian of %d inputs, blocks of %d "
+                            "(%.2f GB in fp32)",
+                            os->layer, g4q_obs_site_name(site), n, block,
+                            (double)count * 4e-9);
         os->dim[site] = n;
     }
-    G4Q_TRY(be->gram(be, os->hess[site], x, rows, n, os->hessian_block[site], os->started[site]));
+    G4Q_TRY(be->gram(be, os->hess[site], x, rows, n, block, os->started[site]));
     os->started[site] = 1;
     return G4Q_OK;
 }
@@ -182,10 +185,10 @@ static g4q_status layer_stats(observer_state *os, int l, uint64_t tokens, g4q_ca
     out->tokens = tokens;
     for (int s = 0; s < G4Q_OBS_COUNT; s++) {
         if (!os->started[s]) continue;
-        const size_t n = (size_t)os->dim[s];
-        G4Q_TRY(os->be->download(os->be, os->hess[s], 0, os->host[s], n * n));
-        out->hess[s] = os->host[s];
-        out->hess_dim[s] = os->dim[s];
+        const int block = g4q_hess_block(os->dim[s], os->hessian_block[s]);
+        G4Q_TRY(os->be->download(os->be, os->hess[s], 0, os->host[s],
+                                 g4q_hess_count(os->dim[s], block)));
+        out->hess[s] = (g4q_hess){os->host[s], os->dim[s], block};
     }
     for (int s = 0; s < G4Q_OBS_COUNT; s++) {
         if (!os->calls[s]) continue;

@@ -43,6 +43,7 @@
 #include "model/config.h"
 #include "model/forward.h"
 #include "model/weights.h"
+#include "quant/quant.h"
 #include "runtime/session.h"
 
 #ifdef __cplusplus
@@ -78,14 +79,13 @@ typedef struct g4q_calib_result {
  * layer has seen every sample. */
 typedef struct g4q_calib_layer {
     int layer;
-    /* For the sites in hooks->hessian_sites: H = Σ x·xᵀ over every calibration token x of the input of each Linear
-     * site (ATTN_IN: q/k/v; O_IN; MLP_IN: gate/up; DOWN_IN), accumulated on the backend in fp32
-     * (backend.h gram: in token order on the CPU, one cuBLAS GEMM per sample on CUDA) and
-     * downloaded: fp32 [n, n] row-major host memory, n = hess_dim[site] (only the diagonal
-     * blocks, zeros elsewhere, where hooks->hessian_block[site] > 0); NULL elsewhere. Valid only
-     * during the call. */
-    const float *hess[G4Q_OBS_COUNT];
-    int hess_dim[G4Q_OBS_COUNT];
+    /* For the sites in hooks->hessian_sites: H = Σ x·xᵀ over every calibration token x of the
+     * input of each Linear site (ATTN_IN: q/k/v; O_IN; MLP_IN: gate/up; DOWN_IN), accumulated
+     * on the backend in fp32 (backend.h gram: in token order on the CPU, one cuBLAS GEMM per
+     * sample on CUDA) and downloaded to host memory, held as quant.h's g4q_hess: n inputs,
+     * block g4q_hess_block(n, hooks->hessian_block[site]) (every entry, or the diagonal blocks
+     * alone); hess[site].h NULL elsewhere. Valid only during the call. */
+    g4q_hess hess[G4Q_OBS_COUNT];
     uint64_t tokens; /* tokens each Hessian sums */
     /* For the sites in hooks->sample_sites: act[site] = act_rows[site] rows of the site's
      * activations (fp32 [act_rows, act_dim] row-major: the backend's values widened), taken from
@@ -102,10 +102,11 @@ typedef struct g4q_calib_hooks {
      * 1u << site over ATTN_IN, O_IN, MLP_IN, DOWN_IN; 0: none. Only the sites asked for are
      * computed (the down_proj input's Hessian is the widest by far). */
     unsigned hessian_sites;
-    /* Per site, the part of its Hessian that is summed (backend.h gram's block): 0, every entry;
-     * b > 0, only the diagonal b x b blocks, the rest of hess[site] being 0. For sites whose
+    /* Per site, the part of its Hessian that is summed and handed over (backend.h gram's
+     * block): 0, every entry; b > 0, only the diagonal b x b blocks. For sites whose
      * consumers read no more (the weighted scale searches read the diagonal or blocks of 16 or
-     * 128): the work per sample falls from O(tokens·n²) to O(tokens·n·b). */
+     * 128): the work per sample falls from O(tokens·n²) to O(tokens·n·b), and the memory
+     * moved per layer from n² floats to n·b. */
     int hessian_block[G4Q_OBS_COUNT];
     /* Linear input sites whose activations each layer samples (g4q_calib_layer.act, col_amax), a
      * mask as hessian_sites, and the rows to sample per site (> 0 when the mask is not 0). */

@@ -20,7 +20,7 @@ g4q_scale_method g4q_plan_item_method(const g4q_plan_item *it)
 }
 
 g4q_status g4q_quantize_item_job(g4q_ctx *ctx, const g4q_plan_item *it, float group_amax,
-                                 const float *H, float *deq, g4q_wquant_job *job)
+                                 const g4q_hess *H, float *deq, g4q_wquant_job *job)
 {
     const g4q_tensor *t = it->src;
     if (t->dtype != G4Q_DT_BF16 || t->ndim != 2)
@@ -51,7 +51,8 @@ g4q_status g4q_quantize_item_job(g4q_ctx *ctx, const g4q_plan_item *it, float gr
 }
 
 g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_item *it,
-                             float group_amax, const float *H, void *const *bufs, float *deq)
+                             float group_amax, const g4q_hess *H, void *const *bufs,
+                             float *deq)
 {
     g4q_wquant_job job;
     G4Q_TRY(g4q_quantize_item_job(ctx, it, group_amax, H, deq, &job));

@@ -88,16 +88,18 @@ static g4q_status quantize_one(layer_job *lj, size_t i, const g4q_calib_layer *L
 {
     const g4q_plan_item *it = &lj->plan->items[i];
     const int64_t rows = it->src->shape[0], cols = it->src->shape[1];
-    const float *H = NULL;
+    g4q_hess h = {0};
     if (g4q_plan_item_needs_hessian(it)) {
         const int site = g4q_calib_site_of_role(it->role);
-        if (site < 0 || !L->hess[site] || L->hess_dim[site] != cols)
+        if (site < 0 || !L->hess[site].h || L->hess[site].n != cols)
             return g4q_fail(lj->ctx, G4Q_ERR_NEEDS_CALIBRATION,
                             "'%s': the calibration has no input Hessian of %lld inputs for it "
                             "(%s applies to decoder-layer Linears)",
                             it->module, (long long)cols, g4q_plan_item_hessian_use(it));
-        H = lj->ls.hess[site] ? lj->ls.hess[site] : L->hess[site];
+        h = L->hess[site];
+        if (lj->ls.hess[site]) h.h = lj->ls.hess[site]; /* smoothed, held as the calibration's */
     }
+    const g4q_hess *H = h.h ? &h : NULL;
     g4q_plan_item smoothed = *it;
     smoothed.src = item_tensor(lj, it);
     it = &smoothed;

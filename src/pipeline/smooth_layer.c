@@ -36,9 +36,9 @@ typedef struct smooth_state {
     /* the site being searched: its readers, their current (row-divided) weights, its Hessian */
     const g4q_plan_item *readers[G4Q_SMOOTH_MAX_LINEARS];
     int n_readers;
-    const float *H;
+    g4q_hess H; /* H.h NULL: none */
     int64_t n;
-    float *Hs; /* scratch: H smoothed for a candidate */
+    float *Hs; /* scratch: H smoothed for a candidate, held as H is */
 } smooth_state;
 
 static factors *factors_of(smooth_state *ss, size_t item)
@@ -81,12 +81,13 @@ static g4q_status qdq(void *user, const float *s, const uint16_t *const *ws, flo
         G4Q_TRY(g4q_quant_amax_bf16(ss->ctx, it->src->name, ws[k], (size_t)it->src->numel, &a));
         gamax = a > gamax ? a : gamax;
     }
-    const float *H = NULL;
-    if (ss->H) {
-        memcpy(ss->Hs, ss->H, (size_t)ss->n * (size_t)ss->n * sizeof *ss->Hs);
-        g4q_smooth_hessian(ss->Hs, ss->n, s);
-        H = ss->Hs;
+    g4q_hess hs = ss->H;
+    if (ss->H.h) {
+        memcpy(ss->Hs, ss->H.h, g4q_hess_count(ss->H.n, ss->H.block) * sizeof *ss->Hs);
+        g4q_smooth_hessian(ss->Hs, ss->n, ss->H.block, s);
+        hs.h = ss->Hs;
     }
+    const g4q_hess *H = hs.h ? &hs : NULL;
     for (int k = 0; k < ss->n_readers; k++) {
         const g4q_plan_item *it = ss->readers[k];
         const size_t numel = (size_t)it->src->numel;
@@ -186,14 +187,15 @@ static g4q_status smooth_site(smooth_state *ss, const g4q_calib_layer *L, g4q_ob
                         "needs %.1e multiply-adds (the limit is %.0e): models this large need the "
                         "GPU search, which is not written yet",
                         L->layer, g4q_obs_site_name(site), macs, G4Q_SMOOTH_MAX_MACS);
-    ss->H = L->hess[site] && L->hess_dim[site] == n ? L->hess[site] : NULL;
+    ss->H = L->hess[site].h && L->hess[site].n == n ? L->hess[site] : (g4q_hess){0};
     ss->n = n;
+    const size_t hcount = ss->H.h ? g4q_hess_count(n, ss->H.block) : 0;
     /* The readers as they are now (up_proj with its rows divided when DOWN_IN came first). */
     uint16_t *cur[G4Q_SMOOTH_MAX_LINEARS] = {0};
     g4q_smooth_linear lin[G4Q_SMOOTH_MAX_LINEARS];
     float *s = malloc((size_t)n * sizeof *s);
-    ss->Hs = ss->H ? malloc((size_t)n * (size_t)n * sizeof *ss->Hs) : NULL;
-    g4q_status st = s && (!ss->H || ss->Hs) ? G4Q_OK : G4Q_ERR_NOMEM;
+    ss->Hs = ss->H.h ? malloc(hcount * sizeof *ss->Hs) : NULL;
+    g4q_status st = s && (!ss->H.h || ss->Hs) ? G4Q_OK : G4Q_ERR_NOMEM;
     for (int k = 0; k < ss->n_readers && st == G4Q_OK; k++) {
         factors *f = factors_of(ss, (size_t)(ss->readers[k] - p->items));
         cur[k] = f ? materialize(ss->readers[k]->src, f) : NULL;
@@ -227,10 +229,10 @@ static g4q_status smooth_site(smooth_state *ss, const g4q_calib_layer *L, g4q_ob
                 (*slot)[c] = producer == G4Q_W_UP_PROJ ? s[c] : 1.0f / s[c];
             out->amax[site] = out->res[site].amax;
             out->done |= 1u << site;
-            if (ss->H) {
+            if (ss->H.h) {
                 out->hess[site] = ss->Hs;
-                g4q_smooth_hessian(memcpy(ss->Hs, ss->H, (size_t)n * (size_t)n * sizeof *ss->Hs),
-                                   n, s);
+                g4q_smooth_hessian(memcpy(ss->Hs, ss->H.h, hcount * sizeof *ss->Hs), n,
+                                   ss->H.block, s);
                 ss->Hs = NULL;
             }
         }

@@ -36,7 +36,8 @@ typedef struct g4q_layer_smooth {
     size_t item[G4Q_LS_MAX];         /* their plan items */
     uint16_t *data[G4Q_LS_MAX];      /* their new bf16 values (owned) */
     g4q_tensor t[G4Q_LS_MAX];        /* the item's source tensor with data[] as its data */
-    float *hess[G4Q_OBS_COUNT];      /* the smoothed sites' Hessians (owned), else NULL */
+    float *hess[G4Q_OBS_COUNT];      /* the smoothed sites' Hessians (owned; held as the
+                                        layer's g4q_calib_layer.hess[site] is), else NULL */
     float amax[G4Q_OBS_COUNT];       /* the smoothed sites' amaxes, else 0 */
     g4q_smooth_result res[G4Q_OBS_COUNT];
     unsigned done;                   /* 1u << site for each smoothed site */

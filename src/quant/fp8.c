@@ -99,7 +99,7 @@ g4q_status g4q_fp8_quantize_blocks(g4q_ctx *ctx, const char *name, const uint16_
 
 g4q_status g4q_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name, const uint16_t *w,
                                      int64_t rows, int64_t cols, g4q_scale_method method,
-                                     const float *H, uint8_t *q, float *scales)
+                                     const g4q_hess *H, uint8_t *q, float *scales)
 {
     G4Q_TRY(check_shape(ctx, name, w, rows, cols, q, scales));
     if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE && !g4q_scale_method_weighted(method))

@@ -9,6 +9,9 @@
 #include "base/bf16.h"
 #include "quant/blockq.h"
 
+/* GPTQ reads every entry of H: the view of it that the scale searches take (cols in scope). */
+#define FULL(H) ((H) ? &(const g4q_hess){(H), cols, 0} : NULL)
+
 /* ---- the inverse Hessian's upper Cholesky factor ---- */
 
 /* In-place lower Cholesky factor of the symmetric positive definite A [n, n] (only the lower
@@ -285,13 +288,13 @@ g4q_status g4q_gptq_int4(g4q_ctx *ctx, const char *name, const uint16_t *w, int6
 {
     const char *nm = name ? name : "?";
     /* The RTN quantizer validates shape, dtype, method and weights, and its outputs are replaced. */
-    G4Q_TRY(g4q_int4_quantize_h(ctx, name, w, rows, cols, group, method, scale_dtype, H, q,
+    G4Q_TRY(g4q_int4_quantize_h(ctx, name, w, rows, cols, group, method, scale_dtype, FULL(H), q,
                                 scales));
     if (group > GPTQ_MAX_GROUP)
         return g4q_fail(ctx, G4Q_ERR_SHAPE, "tensor '%s': GPTQ supports INT4 groups up to %d", nm,
                         GPTQ_MAX_GROUP);
     float *hw = NULL;
-    G4Q_TRY(g4q_hess_prepare(ctx, name, method, H, cols, group, &hw));
+    G4Q_TRY(g4q_hess_prepare(ctx, name, method, FULL(H), cols, group, &hw));
     int4_state s = {q, scales, cols, g4q_int4_group_count(cols, group), group, (int)method,
                     scale_dtype == G4Q_DT_F16    ? G4Q_SCALE_STORE_F16
                     : scale_dtype == G4Q_DT_BF16 ? G4Q_SCALE_STORE_BF16
@@ -371,7 +374,7 @@ static g4q_status run_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, i
     for (int c = 1; c <= G4Q_NVFP4_SWEEP_N; c++)
         cand[c - 1] = g4q_nvfp4_sweep_scale((uint8_t)c, global_amax);
     float *hw = NULL;
-    if (!s->ct) G4Q_TRY(g4q_hess_prepare(ctx, name, method, H, cols, G4Q_NVFP4_BLOCK, &hw));
+    if (!s->ct) G4Q_TRY(g4q_hess_prepare(ctx, name, method, FULL(H), cols, G4Q_NVFP4_BLOCK, &hw));
     s->kind = (int)method, s->cand = cand, s->hw = hw;
     gptq_fmt f = {G4Q_NVFP4_BLOCK, nvfp4_block_begin, nvfp4_qdq, s};
     g4q_status st = run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);
@@ -384,7 +387,7 @@ g4q_status g4q_gptq_nvfp4(g4q_ctx *ctx, const char *name, const uint16_t *w, int
                           const float *H, const g4q_gptq_opts *o, uint8_t *packed,
                           uint8_t *scales, float *wsf2)
 {
-    G4Q_TRY(g4q_nvfp4_quantize_h(ctx, name, w, rows, cols, global_amax, method, H, packed,
+    G4Q_TRY(g4q_nvfp4_quantize_h(ctx, name, w, rows, cols, global_amax, method, FULL(H), packed,
                                  scales, wsf2));
     nvfp4_state s = {packed, scales, cols, *wsf2, 0, 0, NULL, NULL};
     return run_nvfp4(ctx, name, w, rows, cols, global_amax, method, H, o, &s);
@@ -424,7 +427,7 @@ g4q_status g4q_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, const uint16_t *w
                                int64_t cols, g4q_scale_method method, const float *H,
                                const g4q_gptq_opts *o, uint8_t *q, float *scales)
 {
-    G4Q_TRY(g4q_fp8_quantize_blocks_h(ctx, name, w, rows, cols, method, H, q, scales));
+    G4Q_TRY(g4q_fp8_quantize_blocks_h(ctx, name, w, rows, cols, method, FULL(H), q, scales));
     fp8_state s = {q, scales, cols, (cols + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK};
     gptq_fmt f = {0, NULL, fp8_qdq, &s};
     return run_gptq(ctx, name ? name : "?", w, rows, cols, H, o, &f, NULL);

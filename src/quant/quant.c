@@ -40,11 +40,38 @@ size_t g4q_hess_weights_count(g4q_scale_method m, int64_t cols, int bs)
     return 0;
 }
 
-void g4q_hess_extract(g4q_scale_method m, const float *H, int64_t cols, int bs, float *hw)
+size_t g4q_hess_count(int64_t n, int block)
 {
+    if (n <= 0) return 0;
+    block = g4q_hess_block(n, block);
+    return block ? (size_t)((n + block - 1) / block) * (size_t)block * (size_t)block
+                 : (size_t)n * (size_t)n;
+}
+
+int g4q_hess_block(int64_t n, int block)
+{
+    return block <= 0 || block >= n ? 0 : block;
+}
+
+int g4q_hess_readable(g4q_scale_method m, const g4q_hess *H, int bs)
+{
+    const int b = g4q_hess_block(H->n, H->block);
+    return b == 0 || m == G4Q_SCALE_IMATRIX || (bs > 0 && b % bs == 0);
+}
+
+/* Offset of H[i, j] in H's storage; i and j lie in one of its diagonal blocks when it is blocked. */
+static int64_t hess_at(const g4q_hess *H, int64_t i, int64_t j)
+{
+    const int64_t b = g4q_hess_block(H->n, H->block);
+    return b ? (i / b) * b * b + (i % b) * b + j % b : i * H->n + j;
+}
+
+void g4q_hess_extract(g4q_scale_method m, const g4q_hess *H, int bs, float *hw)
+{
+    const int64_t cols = H->n;
     if (m == G4Q_SCALE_IMATRIX) {
         for (int64_t c = 0; c < cols; c++)
-            hw[c] = H[c * cols + c];
+            hw[c] = H->h[hess_at(H, c, c)];
         return;
     }
     if (m != G4Q_SCALE_HESSIAN)
@@ -55,7 +82,7 @@ void g4q_hess_extract(g4q_scale_method m, const float *H, int64_t cols, int bs, 
         for (int64_t i = 0; i < bs; i++)
             for (int64_t j = 0; j < bs; j++) {
                 int64_t ci = k * bs + i, cj = k * bs + j;
-                hw[k * b2 + i * bs + j] = ci < cols && cj < cols ? H[ci * cols + cj] : 0.0f;
+                hw[k * b2 + i * bs + j] = ci < cols && cj < cols ? H->h[hess_at(H, ci, cj)] : 0.0f;
             }
 }
 
@@ -120,22 +147,41 @@ g4q_status g4q_hess_normalize(g4q_ctx *ctx, const char *name, g4q_scale_method m
     return st;
 }
 
-g4q_status g4q_hess_prepare(g4q_ctx *ctx, const char *name, g4q_scale_method m, const float *H,
+g4q_status g4q_hess_check(g4q_ctx *ctx, const char *name, g4q_scale_method m, const g4q_hess *H,
+                          int64_t cols, int bs)
+{
+    const char *nm = name ? name : "?";
+    if (!g4q_scale_method_weighted(m))
+        return G4Q_OK;
+    if (!H || !H->h)
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "tensor '%s': scale method %s needs the input Hessian H (got NULL)", nm,
+                        g4q_scale_method_name(m));
+    if (H->n != cols)
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "tensor '%s': the input Hessian has %lld inputs, the tensor %lld", nm,
+                        (long long)H->n, (long long)cols);
+    if (!g4q_hess_readable(m, H, bs))
+        return g4q_fail(ctx, G4Q_ERR_INVALID,
+                        "tensor '%s': the input Hessian holds diagonal blocks of %d, which do not "
+                        "contain the %s search's blocks of %d",
+                        nm, H->block, g4q_scale_method_name(m), bs);
+    return G4Q_OK;
+}
+
+g4q_status g4q_hess_prepare(g4q_ctx *ctx, const char *name, g4q_scale_method m, const g4q_hess *H,
                             int64_t cols, int bs, float **hw)
 {
     *hw = NULL;
     if (!g4q_scale_method_weighted(m))
         return G4Q_OK;
-    if (!H)
-        return g4q_fail(ctx, G4Q_ERR_INVALID,
-                        "tensor '%s': scale method %s needs the input Hessian H (got NULL)",
-                        name ? name : "?", g4q_scale_method_name(m));
+    G4Q_TRY(g4q_hess_check(ctx, name, m, H, cols, bs));
     size_t n = g4q_hess_weights_count(m, cols, bs);
     float *a = malloc(n * sizeof *a);
     if (!a)
         return g4q_fail(ctx, G4Q_ERR_NOMEM, "tensor '%s': out of memory for the weights of H",
                         name ? name : "?");
-    g4q_hess_extract(m, H, cols, bs, a);
+    g4q_hess_extract(m, H, bs, a);
     g4q_status st = g4q_hess_normalize(ctx, name, m, cols, bs, a);
     if (st != G4Q_OK) {
         free(a);

@@ -54,10 +54,12 @@ int g4q_scale_method_weighted(g4q_scale_method m);
  * blocks the 39 multipliers of §2.5, INT4 the 121 clipping multipliers of §5.4. Only the error of
  * a candidate changes: it is weighted by the Linear's input second moments.
  *
- * Input: H = Σ x·xᵀ over the calibration tokens of the Linear's input, fp32 [cols, cols]
- * row-major (cols = in), symmetric positive semidefinite (the input Hessian of the layer's
- * squared output error). Only its diagonal (imatrix) or its diagonal blocks (hessian: 16x16 for
- * NVFP4, group x group for INT4, 128x128 for FP8, partial at the right edge) are read.
+ * Input: H = Σ x·xᵀ over the calibration tokens of the Linear's input (n = cols = in),
+ * symmetric positive semidefinite (the input Hessian of the layer's squared output error), held
+ * as a g4q_hess (below): every entry, or only its diagonal blocks. Only its diagonal (imatrix)
+ * or its diagonal blocks (hessian: 16x16 for NVFP4, group x group for INT4, 128x128 for FP8,
+ * partial at the right edge) are read, so a blocked H serves every search whose blocks divide
+ * its own (any block for imatrix).
  *
  * Weights: μ = the mean of diag(H) (fp64 sum in column order, divided by cols), and
  *   Ĥ[i, j] = fl32(H[i, j] ÷ μ)   (fp64 quotient rounded to fp32),
@@ -85,14 +87,38 @@ int g4q_scale_method_weighted(g4q_scale_method m);
  * name the tensor. H is ignored (may be NULL) for the other methods.
  */
 
+/* An input Hessian as calibration hands it over (src/calib: calibrate.h hessian_block):
+ *   block 0:      every entry, fp32 [n, n] row-major;
+ *   block b >= 1: only the diagonal b x b blocks, compact: ceil(n/b) blocks of b·b floats, block
+ *                 k (columns k·b .. k·b + b - 1) at offset k·b·b, row-major, its entries past n
+ *                 zero; b = 1 is the diagonal alone. The layout a blocked backend gram writes.
+ * h is host or device memory as the function taking it says; the struct does not own it. */
+typedef struct g4q_hess {
+    const float *h;
+    int64_t n;
+    int block;
+} g4q_hess;
+
+/* Floats that a g4q_hess of n inputs and this block holds: n·n for block 0 (or block >= n,
+ * which callers normalise to 0 with g4q_hess_block), else ceil(n/block)·block². */
+size_t g4q_hess_count(int64_t n, int block);
+
+/* The block a Hessian of n inputs is held with when `block` is asked for: 0 for block <= 0 or
+ * block >= n (every entry), else block. */
+int g4q_hess_block(int64_t n, int block);
+
 /* Number of floats of the compact weight array of a weighted method: cols for IMATRIX (the
  * diagonal), ceil(cols/bs)·bs·bs for HESSIAN (the diagonal bs x bs blocks, block k at offset
  * k·bs·bs, row-major, zero-padded past cols), 0 for the other methods. */
 size_t g4q_hess_weights_count(g4q_scale_method m, int64_t cols, int bs);
 
-/* Copies the part of H [cols, cols] that method m reads into hw (the compact layout above), raw;
- * nothing else is done. */
-void g4q_hess_extract(g4q_scale_method m, const float *H, int64_t cols, int bs, float *hw);
+/* 1 when a search of method m with blocks of bs can read its weights from H: H->block is 0, or
+ * the method is IMATRIX, or bs divides H->block. */
+int g4q_hess_readable(g4q_scale_method m, const g4q_hess *H, int bs);
+
+/* Copies the part of H (host memory, n = cols) that method m reads into hw (the compact layout
+ * above), raw; nothing else is done. H must be readable (g4q_hess_readable). */
+void g4q_hess_extract(g4q_scale_method m, const g4q_hess *H, int bs, float *hw);
 
 /* Turns the raw compact array hw (from g4q_hess_extract, or from a device copy) into the weights
  * Ĥ in place: checks it (errors above), divides by μ and zeroes the dead rows/columns. Shared by
@@ -102,9 +128,15 @@ g4q_status g4q_hess_normalize(g4q_ctx *ctx, const char *name, g4q_scale_method m
 
 /* g4q_hess_extract + g4q_hess_normalize into a new array: *hw = the weights of a weighted method
  * m (malloc'd; the caller frees it), or NULL for the other methods (H unused). H == NULL with a
- * weighted method fails with G4Q_ERR_INVALID naming the tensor. */
-g4q_status g4q_hess_prepare(g4q_ctx *ctx, const char *name, g4q_scale_method m, const float *H,
+ * weighted method, H->n != cols or an H that is not readable fail with G4Q_ERR_INVALID naming the
+ * tensor. */
+g4q_status g4q_hess_prepare(g4q_ctx *ctx, const char *name, g4q_scale_method m, const g4q_hess *H,
                             int64_t cols, int bs, float **hw);
+
+/* The checks of g4q_hess_prepare on H (NULL, n, readable) without reading it: G4Q_OK or
+ * G4Q_ERR_INVALID naming the tensor. Shared with the CUDA host code. */
+g4q_status g4q_hess_check(g4q_ctx *ctx, const char *name, g4q_scale_method m, const g4q_hess *H,
+                          int64_t cols, int bs);
 
 /* amax = max |w| over n bf16 values (exact, so thread-count independent). A NaN or infinite value
  * fails with G4Q_ERR_NUMERIC naming `name` and the element index. */
@@ -133,12 +165,13 @@ g4q_status g4q_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w,
                               int64_t cols, float global_amax, g4q_scale_method method,
                               uint8_t *packed, uint8_t *scales, float *wsf2);
 
-/* As g4q_nvfp4_quantize, and also IMATRIX / HESSIAN with H fp32 [cols, cols] (see the weighted
+/* As g4q_nvfp4_quantize, and also IMATRIX / HESSIAN with H of cols inputs (see the weighted
  * searches above; 16-column blocks, wsf2 = g4q_nvfp4_wsf2(G) as for MSE). H may be NULL for the
  * other methods, which give exactly g4q_nvfp4_quantize's bytes. */
 g4q_status g4q_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                                 int64_t cols, float global_amax, g4q_scale_method method,
-                                const float *H, uint8_t *packed, uint8_t *scales, float *wsf2);
+                                const g4q_hess *H, uint8_t *packed, uint8_t *scales,
+                                float *wsf2);
 
 /* w ≈ E2M1(code) * E4M3(scale) * wsf2, into out fp32 [rows, cols]. Same shapes as above. */
 void g4q_nvfp4_dequantize(const uint8_t *packed, const uint8_t *scales, float wsf2, int64_t rows,
@@ -210,13 +243,13 @@ g4q_status g4q_fp8_quantize_blocks(g4q_ctx *ctx, const char *name, const uint16_
                                    int64_t rows, int64_t cols, g4q_scale_method method,
                                    uint8_t *q, float *scales);
 
-/* As g4q_fp8_quantize_blocks, and also IMATRIX / HESSIAN with H fp32 [cols, cols] (weighted
+/* As g4q_fp8_quantize_blocks, and also IMATRIX / HESSIAN with H of cols inputs (weighted
  * searches above; the hessian error of a tile is Σ over its rows of e_rᵀ Ĥ_bb e_r with Ĥ_bb the
  * tile's 128x128 diagonal block of Ĥ). H may be NULL for max and mse (then the bytes are exactly
  * g4q_fp8_quantize_blocks's). */
 g4q_status g4q_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name, const uint16_t *w,
                                      int64_t rows, int64_t cols, g4q_scale_method method,
-                                     const float *H, uint8_t *q, float *scales);
+                                     const g4q_hess *H, uint8_t *q, float *scales);
 
 void g4q_fp8_dequantize_blocks(const uint8_t *q, const float *scales, int64_t rows, int64_t cols,
                                float *out);
@@ -242,13 +275,14 @@ g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, 
                              int64_t cols, int group, g4q_scale_method method,
                              g4q_dtype scale_dtype, int8_t *q, float *scales);
 
-/* As g4q_int4_quantize, and also IMATRIX / HESSIAN with H fp32 [cols, cols] (weighted searches
+/* As g4q_int4_quantize, and also IMATRIX / HESSIAN with H of cols inputs (weighted searches
  * above; blocks are the groups, a partial last group included; each group's choice is
  * g4q_int4_group_scale_h of blockq.h). H may be NULL for max and mse (then the bytes are exactly
  * g4q_int4_quantize's). The hessian cost is O(121 · group²) per group. */
 g4q_status g4q_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                                int64_t cols, int group, g4q_scale_method method,
-                               g4q_dtype scale_dtype, const float *H, int8_t *q, float *scales);
+                               g4q_dtype scale_dtype, const g4q_hess *H, int8_t *q,
+                               float *scales);
 
 /* out fp32 [rows, cols] = q * scale. */
 void g4q_int4_dequantize(const int8_t *q, const float *scales, int64_t rows, int64_t cols,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/bf16.h"
+#include "quant/quant.h"
 
 /* fp32 dot product with eight partial sums (vectorizable; fixed order, so deterministic). */
 static float dot(const float *a, const float *b, int64_t n)
@@ -242,9 +243,16 @@ g4q_status g4q_smooth_search(g4q_ctx *ctx, const char *name, const g4q_smooth_pr
     return G4Q_OK;
 }
 
-void g4q_smooth_hessian(float *H, int64_t n, const float *s)
+void g4q_smooth_hessian(float *H, int64_t n, int block, const float *s)
 {
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++)
-            H[i * n + j] = H[i * n + j] / (s[i] * s[j]);
+    const int64_t b = g4q_hess_block(n, block);
+    if (!b) {
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                H[i * n + j] = H[i * n + j] / (s[i] * s[j]);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) /* block i / b holds row i % b of columns b·(i / b) .. */
+        for (int64_t j = i / b * b; j < i / b * b + b && j < n; j++)
+            H[(i / b) * b * b + (i % b) * b + j % b] /= s[i] * s[j];
 }

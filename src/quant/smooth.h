@@ -84,8 +84,10 @@ typedef struct g4q_smooth_result {
 g4q_status g4q_smooth_search(g4q_ctx *ctx, const char *name, const g4q_smooth_problem *p, float *s,
                              g4q_smooth_result *out);
 
-/* The smoothed input Hessian in place: H[i][j] ÷= s_i · s_j (fp32 [n, n]), the Hessian of x ÷ s. */
-void g4q_smooth_hessian(float *H, int64_t n, const float *s);
+/* The smoothed input Hessian in place: H[i][j] ÷= s_i · s_j, the Hessian of x ÷ s. H is held as
+ * a g4q_hess of n inputs with this block (quant.h): [n, n], or its diagonal blocks (the padding
+ * past n is left as it is). */
+void g4q_smooth_hessian(float *H, int64_t n, int block, const float *s);
 
 #ifdef __cplusplus
 }

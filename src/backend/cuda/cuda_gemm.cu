@@ -13,6 +13,7 @@
 // weight chunks per lane before it waits for the kernel that writes x, and lets the next kernel
 // start once its weight reads are done.
 #include "backend/cuda/cuda_internal.h"
+#include "quant/quant.h"
 
 #define GEMV_MAX_N 4
 #define GEMV_WARPS 8
@@ -268,8 +269,9 @@ g4q_status g4q_cuda_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows
                          int block, int accumulate)
 {
     g4q_ctx *ctx = be->ctx;
+    const size_t count = g4q_hess_count(n, block);
     if (rows < 0 || n <= 0 || !g4q_cuda_act_ok(be, x, (size_t)rows * (size_t)n) ||
-        H->dtype != G4Q_DT_F32 || (size_t)n * (size_t)n > H->count)
+        H->dtype != G4Q_DT_F32 || count > H->count)
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "cuda gram: [%d, %d] out of range", rows, n);
     /* Column-major view: x is Xᵀ [n, rows]; H[n, n] += Xᵀ · (Xᵀ)ᵀ, symmetric so either layout. */
     const cudaDataType_t t = x->dtype == G4Q_DT_F32 ? CUDA_R_32F : CUDA_R_16BF;
@@ -277,34 +279,35 @@ g4q_status g4q_cuda_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int rows
     if (rows == 0 && accumulate) return G4Q_OK;
     cudaStream_t st = g4q_cuda_st(be)->stream;
     cublasHandle_t blas = g4q_cuda_st(be)->blas;
-    const int full = block <= 0 || block >= n;
-    if (rows == 0 || (!full && !accumulate)) /* the entries no GEMM writes */
-        G4Q_CUDA_CHECK(cudaMemsetAsync(H->data, 0, (size_t)n * (size_t)n * sizeof(float), st));
+    block = g4q_hess_block(n, block);
+    if (rows == 0 || (block && !accumulate)) /* the entries no GEMM writes (the padding) */
+        G4Q_CUDA_CHECK(cudaMemsetAsync(H->data, 0, count * sizeof(float), st));
     if (rows == 0) return G4Q_OK;
-    if (full) {
+    if (!block) {
         G4Q_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, rows, &one, x->data, t,
                                       n, x->data, t, n, &beta, H->data, CUDA_R_32F, n,
                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         return G4Q_OK;
     }
     /* Diagonal block k: rows [k·b, k·b + b) of the column-major Xᵀ times their transpose, into
-     * H at (k·b, k·b) with H's leading dimension; consecutive blocks are b elements apart in Xᵀ
-     * and b·(n + 1) apart in H. */
+     * compact block k (leading dimension b); consecutive blocks are b elements apart in Xᵀ and
+     * b·b apart in H. */
     const size_t es = x->dtype == G4Q_DT_F32 ? 4 : 2;
     const int nb = n / block, tail = n - nb * block;
     const char *xd = static_cast<const char *>(x->data);
     float *hd = static_cast<float *>(H->data);
+    const long long b2 = (long long)block * block;
     if (nb > 0)
         G4Q_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
             blas, CUBLAS_OP_N, CUBLAS_OP_T, block, block, rows, &one, xd, t, n, (long long)block,
-            xd, t, n, (long long)block, &beta, hd, CUDA_R_32F, n, (long long)block * (n + 1), nb,
-            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            xd, t, n, (long long)block, &beta, hd, CUDA_R_32F, block, b2, nb, CUBLAS_COMPUTE_32F,
+            CUBLAS_GEMM_DEFAULT));
     if (tail > 0) {
         const size_t o = (size_t)nb * (size_t)block;
         G4Q_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_T, tail, tail, rows, &one,
                                       xd + o * es, t, n, xd + o * es, t, n, &beta,
-                                      hd + o * (size_t)(n + 1), CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT));
+                                      hd + (size_t)nb * (size_t)b2, CUDA_R_32F, block,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     return G4Q_OK;
 }

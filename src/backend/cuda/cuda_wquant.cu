@@ -187,8 +187,14 @@ static void note_gptq(wq_mem *m, int64_t rows, int64_t cols)
     wq_mem_note(m, factor > loop ? factor : loop);
 }
 
+// H's entries for GPTQ (g4q_wquant_check made sure it holds every one), or nullptr.
+static const float *full_h(const g4q_hess *d_H)
+{
+    return d_H ? d_H->h : nullptr;
+}
+
 static g4q_status int4_job(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
-                           const uint16_t *d_w, const float *d_H)
+                           const uint16_t *d_w, const g4q_hess *d_H)
 {
     const g4q_layout *l = g4q_layout_get(job->format);
     const int group = l->group;
@@ -202,7 +208,7 @@ static g4q_status int4_job(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
     float *d_s = static_cast<float *>(x->dout[1].p);
     if (job->gptq)
         G4Q_TRY(g4q_cuda_gptq_int4(ctx, job->name, *x->blas, d_w, rows, cols, group, job->method,
-                                   sdt, d_H, job->gptq_opts, d_q, d_s, x->stream));
+                                   sdt, full_h(d_H), job->gptq_opts, d_q, d_s, x->stream));
     else
         G4Q_TRY(g4q_cuda_int4_quantize_h(ctx, job->name, d_w, rows, cols, group, job->method, sdt,
                                          d_H, d_q, d_s, x->stream));
@@ -242,7 +248,7 @@ static g4q_status fetch2(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job)
 }
 
 g4q_status wq_quantize_device(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
-                              const uint16_t *d_w, const float *d_H)
+                              const uint16_t *d_w, const g4q_hess *d_H)
 {
     const char *name = job->name;
     const int64_t rows = job->rows, cols = job->cols;
@@ -273,7 +279,7 @@ g4q_status wq_quantize_device(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *jo
             G4Q_TRY(g4q_cuda_nvfp4_quantize_ct(ctx, name, d_w, rows, cols, amax, d_p, d_s, global,
                                                s));
         else if (gptq)
-            G4Q_TRY(g4q_cuda_gptq_nvfp4(ctx, name, *x->blas, d_w, rows, cols, amax, m, d_H,
+            G4Q_TRY(g4q_cuda_gptq_nvfp4(ctx, name, *x->blas, d_w, rows, cols, amax, m, full_h(d_H),
                                         job->gptq_opts, d_p, d_s, global, s));
         else
             G4Q_TRY(g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, amax, m, d_H, d_p, d_s,
@@ -285,7 +291,7 @@ g4q_status wq_quantize_device(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *jo
         G4Q_TRY(ensure2(ctx, x, job));
         uint8_t *d_c = static_cast<uint8_t *>(x->dout[0].p);
         float *d_s = static_cast<float *>(x->dout[1].p);
-        G4Q_TRY(gptq ? g4q_cuda_gptq_fp8_blocks(ctx, name, *x->blas, d_w, rows, cols, m, d_H,
+        G4Q_TRY(gptq ? g4q_cuda_gptq_fp8_blocks(ctx, name, *x->blas, d_w, rows, cols, m, full_h(d_H),
                                                 job->gptq_opts, d_c, d_s, s)
                      : g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, m, d_H, d_c, d_s,
                                                       s));
@@ -312,12 +318,14 @@ extern "C" g4q_status g4q_wquant_gpu_run(g4q_ctx *ctx, g4q_wquant_gpu *q, const 
     const size_t wbytes = (size_t)job->rows * (size_t)job->cols * sizeof(uint16_t);
     G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->win, wbytes, "the weight"));
     G4Q_CUDA_CHECK(cudaMemcpyAsync(q->win.p, job->w, wbytes, cudaMemcpyHostToDevice, q->stream));
-    const float *d_H = nullptr;
+    g4q_hess d_H{}; // job->H's entries as they are (every one, or the diagonal blocks) on the device
     if (job->H) {
-        const size_t hb = (size_t)job->cols * (size_t)job->cols * sizeof(float);
+        const size_t hb = g4q_hess_count(job->H->n, job->H->block) * sizeof(float);
         G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->hess, hb, "the Hessian"));
-        G4Q_CUDA_CHECK(cudaMemcpyAsync(q->hess.p, job->H, hb, cudaMemcpyHostToDevice, q->stream));
-        d_H = static_cast<const float *>(q->hess.p);
+        G4Q_CUDA_CHECK(
+            cudaMemcpyAsync(q->hess.p, job->H->h, hb, cudaMemcpyHostToDevice, q->stream));
+        d_H = {static_cast<const float *>(q->hess.p), job->H->n, job->H->block};
     }
-    return wq_quantize_device(ctx, &q->x, job, static_cast<const uint16_t *>(q->win.p), d_H);
+    return wq_quantize_device(ctx, &q->x, job, static_cast<const uint16_t *>(q->win.p),
+                              job->H ? &d_H : nullptr);
 }

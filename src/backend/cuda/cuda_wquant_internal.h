@@ -50,11 +50,12 @@ struct wq_exec {
 };
 
 // Quantizes job (g4q_wquant_gpu_supports; g4q_wquant_check passed) whose weight bf16
-// [rows, cols] is at d_w on the device (and H at d_H when job->H, else NULL), filling the job's
-// host outputs job->out (and job->deq) exactly as g4q_wquant_gpu_run does. The copies back are
-// ordered on x->stream, which is synchronised before return. Errors as g4q_wquant_gpu_run.
+// [rows, cols] is at d_w on the device (and job->H, held as it is, at d_H->h when job->H, else
+// d_H NULL), filling the job's host outputs job->out (and job->deq) exactly as
+// g4q_wquant_gpu_run does. The copies back are ordered on x->stream, which is synchronised
+// before return. Errors as g4q_wquant_gpu_run.
 g4q_status wq_quantize_device(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
-                              const uint16_t *d_w, const float *d_H);
+                              const uint16_t *d_w, const g4q_hess *d_H);
 
 // The device of a GPU quantizer, and adding a pipe's peak of device bytes to its own (at the
 // pipe's end: the quantizer's held bytes plus the pipe's peak).

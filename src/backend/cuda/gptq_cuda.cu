@@ -413,8 +413,9 @@ extern "C" g4q_status g4q_cuda_gptq_int4(g4q_ctx *ctx, const char *name, void *b
                                          float *d_scales, void *stream)
 {
     const char *nm = name ? name : "?";
+    const g4q_hess hv{d_H, cols, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
     // The RTN quantizer validates shape, dtype, method and weights; its outputs are replaced.
-    G4Q_TRY(g4q_cuda_int4_quantize_h(ctx, name, d_w, rows, cols, group, method, scale_dtype, d_H,
+    G4Q_TRY(g4q_cuda_int4_quantize_h(ctx, name, d_w, rows, cols, group, method, scale_dtype, full,
                                      d_q, d_scales, stream));
     if (group <= 0 || kB % group != 0)
         return g4q_fail(ctx, G4Q_ERR_UNSUPPORTED,
@@ -426,7 +427,7 @@ extern "C" g4q_status g4q_cuda_gptq_int4(g4q_ctx *ctx, const char *name, void *b
               : scale_dtype == G4Q_DT_BF16 ? G4Q_SCALE_STORE_BF16
                                            : G4Q_SCALE_STORE_F32;
     float *d_hw = nullptr;
-    G4Q_TRY(g4q_cuda_hess_weights(ctx, nm, method, d_H, cols, group, stream, &d_hw));
+    G4Q_TRY(g4q_cuda_hess_weights(ctx, nm, method, full, cols, group, stream, &d_hw));
     a.hw = d_hw;
     int overflow = 0;
     g4q_status st =
@@ -449,7 +450,8 @@ extern "C" g4q_status g4q_cuda_gptq_nvfp4(g4q_ctx *ctx, const char *name, void *
                                           void *stream)
 {
     const char *nm = name ? name : "?";
-    G4Q_TRY(g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, global_amax, method, d_H,
+    const g4q_hess hv{d_H, cols, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
+    G4Q_TRY(g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, global_amax, method, full,
                                       d_packed, d_scales, wsf2, stream));
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     float cand[G4Q_NVFP4_SWEEP_N];
@@ -459,7 +461,7 @@ extern "C" g4q_status g4q_cuda_gptq_nvfp4(g4q_ctx *ctx, const char *name, void *
     float *d_cand = nullptr, *d_hw = nullptr;
     G4Q_TRY(s.get(ctx, nm, G4Q_NVFP4_SWEEP_N, &d_cand));
     G4Q_CUDA_CHECK(cudaMemcpyAsync(d_cand, cand, sizeof cand, cudaMemcpyHostToDevice, st));
-    G4Q_TRY(g4q_cuda_hess_weights(ctx, nm, method, d_H, cols, G4Q_NVFP4_BLOCK, stream, &d_hw));
+    G4Q_TRY(g4q_cuda_hess_weights(ctx, nm, method, full, cols, G4Q_NVFP4_BLOCK, stream, &d_hw));
     LoopArgs a{};
     a.fmt = F_NVFP4, a.rows = rows, a.cols = cols, a.kind = (int)method;
     a.packed = d_packed, a.e4m3 = d_scales, a.g = *wsf2, a.cand = d_cand, a.hw = d_hw;
@@ -475,7 +477,8 @@ extern "C" g4q_status g4q_cuda_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, v
                                                float *d_scales, void *stream)
 {
     const char *nm = name ? name : "?";
-    G4Q_TRY(g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, method, d_H, d_q,
+    const g4q_hess hv{d_H, cols, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
+    G4Q_TRY(g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, method, full, d_q,
                                            d_scales, stream));
     LoopArgs a{};
     a.fmt = F_FP8, a.rows = rows, a.cols = cols, a.fp8 = d_q, a.fscales = d_scales;

@@ -54,33 +54,37 @@ g4q_status g4q_cuda_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t
 
 /*
  * Hessian-weighted variants (quant.h, "Hessian-weighted scale searches"): as the CPU `_h`
- * functions, byte for byte, with d_H a device pointer to H fp32 [cols, cols] row-major (NULL
- * allowed for the non-weighted methods, which then run exactly as the functions above). The
- * diagonal or diagonal blocks of d_H are gathered on the device, checked and normalised on the
+ * functions, byte for byte, with d_H->h in device memory (every entry or diagonal blocks, as
+ * quant.h g4q_hess; d_H NULL allowed for the non-weighted methods, which then run exactly as the
+ * functions above). The diagonal or diagonal blocks are gathered on the device, checked and
+ * normalised on the
  * host by g4q_hess_normalize (temporary device memory: cols floats for imatrix, about cols · bs
  * for hessian with bs 16 / 128 / group), then the per-block searches of quant/blockq.h run on the
  * device.
  */
 g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
                                      int64_t rows, int64_t cols, float global_amax,
-                                     g4q_scale_method method, const float *d_H, uint8_t *d_packed,
-                                     uint8_t *d_scales, float *wsf2, void *stream);
+                                     g4q_scale_method method, const g4q_hess *d_H,
+                                     uint8_t *d_packed, uint8_t *d_scales, float *wsf2,
+                                     void *stream);
 
 g4q_status g4q_cuda_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
                                           int64_t rows, int64_t cols, g4q_scale_method method,
-                                          const float *d_H, uint8_t *d_q, float *d_scales,
+                                          const g4q_hess *d_H, uint8_t *d_q, float *d_scales,
                                           void *stream);
 
 g4q_status g4q_cuda_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
                                     int64_t rows, int64_t cols, int group,
                                     g4q_scale_method method, g4q_dtype scale_dtype,
-                                    const float *d_H, int8_t *d_q, float *d_scales, void *stream);
+                                    const g4q_hess *d_H, int8_t *d_q, float *d_scales,
+                                    void *stream);
 
 /* The weights of H that a weighted method m reads (quant.h compact layout, block size bs),
- * gathered from d_H, normalised on the host by g4q_hess_normalize and uploaded: *d_hw (device,
- * freed by the caller with cudaFreeAsync on stream), or NULL for the unweighted methods. */
+ * gathered from d_H (d_H->h device memory, g4q_hess_check'ed against cols), normalised on the host
+ * by g4q_hess_normalize and uploaded: *d_hw (device, freed by the caller with cudaFreeAsync on
+ * stream), or NULL for the unweighted methods. */
 g4q_status g4q_cuda_hess_weights(g4q_ctx *ctx, const char *name, g4q_scale_method m,
-                                 const float *d_H, int64_t cols, int bs, void *stream,
+                                 const g4q_hess *d_H, int64_t cols, int bs, void *stream,
                                  float **d_hw);
 
 /* ---- GPTQ (quant/gptq.h) on the device: gptq_cuda.cu ----

@@ -216,20 +216,25 @@ __global__ void int4_h_kernel(const uint16_t *w, int64_t rows, int64_t cols, int
         q[r * cols + c0 + j] = (int8_t)g4q_int4_encode(G4Q_FDIV(g4q_bf16_to_f32(src[j]), s));
 }
 
-// Gathers the part of H [cols, cols] that a weighted method reads into the compact layout of
-// g4q_hess_extract (the diagonal, or the bs x bs diagonal blocks zero-padded past cols).
-__global__ void hess_extract_kernel(const float *H, int64_t cols, int bs, int hess, float *out,
-                                    int64_t n)
+// Gathers the part of H that a weighted method reads into the compact layout of g4q_hess_extract
+// (the diagonal, or the bs x bs diagonal blocks zero-padded past cols). H holds every entry
+// (hb 0) or its diagonal hb x hb blocks (quant.h g4q_hess), hb a multiple of bs for hessian.
+__global__ void hess_extract_kernel(const float *H, int64_t cols, int64_t hb, int bs, int hess,
+                                    float *out, int64_t n)
 {
     for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < n;
          o += (int64_t)gridDim.x * blockDim.x) {
-        if (!hess) {
-            out[o] = H[o * cols + o];
+        int64_t ci = o, cj = o;
+        if (hess) {
+            int64_t b2 = (int64_t)bs * bs, k = o / b2;
+            ci = k * bs + (o % b2) / bs;
+            cj = k * bs + o % bs;
+        }
+        if (ci >= cols || cj >= cols) {
+            out[o] = 0.0f;
             continue;
         }
-        int64_t b2 = (int64_t)bs * bs, k = o / b2, i = (o % b2) / bs, j = o % bs;
-        int64_t ci = k * bs + i, cj = k * bs + j;
-        out[o] = ci < cols && cj < cols ? H[ci * cols + cj] : 0.0f;
+        out[o] = hb ? H[(ci / hb) * hb * hb + (ci % hb) * hb + cj % hb] : H[ci * cols + cj];
     }
 }
 
@@ -247,17 +252,14 @@ int store_of(g4q_dtype dt)
 // code, so both apply the same numbers) and uploaded. *d_hw = nullptr for the other methods;
 // otherwise the caller frees it with cudaFreeAsync on st.
 extern "C" g4q_status g4q_cuda_hess_weights(g4q_ctx *ctx, const char *nm, g4q_scale_method m,
-                                            const float *d_H, int64_t cols, int bs, void *stream,
-                                            float **d_hw)
+                                            const g4q_hess *d_H, int64_t cols, int bs,
+                                            void *stream, float **d_hw)
 {
     cudaStream_t st = (cudaStream_t)stream;
     *d_hw = nullptr;
     if (!g4q_scale_method_weighted(m))
         return G4Q_OK;
-    if (!d_H)
-        return g4q_fail(ctx, G4Q_ERR_INVALID,
-                        "tensor '%s': scale method %s needs the input Hessian H (got NULL)", nm,
-                        g4q_scale_method_name(m));
+    G4Q_TRY(g4q_hess_check(ctx, nm, m, d_H, cols, bs));
     size_t n = g4q_hess_weights_count(m, cols, bs);
     float *h = static_cast<float *>(malloc(n * sizeof(float)));
     if (!h)
@@ -267,7 +269,8 @@ extern "C" g4q_status g4q_cuda_hess_weights(g4q_ctx *ctx, const char *nm, g4q_sc
     if (err == cudaSuccess) {
         size_t blocks = (n + 255) / 256;
         hess_extract_kernel<<<(unsigned)(blocks < 4096 ? blocks : 4096), 256, 0, st>>>(
-            d_H, cols, bs, m == G4Q_SCALE_HESSIAN, d, (int64_t)n);
+            d_H->h, cols, g4q_hess_block(cols, d_H->block), bs, m == G4Q_SCALE_HESSIAN, d,
+            (int64_t)n);
         err = cudaGetLastError();
     }
     if (err == cudaSuccess)
@@ -354,7 +357,7 @@ extern "C" g4q_status g4q_cuda_nvfp4_check(g4q_ctx *ctx, const char *nm, const u
 extern "C" g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name,
                                                 const uint16_t *d_w, int64_t rows, int64_t cols,
                                                 float global_amax, g4q_scale_method method,
-                                                const float *d_H, uint8_t *d_packed,
+                                                const g4q_hess *d_H, uint8_t *d_packed,
                                                 uint8_t *d_scales, float *wsf2, void *stream)
 {
     const char *nm = name ? name : "?";
@@ -400,7 +403,7 @@ extern "C" g4q_status g4q_cuda_fp8_quantize_blocks(g4q_ctx *ctx, const char *nam
 extern "C" g4q_status g4q_cuda_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name,
                                                      const uint16_t *d_w, int64_t rows,
                                                      int64_t cols, g4q_scale_method method,
-                                                     const float *d_H, uint8_t *d_q,
+                                                     const g4q_hess *d_H, uint8_t *d_q,
                                                      float *d_scales, void *stream)
 {
     const char *nm = name ? name : "?";
@@ -445,7 +448,7 @@ extern "C" g4q_status g4q_cuda_int4_quantize(g4q_ctx *ctx, const char *name, con
 extern "C" g4q_status g4q_cuda_int4_quantize_h(g4q_ctx *ctx, const char *name,
                                                const uint16_t *d_w, int64_t rows, int64_t cols,
                                                int group, g4q_scale_method method,
-                                               g4q_dtype scale_dtype, const float *d_H,
+                                               g4q_dtype scale_dtype, const g4q_hess *d_H,
                                                int8_t *d_q, float *d_scales, void *stream)
 {
     const char *nm = name ? name : "?";
