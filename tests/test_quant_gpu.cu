@@ -170,7 +170,7 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
         for (int64_t j = i / bw * bw; j < C && j < i / bw * bw + bw; j++)
             Hc[(size_t)((i / bw) * bw * bw + (i % bw) * bw + j % bw)] = H[(size_t)(i * C + j)];
     float *d_Hc = upload(Hc);
-    const g4q_hess hv{H.data(), C, 0}, dhv{d_H, C, 0}, dhc{d_Hc, C, 128};
+    const g4q_hess hv{H.data(), C, 0, 0}, dhv{d_H, C, 0, 0}, dhc{d_Hc, C, 128, 0};
     float amax = 0;
     CHECK_STATUS(g4q_quant_amax_bf16(&ctx, "w", w.data(), n, &amax), G4Q_OK);
     const g4q_scale_method ms[2] = {G4Q_SCALE_IMATRIX, G4Q_SCALE_HESSIAN};
@@ -262,7 +262,7 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
                                               G4Q_DT_F16, &dhv, d_iq, d_s, nullptr),
                      G4Q_ERR_NUMERIC);
         // blocks of 16 do not hold the 128-column groups' hessian blocks
-        const g4q_hess d16{d_Hc, C, 16};
+        const g4q_hess d16{d_Hc, C, 16, 0};
         if (C > 128) {
             CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "mlp.g", d_w, R, C, 128,
                                                   G4Q_SCALE_HESSIAN, G4Q_DT_F16, &d16, d_iq, d_s,
@@ -325,7 +325,7 @@ static void timings(uint64_t *rng)
     {
         std::vector<float> H = random_hessian(C, rng);
         float *d_Hf = upload(H);
-        const g4q_hess dhv{d_Hf, C, 0}, *d_H = &dhv;
+        const g4q_hess dhv{d_Hf, C, 0, 0}, *d_H = &dhv;
         const g4q_scale_method wm[2] = {G4Q_SCALE_IMATRIX, G4Q_SCALE_HESSIAN};
         for (auto m : wm) {
             auto t0 = std::chrono::steady_clock::now();

@@ -21,7 +21,7 @@
 #include "testutil.h"
 
 /* H [cols, cols] with every entry, as the `_h` quantizers take it (quant.h g4q_hess). */
-#define FULLH(H, cols) (&(const g4q_hess){(H), (cols), 0})
+#define FULLH(H, cols) (&(const g4q_hess){.h = (H), .n = (cols)})
 
 static const float E2M1_TABLE[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
 
@@ -778,7 +778,7 @@ static void test_blocked(void)
         for (int k = 0; k < 5; k++) {
             const int b = blocks[k];
             float *hc = compact_blocks(H, C, b);
-            const g4q_hess hv = {hc, C, b};
+            const g4q_hess hv = {.h = hc, .n = C, .block = b};
             CHECK(g4q_hess_count(C, b) == (size_t)((C + b - 1) / b * b * b));
             /* each search reads hv when its blocks (16, 128, 32) divide b, or only the diagonal */
             const int rd[3] = {WM[m] == G4Q_SCALE_IMATRIX || b % 16 == 0,
@@ -812,7 +812,7 @@ static void test_blocked(void)
         }
     }
     /* a Hessian of another width is refused, naming the tensor */
-    const g4q_hess narrow = {H, C - 16, 0};
+    const g4q_hess narrow = {.h = H, .n = C - 16};
     CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "mlp.w", w, R, C, amax, G4Q_SCALE_IMATRIX, &narrow,
                                       got.nv_p, got.nv_s, &got.nv_ws),
                  G4Q_ERR_INVALID);

@@ -40,7 +40,7 @@ static void accepts(void)
     CHECK_EQ_INT(g4q_wquant_pipe_accepts(&j), 0);
     j.gptq = 0;
     float H[256] = {0};
-    const g4q_hess hv = {H, 16, 0};
+    const g4q_hess hv = {.h = H, .n = 16};
     j.H = &hv;
     CHECK_EQ_INT(g4q_wquant_pipe_accepts(&j), 0);
     j.H = NULL;

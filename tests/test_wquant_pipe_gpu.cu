@@ -4,6 +4,7 @@
 //     byte, on awkward shapes, with the same refusals;
 //   - the device amax vs g4q_quant_amax_bf16: equal values, NaN and infinity refused;
 //   - g4q_wquant_gpu_run (restructured around the shared device part) vs g4q_wquant_cpu;
+//   - jobs whose Hessian has a key (kept on the device with GPTQ's factor) vs unkeyed jobs;
 //   - streams of random units through the pipe (every format it takes, fused units of 1 to 3,
 //     chunks smaller than a weight and not a divisor of it, results held back and released out of
 //     order so that the pipe waits for output slots) vs g4q_wquant_cpu on the same jobs: identical
@@ -282,6 +283,81 @@ static void sync_run(uint64_t *rng)
                   fused ? " fused" : "");
     }
     g4q_wquant_gpu_free(gpu);
+}
+
+// Hessian keys (quant.h g4q_hess.key): jobs that name their Hessian by a key reuse the one on the
+// device and GPTQ's factor of it, and give exactly the bytes of unkeyed jobs, over a sequence
+// that switches Hessians (so a key must also be re-uploaded after another one): GPTQ INT4, GPTQ
+// NVFP4 and an imatrix search.
+static void hessian_keys(uint64_t *rng)
+{
+    g4q_ctx ctx;
+    g4q_ctx_init(&ctx);
+    g4q_wquant_gpu *keyed = nullptr, *plain = nullptr;
+    if (!CHECK_STATUS(g4q_wquant_gpu_create(&ctx, &keyed), G4Q_OK) ||
+        !CHECK_STATUS(g4q_wquant_gpu_create(&ctx, &plain), G4Q_OK)) {
+        g4q_wquant_gpu_free(keyed);
+        return;
+    }
+    const int64_t R = 96, C = 256, T = 300;
+    std::vector<float> Hs[2];
+    for (auto &H : Hs) { // x·xᵀ over T random tokens: positive definite
+        std::vector<float> x((size_t)(T * C));
+        for (auto &v : x)
+            v = (float)g4q_test_normal(rng);
+        H.assign((size_t)(C * C), 0.0f);
+        for (int64_t i = 0; i < C; i++)
+            for (int64_t j = 0; j < C; j++) {
+                double a = 0.0;
+                for (int64_t t = 0; t < T; t++)
+                    a += (double)x[(size_t)(t * C + i)] * x[(size_t)(t * C + j)];
+                H[(size_t)(i * C + j)] = (float)a;
+            }
+    }
+    struct step {
+        g4q_layout_format f;
+        g4q_scale_method m;
+        int gptq, h;
+    };
+    const step steps[] = {{G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
+                          {G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
+                          {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_MSE, 1, 0},
+                          {G4Q_LAYOUT_INT4_CT, G4Q_SCALE_MSE, 1, 1},
+                          {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_IMATRIX, 0, 1},
+                          {G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
+                          {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_MSE, 1, 1}};
+    int n = 0;
+    for (const step &sp : steps) {
+        std::vector<uint16_t> w((size_t)(R * C));
+        fill(w, rng);
+        const g4q_layout *l = g4q_layout_get(sp.f);
+        std::vector<std::vector<uint8_t>> out[2];
+        for (int v = 0; v < 2; v++) {
+            const g4q_hess h{Hs[sp.h].data(), C, 0, v ? 0 : 100u + (uint64_t)sp.h};
+            g4q_wquant_job j{};
+            j.format = sp.f;
+            j.name = "w";
+            j.rows = R;
+            j.cols = C;
+            j.method = sp.m;
+            j.gptq = sp.gptq;
+            j.w = w.data();
+            j.H = &h;
+            out[v].assign(G4Q_LAYOUT_MAX_TENSORS, {});
+            for (int k = 0; k < l->n; k++) {
+                if (g4q_layout_role_calibrated(l->t[k].role)) continue;
+                out[v][k].resize(g4q_layout_nbytes(&l->t[k], R, C, l->group));
+                j.out[k] = out[v][k].data();
+            }
+            CHECK_STATUS(g4q_wquant_gpu_run(&ctx, v ? plain : keyed, &j), G4Q_OK);
+        }
+        CHECK_MSG(out[0] == out[1], "step %d (%s %s%s, H%d): keyed bytes differ", n,
+                  g4q_layout_name(sp.f), sp.gptq ? "gptq " : "", g4q_scale_method_name(sp.m),
+                  sp.h);
+        n++;
+    }
+    g4q_wquant_gpu_free(keyed);
+    g4q_wquant_gpu_free(plain);
 }
 
 // A GPU quantizer and a pipe over it (o NULL: the defaults); false, nothing left open, on failure.
@@ -617,6 +693,7 @@ int main()
         compare_ct(sh[0], sh[1], &rng);
     amax_edges(&rng);
     sync_run(&rng);
+    hessian_keys(&rng);
     // small chunks (odd sizes, so every weight spans several and ends mid-chunk), one copy thread
     pipe_stream(&rng, 40, 3000, 1, 0);
     // MB-sized weights with parallel staging copies and chunks smaller than a weight

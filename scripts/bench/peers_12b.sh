@@ -7,10 +7,13 @@
 #   scripts/bench/peers_12b.sh WORK STEP ...
 # Steps, run in the order given:
 #   model                 gemma4q-mkmodel --preset 12b into WORK/m12b (skipped when present)
-#   g4q:RECIPE.yaml       gemma4q-quantize --device cuda (the nvfp4 recipes also write the
-#                         calibration ids they used to WORK/calib.bin for the peers)
+#   g4q:RECIPE.yaml       gemma4q-quantize --device cuda (the nvfp4 and GPTQ recipes also write
+#                         the calibration ids they used to WORK/calib.bin, and their seq_len to
+#                         WORK/calib.seq, for the peers; CALIB_SAMPLES / CALIB_SEQ_LEN override
+#                         the recipe's calibration size)
 #   modelopt:FORMAT       scripts/peers/modelopt_export.py (W4A4 formats get --calib WORK/calib.bin)
-#   llmc:FORMAT           scripts/peers/llmcompressor_export.py
+#   llmc:FORMAT           scripts/peers/llmcompressor_export.py (w4a16_gptq gets --calib
+#                         WORK/calib.bin: run a g4q GPTQ step first)
 #   autoround:FORMAT      scripts/peers/autoround_export.py
 # Every step prints and appends to $OUT/peers.tsv one line: tool, format, wall seconds, peak GPU
 # memory in MiB as nvidia-smi sees it (sampled every 100 ms: the whole process, CUDA context
@@ -77,9 +80,13 @@ for step in "$@"; do
     g4q)
         name=$(basename "$arg" .yaml)
         extra=()
-        case $name in nvfp4 | nvfp4-mlp-only) extra=(--dump-calib "$work/calib.bin") ;; esac
+        case $name in nvfp4 | nvfp4-mlp-only | *gptq*) extra=(--dump-calib "$work/calib.bin") ;; esac
+        [ -n "${CALIB_SAMPLES:-}" ] && extra+=(--calib-samples "$CALIB_SAMPLES")
+        [ -n "${CALIB_SEQ_LEN:-}" ] && extra+=(--calib-seq-len "$CALIB_SEQ_LEN")
         timed gemma4q "$name" "$work/q" gemma4q-quantize --model "$model" --recipe "$arg" \
             --out "$work/q" --device cuda --force "${extra[@]}" --json "$OUT/g4q-$name.json"
+        python3 -c 'import json,sys; c=json.load(open(sys.argv[1])).get("calibration");
+print(c["seq_len"] if c else "")' "$OUT/g4q-$name.json" >"$work/calib.seq" 2>/dev/null
         ;;
     modelopt | llmc | autoround)
         peers_env || { echo "peer wheels did not install"; continue; }
@@ -88,6 +95,8 @@ for step in "$@"; do
         calib=()
         [ "$kind" = modelopt ] && case $arg in nvfp4* | fp8 | *+kv)
             calib=(--calib "$work/calib.bin:1024") ;; esac
+        [ "$kind" = llmc ] && case $arg in *gptq)
+            calib=(--calib "$work/calib.bin:$(cat "$work/calib.seq")") ;; esac
         timed "$kind" "$arg" "$work/p" python3 "$script" --model "$model" --out "$work/p" \
             --format "$arg" --device cuda "${calib[@]}"
         ;;

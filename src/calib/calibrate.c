@@ -188,7 +188,7 @@ static g4q_status layer_stats(observer_state *os, int l, uint64_t tokens, g4q_ca
         const int block = g4q_hess_block(os->dim[s], os->hessian_block[s]);
         G4Q_TRY(os->be->download(os->be, os->hess[s], 0, os->host[s],
                                  g4q_hess_count(os->dim[s], block)));
-        out->hess[s] = (g4q_hess){os->host[s], os->dim[s], block};
+        out->hess[s] = (g4q_hess){.h = os->host[s], .n = os->dim[s], .block = block};
     }
     for (int s = 0; s < G4Q_OBS_COUNT; s++) {
         if (!os->calls[s]) continue;

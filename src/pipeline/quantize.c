@@ -28,6 +28,7 @@ typedef struct layer_job {
     g4q_tensor repl_t[REPL_MAX];
     int n_repl;
     size_t items;
+    uint64_t layers_seen;    /* on_layer calls: with the site, the keys of the layer's Hessians */
     double seconds;
     unsigned smooth_sites;   /* Linear input sites smoothed (smooth_layer.h), 1u << site */
     g4q_layer_smooth ls;     /* the current layer's smoothing */
@@ -98,6 +99,9 @@ static g4q_status quantize_one(layer_job *lj, size_t i, const g4q_calib_layer *L
                             it->module, (long long)cols, g4q_plan_item_hessian_use(it));
         h = L->hess[site];
         if (lj->ls.hess[site]) h.h = lj->ls.hess[site]; /* smoothed, held as the calibration's */
+        /* The layer's items of one site share this H (q/k/v, gate/up): one upload and one GPTQ
+         * factorization on the GPU (quant.h key). */
+        h.key = lj->layers_seen << 8 | (uint64_t)(site + 1);
     }
     const g4q_hess *H = h.h ? &h : NULL;
     g4q_plan_item smoothed = *it;
@@ -175,6 +179,7 @@ static g4q_status on_layer(void *user, const g4q_calib_layer *L, g4q_layer_weigh
 {
     layer_job *lj = user;
     free_repl(lj);
+    lj->layers_seen++;
     const double t0 = g4q_now_seconds();
     const g4q_plan *p = lj->plan;
     g4q_layer_smooth_free(&lj->ls);
@@ -199,7 +204,10 @@ static g4q_status on_layer(void *user, const g4q_calib_layer *L, g4q_layer_weigh
             continue;
         if (lj->n_repl >= REPL_MAX)
             return g4q_fail(lj->ctx, G4Q_ERR_INTERNAL, "layer %d: too many Linears", L->layer);
+        const double ti = g4q_now_seconds();
         g4q_status st = quantize_one(lj, i, L, replace);
+        g4q_log(lj->ctx, G4Q_LOG_DEBUG, "layer %d: %s quantized in %.3f s", L->layer,
+                it->module, g4q_now_seconds() - ti);
         g4q_ckpt_release(lj->ckpt, it->src); /* the export reads it once more, from disk */
         if (st != G4Q_OK) {
             if (st != G4Q_ERR_NEEDS_CALIBRATION) g4q_error_prefix(lj->ctx, "%s", it->src->name);

@@ -82,6 +82,7 @@ static g4q_status qdq(void *user, const float *s, const uint16_t *const *ws, flo
         gamax = a > gamax ? a : gamax;
     }
     g4q_hess hs = ss->H;
+    hs.key = 0; /* smoothed per candidate: nothing to keep */
     if (ss->H.h) {
         memcpy(ss->Hs, ss->H.h, g4q_hess_count(ss->H.n, ss->H.block) * sizeof *ss->Hs);
         g4q_smooth_hessian(ss->Hs, ss->n, ss->H.block, s);

@@ -10,7 +10,7 @@
 #include "quant/blockq.h"
 
 /* GPTQ reads every entry of H: the view of it that the scale searches take (cols in scope). */
-#define FULL(H) ((H) ? &(const g4q_hess){(H), cols, 0} : NULL)
+#define FULL(H) ((H) ? &(const g4q_hess){.h = (H), .n = cols} : NULL)
 
 /* ---- the inverse Hessian's upper Cholesky factor ---- */
 

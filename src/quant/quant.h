@@ -92,11 +92,16 @@ int g4q_scale_method_weighted(g4q_scale_method m);
  *   block b >= 1: only the diagonal b x b blocks, compact: ceil(n/b) blocks of b·b floats, block
  *                 k (columns k·b .. k·b + b - 1) at offset k·b·b, row-major, its entries past n
  *                 zero; b = 1 is the diagonal alone. The layout a blocked backend gram writes.
- * h is host or device memory as the function taking it says; the struct does not own it. */
+ * h is host or device memory as the function taking it says; the struct does not own it.
+ * key: 0, or a nonzero name of these contents that a caller may give (src/pipeline): jobs that
+ * pass equal keys pass equal Hessians, so a quantizer may keep what it derived from one (the GPU
+ * quantizer keeps H and GPTQ's inverse factor on the device, backend/wquant.h). The bytes
+ * written never depend on it. */
 typedef struct g4q_hess {
     const float *h;
     int64_t n;
     int block;
+    uint64_t key;
 } g4q_hess;
 
 /* Floats that a g4q_hess of n inputs and this block holds: n·n for block 0 (or block >= n,

@@ -13,6 +13,7 @@
 #include "backend/cuda/quant_ct_cuda.h"
 #include "backend/cuda/quant_cuda.h"
 #include "backend/wquant.h"
+#include "base/sys.h"
 
 struct g4q_wquant_gpu {
     int device;
@@ -20,6 +21,12 @@ struct g4q_wquant_gpu {
     cublasHandle_t blas; // GPTQ's factorization; created on first use
     wq_mem mem;
     wq_buf win, hess;    // the input bf16 and the input Hessian
+    uint64_t hess_key;   // the key of the Hessian in hess (g4q_hess.key; 0: none kept)
+    // GPTQ's inverse factor of that Hessian (fp32 [cols, cols]) with the damping it was made
+    // with, and scratch for the factorization's dead columns
+    wq_buf ufac, udead;
+    uint64_t ufac_key;
+    double ufac_damp;
     wq_exec x;           // the outputs' device buffers and host scratch (malloc'd)
 };
 
@@ -148,6 +155,8 @@ extern "C" void g4q_wquant_gpu_free(g4q_wquant_gpu *q)
     if (!q) return;
     wq_dev_free(&q->mem, &q->win);
     wq_dev_free(&q->mem, &q->hess);
+    wq_dev_free(&q->mem, &q->ufac);
+    wq_dev_free(&q->mem, &q->udead);
     for (int i = 0; i < 2; i++) {
         wq_dev_free(&q->mem, &q->x.dout[i]);
         wq_host_free(&q->x.hscratch[i], q->x.hpinned);
@@ -318,14 +327,47 @@ extern "C" g4q_status g4q_wquant_gpu_run(g4q_ctx *ctx, g4q_wquant_gpu *q, const 
     const size_t wbytes = (size_t)job->rows * (size_t)job->cols * sizeof(uint16_t);
     G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->win, wbytes, "the weight"));
     G4Q_CUDA_CHECK(cudaMemcpyAsync(q->win.p, job->w, wbytes, cudaMemcpyHostToDevice, q->stream));
-    g4q_hess d_H{}; // job->H's entries as they are (every one, or the diagonal blocks) on the device
+    // job->H's entries as they are (every one, or the diagonal blocks) on the device; a job whose
+    // key names the Hessian already there (the layer's q/k/v, gate/up) uploads nothing
+    g4q_hess d_H{};
+    const uint64_t key = job->H ? job->H->key : 0;
     if (job->H) {
-        const size_t hb = g4q_hess_count(job->H->n, job->H->block) * sizeof(float);
-        G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->hess, hb, "the Hessian"));
-        G4Q_CUDA_CHECK(
-            cudaMemcpyAsync(q->hess.p, job->H->h, hb, cudaMemcpyHostToDevice, q->stream));
-        d_H = {static_cast<const float *>(q->hess.p), job->H->n, job->H->block};
+        if (!key || key != q->hess_key) {
+            const size_t hb = g4q_hess_count(job->H->n, job->H->block) * sizeof(float);
+            q->hess_key = q->ufac_key = 0;
+            G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->hess, hb, "the Hessian"));
+            G4Q_CUDA_CHECK(
+                cudaMemcpyAsync(q->hess.p, job->H->h, hb, cudaMemcpyHostToDevice, q->stream));
+            q->hess_key = key;
+        }
+        d_H = {static_cast<const float *>(q->hess.p), job->H->n, job->H->block, key};
     }
-    return wq_quantize_device(ctx, &q->x, job, static_cast<const uint16_t *>(q->win.p),
+    g4q_wquant_job j = *job;
+    g4q_gptq_opts go = job->gptq_opts ? *job->gptq_opts : g4q_gptq_opts{};
+    if (job->gptq && job->H && key && !go.U) { // the factor, made once per key (same bytes)
+        const double damp = go.damp > 0.0 ? go.damp : 0.01;
+        if (q->ufac_key != key || q->ufac_damp != damp) {
+            const int64_t n = job->cols;
+            q->ufac_key = 0;
+            if (!q->blas && cublasCreate(&q->blas) != CUBLAS_STATUS_SUCCESS) {
+                q->blas = nullptr;
+                return g4q_fail(ctx, G4Q_ERR_CUDA, "cannot create a cuBLAS handle");
+            }
+            G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->ufac, (size_t)(n * n) * sizeof(float),
+                                  "GPTQ's inverse factor"));
+            G4Q_TRY(wq_dev_ensure(ctx, &q->mem, &q->udead, (size_t)n, "GPTQ's dead columns"));
+            wq_mem_note(&q->mem, (size_t)(n * n) * 16); // the factorization's fp64 work memory
+            const double t0 = g4q_now_seconds();
+            G4Q_TRY(g4q_cuda_gptq_factor(ctx, job->name, q->blas, d_H.h, n, damp,
+                                         static_cast<float *>(q->ufac.p),
+                                         static_cast<uint8_t *>(q->udead.p), q->stream));
+            q->ufac_key = key, q->ufac_damp = damp;
+            g4q_log(ctx, G4Q_LOG_DEBUG, "%s: GPTQ inverse factor of %lld inputs: %.3f s",
+                    job->name, (long long)n, g4q_now_seconds() - t0);
+        }
+        go.U = static_cast<const float *>(q->ufac.p);
+        j.gptq_opts = &go;
+    }
+    return wq_quantize_device(ctx, &q->x, &j, static_cast<const uint16_t *>(q->win.p),
                               job->H ? &d_H : nullptr);
 }

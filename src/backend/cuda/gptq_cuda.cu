@@ -1,9 +1,10 @@
 // GPTQ on the device (quant_cuda.h; the algorithm and its CPU reference: quant/gptq.h).
 //
 // 1. Inverse factor U (fp64, then fp32): H widened to fp64 with the CPU's dead-column and damping
-//    rule (g4q_gptq_damp_diag on the host), then a right-looking blocked Cholesky (diagonal blocks
-//    of 256 factored on the host by the CPU reference's code, panels with cuBLAS dtrsm / dsyrk),
-//    L⁻¹ by dtrsm against the identity, H⁻¹ = L⁻ᵀ·L⁻¹ by dsyrk, and the Cholesky of that again.
+//    rule (g4q_gptq_damp_diag on the host), reversed (J·H·J), then a right-looking blocked
+//    Cholesky L (diagonal blocks of 128 factored in shared memory by one thread block, panels
+//    with cuBLAS dtrsm / dsyrk), L⁻¹ by dtrsm against the identity in column blocks, and
+//    U = J·L⁻¹·J (g4q_cuda_gptq_factor says why that is the factor of H⁻¹).
 //    Summation orders differ from the CPU's, so U agrees with it to fp64 rounding, not bit for bit.
 // 2. The column loop, exactly the CPU's arithmetic (correctly rounded intrinsics, no contraction):
 //    per block of B columns, one thread per row quantizes the block's columns in order (choosing
@@ -28,7 +29,8 @@
 namespace {
 
 constexpr int kB = 128;      // lazy-batch columns on the device (the CPU default)
-constexpr int kChol = 256;   // diagonal block of the blocked Cholesky
+constexpr int kChol = 128;   // diagonal block of the blocked Cholesky (shared memory: 128 KB)
+constexpr int kInvB = 512;   // column block of the triangular inverse
 constexpr int kT = 64;       // trail_kernel tile (columns x rows)
 constexpr int kK = 16;       // trail_kernel k-chunk
 
@@ -81,13 +83,22 @@ __global__ void eye_kernel(double *X, int64_t n)
     if (i < (size_t)n * (size_t)n) X[i] = (i / (size_t)n == i % (size_t)n) ? 1.0 : 0.0;
 }
 
-// U[i][j] = j >= i ? fl32(A[i*n + j]) : 0 (A column-major lower = row-major upper).
-__global__ void narrow_upper(const double *A, float *U, int64_t n)
+// D = J·S·J [n, n] (J reverses the order: D[i][j] = S[n-1-i][n-1-j]).
+__global__ void reverse_kernel(const double *S, double *D, int64_t n)
+{
+    const size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= (size_t)n * (size_t)n) return;
+    D[k] = S[(size_t)n * (size_t)n - 1 - k];
+}
+
+// U = J·X·J in fp32, row-major upper (zeros below): U[i][j] = fl32(X(n-1-i, n-1-j)) for j >= i,
+// X lower and column-major.
+__global__ void narrow_reversed(const double *X, float *U, int64_t n)
 {
     const size_t k = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= (size_t)n * (size_t)n) return;
     const int64_t i = (int64_t)(k / (size_t)n), j = (int64_t)(k % (size_t)n);
-    U[k] = j >= i ? (float)A[k] : 0.0f;
+    U[k] = j >= i ? (float)X[(size_t)(n - 1 - j) * (size_t)n + (size_t)(n - 1 - i)] : 0.0f;
 }
 
 // Wt [cols, rows] = W [rows, cols] widened, dead columns zero (32 x 32 tiles through shared).
@@ -264,31 +275,58 @@ struct Scratch {
 
 // In-place lower Cholesky of the column-major fp64 A [n, n] on the device (see the file comment).
 // Returns the first failing pivot + 1 through *bad.
+// The lower Cholesky of the column-major kb x kb diagonal block at A (leading dimension lda),
+// kb <= kChol, in shared memory by one block: right-looking, column j scaled by the pivot's root,
+// then the trailing lower triangle updated. Writes back the lower triangle (the upper is left as
+// it is). A pivot that is not positive and finite sets *bad = base + j + 1 (the first failure of
+// the factorization; later panels then do nothing) and stops.
+__global__ void __launch_bounds__(1024) chol_panel_kernel(double *A, int64_t lda, int kb,
+                                                          int64_t base, long long *bad)
+{
+    extern __shared__ double sp[]; // [kb][kb], column-major
+    if (*bad) return;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    for (int e = tid; e < kb * kb; e += nt)
+        sp[e] = A[(int64_t)(e / kb) * lda + e % kb];
+    for (int j = 0; j < kb; j++) {
+        __syncthreads();
+        const double d = sp[j * kb + j];
+        if (!(d > 0.0) || !isfinite(d)) {
+            if (tid == 0) *bad = base + j + 1;
+            return; // every thread read the same pivot
+        }
+        const double r = sqrt(d);
+        for (int i = j + 1 + tid; i < kb; i += nt)
+            sp[j * kb + i] /= r;
+        __syncthreads();
+        if (tid == 0) sp[j * kb + j] = r;
+        const int m = kb - j - 1; // the trailing lower triangle, m (m + 1) / 2 entries
+        for (int e = tid; e < m * m; e += nt) {
+            const int i = j + 1 + e % m, k = j + 1 + e / m;
+            if (k <= i) sp[k * kb + i] -= sp[j * kb + i] * sp[j * kb + k];
+        }
+    }
+    __syncthreads();
+    for (int e = tid; e < kb * kb; e += nt)
+        if (e % kb >= e / kb) A[(int64_t)(e / kb) * lda + e % kb] = sp[e];
+}
+
+// In-place lower Cholesky of the column-major fp64 A [n, n] on the device (see the file comment):
+// diagonal blocks by chol_panel_kernel, the panels below with cuBLAS, no host round trip. *bad:
+// 0, or 1 + the first pivot that is not positive (the stream is synchronised before return).
 g4q_status chol_blocked(g4q_ctx *ctx, const char *nm, cublasHandle_t h, cudaStream_t st,
-                        double *A, int64_t n, int nt, int64_t *bad)
+                        double *A, int64_t n, long long *d_bad, int64_t *bad)
 {
     *bad = 0;
-    std::vector<double> cm((size_t)kChol * kChol), rm((size_t)kChol * kChol);
     const double one = 1.0, minus = -1.0;
+    const size_t smem = (size_t)kChol * kChol * sizeof(double);
+    G4Q_CUDA_CHECK(cudaFuncSetAttribute(chol_panel_kernel,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    G4Q_CUDA_CHECK(cudaMemsetAsync(d_bad, 0, sizeof *d_bad, st));
     for (int64_t k = 0; k < n; k += kChol) {
         const int64_t kb = n - k < kChol ? n - k : kChol;
         double *a11 = A + k * n + k;
-        G4Q_CUDA_CHECK(cudaMemcpy2DAsync(cm.data(), (size_t)kb * 8, a11, (size_t)n * 8,
-                                         (size_t)kb * 8, (size_t)kb, cudaMemcpyDeviceToHost, st));
-        G4Q_CUDA_CHECK(cudaStreamSynchronize(st));
-        for (int64_t i = 0; i < kb; i++) // column-major (i, j) -> row-major
-            for (int64_t j = 0; j < kb; j++)
-                rm[i * kb + j] = cm[j * kb + i];
-        const int64_t p = g4q_cholesky_lower_f64(rm.data(), kb, nt);
-        if (p) {
-            *bad = k + p;
-            return G4Q_OK;
-        }
-        for (int64_t i = 0; i < kb; i++)
-            for (int64_t j = 0; j <= i; j++)
-                cm[j * kb + i] = rm[i * kb + j];
-        G4Q_CUDA_CHECK(cudaMemcpy2DAsync(a11, (size_t)n * 8, cm.data(), (size_t)kb * 8,
-                                         (size_t)kb * 8, (size_t)kb, cudaMemcpyHostToDevice, st));
+        chol_panel_kernel<<<1, 1024, smem, st>>>(a11, n, (int)kb, k, d_bad);
         const int64_t m2 = n - k - kb;
         if (m2 <= 0) continue;
         double *a21 = a11 + kb, *a22 = A + (k + kb) * n + k + kb;
@@ -298,7 +336,11 @@ g4q_status chol_blocked(g4q_ctx *ctx, const char *nm, cublasHandle_t h, cudaStre
         BLAS_TRY(cublasDsyrk(h, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, (int)m2, (int)kb, &minus, a21,
                              (int)n, &one, a22, (int)n));
     }
+    G4Q_CUDA_CHECK(cudaGetLastError());
+    long long b = 0;
+    G4Q_CUDA_CHECK(cudaMemcpyAsync(&b, d_bad, sizeof b, cudaMemcpyDeviceToHost, st));
     G4Q_CUDA_CHECK(cudaStreamSynchronize(st));
+    *bad = (int64_t)b;
     return G4Q_OK;
 }
 
@@ -312,9 +354,10 @@ extern "C" g4q_status g4q_cuda_gptq_factor(g4q_ctx *ctx, const char *name, void 
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     cublasHandle_t h = static_cast<cublasHandle_t>(blas);
     const size_t nn = (size_t)n * (size_t)n;
-    const int nt = ctx->threads > 0 ? ctx->threads : 1;
     Scratch s;
     double *A = nullptr, *X = nullptr, *d = nullptr;
+    long long *d_bad = nullptr;
+    G4Q_TRY(s.get(ctx, nm, 1, &d_bad));
     G4Q_TRY(s.get(ctx, nm, nn, &A));
     G4Q_TRY(s.get(ctx, nm, nn, &X));
     G4Q_TRY(s.get(ctx, nm, (size_t)n, &d));
@@ -329,25 +372,29 @@ extern "C" g4q_status g4q_cuda_gptq_factor(g4q_ctx *ctx, const char *name, void 
     G4Q_CUDA_CHECK(cudaMemcpyAsync(d, diag.data(), (size_t)n * 8, cudaMemcpyHostToDevice, st));
     G4Q_CUDA_CHECK(cudaMemcpyAsync(d_dead, dead.data(), (size_t)n, cudaMemcpyHostToDevice, st));
     diag_set<<<blocks_for((size_t)n, 256), 256, 0, st>>>(A, n, d);
+    // U is the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ·U). With J the reversal and L the lower
+    // Cholesky factor of J·H·J, H = (J·L·J)·(J·L·J)ᵀ with J·L·J upper, so U = (J·L·J)⁻¹ =
+    // J·L⁻¹·J: one Cholesky and one triangular inverse (about n³/3 + n³/3 multiply-adds), not
+    // the Cholesky, inverse and Cholesky again of H⁻¹.
+    reverse_kernel<<<blocks_for(nn, 256), 256, 0, st>>>(A, X, n);
     int64_t bad = nonfinite ? 1 : 0;
-    if (!bad) G4Q_TRY(chol_blocked(ctx, nm, h, st, A, n, nt, &bad));
+    if (!bad) G4Q_TRY(chol_blocked(ctx, nm, h, st, X, n, d_bad, &bad));
     if (bad)
         return g4q_fail(ctx, G4Q_ERR_NUMERIC,
                         "tensor '%s': the calibration Hessian is not positive definite (pivot %lld "
                         "of %lld) even with damping %g",
-                        nm, (long long)bad - 1, (long long)n, damp);
-    const double one = 1.0, zero = 0.0;
-    eye_kernel<<<blocks_for(nn, 256), 256, 0, st>>>(X, n);
-    BLAS_TRY(cublasDtrsm(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
-                         CUBLAS_DIAG_NON_UNIT, (int)n, (int)n, &one, A, (int)n, X, (int)n));
-    BLAS_TRY(cublasDsyrk(h, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, (int)n, (int)n, &one, X, (int)n,
-                         &zero, A, (int)n));
-    G4Q_TRY(chol_blocked(ctx, nm, h, st, A, n, nt, &bad));
-    if (bad)
-        return g4q_fail(ctx, G4Q_ERR_NUMERIC,
-                        "tensor '%s': the inverse Hessian lost positive definiteness (pivot %lld)",
-                        nm, (long long)bad - 1);
-    narrow_upper<<<blocks_for(nn, 256), 256, 0, st>>>(A, d_U, n);
+                        nm, nonfinite ? 0LL : (long long)(n - bad), (long long)n, damp);
+    // A = L⁻¹ (lower), by column blocks: block c0 of the identity solves against L's trailing
+    // part only (the inverse is zero above the diagonal).
+    const double one = 1.0;
+    eye_kernel<<<blocks_for(nn, 256), 256, 0, st>>>(A, n);
+    for (int64_t c0 = 0; c0 < n; c0 += kInvB) {
+        const int64_t cb = n - c0 < kInvB ? n - c0 : kInvB;
+        BLAS_TRY(cublasDtrsm(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                             CUBLAS_DIAG_NON_UNIT, (int)(n - c0), (int)cb, &one, X + c0 * n + c0,
+                             (int)n, A + c0 * n + c0, (int)n));
+    }
+    narrow_reversed<<<blocks_for(nn, 256), 256, 0, st>>>(A, d_U, n);
     G4Q_CUDA_CHECK(cudaGetLastError());
     G4Q_CUDA_CHECK(cudaStreamSynchronize(st));
     return G4Q_OK;
@@ -413,7 +460,7 @@ extern "C" g4q_status g4q_cuda_gptq_int4(g4q_ctx *ctx, const char *name, void *b
                                          float *d_scales, void *stream)
 {
     const char *nm = name ? name : "?";
-    const g4q_hess hv{d_H, cols, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
+    const g4q_hess hv{d_H, cols, 0, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
     // The RTN quantizer validates shape, dtype, method and weights; its outputs are replaced.
     G4Q_TRY(g4q_cuda_int4_quantize_h(ctx, name, d_w, rows, cols, group, method, scale_dtype, full,
                                      d_q, d_scales, stream));
@@ -450,7 +497,7 @@ extern "C" g4q_status g4q_cuda_gptq_nvfp4(g4q_ctx *ctx, const char *name, void *
                                           void *stream)
 {
     const char *nm = name ? name : "?";
-    const g4q_hess hv{d_H, cols, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
+    const g4q_hess hv{d_H, cols, 0, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
     G4Q_TRY(g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, global_amax, method, full,
                                       d_packed, d_scales, wsf2, stream));
     cudaStream_t st = static_cast<cudaStream_t>(stream);
@@ -477,7 +524,7 @@ extern "C" g4q_status g4q_cuda_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, v
                                                float *d_scales, void *stream)
 {
     const char *nm = name ? name : "?";
-    const g4q_hess hv{d_H, cols, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
+    const g4q_hess hv{d_H, cols, 0, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
     G4Q_TRY(g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, method, full, d_q,
                                            d_scales, stream));
     LoopArgs a{};
