@@ -6,7 +6,8 @@
  *   - the bytes do not depend on the thread count;
  *   - the outputs keep RTN's conventions (INT4 codes in [-8, 7] packable as GPTQ v1, scales
  *     exact in their storage type);
- *   - a Hessian that is not positive definite, or none, is refused. */
+ *   - a Hessian that is not positive definite, or none, is refused;
+ *   - the inverse factor U meets its definition (U·H·Uᵀ = I for the damped H, U upper). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,11 +214,71 @@ static void test_errors(void)
     }
 }
 
+/* The inverse factor against its definition, in fp64: U is upper with a positive diagonal and
+ * U·H_d·Uᵀ = I (H⁻¹ = Uᵀ·U), H_d the damped H with its dead inputs set to 1 on the diagonal;
+ * dead[] marks exactly the zero diagonal entries; the failing pivot is named in H's order. */
+static void test_factor(void)
+{
+    g4q_ctx ctx;
+    g4q_ctx_init(&ctx);
+    make_data(&D, 0);
+    for (int j = 0; j < COLS; j++) /* input 7 dead */
+        D.H[7 * COLS + j] = D.H[j * COLS + 7] = 0.0f;
+    static float U[COLS * COLS];
+    static double Hd[COLS * COLS], M[COLS * COLS];
+    uint8_t dead[COLS];
+    if (!CHECK_STATUS(g4q_gptq_inverse_factor(&ctx, "w", D.H, COLS, 0.01, U, dead), G4Q_OK))
+        return;
+    double mean = 0.0;
+    for (int c = 0; c < COLS; c++)
+        mean += D.H[c * COLS + c] == 0.0f ? 1.0 : (double)D.H[c * COLS + c];
+    mean /= COLS;
+    for (int i = 0; i < COLS; i++)
+        for (int j = 0; j < COLS; j++)
+            Hd[i * COLS + j] = (double)D.H[i * COLS + j] +
+                               (i == j ? (D.H[i * COLS + i] == 0.0f ? 1.0 : 0.0) + 0.01 * mean : 0.0);
+    int shape = 1;
+    for (int i = 0; i < COLS; i++) {
+        shape &= U[i * COLS + i] > 0.0f && dead[i] == (i == 7);
+        for (int j = 0; j < i; j++)
+            shape &= U[i * COLS + j] == 0.0f;
+    }
+    CHECK_MSG(shape, "U is not upper with a positive diagonal, or dead[] is wrong");
+    for (int i = 0; i < COLS; i++) /* M = U·Hd */
+        for (int j = 0; j < COLS; j++) {
+            double a = 0.0;
+            for (int k = i; k < COLS; k++)
+                a += (double)U[i * COLS + k] * Hd[k * COLS + j];
+            M[i * COLS + j] = a;
+        }
+    double worst = 0.0;
+    for (int i = 0; i < COLS; i++) /* (M·Uᵀ)[i][j] against I */
+        for (int j = 0; j < COLS; j++) {
+            double a = 0.0;
+            for (int k = j; k < COLS; k++)
+                a += M[i * COLS + k] * (double)U[j * COLS + k];
+            worst = fmax(worst, fabs(a - (i == j ? 1.0 : 0.0)));
+        }
+    CHECK_MSG(worst < 1e-3, "U·H·Uᵀ differs from I by %g", worst);
+    /* a pivot at input 300 that damping leaves negative is reported there (H diagonal, the
+     * other pivots positive) */
+    make_data(&D, 1);
+    double others = 0.0;
+    for (int c = 0; c < COLS; c++)
+        others += c == 300 ? 0.0 : (double)D.H[c * COLS + c];
+    D.H[300 * COLS + 300] = (float)(-0.5 * others / COLS);
+    CHECK_STATUS(g4q_gptq_inverse_factor(&ctx, "mlp.f", D.H, COLS, 0.01, U, dead),
+                 G4Q_ERR_NUMERIC);
+    CHECK(strstr(g4q_ctx_error(&ctx), "mlp.f") != NULL &&
+          strstr(g4q_ctx_error(&ctx), "pivot 300 ") != NULL);
+}
+
 int main(void)
 {
     rng = g4q_test_seed();
     test_beats_rtn();
     test_diagonal_is_rtn();
     test_errors();
+    test_factor();
     return g4q_test_finish();
 }

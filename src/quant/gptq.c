@@ -71,50 +71,39 @@ g4q_status g4q_gptq_inverse_factor(g4q_ctx *ctx, const char *name, const float *
     const int nonfinite = g4q_gptq_damp_diag(B, n, damp, dead);
     for (int64_t c = 0; c < n; c++)
         A[c * n + c] = B[c];
+    /* U is the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ·U). With J the reversal and L the lower
+     * Cholesky factor of J·H·J, H = (J·L·J)·(J·L·J)ᵀ with J·L·J upper, so U = (J·L·J)⁻¹ =
+     * J·L⁻¹·J: one Cholesky and one triangular inverse (as the GPU computes it). */
+    for (size_t i = 0; i < (size_t)n * (size_t)n; i++) /* B = J·A·J */
+        B[i] = A[(size_t)n * (size_t)n - 1 - i];
     g4q_status st = G4Q_OK;
-    int64_t bad = nonfinite ? 1 : g4q_cholesky_lower_f64(A, n, nt);
+    int64_t bad = nonfinite ? 1 : g4q_cholesky_lower_f64(B, n, nt);
     if (bad) {
         st = g4q_fail(ctx, G4Q_ERR_NUMERIC,
                       "tensor '%s': the calibration Hessian is not positive definite (pivot %lld "
                       "of %lld) even with damping %g",
-                      nm, (long long)bad - 1, (long long)n, damp);
+                      nm, nonfinite ? 0LL : (long long)(n - bad), (long long)n, damp);
         goto out;
     }
-    /* B = L⁻¹, stored transposed (B[j][k] = L⁻¹[k][j], so every inner product below runs over
+    /* A = L⁻¹, stored transposed (A[j][k] = L⁻¹[k][j], so every inner product below runs over
      * contiguous memory), column j of L⁻¹ by forward substitution. */
-    memset(B, 0, (size_t)n * (size_t)n * sizeof *B);
+    memset(A, 0, (size_t)n * (size_t)n * sizeof *A);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
     for (int64_t j = 0; j < n; j++) {
-        double *bj = B + j * n;
-        bj[j] = 1.0 / A[j * n + j];
+        double *aj = A + j * n;
+        aj[j] = 1.0 / B[j * n + j];
         for (int64_t i = j + 1; i < n; i++) {
-            const double *ai = A + i * n;
+            const double *li = B + i * n;
             double s = 0.0;
             for (int64_t k = j; k < i; k++)
-                s += ai[k] * bj[k];
-            bj[i] = -s / ai[i];
+                s += li[k] * aj[k];
+            aj[i] = -s / li[i];
         }
     }
-    /* A = H⁻¹ = L⁻ᵀ·L⁻¹, lower triangle: A[i][j] = Σ_{k >= i} L⁻¹[k][i]·L⁻¹[k][j], j <= i. */
-#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j <= i; j++) {
-            const double *bi = B + i * n, *bj = B + j * n;
-            double s = 0.0;
-            for (int64_t k = i; k < n; k++)
-                s += bi[k] * bj[k];
-            A[i * n + j] = s;
-        }
-    bad = g4q_cholesky_lower_f64(A, n, nt);
-    if (bad) {
-        st = g4q_fail(ctx, G4Q_ERR_NUMERIC,
-                      "tensor '%s': the inverse Hessian lost positive definiteness (pivot %lld)",
-                      nm, (long long)bad - 1);
-        goto out;
-    }
+    /* U[i][j] = L⁻¹[n-1-i][n-1-j] = A[n-1-j][n-1-i] for j >= i. */
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++)
-            U[i * n + j] = j >= i ? (float)A[j * n + i] : 0.0f;
+            U[i * n + j] = j >= i ? (float)A[(n - 1 - j) * n + (n - 1 - i)] : 0.0f;
 out:
     free(A);
     free(B);

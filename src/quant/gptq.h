@@ -69,8 +69,11 @@ typedef struct g4q_gptq_opts {
  * order. Returns 0, or 1 when the mean is not finite. Shared by the CPU and GPU factorizations. */
 int g4q_gptq_damp_diag(double *diag, int64_t n, double damp, uint8_t *dead);
 
-/* Steps 1-3: U [n, n] fp32 (upper triangle, zeros below) and dead [n]. G4Q_ERR_NUMERIC when the
- * damped H (or the inverse) is not positive definite, naming `name`. */
+/* Steps 1-3: U [n, n] fp32 (upper triangle, zeros below) and dead [n]. U is computed as
+ * J·L⁻¹·J, with J the order reversal and L the lower Cholesky factor of J·H·J (the damped H
+ * reversed), in fp64: the same matrix as the Cholesky factor of H⁻¹, for a third of the work.
+ * G4Q_ERR_NUMERIC when the damped H is not positive definite, naming `name` and the pivot (its
+ * index in H's order). */
 g4q_status g4q_gptq_inverse_factor(g4q_ctx *ctx, const char *name, const float *H, int64_t n,
                                    double damp, float *U, uint8_t *dead);
 
