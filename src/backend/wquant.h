@@ -54,7 +54,9 @@ typedef struct g4q_wquant_job {
     const uint16_t *w; /* bf16 [rows, cols] row-major, host memory */
     /* The input Hessian of cols inputs (quant.h g4q_hess), host memory, for GPTQ (which needs
      * every entry: block 0) and the imatrix / hessian scale searches (which read its diagonal
-     * blocks); NULL otherwise. */
+     * blocks); NULL otherwise. With a nonzero H->key the GPU quantizer keeps H, and GPTQ's
+     * inverse factor of it, on the device for the next job of the same key (no upload, no
+     * factorization: the same bytes); it holds one key at a time. */
     const g4q_hess *H;
     /* Host output buffers: out[k] receives tensor k of g4q_layout_get(format)->t, in its written
      * dtype and shape for (rows, cols, the layout's group) (g4q_layout_nbytes bytes), for every
