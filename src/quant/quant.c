@@ -1,5 +1,6 @@
-/* Shared helpers of the CPU quantizers: tensor amax, method names and the weights of the
- * Hessian-weighted searches. */
+/* Shared helpers of the CPU quantizers: tensor amax, method names, the input Hessian as it is
+ * held (every entry or diagonal blocks: g4q_hess) and the weights of the Hessian-weighted
+ * searches read from it. */
 #include "quant/quant.h"
 
 #include <math.h>
