@@ -541,7 +541,8 @@ static void test_gram_blocks(g4q_backend *be)
                     const float v = h[(size_t)k * bs * bs + (size_t)a * bs + c];
                     if (i < n && j < n)
                         same &= memcmp(&v, &full[(size_t)i * n + j], sizeof v) == 0;
-                    else zero &= v == 0.0f;
+                    else
+                        zero &= v == 0.0f;
                 }
         CHECK_MSG(same, "gram block %d: a block entry differs from the full product's", bs);
         CHECK_MSG(zero, "gram block %d: the padding past n is not 0", bs);

@@ -227,16 +227,16 @@ static void test_factor(void)
     static float U[COLS * COLS];
     static double Hd[COLS * COLS], M[COLS * COLS];
     uint8_t dead[COLS];
-    if (!CHECK_STATUS(g4q_gptq_inverse_factor(&ctx, "w", D.H, COLS, 0.01, U, dead), G4Q_OK))
-        return;
+    if (!CHECK_STATUS(g4q_gptq_inverse_factor(&ctx, "w", D.H, COLS, 0.01, U, dead), G4Q_OK)) return;
     double mean = 0.0;
     for (int c = 0; c < COLS; c++)
         mean += D.H[c * COLS + c] == 0.0f ? 1.0 : (double)D.H[c * COLS + c];
     mean /= COLS;
     for (int i = 0; i < COLS; i++)
         for (int j = 0; j < COLS; j++)
-            Hd[i * COLS + j] = (double)D.H[i * COLS + j] +
-                               (i == j ? (D.H[i * COLS + i] == 0.0f ? 1.0 : 0.0) + 0.01 * mean : 0.0);
+            Hd[i * COLS + j] =
+                (double)D.H[i * COLS + j] +
+                (i == j ? (D.H[i * COLS + i] == 0.0f ? 1.0 : 0.0) + 0.01 * mean : 0.0);
     int shape = 1;
     for (int i = 0; i < COLS; i++) {
         shape &= U[i * COLS + i] > 0.0f && dead[i] == (i == 7);
@@ -267,8 +267,7 @@ static void test_factor(void)
     for (int c = 0; c < COLS; c++)
         others += c == 300 ? 0.0 : (double)D.H[c * COLS + c];
     D.H[300 * COLS + 300] = (float)(-0.5 * others / COLS);
-    CHECK_STATUS(g4q_gptq_inverse_factor(&ctx, "mlp.f", D.H, COLS, 0.01, U, dead),
-                 G4Q_ERR_NUMERIC);
+    CHECK_STATUS(g4q_gptq_inverse_factor(&ctx, "mlp.f", D.H, COLS, 0.01, U, dead), G4Q_ERR_NUMERIC);
     CHECK(strstr(g4q_ctx_error(&ctx), "mlp.f") != NULL &&
           strstr(g4q_ctx_error(&ctx), "pivot 300 ") != NULL);
 }

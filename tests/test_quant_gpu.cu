@@ -190,8 +190,8 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
                                                        &gws, nullptr),
                              G4Q_OK);
                 CHECK_MSG(ws == gws && download(d_p, n / 2) == p && download(d_s, n / 16) == s,
-                          "NVFP4 %s [%lld, %lld], H blocks %d: GPU bytes differ", mn,
-                          (long long)R, (long long)C, dh->block);
+                          "NVFP4 %s [%lld, %lld], H blocks %d: GPU bytes differ", mn, (long long)R,
+                          (long long)C, dh->block);
             }
             CHECK_STATUS(g4q_cuda_nvfp4_quantize_h(&ctx, "mlp.n", d_w, R, C, amax, m, nullptr,
                                                    d_p, d_s, &gws, nullptr),
@@ -207,16 +207,16 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
         float *d_s;
         CU(cudaMalloc(&d_q, n));
         CU(cudaMalloc(&d_s, nbf * 4));
-        CHECK_STATUS(g4q_fp8_quantize_blocks_h(&ctx, "w", w.data(), R, C, m, &hv, q.data(),
-                                               s.data()),
-                     G4Q_OK);
+        CHECK_STATUS(
+            g4q_fp8_quantize_blocks_h(&ctx, "w", w.data(), R, C, m, &hv, q.data(), s.data()),
+            G4Q_OK);
         for (const g4q_hess *dh : {&dhv, &dhc}) {
-            CHECK_STATUS(g4q_cuda_fp8_quantize_blocks_h(&ctx, "w", d_w, R, C, m, dh, d_q, d_s,
-                                                        nullptr),
-                         G4Q_OK);
+            CHECK_STATUS(
+                g4q_cuda_fp8_quantize_blocks_h(&ctx, "w", d_w, R, C, m, dh, d_q, d_s, nullptr),
+                G4Q_OK);
             CHECK_MSG(download(d_q, n) == q && download(d_s, nbf) == s,
-                      "FP8 blocks %s [%lld, %lld], H blocks %d: GPU bytes differ", mn,
-                      (long long)R, (long long)C, dh->block);
+                      "FP8 blocks %s [%lld, %lld], H blocks %d: GPU bytes differ", mn, (long long)R,
+                      (long long)C, dh->block);
         }
         CHECK_STATUS(g4q_cuda_fp8_quantize_blocks_h(&ctx, "w", d_w, R, C, m, nullptr, d_q, d_s,
                                                     nullptr),
@@ -264,9 +264,8 @@ static void compare_h(int64_t R, int64_t C, uint64_t *rng)
         // blocks of 16 do not hold the 128-column groups' hessian blocks
         const g4q_hess d16{d_Hc, C, 16, 0};
         if (C > 128) {
-            CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "mlp.g", d_w, R, C, 128,
-                                                  G4Q_SCALE_HESSIAN, G4Q_DT_F16, &d16, d_iq, d_s,
-                                                  nullptr),
+            CHECK_STATUS(g4q_cuda_int4_quantize_h(&ctx, "mlp.g", d_w, R, C, 128, G4Q_SCALE_HESSIAN,
+                                                  G4Q_DT_F16, &d16, d_iq, d_s, nullptr),
                          G4Q_ERR_INVALID);
             CHECK(strstr(g4q_ctx_error(&ctx), "mlp.g") != nullptr);
         }

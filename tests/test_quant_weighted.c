@@ -326,9 +326,10 @@ static void run3(g4q_ctx *ctx, const uint16_t *w, const float *H, g4q_scale_meth
         CHECK_STATUS(g4q_nvfp4_quantize_h(ctx, "w", w, R, C, amax, m, FULLH(H, C), o->nv_p, o->nv_s,
                                           &o->nv_ws),
                      G4Q_OK);
-    CHECK_STATUS(g4q_fp8_quantize_blocks_h(ctx, "w", w, R, C, m, FULLH(H, C), o->f8_q, o->f8_s), G4Q_OK);
-    CHECK_STATUS(g4q_int4_quantize_h(ctx, "w", w, R, C, o->group, m, G4Q_DT_F16, FULLH(H, C), o->i4_q,
-                                     o->i4_s),
+    CHECK_STATUS(g4q_fp8_quantize_blocks_h(ctx, "w", w, R, C, m, FULLH(H, C), o->f8_q, o->f8_s),
+                 G4Q_OK);
+    CHECK_STATUS(g4q_int4_quantize_h(ctx, "w", w, R, C, o->group, m, G4Q_DT_F16, FULLH(H, C),
+                                     o->i4_q, o->i4_s),
                  G4Q_OK);
 }
 
@@ -385,8 +386,9 @@ static void test_identity(void)
     for (int m = 0; m < 2; m++) {
         CHECK_STATUS(g4q_int4_quantize(&ctx, "w", w, R, C, 32, G4Q_SCALE_MSE, G4Q_DT_BF16, q0, s0),
                      G4Q_OK);
-        CHECK_STATUS(g4q_int4_quantize_h(&ctx, "w", w, R, C, 32, WM[m], G4Q_DT_BF16, FULLH(H, C), q1, s1),
-                     G4Q_OK);
+        CHECK_STATUS(
+            g4q_int4_quantize_h(&ctx, "w", w, R, C, 32, WM[m], G4Q_DT_BF16, FULLH(H, C), q1, s1),
+            G4Q_OK);
         CHECK_MSG(memcmp(q0, q1, (size_t)(R * C)) == 0 && memcmp(s0, s1, (size_t)(R * 7) * 4) == 0,
                   "INT4 g32 bf16 %s with H = 0.3·I differs from mse", g4q_scale_method_name(WM[m]));
     }
@@ -593,19 +595,24 @@ static void test_dead(void)
     float ws, f8s, i4s[8];
     for (int m = 0; m < 2; m++) {
         const char *mn = g4q_scale_method_name(WM[m]);
-        CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "t", w2, r2, c2, A, WM[m], FULLH(Hs, c2), p, s, &ws), G4Q_OK);
+        CHECK_STATUS(
+            g4q_nvfp4_quantize_h(&ctx, "t", w2, r2, c2, A, WM[m], FULLH(Hs, c2), p, s, &ws),
+            G4Q_OK);
         /* block 0 (dead) keeps the MSE choice (never code 1 here); block 1 is zero: 0x38 */
         CHECK_MSG(s[0] != 1 && s[1] == 0x38, "NVFP4 %s: %02x %02x", mn, s[0], s[1]);
         for (int64_t c = 0; c < 16; c++)
             Hs[c * c2 + c] = c < 8 ? 0.0f : 1.0f; /* now 8..15 live (and zero in w2) */
-        CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "t", w2, r2, c2, A, WM[m], FULLH(Hs, c2), p, s, &ws), G4Q_OK);
+        CHECK_STATUS(
+            g4q_nvfp4_quantize_h(&ctx, "t", w2, r2, c2, A, WM[m], FULLH(Hs, c2), p, s, &ws),
+            G4Q_OK);
         CHECK_MSG(s[0] == 1, "NVFP4 %s: a zero-error tie took code %02x, not 01", mn, s[0]);
-        CHECK_STATUS(g4q_fp8_quantize_blocks_h(&ctx, "t", w2, r2, c2, WM[m], FULLH(Hs, c2), q8, &f8s),
-                     G4Q_OK);
+        CHECK_STATUS(
+            g4q_fp8_quantize_blocks_h(&ctx, "t", w2, r2, c2, WM[m], FULLH(Hs, c2), q8, &f8s),
+            G4Q_OK);
         CHECK_MSG(f8s == g4q_fp8_scale_of(A * g4q_mse_multiplier(0)),
                   "FP8 %s: a zero-error tie took %g", mn, (double)f8s);
-        CHECK_STATUS(g4q_int4_quantize_h(&ctx, "t", w2, r2, c2, 32, WM[m], G4Q_DT_F16, FULLH(Hs, c2), q4,
-                                         i4s),
+        CHECK_STATUS(g4q_int4_quantize_h(&ctx, "t", w2, r2, c2, 32, WM[m], G4Q_DT_F16,
+                                         FULLH(Hs, c2), q4, i4s),
                      G4Q_OK);
         float amax0 = 0;
         for (int c = 0; c < 32; c++)
@@ -662,33 +669,39 @@ static void test_errors(void)
                      G4Q_OK);
         CHECK(memcmp(p, p2, sizeof p) == 0 && memcmp(s, s2, sizeof s) == 0 && ws == ws2);
     }
-    CHECK_STATUS(g4q_fp8_quantize_blocks_h(&ctx, "w", w, R, C, G4Q_SCALE_FOUR_OVER_SIX, FULLH(H, C), q8, fs),
-                 G4Q_ERR_INVALID);
+    CHECK_STATUS(
+        g4q_fp8_quantize_blocks_h(&ctx, "w", w, R, C, G4Q_SCALE_FOUR_OVER_SIX, FULLH(H, C), q8, fs),
+        G4Q_ERR_INVALID);
     /* bad H: negative or NaN diagonal; a NaN in a diagonal block (read by hessian only); a NaN
      * outside the diagonal blocks (never read) */
     scaled_identity(H, C, 2.0f);
     H[5 * C + 5] = -1.0f;
-    CHECK_STATUS(g4q_int4_quantize_h(&ctx, "mlp.e", w, R, C, 32, G4Q_SCALE_IMATRIX, G4Q_DT_F16, FULLH(H, C),
-                                     q4, is),
+    CHECK_STATUS(g4q_int4_quantize_h(&ctx, "mlp.e", w, R, C, 32, G4Q_SCALE_IMATRIX, G4Q_DT_F16,
+                                     FULLH(H, C), q4, is),
                  G4Q_ERR_NUMERIC);
     CHECK(strstr(g4q_ctx_error(&ctx), "mlp.e") != NULL);
     H[5 * C + 5] = NAN;
-    CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_HESSIAN, FULLH(H, C), p, s, &ws),
-                 G4Q_ERR_NUMERIC);
+    CHECK_STATUS(
+        g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_HESSIAN, FULLH(H, C), p, s, &ws),
+        G4Q_ERR_NUMERIC);
     H[5 * C + 5] = 2.0f;
     H[5 * C + 6] = NAN; /* inside NVFP4 block 0, INT4 group 0 and the FP8 tile */
-    CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_HESSIAN, FULLH(H, C), p, s, &ws),
-                 G4Q_ERR_NUMERIC);
-    CHECK_STATUS(g4q_fp8_quantize_blocks_h(&ctx, "w", w, R, C, G4Q_SCALE_HESSIAN, FULLH(H, C), q8, fs),
-                 G4Q_ERR_NUMERIC);
-    CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_IMATRIX, FULLH(H, C), p, s, &ws),
-                 G4Q_OK);
+    CHECK_STATUS(
+        g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_HESSIAN, FULLH(H, C), p, s, &ws),
+        G4Q_ERR_NUMERIC);
+    CHECK_STATUS(
+        g4q_fp8_quantize_blocks_h(&ctx, "w", w, R, C, G4Q_SCALE_HESSIAN, FULLH(H, C), q8, fs),
+        G4Q_ERR_NUMERIC);
+    CHECK_STATUS(
+        g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_IMATRIX, FULLH(H, C), p, s, &ws),
+        G4Q_OK);
     H[5 * C + 6] = 0.0f;
     H[5 * C + 40] = INFINITY; /* outside the 16- and 32-column diagonal blocks */
-    CHECK_STATUS(g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_HESSIAN, FULLH(H, C), p, s, &ws),
-                 G4Q_OK);
-    CHECK_STATUS(g4q_int4_quantize_h(&ctx, "w", w, R, C, 32, G4Q_SCALE_HESSIAN, G4Q_DT_F16, FULLH(H, C), q4,
-                                     is),
+    CHECK_STATUS(
+        g4q_nvfp4_quantize_h(&ctx, "w", w, R, C, amax, G4Q_SCALE_HESSIAN, FULLH(H, C), p, s, &ws),
+        G4Q_OK);
+    CHECK_STATUS(g4q_int4_quantize_h(&ctx, "w", w, R, C, 32, G4Q_SCALE_HESSIAN, G4Q_DT_F16,
+                                     FULLH(H, C), q4, is),
                  G4Q_OK);
 }
 
@@ -787,16 +800,19 @@ static void test_blocked(void)
             g4q_status st[3];
             st[0] = g4q_nvfp4_quantize_h(&ctx, "mlp.n", w, R, C, amax, WM[m], &hv, got.nv_p,
                                          got.nv_s, &got.nv_ws);
-            st[1] = g4q_fp8_quantize_blocks_h(&ctx, "mlp.f", w, R, C, WM[m], &hv, got.f8_q,
-                                              got.f8_s);
+            st[1] =
+                g4q_fp8_quantize_blocks_h(&ctx, "mlp.f", w, R, C, WM[m], &hv, got.f8_q, got.f8_s);
             st[2] = g4q_int4_quantize_h(&ctx, "mlp.i", w, R, C, 32, WM[m], G4Q_DT_F16, &hv,
                                         got.i4_q, got.i4_s);
             int d[3];
             diff3(&ref, &got, d);
             for (int f = 0; f < 3; f++) {
-                CHECK_MSG(g4q_hess_readable(WM[m], &hv, f == 0 ? 16 : f == 1 ? 128 : 32) == rd[f],
-                          "%s blocks of %d, format %d: readable", g4q_scale_method_name(WM[m]),
-                          b, f);
+                CHECK_MSG(g4q_hess_readable(WM[m], &hv,
+                                            f == 0   ? 16
+                                            : f == 1 ? 128
+                                                     : 32) == rd[f],
+                          "%s blocks of %d, format %d: readable", g4q_scale_method_name(WM[m]), b,
+                          f);
                 if (rd[f])
                     CHECK_MSG(st[f] == G4Q_OK && d[f] == 0,
                               "%s with H in blocks of %d: format %d gives status %d, %d byte "
@@ -805,8 +821,8 @@ static void test_blocked(void)
                 else
                     CHECK_MSG(st[f] == G4Q_ERR_INVALID,
                               "%s with H in blocks of %d: format %d ran (status %d) on blocks "
-                              "that do not hold its own", g4q_scale_method_name(WM[m]), b, f,
-                              (int)st[f]);
+                              "that do not hold its own",
+                              g4q_scale_method_name(WM[m]), b, f, (int)st[f]);
             }
             free(hc);
         }

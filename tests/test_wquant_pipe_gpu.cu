@@ -319,13 +319,11 @@ static void hessian_keys(uint64_t *rng)
         g4q_scale_method m;
         int gptq, h;
     };
-    const step steps[] = {{G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
-                          {G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
-                          {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_MSE, 1, 0},
-                          {G4Q_LAYOUT_INT4_CT, G4Q_SCALE_MSE, 1, 1},
-                          {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_IMATRIX, 0, 1},
-                          {G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
-                          {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_MSE, 1, 1}};
+    const step steps[] = {
+        {G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},    {G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
+        {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_MSE, 1, 0},     {G4Q_LAYOUT_INT4_CT, G4Q_SCALE_MSE, 1, 1},
+        {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_IMATRIX, 0, 1}, {G4Q_LAYOUT_INT4_GPTQ, G4Q_SCALE_MAX, 1, 0},
+        {G4Q_LAYOUT_NVFP4_MO, G4Q_SCALE_MSE, 1, 1}};
     int n = 0;
     for (const step &sp : steps) {
         std::vector<uint16_t> w((size_t)(R * C));
@@ -352,8 +350,7 @@ static void hessian_keys(uint64_t *rng)
             CHECK_STATUS(g4q_wquant_gpu_run(&ctx, v ? plain : keyed, &j), G4Q_OK);
         }
         CHECK_MSG(out[0] == out[1], "step %d (%s %s%s, H%d): keyed bytes differ", n,
-                  g4q_layout_name(sp.f), sp.gptq ? "gptq " : "", g4q_scale_method_name(sp.m),
-                  sp.h);
+                  g4q_layout_name(sp.f), sp.gptq ? "gptq " : "", g4q_scale_method_name(sp.m), sp.h);
         n++;
     }
     g4q_wquant_gpu_free(keyed);

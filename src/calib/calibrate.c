@@ -57,14 +57,13 @@ static g4q_status add_hessian(observer_state *os, g4q_obs_site site, const g4q_b
         os->dim[site] = 0;
         free(os->host[site]);
         os->host[site] = malloc(count * sizeof(float));
-        g4q_status st = os->host[site] ? be->buf_alloc(be, G4Q_DT_F32, count, &os->hess[site])
-                                       : G4Q_ERR_NOMEM;
+        g4q_status st =
+            os->host[site] ? be->buf_alloc(be, G4Q_DT_F32, count, &os->hess[site]) : G4Q_ERR_NOMEM;
         if (st != G4Q_OK)
             return g4q_fail(os->ctx, st == G4Q_ERR_NOMEM ? G4Q_ERR_NOMEM : st,
                             "calibration: layer %d: %s Hessian of %d inputs, blocks of %d "
                             "(%.2f GB in fp32)",
-                            os->layer, g4q_obs_site_name(site), n, block,
-                            (double)count * 4e-9);
+                            os->layer, g4q_obs_site_name(site), n, block, (double)count * 4e-9);
         os->dim[site] = n;
     }
     G4Q_TRY(be->gram(be, os->hess[site], x, rows, n, block, os->started[site]));

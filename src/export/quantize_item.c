@@ -51,8 +51,7 @@ g4q_status g4q_quantize_item_job(g4q_ctx *ctx, const g4q_plan_item *it, float gr
 }
 
 g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_item *it,
-                             float group_amax, const g4q_hess *H, void *const *bufs,
-                             float *deq)
+                             float group_amax, const g4q_hess *H, void *const *bufs, float *deq)
 {
     g4q_wquant_job job;
     G4Q_TRY(g4q_quantize_item_job(ctx, it, group_amax, H, deq, &job));

@@ -32,8 +32,7 @@ g4q_scale_method g4q_plan_item_method(const g4q_plan_item *it);
  *   deq         NULL, or fp32 [out, in]: the dequantized weight as the export's decoders give it
  *               (sequential calibration runs the layer again with it). */
 g4q_status g4q_quantize_item(g4q_ctx *ctx, g4q_wquant_gpu *gpu, const g4q_plan_item *it,
-                             float group_amax, const g4q_hess *H, void *const *bufs,
-                             float *deq);
+                             float group_amax, const g4q_hess *H, void *const *bufs, float *deq);
 
 /* The job of g4q_quantize_item without its output buffers (job->out all NULL; the caller
  * points out[0 .. g4q_plan_item_weight_outputs(it)) at them, or hands the job to the GPU pipe of

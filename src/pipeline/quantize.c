@@ -28,7 +28,7 @@ typedef struct layer_job {
     g4q_tensor repl_t[REPL_MAX];
     int n_repl;
     size_t items;
-    uint64_t layers_seen;    /* on_layer calls: with the site, the keys of the layer's Hessians */
+    uint64_t layers_seen; /* on_layer calls: with the site, the keys of the layer's Hessians */
     double seconds;
     unsigned smooth_sites;   /* Linear input sites smoothed (smooth_layer.h), 1u << site */
     g4q_layer_smooth ls;     /* the current layer's smoothing */
@@ -206,8 +206,8 @@ static g4q_status on_layer(void *user, const g4q_calib_layer *L, g4q_layer_weigh
             return g4q_fail(lj->ctx, G4Q_ERR_INTERNAL, "layer %d: too many Linears", L->layer);
         const double ti = g4q_now_seconds();
         g4q_status st = quantize_one(lj, i, L, replace);
-        g4q_log(lj->ctx, G4Q_LOG_DEBUG, "layer %d: %s quantized in %.3f s", L->layer,
-                it->module, g4q_now_seconds() - ti);
+        g4q_log(lj->ctx, G4Q_LOG_DEBUG, "layer %d: %s quantized in %.3f s", L->layer, it->module,
+                g4q_now_seconds() - ti);
         g4q_ckpt_release(lj->ckpt, it->src); /* the export reads it once more, from disk */
         if (st != G4Q_OK) {
             if (st != G4Q_ERR_NEEDS_CALIBRATION) g4q_error_prefix(lj->ctx, "%s", it->src->name);

@@ -232,8 +232,8 @@ static g4q_status smooth_site(smooth_state *ss, const g4q_calib_layer *L, g4q_ob
             out->done |= 1u << site;
             if (ss->H.h) {
                 out->hess[site] = ss->Hs;
-                g4q_smooth_hessian(memcpy(ss->Hs, ss->H.h, hcount * sizeof *ss->Hs), n,
-                                   ss->H.block, s);
+                g4q_smooth_hessian(memcpy(ss->Hs, ss->H.h, hcount * sizeof *ss->Hs), n, ss->H.block,
+                                   s);
                 ss->Hs = NULL;
             }
         }

@@ -38,8 +38,7 @@ g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, 
 
 g4q_status g4q_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                                int64_t cols, int group, g4q_scale_method method,
-                               g4q_dtype scale_dtype, const g4q_hess *H, int8_t *q,
-                               float *scales)
+                               g4q_dtype scale_dtype, const g4q_hess *H, int8_t *q, float *scales)
 {
     const char *nm = name ? name : "?";
     if (rows <= 0 || cols <= 0 || group <= 0)

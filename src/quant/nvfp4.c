@@ -56,8 +56,7 @@ g4q_status g4q_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w,
 
 g4q_status g4q_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                                 int64_t cols, float global_amax, g4q_scale_method method,
-                                const g4q_hess *H, uint8_t *packed, uint8_t *scales,
-                                float *wsf2)
+                                const g4q_hess *H, uint8_t *packed, uint8_t *scales, float *wsf2)
 {
     G4Q_TRY(check_args(ctx, name, w, rows, cols, global_amax, packed, scales));
     if (method != G4Q_SCALE_MAX && method != G4Q_SCALE_MSE &&

@@ -60,19 +60,12 @@ int g4q_hess_readable(g4q_scale_method m, const g4q_hess *H, int bs)
     return b == 0 || m == G4Q_SCALE_IMATRIX || (bs > 0 && b % bs == 0);
 }
 
-/* Offset of H[i, j] in H's storage; i and j lie in one of its diagonal blocks when it is blocked. */
-static int64_t hess_at(const g4q_hess *H, int64_t i, int64_t j)
-{
-    const int64_t b = g4q_hess_block(H->n, H->block);
-    return b ? (i / b) * b * b + (i % b) * b + j % b : i * H->n + j;
-}
-
 void g4q_hess_extract(g4q_scale_method m, const g4q_hess *H, int bs, float *hw)
 {
-    const int64_t cols = H->n;
+    const int64_t cols = H->n, hb = g4q_hess_block(cols, H->block);
     if (m == G4Q_SCALE_IMATRIX) {
         for (int64_t c = 0; c < cols; c++)
-            hw[c] = H->h[hess_at(H, c, c)];
+            hw[c] = H->h[g4q_hess_offset(cols, hb, c, c)];
         return;
     }
     if (m != G4Q_SCALE_HESSIAN)
@@ -83,7 +76,8 @@ void g4q_hess_extract(g4q_scale_method m, const g4q_hess *H, int bs, float *hw)
         for (int64_t i = 0; i < bs; i++)
             for (int64_t j = 0; j < bs; j++) {
                 int64_t ci = k * bs + i, cj = k * bs + j;
-                hw[k * b2 + i * bs + j] = ci < cols && cj < cols ? H->h[hess_at(H, ci, cj)] : 0.0f;
+                hw[k * b2 + i * bs + j] =
+                    ci < cols && cj < cols ? H->h[g4q_hess_offset(cols, hb, ci, cj)] : 0.0f;
             }
 }
 
@@ -152,8 +146,7 @@ g4q_status g4q_hess_check(g4q_ctx *ctx, const char *name, g4q_scale_method m, co
                           int64_t cols, int bs)
 {
     const char *nm = name ? name : "?";
-    if (!g4q_scale_method_weighted(m))
-        return G4Q_OK;
+    if (!g4q_scale_method_weighted(m)) return G4Q_OK;
     if (!H || !H->h)
         return g4q_fail(ctx, G4Q_ERR_INVALID,
                         "tensor '%s': scale method %s needs the input Hessian H (got NULL)", nm,

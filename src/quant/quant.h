@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/bf16.h"
 #include "base/ctx.h"
 #include "io/dtype.h"
 
@@ -112,6 +113,20 @@ size_t g4q_hess_count(int64_t n, int block);
  * block >= n (every entry), else block. */
 int g4q_hess_block(int64_t n, int block);
 
+/* Where entry (i, j) of a Hessian of n inputs held with block b (= g4q_hess_block's, 0: every
+ * entry) is stored; when b > 0, i and j must lie in one diagonal block (i / b == j / b). The one
+ * statement of the layout, shared by C and CUDA. */
+G4Q_HD int64_t g4q_hess_offset(int64_t n, int64_t b, int64_t i, int64_t j)
+{
+    return b ? (i / b) * b * b + (i % b) * b + j % b : i * n + j;
+}
+
+/* H's entries where every one is held (GPTQ's input: callers check block 0), or NULL. */
+G4Q_HD const float *g4q_hess_full(const g4q_hess *H)
+{
+    return H ? H->h : NULL;
+}
+
 /* Number of floats of the compact weight array of a weighted method: cols for IMATRIX (the
  * diagonal), ceil(cols/bs)·bs·bs for HESSIAN (the diagonal bs x bs blocks, block k at offset
  * k·bs·bs, row-major, zero-padded past cols), 0 for the other methods. */
@@ -175,8 +190,7 @@ g4q_status g4q_nvfp4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w,
  * other methods, which give exactly g4q_nvfp4_quantize's bytes. */
 g4q_status g4q_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                                 int64_t cols, float global_amax, g4q_scale_method method,
-                                const g4q_hess *H, uint8_t *packed, uint8_t *scales,
-                                float *wsf2);
+                                const g4q_hess *H, uint8_t *packed, uint8_t *scales, float *wsf2);
 
 /* w ≈ E2M1(code) * E4M3(scale) * wsf2, into out fp32 [rows, cols]. Same shapes as above. */
 void g4q_nvfp4_dequantize(const uint8_t *packed, const uint8_t *scales, float wsf2, int64_t rows,
@@ -286,8 +300,7 @@ g4q_status g4q_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t *w, 
  * g4q_int4_quantize's). The hessian cost is O(121 · group²) per group. */
 g4q_status g4q_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *w, int64_t rows,
                                int64_t cols, int group, g4q_scale_method method,
-                               g4q_dtype scale_dtype, const g4q_hess *H, int8_t *q,
-                               float *scales);
+                               g4q_dtype scale_dtype, const g4q_hess *H, int8_t *q, float *scales);
 
 /* out fp32 [rows, cols] = q * scale. */
 void g4q_int4_dequantize(const int8_t *q, const float *scales, int64_t rows, int64_t cols,

@@ -246,13 +246,9 @@ g4q_status g4q_smooth_search(g4q_ctx *ctx, const char *name, const g4q_smooth_pr
 void g4q_smooth_hessian(float *H, int64_t n, int block, const float *s)
 {
     const int64_t b = g4q_hess_block(n, block);
-    if (!b) {
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++)
-                H[i * n + j] = H[i * n + j] / (s[i] * s[j]);
-        return;
+    for (int64_t i = 0; i < n; i++) { /* the held entries of row i: its diagonal block's, or all */
+        const int64_t j0 = b ? i / b * b : 0, j1 = b && j0 + b < n ? j0 + b : n;
+        for (int64_t j = j0; j < j1; j++)
+            H[g4q_hess_offset(n, b, i, j)] /= s[i] * s[j];
     }
-    for (int64_t i = 0; i < n; i++) /* block i / b holds row i % b of columns b·(i / b) .. */
-        for (int64_t j = i / b * b; j < i / b * b + b && j < n; j++)
-            H[(i / b) * b * b + (i % b) * b + j % b] /= s[i] * s[j];
 }

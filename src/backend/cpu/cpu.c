@@ -331,10 +331,7 @@ static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int ro
         g4q_hess_count(n, block) > H->count)
         return g4q_fail(be->ctx, G4Q_ERR_INTERNAL, "cpu gram: [%d, %d] out of range", rows, n);
     float *h = H->data;
-    const size_t bw = (size_t)(g4q_hess_block(n, block) ? block : n); /* a block's width */
-    /* Row i's entries of its diagonal block (columns i0 .. i0 + bw - 1, i0 = i / bw · bw) start
-     * at row(i): H's row i (every entry) or row i % bw of compact block i / bw. */
-#define ROW(i) (h + (size_t)(i) / bw * bw * bw + (size_t)(i) % bw * bw)
+    const int hb = g4q_hess_block(n, block), bw = hb ? hb : n; /* held block, and its width */
     if (!accumulate) memset(h, 0, g4q_hess_count(n, block) * sizeof *h);
     const float *xs = x->data;
     /* Lower-triangle tiles of 32 rows stay in cache while every row of x passes over them; the
@@ -342,27 +339,24 @@ static g4q_status cpu_gram(g4q_backend *be, g4q_buf *H, const g4q_buf *x, int ro
     enum { TILE = 32 };
     const int tiles = (n + TILE - 1) / TILE;
 #pragma omp parallel for schedule(dynamic, 1)                                                     \
-    num_threads(g4q_cpu_threads(be, (size_t)rows * (size_t)n * bw))
+    num_threads(g4q_cpu_threads(be, (size_t)rows * (size_t)n * (size_t)bw))
     for (int b = 0; b < tiles; b++) {
         const int i0 = b * TILE, i1 = i0 + TILE < n ? i0 + TILE : n;
         for (int t = 0; t < rows; t++) {
             const float *xt = xs + (size_t)t * (size_t)n;
             for (int i = i0; i < i1; i++) {
                 const float a = xt[i];
-                const int j0 = (int)((size_t)i / bw * bw);
-                float *hi = ROW(i) - j0;
+                const int j0 = i / bw * bw; /* row i's held entries: columns j0 .. i here */
+                float *hi = h + g4q_hess_offset(n, hb, i, j0);
 #pragma omp simd
                 for (int j = j0; j <= i; j++)
-                    hi[j] += a * xt[j];
+                    hi[j - j0] += a * xt[j];
             }
         }
     }
-    for (int i = 0; i < n; i++) { /* mirror: the upper triangle is the lower one, exactly */
-        const int j0 = (int)((size_t)i / bw * bw);
-        for (int j = j0; j < i; j++)
-            (ROW(j) - j0)[i] = (ROW(i) - j0)[j];
-    }
-#undef ROW
+    for (int i = 0; i < n; i++) /* mirror: the upper triangle is the lower one, exactly */
+        for (int j = i / bw * bw; j < i; j++)
+            h[g4q_hess_offset(n, hb, j, i)] = h[g4q_hess_offset(n, hb, i, j)];
     return G4Q_OK;
 }
 

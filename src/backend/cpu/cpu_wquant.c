@@ -14,12 +14,6 @@ static void *out_of(const g4q_wquant_job *job, g4q_layout_role role)
 }
 
 /* The layout's INT4 group and scale dtype. */
-/* H's entries for GPTQ (g4q_wquant_check made sure it holds every one), or NULL. */
-static const float *full_h(const g4q_wquant_job *job)
-{
-    return job->H ? job->H->h : NULL;
-}
-
 static int int4_group(const g4q_wquant_job *job)
 {
     return g4q_layout_get(job->format)->group;
@@ -86,10 +80,11 @@ static g4q_status int4(g4q_ctx *ctx, const g4q_wquant_job *job)
     g4q_status st =
         (q && scales) ? G4Q_OK : g4q_fail(ctx, G4Q_ERR_NOMEM, "%s: out of memory", job->name);
     if (st == G4Q_OK)
-        st = job->gptq ? g4q_gptq_int4(ctx, job->name, job->w, job->rows, job->cols, group,
-                                       job->method, sdt, full_h(job), job->gptq_opts, q, scales)
-                       : g4q_int4_quantize_h(ctx, job->name, job->w, job->rows, job->cols, group,
-                                             job->method, sdt, job->H, q, scales);
+        st = job->gptq
+                 ? g4q_gptq_int4(ctx, job->name, job->w, job->rows, job->cols, group, job->method,
+                                 sdt, g4q_hess_full(job->H), job->gptq_opts, q, scales)
+                 : g4q_int4_quantize_h(ctx, job->name, job->w, job->rows, job->cols, group,
+                                       job->method, sdt, job->H, q, scales);
     if (st == G4Q_OK) st = g4q_wquant_pack_int4(ctx, job, q, scales);
     if (st == G4Q_OK && job->deq) g4q_wquant_dequant(job, q, scales);
     free(q);
@@ -108,8 +103,8 @@ static g4q_status direct(g4q_ctx *ctx, const g4q_wquant_job *job, float amax)
     float *global = out_of(job, G4Q_LROLE_GLOBAL);
     switch (job->format) {
     case G4Q_LAYOUT_NVFP4_MO:
-        return job->gptq ? g4q_gptq_nvfp4(ctx, name, w, rows, cols, amax, m, full_h(job), job->gptq_opts,
-                                          codes, scales, global)
+        return job->gptq ? g4q_gptq_nvfp4(ctx, name, w, rows, cols, amax, m, g4q_hess_full(job->H),
+                                          job->gptq_opts, codes, scales, global)
                          : g4q_nvfp4_quantize_h(ctx, name, w, rows, cols, amax, m, job->H, codes,
                                                 scales, global);
     case G4Q_LAYOUT_NVFP4_CT:
@@ -119,8 +114,8 @@ static g4q_status direct(g4q_ctx *ctx, const g4q_wquant_job *job, float amax)
                             "max only (use export modelopt for %s)",
                             name, g4q_scale_method_name(m));
         return job->gptq
-                   ? g4q_gptq_nvfp4_ct(ctx, name, w, rows, cols, amax, full_h(job), job->gptq_opts,
-                                       codes, scales, global)
+                   ? g4q_gptq_nvfp4_ct(ctx, name, w, rows, cols, amax, g4q_hess_full(job->H),
+                                       job->gptq_opts, codes, scales, global)
                    : g4q_nvfp4_quantize_ct(ctx, name, w, rows, cols, amax, codes, scales, global);
     case G4Q_LAYOUT_FP8_TENSOR:
         if (m != G4Q_SCALE_MAX)
@@ -130,8 +125,8 @@ static g4q_status direct(g4q_ctx *ctx, const g4q_wquant_job *job, float amax)
                                        global);
     case G4Q_LAYOUT_FP8_BLOCK:
         return job->gptq
-                   ? g4q_gptq_fp8_blocks(ctx, name, w, rows, cols, m, full_h(job), job->gptq_opts, codes,
-                                         scales)
+                   ? g4q_gptq_fp8_blocks(ctx, name, w, rows, cols, m, g4q_hess_full(job->H),
+                                         job->gptq_opts, codes, scales)
                    : g4q_fp8_quantize_blocks_h(ctx, name, w, rows, cols, m, job->H, codes, scales);
     default:
         return g4q_fail(ctx, G4Q_ERR_INTERNAL, "tensor '%s': nothing to quantize", name);

@@ -196,14 +196,8 @@ static void note_gptq(wq_mem *m, int64_t rows, int64_t cols)
     wq_mem_note(m, factor > loop ? factor : loop);
 }
 
-// H's entries for GPTQ (g4q_wquant_check made sure it holds every one), or nullptr.
-static const float *full_h(const g4q_hess *d_H)
-{
-    return d_H ? d_H->h : nullptr;
-}
-
-static g4q_status int4_job(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
-                           const uint16_t *d_w, const g4q_hess *d_H)
+static g4q_status int4_job(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job, const uint16_t *d_w,
+                           const g4q_hess *d_H)
 {
     const g4q_layout *l = g4q_layout_get(job->format);
     const int group = l->group;
@@ -217,7 +211,7 @@ static g4q_status int4_job(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *job,
     float *d_s = static_cast<float *>(x->dout[1].p);
     if (job->gptq)
         G4Q_TRY(g4q_cuda_gptq_int4(ctx, job->name, *x->blas, d_w, rows, cols, group, job->method,
-                                   sdt, full_h(d_H), job->gptq_opts, d_q, d_s, x->stream));
+                                   sdt, g4q_hess_full(d_H), job->gptq_opts, d_q, d_s, x->stream));
     else
         G4Q_TRY(g4q_cuda_int4_quantize_h(ctx, job->name, d_w, rows, cols, group, job->method, sdt,
                                          d_H, d_q, d_s, x->stream));
@@ -288,8 +282,8 @@ g4q_status wq_quantize_device(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *jo
             G4Q_TRY(g4q_cuda_nvfp4_quantize_ct(ctx, name, d_w, rows, cols, amax, d_p, d_s, global,
                                                s));
         else if (gptq)
-            G4Q_TRY(g4q_cuda_gptq_nvfp4(ctx, name, *x->blas, d_w, rows, cols, amax, m, full_h(d_H),
-                                        job->gptq_opts, d_p, d_s, global, s));
+            G4Q_TRY(g4q_cuda_gptq_nvfp4(ctx, name, *x->blas, d_w, rows, cols, amax, m,
+                                        g4q_hess_full(d_H), job->gptq_opts, d_p, d_s, global, s));
         else
             G4Q_TRY(g4q_cuda_nvfp4_quantize_h(ctx, name, d_w, rows, cols, amax, m, d_H, d_p, d_s,
                                               global, s));
@@ -300,10 +294,10 @@ g4q_status wq_quantize_device(g4q_ctx *ctx, wq_exec *x, const g4q_wquant_job *jo
         G4Q_TRY(ensure2(ctx, x, job));
         uint8_t *d_c = static_cast<uint8_t *>(x->dout[0].p);
         float *d_s = static_cast<float *>(x->dout[1].p);
-        G4Q_TRY(gptq ? g4q_cuda_gptq_fp8_blocks(ctx, name, *x->blas, d_w, rows, cols, m, full_h(d_H),
-                                                job->gptq_opts, d_c, d_s, s)
-                     : g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, m, d_H, d_c, d_s,
-                                                      s));
+        G4Q_TRY(
+            gptq ? g4q_cuda_gptq_fp8_blocks(ctx, name, *x->blas, d_w, rows, cols, m,
+                                            g4q_hess_full(d_H), job->gptq_opts, d_c, d_s, s)
+                 : g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, m, d_H, d_c, d_s, s));
         G4Q_TRY(fetch2(ctx, x, job));
         break;
     }
@@ -362,8 +356,8 @@ extern "C" g4q_status g4q_wquant_gpu_run(g4q_ctx *ctx, g4q_wquant_gpu *q, const 
                                          static_cast<float *>(q->ufac.p),
                                          static_cast<uint8_t *>(q->udead.p), q->stream));
             q->ufac_key = key, q->ufac_damp = damp;
-            g4q_log(ctx, G4Q_LOG_DEBUG, "%s: GPTQ inverse factor of %lld inputs: %.3f s",
-                    job->name, (long long)n, g4q_now_seconds() - t0);
+            g4q_log(ctx, G4Q_LOG_DEBUG, "%s: GPTQ inverse factor of %lld inputs: %.3f s", job->name,
+                    (long long)n, g4q_now_seconds() - t0);
         }
         go.U = static_cast<const float *>(q->ufac.p);
         j.gptq_opts = &go;

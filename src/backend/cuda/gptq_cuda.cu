@@ -273,15 +273,13 @@ struct Scratch {
                             #call, (int)s_);                                                       \
     } while (0)
 
-// In-place lower Cholesky of the column-major fp64 A [n, n] on the device (see the file comment).
-// Returns the first failing pivot + 1 through *bad.
 // The lower Cholesky of the column-major kb x kb diagonal block at A (leading dimension lda),
 // kb <= kChol, in shared memory by one block: right-looking, column j scaled by the pivot's root,
 // then the trailing lower triangle updated. Writes back the lower triangle (the upper is left as
 // it is). A pivot that is not positive and finite sets *bad = base + j + 1 (the first failure of
 // the factorization; later panels then do nothing) and stops.
-__global__ void __launch_bounds__(1024) chol_panel_kernel(double *A, int64_t lda, int kb,
-                                                          int64_t base, long long *bad)
+__global__ void __launch_bounds__(1024)
+    chol_panel_kernel(double *A, int64_t lda, int kb, int64_t base, long long *bad)
 {
     extern __shared__ double sp[]; // [kb][kb], column-major
     if (*bad) return;
@@ -314,8 +312,8 @@ __global__ void __launch_bounds__(1024) chol_panel_kernel(double *A, int64_t lda
 // In-place lower Cholesky of the column-major fp64 A [n, n] on the device (see the file comment):
 // diagonal blocks by chol_panel_kernel, the panels below with cuBLAS, no host round trip. *bad:
 // 0, or 1 + the first pivot that is not positive (the stream is synchronised before return).
-g4q_status chol_blocked(g4q_ctx *ctx, const char *nm, cublasHandle_t h, cudaStream_t st,
-                        double *A, int64_t n, long long *d_bad, int64_t *bad)
+g4q_status chol_blocked(g4q_ctx *ctx, const char *nm, cublasHandle_t h, cudaStream_t st, double *A,
+                        int64_t n, long long *d_bad, int64_t *bad)
 {
     *bad = 0;
     const double one = 1.0, minus = -1.0;
@@ -525,8 +523,8 @@ extern "C" g4q_status g4q_cuda_gptq_fp8_blocks(g4q_ctx *ctx, const char *name, v
 {
     const char *nm = name ? name : "?";
     const g4q_hess hv{d_H, cols, 0, 0}, *full = d_H ? &hv : nullptr; // GPTQ's H: every entry
-    G4Q_TRY(g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, method, full, d_q,
-                                           d_scales, stream));
+    G4Q_TRY(g4q_cuda_fp8_quantize_blocks_h(ctx, name, d_w, rows, cols, method, full, d_q, d_scales,
+                                           stream));
     LoopArgs a{};
     a.fmt = F_FP8, a.rows = rows, a.cols = cols, a.fp8 = d_q, a.fscales = d_scales;
     a.nbc = (cols + G4Q_FP8_BLOCK - 1) / G4Q_FP8_BLOCK;

@@ -57,10 +57,9 @@ g4q_status g4q_cuda_int4_quantize(g4q_ctx *ctx, const char *name, const uint16_t
  * functions, byte for byte, with d_H->h in device memory (every entry or diagonal blocks, as
  * quant.h g4q_hess; d_H NULL allowed for the non-weighted methods, which then run exactly as the
  * functions above). The diagonal or diagonal blocks are gathered on the device, checked and
- * normalised on the
- * host by g4q_hess_normalize (temporary device memory: cols floats for imatrix, about cols · bs
- * for hessian with bs 16 / 128 / group), then the per-block searches of quant/blockq.h run on the
- * device.
+ * normalised on the host by g4q_hess_normalize (temporary device memory: cols floats for
+ * imatrix, about cols · bs for hessian with bs 16 / 128 / group), then the per-block searches of
+ * quant/blockq.h run on the device.
  */
 g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
                                      int64_t rows, int64_t cols, float global_amax,
@@ -74,10 +73,9 @@ g4q_status g4q_cuda_fp8_quantize_blocks_h(g4q_ctx *ctx, const char *name, const 
                                           void *stream);
 
 g4q_status g4q_cuda_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
-                                    int64_t rows, int64_t cols, int group,
-                                    g4q_scale_method method, g4q_dtype scale_dtype,
-                                    const g4q_hess *d_H, int8_t *d_q, float *d_scales,
-                                    void *stream);
+                                    int64_t rows, int64_t cols, int group, g4q_scale_method method,
+                                    g4q_dtype scale_dtype, const g4q_hess *d_H, int8_t *d_q,
+                                    float *d_scales, void *stream);
 
 /* The weights of H that a weighted method m reads (quant.h compact layout, block size bs),
  * gathered from d_H (d_H->h device memory, g4q_hess_check'ed against cols), normalised on the host

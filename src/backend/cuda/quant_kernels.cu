@@ -234,7 +234,7 @@ __global__ void hess_extract_kernel(const float *H, int64_t cols, int64_t hb, in
             out[o] = 0.0f;
             continue;
         }
-        out[o] = hb ? H[(ci / hb) * hb * hb + (ci % hb) * hb + cj % hb] : H[ci * cols + cj];
+        out[o] = H[g4q_hess_offset(cols, hb, ci, cj)];
     }
 }
 
@@ -252,8 +252,8 @@ int store_of(g4q_dtype dt)
 // code, so both apply the same numbers) and uploaded. *d_hw = nullptr for the other methods;
 // otherwise the caller frees it with cudaFreeAsync on st.
 extern "C" g4q_status g4q_cuda_hess_weights(g4q_ctx *ctx, const char *nm, g4q_scale_method m,
-                                            const g4q_hess *d_H, int64_t cols, int bs,
-                                            void *stream, float **d_hw)
+                                            const g4q_hess *d_H, int64_t cols, int bs, void *stream,
+                                            float **d_hw)
 {
     cudaStream_t st = (cudaStream_t)stream;
     *d_hw = nullptr;
@@ -354,11 +354,11 @@ extern "C" g4q_status g4q_cuda_nvfp4_check(g4q_ctx *ctx, const char *nm, const u
     return G4Q_OK;
 }
 
-extern "C" g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name,
-                                                const uint16_t *d_w, int64_t rows, int64_t cols,
-                                                float global_amax, g4q_scale_method method,
-                                                const g4q_hess *d_H, uint8_t *d_packed,
-                                                uint8_t *d_scales, float *wsf2, void *stream)
+extern "C" g4q_status g4q_cuda_nvfp4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
+                                                int64_t rows, int64_t cols, float global_amax,
+                                                g4q_scale_method method, const g4q_hess *d_H,
+                                                uint8_t *d_packed, uint8_t *d_scales, float *wsf2,
+                                                void *stream)
 {
     const char *nm = name ? name : "?";
     if (rows <= 0 || cols <= 0 || cols % G4Q_NVFP4_BLOCK != 0)
@@ -445,11 +445,11 @@ extern "C" g4q_status g4q_cuda_int4_quantize(g4q_ctx *ctx, const char *name, con
                                     nullptr, d_q, d_scales, stream);
 }
 
-extern "C" g4q_status g4q_cuda_int4_quantize_h(g4q_ctx *ctx, const char *name,
-                                               const uint16_t *d_w, int64_t rows, int64_t cols,
-                                               int group, g4q_scale_method method,
-                                               g4q_dtype scale_dtype, const g4q_hess *d_H,
-                                               int8_t *d_q, float *d_scales, void *stream)
+extern "C" g4q_status g4q_cuda_int4_quantize_h(g4q_ctx *ctx, const char *name, const uint16_t *d_w,
+                                               int64_t rows, int64_t cols, int group,
+                                               g4q_scale_method method, g4q_dtype scale_dtype,
+                                               const g4q_hess *d_H, int8_t *d_q, float *d_scales,
+                                               void *stream)
 {
     const char *nm = name ? name : "?";
     int store = store_of(scale_dtype);
