@@ -18,8 +18,22 @@
 //      ranges in a fixed (warp butterfly) order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in
 //      fp32 (keys with p = 0 add 0·v). The last block of a head to finish (a per-head counter in
 //      device memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
-// The fp32 sums run in other orders than cuda_attention.cu's, so the two paths may differ in the
+// Fused form (step_fused_kernel), used instead where it fits (fused_kernel says when: at most 4
+// query heads per KV head, e.g. the 12B's sliding layers): one kernel, grid (split, kv head) with
+// about FA_SPLITS longer ranges per KV head. Each block requests its range's K and V cache rows
+// into shared memory before the programmatic wait (the slots hold keys of earlier steps; the
+// q/k/v projection GEMV before this op lets no later kernel start until everything before it has
+// finished), so the loads overlap the kernels before it; then scores (a thread per query head and
+// key, the dot product in dim order) and the range's statistics as above. The blocks of a KV head
+// then wait for each other (a counter in device memory; the host launches this kernel only when
+// every block of the grid can be resident at once), combine the statistics as step_pv_kernel
+// does, sum p·v from shared memory, and the KV head's last block sums the partials. Its fp32 sums
+// run in other orders than the two kernels', so the forms may differ in the last bit.
+// The fp32 sums run in other orders than cuda_attention.cu's, so the paths may differ in the
 // last bit; each is deterministic.
+#include <cstring>
+
+#include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_internal.h"
 
 #define ST_THREADS 256     /* scores: 8 warps, one key per warp at a time */
@@ -29,6 +43,11 @@
 #define MAX_GROUP 16       /* query heads per KV head handled in registers */
 #define TARGET_BLOCKS 264
 #define MIN_SPLIT 32
+#define FA_THREADS 256 /* fused kernel: 8 warps */
+#define FA_SPLITS 8    /* fused kernel: ranges per KV head (it keeps a range's K and V in smem) */
+#define FA_MAX_GROUP 4 /* fused kernel: query heads per KV head */
+#define FA_KPAD 8      /* fused kernel: bf16 padding per K row in smem */
+#define FA_SMEM (200 << 10) /* fused kernel: shared memory it plans for (sm_90 allows 227 KB) */
 
 typedef struct step_geom {
     int nh, nkv, hd, group, cap, window, split_len, nsplit, ldS;
@@ -57,48 +76,30 @@ static __device__ __forceinline__ int step_key_pos(const step_geom &g, int n_pas
     return lo + (j - lo % g.cap + g.cap) % g.cap;
 }
 
-/* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. kst / vst: the caches
- * to store the new K / V row into (the same memory as kc and the pv kernel's vc), or NULL. */
-template <int G>
-static __global__ void __launch_bounds__(ST_THREADS)
-    step_scores_kernel(step_geom g, const int *__restrict__ pos,
-                       const __nv_bfloat16 *__restrict__ q, const __nv_bfloat16 *kc,
-                       const __nv_bfloat16 *__restrict__ kn, const __nv_bfloat16 *__restrict__ vn,
-                       __nv_bfloat16 *kst, __nv_bfloat16 *vst, __nv_bfloat16 *__restrict__ S,
-                       float2 *__restrict__ stats)
+/* Slot n_past mod cap of the caches kst / vst := the new token's K and V row of KV head kvh
+ * (kv_store folded into the step kernels; the file comment says why no other block minds). */
+static __device__ __forceinline__ void store_new_row(const step_geom &g, int n_past, int kvh,
+                                                     const __nv_bfloat16 *kn,
+                                                     const __nv_bfloat16 *vn, __nv_bfloat16 *kst,
+                                                     __nv_bfloat16 *vst)
 {
-    extern __shared__ float qs[];
-    constexpr int GM = G ? G : MAX_GROUP; /* query heads per KV head: compile-time when G > 0 */
-    const int group = G ? G : g.group;
-    g4q_pdl_trigger();
-    g4q_pdl_wait();
-    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
-    const int split = blockIdx.x, kvh = blockIdx.y;
-    if (split == 0 && kst) {
-        const size_t src = (size_t)kvh * g.hd,
-                     dst = ((size_t)(n_past % g.cap) * g.nkv + kvh) * g.hd;
-        for (int i = threadIdx.x; i < g.hd; i += ST_THREADS) {
-            kst[dst + i] = kn[src + i];
-            vst[dst + i] = vn[src + i];
-        }
+    const size_t src = (size_t)kvh * g.hd, dst = ((size_t)(n_past % g.cap) * g.nkv + kvh) * g.hd;
+    for (int i = threadIdx.x; i < g.hd; i += blockDim.x) {
+        kst[dst + i] = kn[src + i];
+        vst[dst + i] = vn[src + i];
     }
-    const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
-    if (jb >= nkeys) return;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    /* With 16-byte K rows (hd % 8 == 0) q is stored transposed within each head, element
-     * (chunk c, i) at c + i·hd/8, so that the lanes (one chunk each) read consecutive words. */
+}
+
+/* q of the group's query heads (qh: group × hd) into qs as fp32 (the whole block). With 16-byte
+ * K rows (hd % 8 == 0) q is stored transposed within each head, element (chunk c, i) at
+ * c + i·hd/8, so that the lanes (one chunk each) read consecutive words. */
+static __device__ __forceinline__ void stage_q(const step_geom &g, int group,
+                                               const __nv_bfloat16 *qh, float *qs)
+{
     const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
-    /* Every K row this warp will read is requested into L1 now, so the per-key loop below does
-     * not wait a memory round trip per key (it overlaps the staging of q too). */
-    for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
-        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
-        for (int c = lane; c < hd8; c += 32)
-            asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + c * 8));
-    }
-    const __nv_bfloat16 *qh = q + (size_t)kvh * group * g.hd;
     if (hd8) { /* 16-byte loads, several in flight per thread (not one round trip each) */
 #pragma unroll 4
-        for (int e8 = threadIdx.x; e8 < group * hd8; e8 += ST_THREADS) {
+        for (int e8 = threadIdx.x; e8 < group * hd8; e8 += blockDim.x) {
             const uint4 raw = *reinterpret_cast<const uint4 *>(qh + (size_t)e8 * 8);
             const __nv_bfloat162 *qp = reinterpret_cast<const __nv_bfloat162 *>(&raw);
             const int r = e8 / hd8, c = e8 - r * hd8;
@@ -110,12 +111,24 @@ static __global__ void __launch_bounds__(ST_THREADS)
             }
         }
     } else {
-        for (int e = threadIdx.x; e < group * g.hd; e += ST_THREADS)
+        for (int e = threadIdx.x; e < group * g.hd; e += blockDim.x)
             qs[e] = __bfloat162float(qh[e]);
     }
-    __syncthreads();
-    for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
-        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
+}
+
+/* The scores of keys [jb, je) for the group's query heads (q staged by stage_q): warp w takes
+ * keys jb + w, jb + w + warps, ...; krow(j) is key j's row (global or shared memory) and
+ * put(r, j, s) stores query head r's score s, a bf16 value (-inf for keys outside the window). */
+template <int G, typename KRow, typename Put>
+static __device__ __forceinline__ void score_keys(const step_geom &g, int group, int n_past, int nc,
+                                                  int jb, int je, const float *qs, KRow krow,
+                                                  Put put)
+{
+    constexpr int GM = G ? G : MAX_GROUP; /* query heads per KV head: compile-time when G > 0 */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
+    for (int j = jb + warp; j < je; j += warps) {
+        const __nv_bfloat16 *kr = krow(j);
         const int p = step_key_pos(g, n_past, nc, j);
         const bool vis = g.window <= 0 || n_past - p < g.window;
         float acc[GM];
@@ -156,31 +169,125 @@ static __global__ void __launch_bounds__(ST_THREADS)
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1)
                 a += __shfl_xor_sync(0xffffffffu, a, o);
-            if (lane == r) {
-                const int h = kvh * group + r;
-                S[(size_t)h * g.ldS + j] =
-                    vis ? __float2bfloat16_rn(rb(a) * g.scale) : __float2bfloat16_rn(-INFINITY);
-            }
+            if (lane == r)
+                put(r, j,
+                    vis ? __float2bfloat16_rn(rb(a) * g.scale) : __float2bfloat16_rn(-INFINITY));
         }
     }
-    __syncthreads(); /* the block's S writes are visible to the whole block after this */
-    for (int r = warp; r < group; r += ST_THREADS / 32) {
-        const __nv_bfloat16 *row = S + (size_t)(kvh * group + r) * g.ldS;
+}
+
+/* Per query head r of the group, a warp each: m = max of its scores over [jb, je) and
+ * l = Σ exp(s - m) (lanes strided over the keys, butterfly sums); stats[split, kvh·group + r] =
+ * (m, l). get(r, j) reads a score. */
+template <typename Get>
+static __device__ __forceinline__ void split_stats(const step_geom &g, int group, int kvh,
+                                                   int split, int jb, int je, Get get,
+                                                   float2 *stats)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int r = warp; r < group; r += warps) {
         float m = -INFINITY;
         for (int j = jb + lane; j < je; j += 32)
-            m = fmaxf(m, __bfloat162float(row[j]));
+            m = fmaxf(m, get(r, j));
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
             m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
         float l = 0.0f;
         if (m > -INFINITY)
             for (int j = jb + lane; j < je; j += 32)
-                l += expf(__bfloat162float(row[j]) - m);
+                l += expf(get(r, j) - m);
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
             l += __shfl_xor_sync(0xffffffffu, l, o);
         if (lane == 0) stats[(size_t)split * g.nh + kvh * group + r] = make_float2(m, l);
     }
+}
+
+/* The global max M and sum Σ l·exp(m - M) of query head h over the nact active ranges, for a
+ * whole warp: a lane per range (one memory round trip, not one per range), combined in a fixed
+ * butterfly order, so that every warp of every block gets the same M and sum. */
+static __device__ __forceinline__ void
+head_max_sum(const step_geom &g, int h, int nact, const float2 *stats, float *M_out, float *sum_out)
+{
+    const int lane = threadIdx.x & 31;
+    float M = -INFINITY;
+    for (int s = lane; s < nact; s += 32)
+        M = fmaxf(M, __ldcg(&stats[(size_t)s * g.nh + h]).x);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    float sum = 0.0f;
+    for (int s = lane; s < nact; s += 32) {
+        const float2 st = __ldcg(&stats[(size_t)s * g.nh + h]);
+        if (st.x > -INFINITY) sum += st.y * expf(st.x - M);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    *M_out = M, *sum_out = sum;
+}
+
+/* out[h, d] = bf16(Σ part[0 .. nact-1, h, d]) in range order, read through L2 (other blocks
+ * wrote the partials). */
+static __device__ __forceinline__ void sum_parts(const step_geom &g, int h, int d, int nact,
+                                                 const float *part, __nv_bfloat16 *out)
+{
+    const float *pd = part + (size_t)h * g.hd + d;
+    const size_t stride = (size_t)g.nh * g.hd;
+    float s = 0.0f;
+    int k = 0;
+    for (; k + 8 <= nact; k += 8) { /* 8 loads in flight, added in range order */
+        float v[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++)
+            v[u] = __ldcg(pd + (size_t)(k + u) * stride);
+#pragma unroll
+        for (int u = 0; u < 8; u++)
+            s += v[u];
+    }
+    for (; k < nact; k++)
+        s += __ldcg(pd + (size_t)k * stride);
+    out[(size_t)h * g.hd + d] = __float2bfloat16_rn(s);
+}
+
+/* grid (nsplit, nkv), ST_THREADS; dynamic smem: group × hd floats of q. kst / vst: the caches
+ * to store the new K / V row into (the same memory as kc and the pv kernel's vc), or NULL. */
+template <int G>
+static __global__ void __launch_bounds__(ST_THREADS)
+    step_scores_kernel(step_geom g, const int *__restrict__ pos,
+                       const __nv_bfloat16 *__restrict__ q, const __nv_bfloat16 *kc,
+                       const __nv_bfloat16 *__restrict__ kn, const __nv_bfloat16 *__restrict__ vn,
+                       __nv_bfloat16 *kst, __nv_bfloat16 *vst, __nv_bfloat16 *__restrict__ S,
+                       float2 *__restrict__ stats)
+{
+    extern __shared__ float qs[];
+    const int group = G ? G : g.group;
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
+    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
+    const int split = blockIdx.x, kvh = blockIdx.y;
+    if (split == 0 && kst) store_new_row(g, n_past, kvh, kn, vn, kst, vst);
+    const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
+    if (jb >= nkeys) return;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
+    /* Every K row this warp will read is requested into L1 now, so the per-key loop below does
+     * not wait a memory round trip per key (it overlaps the staging of q too). */
+    for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
+        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
+        for (int c = lane; c < hd8; c += 32)
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + c * 8));
+    }
+    stage_q(g, group, q + (size_t)kvh * group * g.hd, qs);
+    __syncthreads();
+    score_keys<G>(
+        g, group, n_past, nc, jb, je, qs, [&](int j) { return step_row(g, kc, kn, nc, j, kvh); },
+        [&](int r, int j, __nv_bfloat16 v) { S[(size_t)(kvh * group + r) * g.ldS + j] = v; });
+    __syncthreads(); /* the block's S writes are visible to the whole block after this */
+    split_stats(
+        g, group, kvh, split, jb, je,
+        [&](int r, int j) { return __bfloat162float(S[(size_t)(kvh * group + r) * g.ldS + j]); },
+        stats);
 }
 
 /* ps[0 .. n) = p of keys j0 .. j0+n-1, p = bf16(exp(s - M) · inv), staged for the whole block
@@ -231,10 +338,39 @@ static __device__ void pv_pairs(const step_geom &g, int nc, int jb, int je, int 
     }
 }
 
-/* The same for head_dim % 8 == 0 and head_dim / 8 <= blockDim: W = hd/8 threads cover a V row
- * with 16-byte loads, the block's nkg = blockDim / W key groups take keys kg, kg + nkg, ... (in
- * order, PV_BATCH rows loaded before their first use), and the groups' sums are added in group
- * order through shared memory (red: blockDim · 8 floats). */
+/* Σ p·v over keys [0, n) of a chunk into acc, for head_dim % 8 == 0: W = hd/8 threads cover a V
+ * row with 16-byte loads (this thread's 8 dims from d), the nkg key groups take keys kg, kg + nkg,
+ * ... (in order, PV_BATCH rows loaded before their first use). vrow(k) is key k's V row and ps[k]
+ * its p. */
+template <typename VRow>
+static __device__ __forceinline__ void pv_acc8(int nkg, int kg, int d, int n, const float *ps,
+                                               VRow vrow, float acc[8])
+{
+    for (int k0 = kg; k0 < n; k0 += nkg * PV_BATCH) {
+        uint4 v[PV_BATCH];
+#pragma unroll
+        for (int u = 0; u < PV_BATCH; u++) {
+            const int k = k0 + u * nkg;
+            v[u] = k < n ? *reinterpret_cast<const uint4 *>(vrow(k) + d) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < PV_BATCH; u++) {
+            const int k = k0 + u * nkg;
+            if (k >= n) break;
+            const float p = ps[k];
+            const __nv_bfloat162 *vp = reinterpret_cast<const __nv_bfloat162 *>(&v[u]);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float2 f = __bfloat1622float2(vp[i]);
+                acc[2 * i] = fmaf(p, f.x, acc[2 * i]);
+                acc[2 * i + 1] = fmaf(p, f.y, acc[2 * i + 1]);
+            }
+        }
+    }
+}
+
+/* The same for head_dim % 8 == 0 and head_dim / 8 <= blockDim (nkg = blockDim / W key groups),
+ * the groups' sums added in group order through shared memory (red: blockDim · 8 floats). */
 static __device__ void pv_rows8(const step_geom &g, int nc, int jb, int je, int kvh,
                                 const __nv_bfloat16 *row, float M, float inv,
                                 const __nv_bfloat16 *__restrict__ vc,
@@ -247,29 +383,10 @@ static __device__ void pv_rows8(const step_geom &g, int nc, int jb, int je, int 
     for (int j0 = jb; j0 < je; j0 += PV_KT) {
         const int n = min(PV_KT, je - j0);
         stage_p(row, j0, n, M, inv, ps);
-        if (kg >= nkg) continue;
-        for (int k0 = kg; k0 < n; k0 += nkg * PV_BATCH) {
-            uint4 v[PV_BATCH];
-#pragma unroll
-            for (int u = 0; u < PV_BATCH; u++) {
-                const int k = k0 + u * nkg, j = j0 + k;
-                const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
-                v[u] = k < n ? *reinterpret_cast<const uint4 *>(vr + d) : make_uint4(0, 0, 0, 0);
-            }
-#pragma unroll
-            for (int u = 0; u < PV_BATCH; u++) {
-                const int k = k0 + u * nkg;
-                if (k >= n) break;
-                const float p = ps[k];
-                const __nv_bfloat162 *vp = reinterpret_cast<const __nv_bfloat162 *>(&v[u]);
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const float2 f = __bfloat1622float2(vp[i]);
-                    acc[2 * i] = fmaf(p, f.x, acc[2 * i]);
-                    acc[2 * i + 1] = fmaf(p, f.y, acc[2 * i + 1]);
-                }
-            }
-        }
+        if (kg < nkg)
+            pv_acc8(
+                nkg, kg, d, n, ps, [&](int k) { return step_row(g, vc, vn, nc, j0 + k, kvh); },
+                acc);
     }
     if (kg < nkg)
 #pragma unroll
@@ -311,24 +428,8 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
         const __nv_bfloat16 *vr = step_row(g, vc, vn, nc, j, kvh);
         asm volatile("prefetch.global.L1 [%0];" ::"l"(vr + (e % lines) * 64));
     }
-    /* Global max and sum over the active ranges: each warp reads them a lane per range (one
-     * memory round trip, not one per range) and combines them in a fixed butterfly order, so
-     * every warp of every block of the head gets the same M and sum. */
-    const int lane = threadIdx.x & 31;
-    float M = -INFINITY;
-    for (int s = lane; s < nact; s += 32)
-        M = fmaxf(M, stats[(size_t)s * g.nh + h].x);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-    float sum = 0.0f;
-    for (int s = lane; s < nact; s += 32) {
-        const float2 st = stats[(size_t)s * g.nh + h];
-        if (st.x > -INFINITY) sum += st.y * expf(st.x - M);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    float M, sum;
+    head_max_sum(g, h, nact, stats, &M, &sum);
     const float inv = 1.0f / sum;
     const __nv_bfloat16 *row = S + (size_t)h * g.ldS;
     float *o = part + ((size_t)split * g.nh + h) * g.hd;
@@ -347,24 +448,247 @@ static __global__ void __launch_bounds__(PV_MAX_THREADS)
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int d = threadIdx.x; d < g.hd; d += blockDim.x) {
-        const float *pd = part + (size_t)h * g.hd + d;
-        const size_t stride = (size_t)g.nh * g.hd;
-        float s = 0.0f;
-        int k = 0;
-        for (; k + 8 <= nact; k += 8) { /* 8 loads in flight, added in range order */
-            float v[8];
-#pragma unroll
-            for (int u = 0; u < 8; u++)
-                v[u] = __ldcg(pd + (size_t)(k + u) * stride);
-#pragma unroll
-            for (int u = 0; u < 8; u++)
-                s += v[u];
-        }
-        for (; k < nact; k++)
-            s += __ldcg(pd + (size_t)k * stride);
-        out[(size_t)h * g.hd + d] = __float2bfloat16_rn(s);
+    for (int d = threadIdx.x; d < g.hd; d += blockDim.x)
+        sum_parts(g, h, d, nact, part, out);
+}
+
+/* ---- the fused step kernel ---- */
+
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src)
+{
+    asm volatile(
+        "cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
+        "l"(src)
+        : "memory");
+}
+static __device__ __forceinline__ void cp_async_wait_all()
+{
+    asm volatile("cp.async.commit_group;\ncp.async.wait_all;" ::: "memory");
+}
+static __device__ __forceinline__ unsigned ld_acquire(const unsigned *p)
+{
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+/* Fixed ranges over the at most cap + 1 keys: about TARGET_BLOCKS blocks of the scores kernel. */
+static step_geom step_geometry(int cap, int nh, int nkv, int hd, int window, float scale)
+{
+    step_geom g;
+    g.nh = nh, g.nkv = nkv, g.hd = hd, g.group = nh / nkv, g.cap = cap, g.window = window;
+    g.scale = scale;
+    const int maxkeys = cap + 1;
+    const int per = (int)((size_t)maxkeys * nkv / TARGET_BLOCKS);
+    g.split_len = per < MIN_SPLIT ? MIN_SPLIT : per;
+    g.nsplit = (maxkeys + g.split_len - 1) / g.split_len;
+    g.ldS = (maxkeys + 7) / 8 * 8;
+    return g;
+}
+
+static size_t fused_smem(const step_geom &g);
+
+/* The fused kernel's ranges: about FA_SPLITS per KV head (fewer partials to combine), at least
+ * MIN_SPLIT keys each, and no more keys than fit in FA_SMEM bytes of shared memory. */
+static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, float scale)
+{
+    step_geom g = step_geometry(cap, nh, nkv, hd, window, scale);
+    const int maxkeys = cap + 1, per = (maxkeys + FA_SPLITS - 1) / FA_SPLITS;
+    g.split_len = 1;
+    const size_t one = fused_smem(g);
+    g.split_len = 2;
+    const size_t key = fused_smem(g) - one, base = one - key; /* smem = base + keys · key */
+    const int fit = base < FA_SMEM ? (int)((FA_SMEM - base) / key) : 1;
+    g.split_len = per < MIN_SPLIT ? MIN_SPLIT : per;
+    if (g.split_len > fit) g.split_len = fit > 1 ? fit : 1;
+    g.nsplit = (maxkeys + g.split_len - 1) / g.split_len;
+    return g;
+}
+
+/* Bytes of the fused kernel's dynamic shared memory: the range's K rows (bf16, rows padded by 16
+ * bytes: FA_KPAD) and V rows, q (group × hd floats), the scores and then p (group × split_len
+ * floats), the PV sums (FA_THREADS · 8 floats), M and 1/sum per query head. */
+static size_t fused_smem(const step_geom &g)
+{
+    return (size_t)g.split_len * (2 * g.hd + FA_KPAD) * sizeof(__nv_bfloat16) +
+           ((size_t)g.group * g.hd + (size_t)g.group * g.split_len + FA_THREADS * 8 +
+            2 * (size_t)g.group) *
+               sizeof(float);
+}
+
+/* grid (nsplit, nkv), FA_THREADS, fused_smem bytes; every block of the grid resident at once (the
+ * host checks). cnt: two counters per KV head, zero between calls. See the file comment. */
+template <int G>
+static __global__ void __launch_bounds__(FA_THREADS)
+    step_fused_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ q,
+                      const __nv_bfloat16 *kc, const __nv_bfloat16 *vc,
+                      const __nv_bfloat16 *__restrict__ kn, const __nv_bfloat16 *__restrict__ vn,
+                      __nv_bfloat16 *kst, __nv_bfloat16 *vst, float2 *stats, float *part,
+                      unsigned *cnt, __nv_bfloat16 *__restrict__ out)
+{
+    extern __shared__ __align__(16) unsigned char fa_sm[];
+    __shared__ int last;
+    const int L = g.split_len, hd = g.hd, hd8 = hd / 8, KS = hd + FA_KPAD;
+    const int group = G ? G : g.group;
+    __nv_bfloat16 *Kt = reinterpret_cast<__nv_bfloat16 *>(fa_sm), *Vt = Kt + (size_t)L * KS;
+    float *qs = reinterpret_cast<float *>(Vt + (size_t)L * hd), *Ss = qs + group * hd;
+    float *red = Ss + group * L, *Ms = red + FA_THREADS * 8, *Is = Ms + group;
+    const int split = blockIdx.x, kvh = blockIdx.y, jb = split * L;
+    /* 1. The range's cache slots, requested before the wait: they hold keys of earlier steps,
+     * complete by now (the q/k/v projection before this op waits for everything before it). Slots
+     * past the cached keys are loaded too and not used. */
+    const int slots = min(L, g.cap - jb);
+    for (int e = threadIdx.x; e < slots * hd8; e += FA_THREADS) {
+        const int r = e / hd8, c = e - r * hd8;
+        const size_t src = ((size_t)(jb + r) * g.nkv + kvh) * hd + c * 8;
+        cp_async16(Kt + (size_t)r * KS + c * 8, kc + src);
+        cp_async16(Vt + (size_t)r * hd + c * 8, vc + src);
     }
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
+    const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
+    const int je = min(jb + L, nkeys), n = je - jb;
+    if (split == 0 && kst) store_new_row(g, n_past, kvh, kn, vn, kst, vst);
+    cp_async_wait_all();
+    if (jb >= nkeys) return;
+    const int nact = (nkeys + L - 1) / L;
+    for (int e = threadIdx.x; e < group * hd; e += FA_THREADS)
+        qs[e] = __bfloat162float(q[(size_t)kvh * group * hd + e]);
+    __syncthreads(); /* every thread's copies have landed: the new key may replace slot nc */
+    if (nc < je)
+        for (int c = threadIdx.x; c < hd8; c += FA_THREADS) {
+            const size_t src = (size_t)kvh * hd + c * 8, k = (size_t)(nc - jb);
+            *reinterpret_cast<uint4 *>(Kt + k * KS + c * 8) =
+                *reinterpret_cast<const uint4 *>(kn + src);
+            *reinterpret_cast<uint4 *>(Vt + k * hd + c * 8) =
+                *reinterpret_cast<const uint4 *>(vn + src);
+        }
+    __syncthreads();
+    /* 2. Scores, a thread per (query head, key): the dot product in fp32 in dim order; the padded
+     * K rows keep the lanes of a warp (consecutive keys) on distinct banks. Then the range's
+     * statistics as step_scores_kernel. */
+    for (int e = threadIdx.x; e < group * n; e += FA_THREADS) {
+        const int r = e / n, k = e - r * n, j = jb + k;
+        const __nv_bfloat16 *kr = Kt + (size_t)k * KS;
+        const float *qr = qs + r * hd;
+        float a = 0.0f;
+        for (int c = 0; c < hd8; c++) {
+            const uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
+            const __nv_bfloat162 *kp = reinterpret_cast<const __nv_bfloat162 *>(&kv);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float2 f = __bfloat1622float2(kp[i]);
+                a = fmaf(qr[c * 8 + 2 * i], f.x, a);
+                a = fmaf(qr[c * 8 + 2 * i + 1], f.y, a);
+            }
+        }
+        const int p = step_key_pos(g, n_past, nc, j);
+        const bool vis = g.window <= 0 || n_past - p < g.window;
+        Ss[r * L + k] = vis ? rb(rb(a) * g.scale) : -INFINITY;
+    }
+    __syncthreads();
+    split_stats(
+        g, group, kvh, split, jb, je, [&](int r, int j) { return Ss[r * L + j - jb]; }, stats);
+    /* 3. Wait until every active range of this KV head has published its statistics. */
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(cnt + 2 * kvh, 1u);
+        while (ld_acquire(cnt + 2 * kvh) < (unsigned)nact)
+            __nanosleep(32);
+    }
+    __syncthreads();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int r = warp; r < group; r += FA_THREADS / 32) {
+        float M, sum;
+        head_max_sum(g, kvh * group + r, nact, stats, &M, &sum);
+        if (lane == 0) Ms[r] = M, Is[r] = 1.0f / sum;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < group * n; e += FA_THREADS) { /* p, as stage_p */
+        const int r = e / n, k = e - r * n;
+        Ss[r * L + k] = rb(expf(Ss[r * L + k] - Ms[r]) * Is[r]);
+    }
+    __syncthreads();
+    /* 4. Σ p·v: pvt threads per query head (hd/8 per V row, nkg key groups, as step_pv_kernel),
+     * FA_THREADS / pvt heads at a time. */
+    const int pvt = FA_THREADS / group < hd8 ? hd8 : FA_THREADS / group;
+    const int hp = FA_THREADS / pvt, sub = threadIdx.x / pvt, tt = threadIdx.x % pvt;
+    const int nkg = pvt / hd8, kg = tt / hd8, d = (tt % hd8) * 8;
+    float *rd = red + (size_t)sub * nkg * hd;
+    for (int r0 = 0; r0 < group; r0 += hp) {
+        const int r = r0 + sub;
+        float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        if (sub < hp && r < group && kg < nkg) {
+            pv_acc8(
+                nkg, kg, d, n, Ss + r * L, [&](int k) { return Vt + (size_t)k * hd; }, acc);
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                rd[kg * hd + d + i] = acc[i];
+        }
+        __syncthreads();
+        if (sub < hp && r < group)
+            for (int e = tt; e < hd; e += pvt) {
+                float t = 0.0f;
+                for (int k = 0; k < nkg; k++)
+                    t += rd[k * hd + e];
+                part[((size_t)split * g.nh + kvh * group + r) * hd + e] = t;
+            }
+        __syncthreads();
+    }
+    /* 5. Count the block out; the KV head's last one resets the counters and sums the partials
+     * of its query heads. */
+    __threadfence();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(cnt + 2 * kvh + 1, 1u) == (unsigned)nact - 1;
+        if (last) cnt[2 * kvh] = 0, cnt[2 * kvh + 1] = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int e = threadIdx.x; e < group * hd; e += FA_THREADS)
+        sum_parts(g, kvh * group + e / hd, e % hd, nact, part, out);
+}
+
+typedef void (*fused_fn)(step_geom, const int *, const __nv_bfloat16 *, const __nv_bfloat16 *,
+                         const __nv_bfloat16 *, const __nv_bfloat16 *, const __nv_bfloat16 *,
+                         __nv_bfloat16 *, __nv_bfloat16 *, float2 *, float *, unsigned *,
+                         __nv_bfloat16 *);
+
+/* The fused kernel for g (fused_geometry), or NULL where it does not apply: turned off
+ * (G4Q_CUDA_ATTN_FUSED=0 or the backend option), more than FA_MAX_GROUP query heads per KV head
+ * (the two kernels spread those over more blocks), a head_dim that is not a multiple of 8 or
+ * wider than 8 · FA_THREADS, more shared memory than a block may have, or a grid that does not
+ * fit on the device at once (its blocks wait for each other). Sets the kernel's shared-memory
+ * limit. */
+static fused_fn fused_kernel(g4q_backend *be, const step_geom &g, size_t smem)
+{
+    const g4q_cuda_state *st = g4q_cuda_st(be);
+    if (!st->attn_fused || g.group > FA_MAX_GROUP || g.hd % 8 || g.hd / 8 > FA_THREADS ||
+        2 * g.nkv > G4Q_CUDA_STEP_MAX_HEADS)
+        return nullptr;
+    const fused_fn k = g.group == 1   ? step_fused_kernel<1>
+                       : g.group == 2 ? step_fused_kernel<2>
+                       : g.group == 4 ? step_fused_kernel<4>
+                                      : step_fused_kernel<0>;
+    int optin = 0, sms = 0, per_sm = 0;
+    if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device) ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, st->device) ||
+        smem > (size_t)optin ||
+        cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, FA_THREADS, smem)) {
+        cudaGetLastError();
+        return nullptr;
+    }
+    return (size_t)g.nsplit * g.nkv <= (size_t)per_sm * sms ? k : nullptr;
+}
+
+extern "C" int g4q_cuda_attention_fused(g4q_backend *be, int cap, int nh, int nkv, int hd)
+{
+    if (!be || strcmp(be->name, "cuda") != 0 || nkv < 1 || nh % nkv || nh / nkv > MAX_GROUP)
+        return 0;
+    const step_geom g = fused_geometry(cap, nh, nkv, hd, 0, 1.0f);
+    return fused_kernel(be, g, fused_smem(g)) != nullptr;
 }
 
 g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
@@ -381,16 +705,11 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
                         "cuda attention: step position with %d query heads per KV head, head_dim "
                         "%d (at most %d heads, 48 KB of q)",
                         group, hd, MAX_GROUP);
-    step_geom g;
-    g.nh = nh, g.nkv = nkv, g.hd = hd, g.group = group, g.cap = cap, g.window = window;
-    g.scale = scale;
-    /* Fixed ranges over the at most cap + 1 keys: about TARGET_BLOCKS scores blocks. */
-    const int maxkeys = cap + 1;
-    int per = (int)((size_t)maxkeys * nkv / TARGET_BLOCKS);
-    g.split_len = per < MIN_SPLIT ? MIN_SPLIT : per;
-    g.nsplit = (maxkeys + g.split_len - 1) / g.split_len;
-    g.ldS = (maxkeys + 7) / 8 * 8;
-    const size_t s_bytes = ((size_t)nh * g.ldS * 2 + 255) / 256 * 256;
+    const step_geom gf = fused_geometry(cap, nh, nkv, hd, window, scale);
+    const size_t smem = fused_smem(gf);
+    const fused_fn fk = fused_kernel(be, gf, smem);
+    const step_geom g = fk ? gf : step_geometry(cap, nh, nkv, hd, window, scale);
+    const size_t s_bytes = fk ? 0 : ((size_t)nh * g.ldS * 2 + 255) / 256 * 256;
     const size_t st_bytes = ((size_t)g.nsplit * nh * sizeof(float2) + 255) / 256 * 256;
     const size_t p_bytes = (size_t)g.nsplit * nh * hd * sizeof(float);
     void *scr;
@@ -400,6 +719,15 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
     float *part = (float *)((char *)scr + s_bytes + st_bytes);
     __nv_bfloat16 *kst = store ? (__nv_bfloat16 *)kc->data : nullptr;
     __nv_bfloat16 *vst = store ? (__nv_bfloat16 *)vc->data : nullptr;
+    if (fk) {
+        G4Q_CUDA_CHECK(
+            g4q_cuda_launch(be, fk, dim3((unsigned)g.nsplit, (unsigned)nkv), dim3(FA_THREADS), smem,
+                            g, (const int *)st->pos_dev, (const __nv_bfloat16 *)q->data,
+                            (const __nv_bfloat16 *)kc->data, (const __nv_bfloat16 *)vc->data,
+                            (const __nv_bfloat16 *)k_new->data, (const __nv_bfloat16 *)v_new->data,
+                            kst, vst, stats, part, st->step_done, (__nv_bfloat16 *)out->data));
+        return G4Q_OK;
+    }
     /* The usual groups get a kernel with the head loop unrolled at compile time. */
     void (*scores)(step_geom, const int *, const __nv_bfloat16 *, const __nv_bfloat16 *,
                    const __nv_bfloat16 *, const __nv_bfloat16 *, __nv_bfloat16 *, __nv_bfloat16 *,

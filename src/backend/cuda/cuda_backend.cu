@@ -254,7 +254,7 @@ static void cuda_weight_free(g4q_backend *be, g4q_bweight *w)
     free(w);
 }
 
-static g4q_status cuda_init_state(g4q_backend *be)
+static g4q_status cuda_init_state(g4q_backend *be, const g4q_cuda_opts *opts)
 {
     g4q_ctx *ctx = be->ctx;
     g4q_cuda_state *s = g4q_cuda_st(be);
@@ -291,6 +291,9 @@ static g4q_status cuda_init_state(g4q_backend *be)
      * launch each in matmul3 / matmul_geglu. */
     const char *fuse = getenv("G4Q_CUDA_FUSE");
     s->qfuse = !(fuse && strcmp(fuse, "0") == 0);
+    /* G4Q_CUDA_ATTN_FUSED=0: the decode attention always takes its two-kernel form. */
+    const char *afused = getenv("G4Q_CUDA_ATTN_FUSED");
+    s->attn_fused = !(afused && strcmp(afused, "0") == 0) && !(opts && opts->attention_two_kernels);
     return G4Q_OK;
 }
 
@@ -379,7 +382,7 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->graph_launch = g4q_cuda_graph_launch;
     be->graph_free = g4q_cuda_graph_free;
     if (prec == G4Q_CUDA_F32) cuda_set_f32(be);
-    g4q_status st = cuda_init_state(be);
+    g4q_status st = cuda_init_state(be, opts);
     if (st != G4Q_OK) {
         cuda_destroy(be);
         return st;

@@ -32,8 +32,9 @@
  *
  * Decode steps: matmul3 / matmul_geglu (one GEMV launch over q,k,v or gate+up with GeGLU, BF16
  * or packed weights of one format), qkv_norm_rope, norm_add_norm, the step position (rope /
- * kv_store / T = 1 attention read n_past from device memory: cuda_attention_step.cu) and graph
- * recording on the stream (cuda_fused.cu).
+ * kv_store / T = 1 attention read n_past from device memory: cuda_attention_step.cu; the
+ * attention runs as one kernel where its blocks fit on the device at once) and graph recording on
+ * the stream (cuda_fused.cu).
  * A graph is stale once any device memory was freed after it was recorded.
  *
  * Weights: G4Q_WF_BF16 (copied to the device at weight_bind) and, in BF16 mode, the packed NVFP4,
@@ -62,6 +63,9 @@ typedef enum {
 
 typedef struct g4q_cuda_opts {
     g4q_cuda_precision precision;
+    /* Non-zero: the decode-step attention always runs as its two kernels, never the fused one
+     * (tests and benchmarks compare them; the environment G4Q_CUDA_ATTN_FUSED=0 does the same). */
+    int attention_two_kernels;
 } g4q_cuda_opts;
 
 /* Creates the CUDA backend on device 0 reporting errors to ctx (which must outlive it), in the
@@ -72,6 +76,10 @@ g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_opts *opts,
 
 /* g4q_backend_cuda_create_opts with precision BF16. */
 g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out);
+/* Whether a decode step's attention (T = 1 at the step position) over a cache of cap slots with
+ * nh query heads, nkv KV heads and head_dim hd runs as the one fused kernel on be
+ * (cuda_attention_step.cu); 0 on any other backend. For tests. */
+int g4q_cuda_attention_fused(g4q_backend *be, int cap, int nh, int nkv, int hd);
 
 #ifdef __cplusplus
 }
