@@ -20,7 +20,7 @@
 //      device memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
 // Fused form (step_fused_kernel), used instead where it fits (fused_kernel says when: at most 4
 // query heads per KV head, e.g. the 12B's sliding layers): one kernel, grid (split, kv head) with
-// about FA_SPLITS longer ranges per KV head. Each block requests its range's K and V cache rows
+// ranges of FA_THREADS / (FA_TPP · group) keys. Each block requests its range's K and V cache rows
 // into shared memory before the programmatic wait (the slots hold keys of earlier steps; the
 // q/k/v projection GEMV before this op lets no later kernel start until everything before it has
 // finished), so the loads overlap the kernels before it; then scores (a thread per query head and
@@ -44,7 +44,7 @@
 #define TARGET_BLOCKS 264
 #define MIN_SPLIT 32
 #define FA_THREADS 256 /* fused kernel: 8 warps */
-#define FA_SPLITS 8    /* fused kernel: ranges per KV head (it keeps a range's K and V in smem) */
+#define FA_TPP 2       /* fused kernel: threads per (query head, key) score */
 #define FA_MAX_GROUP 4 /* fused kernel: query heads per KV head */
 #define FA_KPAD 8      /* fused kernel: bf16 padding per K row in smem */
 #define FA_SMEM (200 << 10) /* fused kernel: shared memory it plans for (sm_90 allows 227 KB) */
@@ -210,14 +210,17 @@ static __device__ __forceinline__ void
 head_max_sum(const step_geom &g, int h, int nact, const float2 *stats, float *M_out, float *sum_out)
 {
     const int lane = threadIdx.x & 31;
-    float M = -INFINITY;
-    for (int s = lane; s < nact; s += 32)
+    /* the first 32 ranges' statistics are read once, for both passes */
+    const float2 first =
+        lane < nact ? __ldcg(&stats[(size_t)lane * g.nh + h]) : make_float2(-INFINITY, 0.0f);
+    float M = first.x;
+    for (int s = lane + 32; s < nact; s += 32)
         M = fmaxf(M, __ldcg(&stats[(size_t)s * g.nh + h]).x);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1)
         M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-    float sum = 0.0f;
-    for (int s = lane; s < nact; s += 32) {
+    float sum = first.x > -INFINITY ? first.y * expf(first.x - M) : 0.0f;
+    for (int s = lane + 32; s < nact; s += 32) {
         const float2 st = __ldcg(&stats[(size_t)s * g.nh + h]);
         if (st.x > -INFINITY) sum += st.y * expf(st.x - M);
     }
@@ -488,19 +491,21 @@ static step_geom step_geometry(int cap, int nh, int nkv, int hd, int window, flo
 
 static size_t fused_smem(const step_geom &g);
 
-/* The fused kernel's ranges: about FA_SPLITS per KV head (fewer partials to combine), at least
- * MIN_SPLIT keys each, and no more keys than fit in FA_SMEM bytes of shared memory. */
+/* The fused kernel's ranges: FA_TPP threads per (query head, key) of a range, so
+ * FA_THREADS / (FA_TPP · group) keys, fewer where their rows would not fit in FA_SMEM bytes of
+ * shared memory. */
 static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, float scale)
 {
     step_geom g = step_geometry(cap, nh, nkv, hd, window, scale);
-    const int maxkeys = cap + 1, per = (maxkeys + FA_SPLITS - 1) / FA_SPLITS;
+    const int maxkeys = cap + 1;
     g.split_len = 1;
     const size_t one = fused_smem(g);
     g.split_len = 2;
     const size_t key = fused_smem(g) - one, base = one - key; /* smem = base + keys · key */
     const int fit = base < FA_SMEM ? (int)((FA_SMEM - base) / key) : 1;
-    g.split_len = per < MIN_SPLIT ? MIN_SPLIT : per;
-    if (g.split_len > fit) g.split_len = fit > 1 ? fit : 1;
+    const int per = FA_THREADS / (FA_TPP * (g.group > 0 ? g.group : 1));
+    g.split_len = per < fit ? per : fit;
+    if (g.split_len < 1) g.split_len = 1;
     g.nsplit = (maxkeys + g.split_len - 1) / g.split_len;
     return g;
 }
@@ -564,27 +569,43 @@ static __global__ void __launch_bounds__(FA_THREADS)
                 *reinterpret_cast<const uint4 *>(vn + src);
         }
     __syncthreads();
-    /* 2. Scores, a thread per (query head, key): the dot product in fp32 in dim order; the padded
-     * K rows keep the lanes of a warp (consecutive keys) on distinct banks. Then the range's
-     * statistics as step_scores_kernel. */
-    for (int e = threadIdx.x; e < group * n; e += FA_THREADS) {
-        const int r = e / n, k = e - r * n, j = jb + k;
+    /* 2. Scores, FA_TPP adjacent lanes per (query head, key): lane u of them sums the 8-dim
+     * chunks u, u + FA_TPP, ... into two fp32 accumulators (even and odd turns), and the lanes'
+     * sums meet by shuffles. The padded K rows keep a warp's lanes on distinct banks. Then the
+     * range's statistics as step_scores_kernel. */
+    for (int e0 = 0; e0 < group * n; e0 += FA_THREADS / FA_TPP) {
+        const int e = e0 + (int)threadIdx.x / FA_TPP, u = (int)threadIdx.x % FA_TPP;
+        const bool live = e < group * n;
+        const int r = live ? e / n : 0, k = live ? e - r * n : 0;
         const __nv_bfloat16 *kr = Kt + (size_t)k * KS;
         const float *qr = qs + r * hd;
-        float a = 0.0f;
-        for (int c = 0; c < hd8; c++) {
+        /* chunk c of the dot product into acc, in dim order */
+        auto chunk = [&](int c, float &acc) {
             const uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
             const __nv_bfloat162 *kp = reinterpret_cast<const __nv_bfloat162 *>(&kv);
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const float2 f = __bfloat1622float2(kp[i]);
-                a = fmaf(qr[c * 8 + 2 * i], f.x, a);
-                a = fmaf(qr[c * 8 + 2 * i + 1], f.y, a);
-            }
+            const float4 qa = *reinterpret_cast<const float4 *>(qr + c * 8),
+                         qb = *reinterpret_cast<const float4 *>(qr + c * 8 + 4);
+            const float2 k0 = __bfloat1622float2(kp[0]), k1 = __bfloat1622float2(kp[1]),
+                         k2 = __bfloat1622float2(kp[2]), k3 = __bfloat1622float2(kp[3]);
+            acc = fmaf(qa.x, k0.x, acc), acc = fmaf(qa.y, k0.y, acc);
+            acc = fmaf(qa.z, k1.x, acc), acc = fmaf(qa.w, k1.y, acc);
+            acc = fmaf(qb.x, k2.x, acc), acc = fmaf(qb.y, k2.y, acc);
+            acc = fmaf(qb.z, k3.x, acc), acc = fmaf(qb.w, k3.y, acc);
+        };
+        float a0 = 0.0f, a1 = 0.0f;
+        for (int c = u; live && c < hd8; c += 2 * FA_TPP) {
+            chunk(c, a0);
+            if (c + FA_TPP < hd8) chunk(c + FA_TPP, a1);
         }
-        const int p = step_key_pos(g, n_past, nc, j);
-        const bool vis = g.window <= 0 || n_past - p < g.window;
-        Ss[r * L + k] = vis ? rb(rb(a) * g.scale) : -INFINITY;
+        float a = a0 + a1;
+#pragma unroll
+        for (int o = FA_TPP / 2; o > 0; o >>= 1)
+            a += __shfl_xor_sync(0xffffffffu, a, o);
+        if (live && u == 0) {
+            const int p = step_key_pos(g, n_past, nc, jb + k);
+            const bool vis = g.window <= 0 || n_past - p < g.window;
+            Ss[r * L + k] = vis ? rb(rb(a) * g.scale) : -INFINITY;
+        }
     }
     __syncthreads();
     split_stats(
