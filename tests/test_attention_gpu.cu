@@ -209,9 +209,9 @@ static void test_attention_store(g4q_backend *be)
 }
 
 /* ---- the decode step's attention in one kernel (cuda_attention_step.cu): taken for the 12B's
- * sliding geometry and the other cases with at most 4 query heads per KV head (test_attention's
- * step cases then check it against the CPU), and not taken for wider groups, head dims that are
- * not a multiple of 8, or when turned off. Here: three calls in a row into NaN-filled outputs give
+ * sliding and global geometries and every case here (test_attention's step cases then check it
+ * against the CPU), not taken for head dims that are not a multiple of 8, grids too large to be
+ * resident at once, or when turned off. Here: three calls in a row into NaN-filled outputs give
  * the same output bit for bit (its per-KV-head counters are back at zero after each call), the
  * caches equal the two-kernel form's bit for bit (the store is a copy), and the output stays
  * within a few bf16 units of the two-kernel form's (other fp32 orders; the CPU bound is
@@ -227,6 +227,8 @@ static void test_attention_fused(g4q_backend *gpu)
         {1100, 1090, 1, 16, 4, 512, 0},    {300, 299, 1, 4, 4, 512, 0},
         {64, 200, 1, 4, 2, 64, 64},        {64, 50, 1, 6, 2, 64, 32},
         {16, 16, 1, 4, 1, 128, 16},        {7, 3, 1, 3, 3, 64, 0},
+        {2048, 1000, 1, 16, 1, 512, 0},    {1100, 1090, 1, 16, 1, 512, 0},
+        {128, 100, 1, 8, 1, 64, 0},        {300, 299, 1, 16, 1, 512, 0},
     };
     for (const att_case &c : cases) {
         CHECK_MSG(g4q_cuda_attention_fused(gpu, c.cap, c.nh, c.nkv, c.hd) &&
@@ -281,8 +283,8 @@ static void test_attention_fused(g4q_backend *gpu)
                   "|diff| %.3g (max |out| %.3g)",
                   c.cap, c.n_past, c.nh, c.nkv, c.hd, dmax, amax);
     }
-    CHECK(!g4q_cuda_attention_fused(gpu, 16, 2, 2, 10));     /* hd % 8 != 0 */
-    CHECK(!g4q_cuda_attention_fused(gpu, 2048, 16, 1, 512)); /* 16 query heads per KV head */
+    CHECK(!g4q_cuda_attention_fused(gpu, 16, 2, 2, 10));       /* hd % 8 != 0 */
+    CHECK(!g4q_cuda_attention_fused(gpu, 131072, 16, 1, 512)); /* 4097 blocks do not fit */
     g4q_backend_free(two);
 }
 

@@ -18,17 +18,18 @@
 //      ranges in a fixed (warp butterfly) order, p = bf16(exp(s - M) · (1 / sum)), partial Σ p·v in
 //      fp32 (keys with p = 0 add 0·v). The last block of a head to finish (a per-head counter in
 //      device memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
-// Fused form (step_fused_kernel), used instead where it fits (fused_kernel says when: at most 4
-// query heads per KV head, e.g. the 12B's sliding layers): one kernel, grid (split, kv head) with
-// ranges of FA_THREADS / (FA_TPP · group) keys. Each block requests its range's K and V cache rows
-// into shared memory before the programmatic wait (the slots hold keys of earlier steps; the
-// q/k/v projection GEMV before this op lets no later kernel start until everything before it has
-// finished), so the loads overlap the kernels before it; then scores (a thread per query head and
-// key, the dot product in dim order) and the range's statistics as above. The blocks of a KV head
-// then wait for each other (a counter in device memory; the host launches this kernel only when
-// every block of the grid can be resident at once), combine the statistics as step_pv_kernel
-// does, sum p·v from shared memory, and the KV head's last block sums the partials. Its fp32 sums
-// run in other orders than the two kernels', so the forms may differ in the last bit.
+// Fused form (step_fused_kernel), used instead wherever it fits (fused_kernel says when): one
+// kernel, grid (split, kv head) with ranges of max(FA_MIN_KEYS, FA_THREADS / (FA_TPP · group))
+// keys. Each block requests its range's K and V cache rows into shared memory before the
+// programmatic wait (the slots hold keys of earlier steps; the q/k/v projection GEMV before this
+// op lets no later kernel start until everything before it has finished), so the loads overlap
+// the kernels before it; then scores (FA_TPP lanes per query head and key) and the range's
+// statistics as above. The blocks of a KV head then wait for each other (counters in device
+// memory; the host launches this kernel only when every block of the grid can be resident at
+// once), combine the statistics as step_pv_kernel does and sum p·v from shared memory into
+// partials; after a second wait every block sums a share of the outputs over the ranges in order.
+// Its fp32 sums run in other orders than the two kernels', so the forms may differ in the last
+// bit.
 // The fp32 sums run in other orders than cuda_attention.cu's, so the paths may differ in the
 // last bit; each is deterministic.
 #include <cstring>
@@ -45,7 +46,7 @@
 #define MIN_SPLIT 32
 #define FA_THREADS 256 /* fused kernel: 8 warps */
 #define FA_TPP 2       /* fused kernel: threads per (query head, key) score */
-#define FA_MAX_GROUP 4 /* fused kernel: query heads per KV head */
+#define FA_MIN_KEYS 32 /* fused kernel: keys per range at least */
 #define FA_KPAD 8      /* fused kernel: bf16 padding per K row in smem */
 #define FA_SMEM (200 << 10) /* fused kernel: shared memory it plans for (sm_90 allows 227 KB) */
 
@@ -503,7 +504,8 @@ static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, fl
     g.split_len = 2;
     const size_t key = fused_smem(g) - one, base = one - key; /* smem = base + keys · key */
     const int fit = base < FA_SMEM ? (int)((FA_SMEM - base) / key) : 1;
-    const int per = FA_THREADS / (FA_TPP * (g.group > 0 ? g.group : 1));
+    int per = FA_THREADS / (FA_TPP * (g.group > 0 ? g.group : 1));
+    if (per < FA_MIN_KEYS) per = FA_MIN_KEYS;
     g.split_len = per < fit ? per : fit;
     if (g.split_len < 1) g.split_len = 1;
     g.nsplit = (maxkeys + g.split_len - 1) / g.split_len;
@@ -522,7 +524,7 @@ static size_t fused_smem(const step_geom &g)
 }
 
 /* grid (nsplit, nkv), FA_THREADS, fused_smem bytes; every block of the grid resident at once (the
- * host checks). cnt: two counters per KV head, zero between calls. See the file comment. */
+ * host checks). cnt: three counters per KV head, zero between calls. See the file comment. */
 template <int G>
 static __global__ void __launch_bounds__(FA_THREADS)
     step_fused_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ q,
@@ -532,7 +534,6 @@ static __global__ void __launch_bounds__(FA_THREADS)
                       unsigned *cnt, __nv_bfloat16 *__restrict__ out)
 {
     extern __shared__ __align__(16) unsigned char fa_sm[];
-    __shared__ int last;
     const int L = g.split_len, hd = g.hd, hd8 = hd / 8, KS = hd + FA_KPAD;
     const int group = G ? G : g.group;
     __nv_bfloat16 *Kt = reinterpret_cast<__nv_bfloat16 *>(fa_sm), *Vt = Kt + (size_t)L * KS;
@@ -614,8 +615,8 @@ static __global__ void __launch_bounds__(FA_THREADS)
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence();
-        atomicAdd(cnt + 2 * kvh, 1u);
-        while (ld_acquire(cnt + 2 * kvh) < (unsigned)nact)
+        atomicAdd(cnt + 3 * kvh, 1u);
+        while (ld_acquire(cnt + 3 * kvh) < (unsigned)nact)
             __nanosleep(32);
     }
     __syncthreads();
@@ -657,18 +658,21 @@ static __global__ void __launch_bounds__(FA_THREADS)
             }
         __syncthreads();
     }
-    /* 5. Count the block out; the KV head's last one resets the counters and sums the partials
-     * of its query heads. */
-    __threadfence();
+    /* 5. Once every range of the KV head has its partials out, block `split` sums elements
+     * split, split + nact, ... of the group's outputs over the ranges; the last block to leave
+     * resets the three counters. */
+    __syncthreads();
     if (threadIdx.x == 0) {
-        last = atomicAdd(cnt + 2 * kvh + 1, 1u) == (unsigned)nact - 1;
-        if (last) cnt[2 * kvh] = 0, cnt[2 * kvh + 1] = 0;
+        __threadfence();
+        atomicAdd(cnt + 3 * kvh + 1, 1u);
+        while (ld_acquire(cnt + 3 * kvh + 1) < (unsigned)nact)
+            __nanosleep(32);
     }
     __syncthreads();
-    if (!last) return;
-    __threadfence();
-    for (int e = threadIdx.x; e < group * hd; e += FA_THREADS)
+    for (int e = split + (int)threadIdx.x * nact; e < group * hd; e += FA_THREADS * nact)
         sum_parts(g, kvh * group + e / hd, e % hd, nact, part, out);
+    if (threadIdx.x == 0 && atomicAdd(cnt + 3 * kvh + 2, 1u) == (unsigned)nact - 1)
+        cnt[3 * kvh] = 0, cnt[3 * kvh + 1] = 0, cnt[3 * kvh + 2] = 0;
 }
 
 typedef void (*fused_fn)(step_geom, const int *, const __nv_bfloat16 *, const __nv_bfloat16 *,
@@ -677,21 +681,20 @@ typedef void (*fused_fn)(step_geom, const int *, const __nv_bfloat16 *, const __
                          __nv_bfloat16 *);
 
 /* The fused kernel for g (fused_geometry), or NULL where it does not apply: turned off
- * (G4Q_CUDA_ATTN_FUSED=0 or the backend option), more than FA_MAX_GROUP query heads per KV head
- * (the two kernels spread those over more blocks), a head_dim that is not a multiple of 8 or
- * wider than 8 · FA_THREADS, more shared memory than a block may have, or a grid that does not
- * fit on the device at once (its blocks wait for each other). Sets the kernel's shared-memory
- * limit. */
+ * (G4Q_CUDA_ATTN_FUSED=0 or the backend option), a head_dim that is not a multiple of 8 or wider
+ * than 8 · FA_THREADS, more shared memory than a block may have, or a grid that does not fit on
+ * the device at once (its blocks wait for each other). Sets the kernel's shared-memory limit. */
 static fused_fn fused_kernel(g4q_backend *be, const step_geom &g, size_t smem)
 {
     const g4q_cuda_state *st = g4q_cuda_st(be);
-    if (!st->attn_fused || g.group > FA_MAX_GROUP || g.hd % 8 || g.hd / 8 > FA_THREADS ||
-        2 * g.nkv > G4Q_CUDA_STEP_MAX_HEADS)
+    if (!st->attn_fused || g.hd % 8 || g.hd / 8 > FA_THREADS || 3 * g.nkv > G4Q_CUDA_STEP_MAX_HEADS)
         return nullptr;
-    const fused_fn k = g.group == 1   ? step_fused_kernel<1>
-                       : g.group == 2 ? step_fused_kernel<2>
-                       : g.group == 4 ? step_fused_kernel<4>
-                                      : step_fused_kernel<0>;
+    const fused_fn k = g.group == 1    ? step_fused_kernel<1>
+                       : g.group == 2  ? step_fused_kernel<2>
+                       : g.group == 4  ? step_fused_kernel<4>
+                       : g.group == 8  ? step_fused_kernel<8>
+                       : g.group == 16 ? step_fused_kernel<16>
+                                       : step_fused_kernel<0>;
     int optin = 0, sms = 0, per_sm = 0;
     if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device) ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, st->device) ||
