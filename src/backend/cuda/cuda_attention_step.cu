@@ -19,17 +19,17 @@
 //      fp32 (keys with p = 0 add 0·v). The last block of a head to finish (a per-head counter in
 //      device memory, reset by that block) writes out = bf16(Σ partials) over the ranges in order.
 // Fused form (step_fused_kernel), used instead wherever it fits (fused_kernel says when): one
-// kernel, grid (split, kv head) with ranges of max(FA_MIN_KEYS, FA_THREADS / (FA_TPP · group))
-// keys. Each block requests its range's K and V cache rows into shared memory before the
-// programmatic wait (the slots hold keys of earlier steps; the q/k/v projection GEMV before this
-// op lets no later kernel start until everything before it has finished), so the loads overlap
-// the kernels before it; then scores (FA_TPP lanes per query head and key) and the range's
-// statistics as above. The blocks of a KV head then wait for each other (counters in device
-// memory; the host launches this kernel only when every block of the grid can be resident at
-// once), combine the statistics as step_pv_kernel does and sum p·v from shared memory into
-// partials; after a second wait every block sums a share of the outputs over the ranges in order.
-// Its fp32 sums run in other orders than the two kernels', so the forms may differ in the last
-// bit.
+// kernel, grid (split, head group: gh <= FA_MAX_GH query heads of one KV head) with ranges of
+// max(FA_MIN_KEYS, FA_THREADS / (FA_TPP · gh)) keys. Each block requests its range's K and V
+// cache rows into shared memory before the programmatic wait (the slots hold keys of earlier
+// steps; the q/k/v projection GEMV before this op lets no later kernel start until everything
+// before it has finished), so the loads overlap the kernels before it; then scores (FA_TPP lanes
+// per query head and key) and the range's statistics as above. The blocks of a head group then
+// wait for each other (counters in device memory; the host launches this kernel only when every
+// block of the grid can be resident at once), combine the statistics as step_pv_kernel does and
+// sum p·v from shared memory into partials; after a second wait every block sums a share of the
+// outputs over the ranges in order. Its fp32 sums run in other orders than the two kernels', so
+// the forms may differ in the last bit.
 // The fp32 sums run in other orders than cuda_attention.cu's, so the paths may differ in the
 // last bit; each is deterministic.
 #include <cstring>
@@ -47,11 +47,13 @@
 #define FA_THREADS 256 /* fused kernel: 8 warps */
 #define FA_TPP 2       /* fused kernel: threads per (query head, key) score */
 #define FA_MIN_KEYS 32 /* fused kernel: keys per range at least */
+#define FA_MAX_GH 4    /* fused kernel: query heads per block at most */
 #define FA_KPAD 8      /* fused kernel: bf16 padding per K row in smem */
 #define FA_SMEM (200 << 10) /* fused kernel: shared memory it plans for (sm_90 allows 227 KB) */
 
 typedef struct step_geom {
     int nh, nkv, hd, group, cap, window, split_len, nsplit, ldS;
+    int gh; /* fused kernel: query heads per block (a divisor of group) */
     float scale;
 } step_geom;
 
@@ -481,6 +483,7 @@ static step_geom step_geometry(int cap, int nh, int nkv, int hd, int window, flo
 {
     step_geom g;
     g.nh = nh, g.nkv = nkv, g.hd = hd, g.group = nh / nkv, g.cap = cap, g.window = window;
+    g.gh = g.group;
     g.scale = scale;
     const int maxkeys = cap + 1;
     const int per = (int)((size_t)maxkeys * nkv / TARGET_BLOCKS);
@@ -499,12 +502,15 @@ static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, fl
 {
     step_geom g = step_geometry(cap, nh, nkv, hd, window, scale);
     const int maxkeys = cap + 1;
+    g.gh = FA_MAX_GH;
+    while (g.gh > 1 && g.group % g.gh)
+        g.gh--;
     g.split_len = 1;
     const size_t one = fused_smem(g);
     g.split_len = 2;
     const size_t key = fused_smem(g) - one, base = one - key; /* smem = base + keys · key */
     const int fit = base < FA_SMEM ? (int)((FA_SMEM - base) / key) : 1;
-    int per = FA_THREADS / (FA_TPP * (g.group > 0 ? g.group : 1));
+    int per = FA_THREADS / (FA_TPP * g.gh);
     if (per < FA_MIN_KEYS) per = FA_MIN_KEYS;
     g.split_len = per < fit ? per : fit;
     if (g.split_len < 1) g.split_len = 1;
@@ -518,13 +524,14 @@ static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, fl
 static size_t fused_smem(const step_geom &g)
 {
     return (size_t)g.split_len * (2 * g.hd + FA_KPAD) * sizeof(__nv_bfloat16) +
-           ((size_t)g.group * g.hd + (size_t)g.group * g.split_len + FA_THREADS * 8 +
-            2 * (size_t)g.group) *
+           ((size_t)g.gh * g.hd + (size_t)g.gh * g.split_len + FA_THREADS * 8 + 2 * (size_t)g.gh) *
                sizeof(float);
 }
 
-/* grid (nsplit, nkv), FA_THREADS, fused_smem bytes; every block of the grid resident at once (the
- * host checks). cnt: three counters per KV head, zero between calls. See the file comment. */
+/* grid (nsplit, nh / gh): range `split` of the query heads vh·gh .. vh·gh + gh - 1 (of KV head
+ * vh·gh / group); FA_THREADS threads, fused_smem bytes; every block of the grid resident at once
+ * (the host checks). cnt: three counters per head group, zero between calls. See the file
+ * comment. */
 template <int G>
 static __global__ void __launch_bounds__(FA_THREADS)
     step_fused_kernel(step_geom g, const int *__restrict__ pos, const __nv_bfloat16 *__restrict__ q,
@@ -535,11 +542,12 @@ static __global__ void __launch_bounds__(FA_THREADS)
 {
     extern __shared__ __align__(16) unsigned char fa_sm[];
     const int L = g.split_len, hd = g.hd, hd8 = hd / 8, KS = hd + FA_KPAD;
-    const int group = G ? G : g.group;
+    const int group = G ? G : g.gh; /* this block's query heads: h0 .. h0 + group - 1 */
     __nv_bfloat16 *Kt = reinterpret_cast<__nv_bfloat16 *>(fa_sm), *Vt = Kt + (size_t)L * KS;
     float *qs = reinterpret_cast<float *>(Vt + (size_t)L * hd), *Ss = qs + group * hd;
     float *red = Ss + group * L, *Ms = red + FA_THREADS * 8, *Is = Ms + group;
-    const int split = blockIdx.x, kvh = blockIdx.y, jb = split * L;
+    const int split = blockIdx.x, vh = blockIdx.y, hgs = g.group / group, kvh = vh / hgs;
+    const int h0 = vh * group, jb = split * L;
     /* 1. The range's cache slots, requested before the wait: they hold keys of earlier steps,
      * complete by now (the q/k/v projection before this op waits for everything before it). Slots
      * past the cached keys are loaded too and not used. */
@@ -554,12 +562,12 @@ static __global__ void __launch_bounds__(FA_THREADS)
     g4q_pdl_wait();
     const int n_past = *pos, nc = n_past < g.cap ? n_past : g.cap, nkeys = nc + 1;
     const int je = min(jb + L, nkeys), n = je - jb;
-    if (split == 0 && kst) store_new_row(g, n_past, kvh, kn, vn, kst, vst);
+    if (split == 0 && vh % hgs == 0 && kst) store_new_row(g, n_past, kvh, kn, vn, kst, vst);
     cp_async_wait_all();
     if (jb >= nkeys) return;
     const int nact = (nkeys + L - 1) / L;
     for (int e = threadIdx.x; e < group * hd; e += FA_THREADS)
-        qs[e] = __bfloat162float(q[(size_t)kvh * group * hd + e]);
+        qs[e] = __bfloat162float(q[(size_t)h0 * hd + e]);
     __syncthreads(); /* every thread's copies have landed: the new key may replace slot nc */
     if (nc < je)
         for (int c = threadIdx.x; c < hd8; c += FA_THREADS) {
@@ -610,20 +618,20 @@ static __global__ void __launch_bounds__(FA_THREADS)
     }
     __syncthreads();
     split_stats(
-        g, group, kvh, split, jb, je, [&](int r, int j) { return Ss[r * L + j - jb]; }, stats);
+        g, group, vh, split, jb, je, [&](int r, int j) { return Ss[r * L + j - jb]; }, stats);
     /* 3. Wait until every active range of this KV head has published its statistics. */
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence();
-        atomicAdd(cnt + 3 * kvh, 1u);
-        while (ld_acquire(cnt + 3 * kvh) < (unsigned)nact)
+        atomicAdd(cnt + 3 * vh, 1u);
+        while (ld_acquire(cnt + 3 * vh) < (unsigned)nact)
             __nanosleep(32);
     }
     __syncthreads();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int r = warp; r < group; r += FA_THREADS / 32) {
         float M, sum;
-        head_max_sum(g, kvh * group + r, nact, stats, &M, &sum);
+        head_max_sum(g, h0 + r, nact, stats, &M, &sum);
         if (lane == 0) Ms[r] = M, Is[r] = 1.0f / sum;
     }
     __syncthreads();
@@ -654,7 +662,7 @@ static __global__ void __launch_bounds__(FA_THREADS)
                 float t = 0.0f;
                 for (int k = 0; k < nkg; k++)
                     t += rd[k * hd + e];
-                part[((size_t)split * g.nh + kvh * group + r) * hd + e] = t;
+                part[((size_t)split * g.nh + h0 + r) * hd + e] = t;
             }
         __syncthreads();
     }
@@ -664,15 +672,15 @@ static __global__ void __launch_bounds__(FA_THREADS)
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence();
-        atomicAdd(cnt + 3 * kvh + 1, 1u);
-        while (ld_acquire(cnt + 3 * kvh + 1) < (unsigned)nact)
+        atomicAdd(cnt + 3 * vh + 1, 1u);
+        while (ld_acquire(cnt + 3 * vh + 1) < (unsigned)nact)
             __nanosleep(32);
     }
     __syncthreads();
     for (int e = split + (int)threadIdx.x * nact; e < group * hd; e += FA_THREADS * nact)
-        sum_parts(g, kvh * group + e / hd, e % hd, nact, part, out);
-    if (threadIdx.x == 0 && atomicAdd(cnt + 3 * kvh + 2, 1u) == (unsigned)nact - 1)
-        cnt[3 * kvh] = 0, cnt[3 * kvh + 1] = 0, cnt[3 * kvh + 2] = 0;
+        sum_parts(g, h0 + e / hd, e % hd, nact, part, out);
+    if (threadIdx.x == 0 && atomicAdd(cnt + 3 * vh + 2, 1u) == (unsigned)nact - 1)
+        cnt[3 * vh] = 0, cnt[3 * vh + 1] = 0, cnt[3 * vh + 2] = 0;
 }
 
 typedef void (*fused_fn)(step_geom, const int *, const __nv_bfloat16 *, const __nv_bfloat16 *,
@@ -687,14 +695,14 @@ typedef void (*fused_fn)(step_geom, const int *, const __nv_bfloat16 *, const __
 static fused_fn fused_kernel(g4q_backend *be, const step_geom &g, size_t smem)
 {
     const g4q_cuda_state *st = g4q_cuda_st(be);
-    if (!st->attn_fused || g.hd % 8 || g.hd / 8 > FA_THREADS || 3 * g.nkv > G4Q_CUDA_STEP_MAX_HEADS)
+    const int blocks_y = g.nkv * (g.group / g.gh); /* (KV head, head group) */
+    if (!st->attn_fused || g.hd % 8 || g.hd / 8 > FA_THREADS ||
+        3 * blocks_y > G4Q_CUDA_STEP_MAX_HEADS)
         return nullptr;
-    const fused_fn k = g.group == 1    ? step_fused_kernel<1>
-                       : g.group == 2  ? step_fused_kernel<2>
-                       : g.group == 4  ? step_fused_kernel<4>
-                       : g.group == 8  ? step_fused_kernel<8>
-                       : g.group == 16 ? step_fused_kernel<16>
-                                       : step_fused_kernel<0>;
+    const fused_fn k = g.gh == 1   ? step_fused_kernel<1>
+                       : g.gh == 2 ? step_fused_kernel<2>
+                       : g.gh == 4 ? step_fused_kernel<4>
+                                   : step_fused_kernel<0>;
     int optin = 0, sms = 0, per_sm = 0;
     if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device) ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, st->device) ||
@@ -704,7 +712,7 @@ static fused_fn fused_kernel(g4q_backend *be, const step_geom &g, size_t smem)
         cudaGetLastError();
         return nullptr;
     }
-    return (size_t)g.nsplit * g.nkv <= (size_t)per_sm * sms ? k : nullptr;
+    return (size_t)g.nsplit * blocks_y <= (size_t)per_sm * sms ? k : nullptr;
 }
 
 extern "C" int g4q_cuda_attention_fused(g4q_backend *be, int cap, int nh, int nkv, int hd)
@@ -744,12 +752,12 @@ g4q_status g4q_cuda_attention_step(g4q_backend *be, g4q_buf *out, const g4q_buf 
     __nv_bfloat16 *kst = store ? (__nv_bfloat16 *)kc->data : nullptr;
     __nv_bfloat16 *vst = store ? (__nv_bfloat16 *)vc->data : nullptr;
     if (fk) {
-        G4Q_CUDA_CHECK(
-            g4q_cuda_launch(be, fk, dim3((unsigned)g.nsplit, (unsigned)nkv), dim3(FA_THREADS), smem,
-                            g, (const int *)st->pos_dev, (const __nv_bfloat16 *)q->data,
-                            (const __nv_bfloat16 *)kc->data, (const __nv_bfloat16 *)vc->data,
-                            (const __nv_bfloat16 *)k_new->data, (const __nv_bfloat16 *)v_new->data,
-                            kst, vst, stats, part, st->step_done, (__nv_bfloat16 *)out->data));
+        G4Q_CUDA_CHECK(g4q_cuda_launch(
+            be, fk, dim3((unsigned)g.nsplit, (unsigned)(nh / g.gh)), dim3(FA_THREADS), smem, g,
+            (const int *)st->pos_dev, (const __nv_bfloat16 *)q->data,
+            (const __nv_bfloat16 *)kc->data, (const __nv_bfloat16 *)vc->data,
+            (const __nv_bfloat16 *)k_new->data, (const __nv_bfloat16 *)v_new->data, kst, vst, stats,
+            part, st->step_done, (__nv_bfloat16 *)out->data));
         return G4Q_OK;
     }
     /* The usual groups get a kernel with the head loop unrolled at compile time. */
