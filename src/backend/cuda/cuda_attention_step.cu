@@ -495,9 +495,9 @@ static step_geom step_geometry(int cap, int nh, int nkv, int hd, int window, flo
 
 static size_t fused_smem(const step_geom &g);
 
-/* The fused kernel's ranges: FA_TPP threads per (query head, key) of a range, so
- * FA_THREADS / (FA_TPP · group) keys, fewer where their rows would not fit in FA_SMEM bytes of
- * shared memory. */
+/* The fused kernel's geometry: head groups of gh query heads (the largest divisor of group up to
+ * FA_MAX_GH) and ranges of FA_THREADS / (FA_TPP · gh) keys (FA_TPP threads per query head and key),
+ * at least FA_MIN_KEYS, fewer where their rows would not fit in FA_SMEM bytes of shared memory. */
 static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, float scale)
 {
     step_geom g = step_geometry(cap, nh, nkv, hd, window, scale);
@@ -519,8 +519,8 @@ static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, fl
 }
 
 /* Bytes of the fused kernel's dynamic shared memory: the range's K rows (bf16, rows padded by 16
- * bytes: FA_KPAD) and V rows, q (group × hd floats), the scores and then p (group × split_len
- * floats), the PV sums (FA_THREADS · 8 floats), M and 1/sum per query head. */
+ * bytes: FA_KPAD) and V rows, q (gh × hd floats), the scores and then p (gh × split_len floats),
+ * the PV sums (FA_THREADS · 8 floats), M and 1/sum per query head. */
 static size_t fused_smem(const step_geom &g)
 {
     return (size_t)g.split_len * (2 * g.hd + FA_KPAD) * sizeof(__nv_bfloat16) +
@@ -619,10 +619,10 @@ static __global__ void __launch_bounds__(FA_THREADS)
     __syncthreads();
     split_stats(
         g, group, vh, split, jb, je, [&](int r, int j) { return Ss[r * L + j - jb]; }, stats);
-    /* 3. Wait until every active range of this KV head has published its statistics. */
+    /* 3. Wait until every active range of this head group has published its statistics. */
+    __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
         atomicAdd(cnt + 3 * vh, 1u);
         while (ld_acquire(cnt + 3 * vh) < (unsigned)nact)
             __nanosleep(32);
@@ -666,12 +666,12 @@ static __global__ void __launch_bounds__(FA_THREADS)
             }
         __syncthreads();
     }
-    /* 5. Once every range of the KV head has its partials out, block `split` sums elements
+    /* 5. Once every range of the head group has its partials out, block `split` sums elements
      * split, split + nact, ... of the group's outputs over the ranges; the last block to leave
      * resets the three counters. */
+    __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
         atomicAdd(cnt + 3 * vh + 1, 1u);
         while (ld_acquire(cnt + 3 * vh + 1) < (unsigned)nact)
             __nanosleep(32);
