@@ -16,7 +16,9 @@
 // With --bench, GEMV, prefill widening and n = 1024 matmul timings of the 12B's largest shapes
 // for BF16 and each packed format; with
 // --bench-model DIR [PROMPT [STEPS]], decode and prefill tokens/s of a checkpoint folder, BF16 or
-// quantized (scripts/bench/forward_quant_gpu.sh runs it on the 12B in each format).
+// quantized (scripts/bench/forward_quant_gpu.sh runs it on the 12B in each format); with the
+// environment G4Q_BENCH_SKIP, decode steps with classes of ops left out (timing only, see
+// skip_parse; scripts/bench/decode_shares.sh).
 //
 // Tolerance. Both backends sum the products of the same fp32 weights in fp32 in different orders
 // (the GPU decode GEMV on tensor cores with the block, group or global scale applied to partial
@@ -600,6 +602,129 @@ static double median(std::vector<double> v)
     return v.empty() ? 0 : v[v.size() / 2];
 }
 
+/* G4Q_BENCH_SKIP: a decode step with classes of ops left out, for timing only (the logits are
+ * wrong). ncu runs kernels one at a time, so what a class of ops costs inside the replayed step
+ * graph, where programmatic dependent launch overlaps neighbours, is measured by leaving it out of
+ * the single-token ops and timing the step again (scripts/bench/decode_shares.sh). Classes,
+ * comma-separated: qkv (the q/k/v projection), norm_rope (the q/k/v norms and RoPE), attention, o,
+ * norms (both residual norms), gate_up (with GeGLU), down, head. The backend's members are wrapped
+ * (skip_*); weights are told apart by their tensor names when they are bound. */
+enum {
+    SK_QKV = 1,
+    SK_NORM_ROPE = 2,
+    SK_ATTN = 4,
+    SK_O = 8,
+    SK_NORMS = 16,
+    SK_GATE_UP = 32,
+    SK_DOWN = 64,
+    SK_HEAD = 128
+};
+static g4q_backend g_inner; /* the wrapped backend's own members */
+static unsigned g_skip;
+static std::vector<std::pair<const g4q_bweight *, unsigned>> g_wclass;
+
+static unsigned skip_parse(const char *list)
+{
+    static const char *names[] = {"qkv",   "norm_rope", "attention", "o",
+                                  "norms", "gate_up",   "down",      "head"};
+    unsigned m = 0;
+    for (const char *p = list; p && *p;) {
+        const size_t len = strcspn(p, ",");
+        for (unsigned i = 0; i < 8; i++)
+            if (strlen(names[i]) == len && strncmp(p, names[i], len) == 0) m |= 1u << i;
+        p += len + (p[len] == ',');
+    }
+    return m;
+}
+static void skip_note(const g4q_weight_desc *d, g4q_bweight *w)
+{
+    const char *n = d->name ? d->name : "";
+    const unsigned c = strstr(n, "o_proj")         ? SK_O
+                       : strstr(n, "down_proj")    ? SK_DOWN
+                       : strstr(n, "embed_tokens") ? SK_HEAD
+                                                   : 0u;
+    g_wclass.push_back({w, c});
+}
+static unsigned skip_class(const g4q_bweight *w)
+{
+    for (auto &e : g_wclass)
+        if (e.first == w) return e.second;
+    return 0;
+}
+static g4q_status skip_bind(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out)
+{
+    const g4q_status st = g_inner.weight_bind(be, d, out);
+    if (st == G4Q_OK) skip_note(d, *out);
+    return st;
+}
+static g4q_status skip_bind_deferred(g4q_backend *be, const g4q_weight_desc *d, g4q_bweight **out)
+{
+    const g4q_status st = g_inner.weight_bind_deferred(be, d, out);
+    if (st == G4Q_OK) skip_note(d, *out);
+    return st;
+}
+static g4q_status skip_matmul(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
+                              int n)
+{
+    return n == 1 && (g_skip & skip_class(w)) ? G4Q_OK : g_inner.matmul(be, y, x, w, n);
+}
+static g4q_status skip_matmul3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *y0,
+                               const g4q_bweight *w0, g4q_buf *y1, const g4q_bweight *w1,
+                               g4q_buf *y2, const g4q_bweight *w2)
+{
+    return n == 1 && (g_skip & SK_QKV) ? G4Q_OK : g_inner.matmul3(be, x, n, y0, w0, y1, w1, y2, w2);
+}
+static g4q_status skip_geglu(g4q_backend *be, g4q_buf *y, g4q_buf *tmp, const g4q_buf *x,
+                             const g4q_bweight *wg, const g4q_bweight *wu, int n)
+{
+    return n == 1 && (g_skip & SK_GATE_UP) ? G4Q_OK
+                                           : g_inner.matmul_geglu(be, y, tmp, x, wg, wu, n);
+}
+static g4q_status skip_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v, int v_from_k,
+                                 const g4q_bweight *qw, const g4q_bweight *kw,
+                                 const g4q_buf *inv_freq, int T, int nh, int nkv, int hd, int pos0,
+                                 float eps)
+{
+    return T == 1 && (g_skip & SK_NORM_ROPE)
+               ? G4Q_OK
+               : g_inner.qkv_norm_rope(be, q, k, v, v_from_k, qw, kw, inv_freq, T, nh, nkv, hd,
+                                       pos0, eps);
+}
+static g4q_status skip_norms(g4q_backend *be, g4q_buf *h, g4q_buf *a, const g4q_bweight *w_post,
+                             float scale, g4q_buf *out, const g4q_bweight *w_next, int rows, int n,
+                             float eps)
+{
+    return rows == 1 && (g_skip & SK_NORMS)
+               ? G4Q_OK
+               : g_inner.norm_add_norm(be, h, a, w_post, scale, out, w_next, rows, n, eps);
+}
+static g4q_status skip_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q,
+                                 const g4q_buf *k_new, const g4q_buf *v_new, g4q_buf *kc,
+                                 g4q_buf *vc, int cap, int n_past, int T, int nh, int nkv, int hd,
+                                 int window, float scale)
+{
+    return T == 1 && (g_skip & SK_ATTN)
+               ? G4Q_OK
+               : g_inner.attention_store(be, out, q, k_new, v_new, kc, vc, cap, n_past, T, nh, nkv,
+                                         hd, window, scale);
+}
+/* The wrapper of be for the classes in g_skip (be itself must still be freed). */
+static g4q_backend *skip_wrap(g4q_backend *be)
+{
+    static g4q_backend wrap;
+    g_inner = *be;
+    wrap = *be;
+    wrap.weight_bind = skip_bind;
+    if (be->weight_bind_deferred) wrap.weight_bind_deferred = skip_bind_deferred;
+    wrap.matmul = skip_matmul;
+    if (be->matmul3) wrap.matmul3 = skip_matmul3;
+    if (be->matmul_geglu) wrap.matmul_geglu = skip_geglu;
+    if (be->qkv_norm_rope) wrap.qkv_norm_rope = skip_norm_rope;
+    if (be->norm_add_norm) wrap.norm_add_norm = skip_norms;
+    if (be->attention_store) wrap.attention_store = skip_attention;
+    return &wrap;
+}
+
 static int bench_model(const char *dir, int prompt, int steps)
 {
     g4q_config cfg;
@@ -616,8 +741,10 @@ static int bench_model(const char *dir, int prompt, int steps)
         st = g4q_qlinears_bind(&g_ctx, &cfg, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), dir, &w,
                                ql);
     if (st == G4Q_OK) st = g4q_backend_cuda_create(&g_ctx, &be);
-    if (st == G4Q_OK) st = g4q_forward_create_q(&g_ctx, be, &cfg, &w, ql, NULL, prompt, &f);
-    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, be, &cfg, prompt + steps + 8, &kv);
+    g_skip = skip_parse(getenv("G4Q_BENCH_SKIP"));
+    g4q_backend *run = st == G4Q_OK && g_skip ? skip_wrap(be) : be; /* what the forward uses */
+    if (st == G4Q_OK) st = g4q_forward_create_q(&g_ctx, run, &cfg, &w, ql, NULL, prompt, &f);
+    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, run, &cfg, prompt + steps + 8, &kv);
     const double t_load = g4q_now_seconds() - t0;
     std::vector<int32_t> ids((size_t)prompt + steps + 8);
     const int V = st == G4Q_OK ? cfg.vocab_size : 1;
@@ -649,8 +776,9 @@ static int bench_model(const char *dir, int prompt, int steps)
         printf("bench-model %s: Linears %s; load+bind %.1f s\n", dir, fmts, t_load);
         printf("bench-model prefill %d tokens: median %.1f ms = %.0f tok/s\n", prompt, tp * 1e3,
                prompt / tp);
-        printf("bench-model decode (context %d..%d): median %.2f ms/token = %.1f tok/s\n",
-               prompt, prompt + steps + 8, td * 1e3, 1.0 / td);
+        printf("bench-model decode (context %d..%d): median %.2f ms/token = %.1f tok/s%s%s\n",
+               prompt, prompt + steps + 8, td * 1e3, 1.0 / td, g_skip ? ", left out: " : "",
+               g_skip ? getenv("G4Q_BENCH_SKIP") : "");
         printf("bench-model peak GPU memory (backend) %.2f GB\n", (double)be->mem_peak(be) / 1e9);
     }
     g4q_kvcache_free(kv);
