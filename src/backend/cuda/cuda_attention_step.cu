@@ -93,99 +93,12 @@ static __device__ __forceinline__ void store_new_row(const step_geom &g, int n_p
     }
 }
 
-/* q of the group's query heads (qh: group × hd) into qs as fp32 (the whole block). With 16-byte
- * K rows (hd % 8 == 0) q is stored transposed within each head, element (chunk c, i) at
- * c + i·hd/8, so that the lanes (one chunk each) read consecutive words. */
-static __device__ __forceinline__ void stage_q(const step_geom &g, int group,
-                                               const __nv_bfloat16 *qh, float *qs)
-{
-    const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
-    if (hd8) { /* 16-byte loads, several in flight per thread (not one round trip each) */
-#pragma unroll 4
-        for (int e8 = threadIdx.x; e8 < group * hd8; e8 += blockDim.x) {
-            const uint4 raw = *reinterpret_cast<const uint4 *>(qh + (size_t)e8 * 8);
-            const __nv_bfloat162 *qp = reinterpret_cast<const __nv_bfloat162 *>(&raw);
-            const int r = e8 / hd8, c = e8 - r * hd8;
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const float2 f = __bfloat1622float2(qp[i]);
-                qs[r * g.hd + (2 * i) * hd8 + c] = f.x;
-                qs[r * g.hd + (2 * i + 1) * hd8 + c] = f.y;
-            }
-        }
-    } else {
-        for (int e = threadIdx.x; e < group * g.hd; e += blockDim.x)
-            qs[e] = __bfloat162float(qh[e]);
-    }
-}
-
-/* The scores of keys [jb, je) for the group's query heads (q staged by stage_q): warp w takes
- * keys jb + w, jb + w + warps, ...; krow(j) is key j's row (global or shared memory) and
- * put(r, j, s) stores query head r's score s, a bf16 value (-inf for keys outside the window). */
-template <int G, typename KRow, typename Put>
-static __device__ __forceinline__ void score_keys(const step_geom &g, int group, int n_past, int nc,
-                                                  int jb, int je, const float *qs, KRow krow,
-                                                  Put put)
-{
-    constexpr int GM = G ? G : MAX_GROUP; /* query heads per KV head: compile-time when G > 0 */
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
-    for (int j = jb + warp; j < je; j += warps) {
-        const __nv_bfloat16 *kr = krow(j);
-        const int p = step_key_pos(g, n_past, nc, j);
-        const bool vis = g.window <= 0 || n_past - p < g.window;
-        float acc[GM];
-#pragma unroll
-        for (int r = 0; r < GM; r++)
-            acc[r] = 0.0f;
-        for (int c = lane; c < hd8; c += 32) {
-            uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
-            const __nv_bfloat162 *kp = reinterpret_cast<const __nv_bfloat162 *>(&kv);
-            float kf[8];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float2 f = __bfloat1622float2(kp[i]);
-                kf[2 * i] = f.x;
-                kf[2 * i + 1] = f.y;
-            }
-#pragma unroll
-            for (int r = 0; r < GM; r++) {
-                if (!G && r >= group) break;
-                const float *qp = qs + r * g.hd + c;
-#pragma unroll
-                for (int i = 0; i < 8; i++)
-                    acc[r] = fmaf(qp[i * hd8], kf[i], acc[r]);
-            }
-        }
-        for (int d = hd8 * 8 + lane; d < g.hd; d += 32) {
-            const float kf = __bfloat162float(kr[d]);
-#pragma unroll
-            for (int r = 0; r < GM; r++) {
-                if (!G && r >= group) break;
-                acc[r] = fmaf(qs[r * g.hd + d], kf, acc[r]);
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < GM; r++) {
-            if (!G && r >= group) break;
-            float a = acc[r];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                a += __shfl_xor_sync(0xffffffffu, a, o);
-            if (lane == r)
-                put(r, j,
-                    vis ? __float2bfloat16_rn(rb(a) * g.scale) : __float2bfloat16_rn(-INFINITY));
-        }
-    }
-}
-
-/* Per query head r of the group, a warp each: m = max of its scores over [jb, je) and
- * l = Σ exp(s - m) (lanes strided over the keys, butterfly sums); stats[split, kvh·group + r] =
- * (m, l). get(r, j) reads a score. */
+/* Per query head r of head group hg (group heads from hg·group: a KV head's in the two-kernel
+ * form), a warp each: m = max of its scores over [jb, je) and l = Σ exp(s - m) (lanes strided over
+ * the keys, butterfly sums); stats[split, hg·group + r] = (m, l). get(r, j) reads a score. */
 template <typename Get>
-static __device__ __forceinline__ void split_stats(const step_geom &g, int group, int kvh,
-                                                   int split, int jb, int je, Get get,
-                                                   float2 *stats)
+static __device__ __forceinline__ void split_stats(const step_geom &g, int group, int hg, int split,
+                                                   int jb, int je, Get get, float2 *stats)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (int r = warp; r < group; r += warps) {
@@ -202,7 +115,7 @@ static __device__ __forceinline__ void split_stats(const step_geom &g, int group
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
             l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) stats[(size_t)split * g.nh + kvh * group + r] = make_float2(m, l);
+        if (lane == 0) stats[(size_t)split * g.nh + hg * group + r] = make_float2(m, l);
     }
 }
 
@@ -267,6 +180,7 @@ static __global__ void __launch_bounds__(ST_THREADS)
                        float2 *__restrict__ stats)
 {
     extern __shared__ float qs[];
+    constexpr int GM = G ? G : MAX_GROUP; /* query heads per KV head: compile-time when G > 0 */
     const int group = G ? G : g.group;
     g4q_pdl_trigger();
     g4q_pdl_wait();
@@ -276,6 +190,8 @@ static __global__ void __launch_bounds__(ST_THREADS)
     const int jb = split * g.split_len, je = min(jb + g.split_len, nkeys);
     if (jb >= nkeys) return;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    /* With 16-byte K rows (hd % 8 == 0) q is stored transposed within each head, element
+     * (chunk c, i) at c + i·hd/8, so that the lanes (one chunk each) read consecutive words. */
     const int hd8 = g.hd % 8 == 0 ? g.hd / 8 : 0;
     /* Every K row this warp will read is requested into L1 now, so the per-key loop below does
      * not wait a memory round trip per key (it overlaps the staging of q too). */
@@ -284,11 +200,74 @@ static __global__ void __launch_bounds__(ST_THREADS)
         for (int c = lane; c < hd8; c += 32)
             asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + c * 8));
     }
-    stage_q(g, group, q + (size_t)kvh * group * g.hd, qs);
+    const __nv_bfloat16 *qh = q + (size_t)kvh * group * g.hd;
+    if (hd8) { /* 16-byte loads, several in flight per thread (not one round trip each) */
+#pragma unroll 4
+        for (int e8 = threadIdx.x; e8 < group * hd8; e8 += ST_THREADS) {
+            const uint4 raw = *reinterpret_cast<const uint4 *>(qh + (size_t)e8 * 8);
+            const __nv_bfloat162 *qp = reinterpret_cast<const __nv_bfloat162 *>(&raw);
+            const int r = e8 / hd8, c = e8 - r * hd8;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float2 f = __bfloat1622float2(qp[i]);
+                qs[r * g.hd + (2 * i) * hd8 + c] = f.x;
+                qs[r * g.hd + (2 * i + 1) * hd8 + c] = f.y;
+            }
+        }
+    } else {
+        for (int e = threadIdx.x; e < group * g.hd; e += ST_THREADS)
+            qs[e] = __bfloat162float(qh[e]);
+    }
     __syncthreads();
-    score_keys<G>(
-        g, group, n_past, nc, jb, je, qs, [&](int j) { return step_row(g, kc, kn, nc, j, kvh); },
-        [&](int r, int j, __nv_bfloat16 v) { S[(size_t)(kvh * group + r) * g.ldS + j] = v; });
+    for (int j = jb + warp; j < je; j += ST_THREADS / 32) {
+        const __nv_bfloat16 *kr = step_row(g, kc, kn, nc, j, kvh);
+        const int p = step_key_pos(g, n_past, nc, j);
+        const bool vis = g.window <= 0 || n_past - p < g.window;
+        float acc[GM];
+#pragma unroll
+        for (int r = 0; r < GM; r++)
+            acc[r] = 0.0f;
+        for (int c = lane; c < hd8; c += 32) {
+            uint4 kv = *reinterpret_cast<const uint4 *>(kr + c * 8);
+            const __nv_bfloat162 *kp = reinterpret_cast<const __nv_bfloat162 *>(&kv);
+            float kf[8];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float2 f = __bfloat1622float2(kp[i]);
+                kf[2 * i] = f.x;
+                kf[2 * i + 1] = f.y;
+            }
+#pragma unroll
+            for (int r = 0; r < GM; r++) {
+                if (!G && r >= group) break;
+                const float *qp = qs + r * g.hd + c;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    acc[r] = fmaf(qp[i * hd8], kf[i], acc[r]);
+            }
+        }
+        for (int d = hd8 * 8 + lane; d < g.hd; d += 32) {
+            const float kf = __bfloat162float(kr[d]);
+#pragma unroll
+            for (int r = 0; r < GM; r++) {
+                if (!G && r >= group) break;
+                acc[r] = fmaf(qs[r * g.hd + d], kf, acc[r]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < GM; r++) {
+            if (!G && r >= group) break;
+            float a = acc[r];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                a += __shfl_xor_sync(0xffffffffu, a, o);
+            if (lane == r) {
+                const int h = kvh * group + r;
+                S[(size_t)h * g.ldS + j] =
+                    vis ? __float2bfloat16_rn(rb(a) * g.scale) : __float2bfloat16_rn(-INFINITY);
+            }
+        }
+    }
     __syncthreads(); /* the block's S writes are visible to the whole block after this */
     split_stats(
         g, group, kvh, split, jb, je,
@@ -493,7 +472,22 @@ static step_geom step_geometry(int cap, int nh, int nkv, int hd, int window, flo
     return g;
 }
 
-static size_t fused_smem(const step_geom &g);
+/* The fused kernel's dynamic shared memory, fused_base + split_len · fused_key bytes: per key of
+ * the range its K row (bf16, padded by FA_KPAD elements), V row and score (then p) of each of the
+ * gh query heads; besides q (gh × hd floats), the PV sums (FA_THREADS · 8 floats), M and 1/sum
+ * per query head. */
+static size_t fused_key(const step_geom &g)
+{
+    return (size_t)(2 * g.hd + FA_KPAD) * sizeof(__nv_bfloat16) + (size_t)g.gh * sizeof(float);
+}
+static size_t fused_base(const step_geom &g)
+{
+    return ((size_t)g.gh * g.hd + FA_THREADS * 8 + 2 * (size_t)g.gh) * sizeof(float);
+}
+static size_t fused_smem(const step_geom &g)
+{
+    return fused_base(g) + (size_t)g.split_len * fused_key(g);
+}
 
 /* The fused kernel's geometry: head groups of gh query heads (the largest divisor of group up to
  * FA_MAX_GH) and ranges of FA_THREADS / (FA_TPP · gh) keys (FA_TPP threads per query head and key),
@@ -501,31 +495,17 @@ static size_t fused_smem(const step_geom &g);
 static step_geom fused_geometry(int cap, int nh, int nkv, int hd, int window, float scale)
 {
     step_geom g = step_geometry(cap, nh, nkv, hd, window, scale);
-    const int maxkeys = cap + 1;
     g.gh = FA_MAX_GH;
     while (g.gh > 1 && g.group % g.gh)
         g.gh--;
-    g.split_len = 1;
-    const size_t one = fused_smem(g);
-    g.split_len = 2;
-    const size_t key = fused_smem(g) - one, base = one - key; /* smem = base + keys · key */
-    const int fit = base < FA_SMEM ? (int)((FA_SMEM - base) / key) : 1;
+    const size_t base = fused_base(g);
+    const int fit = base < FA_SMEM ? (int)((FA_SMEM - base) / fused_key(g)) : 1;
     int per = FA_THREADS / (FA_TPP * g.gh);
     if (per < FA_MIN_KEYS) per = FA_MIN_KEYS;
     g.split_len = per < fit ? per : fit;
     if (g.split_len < 1) g.split_len = 1;
-    g.nsplit = (maxkeys + g.split_len - 1) / g.split_len;
+    g.nsplit = (cap + 1 + g.split_len - 1) / g.split_len;
     return g;
-}
-
-/* Bytes of the fused kernel's dynamic shared memory: the range's K rows (bf16, rows padded by 16
- * bytes: FA_KPAD) and V rows, q (gh × hd floats), the scores and then p (gh × split_len floats),
- * the PV sums (FA_THREADS · 8 floats), M and 1/sum per query head. */
-static size_t fused_smem(const step_geom &g)
-{
-    return (size_t)g.split_len * (2 * g.hd + FA_KPAD) * sizeof(__nv_bfloat16) +
-           ((size_t)g.gh * g.hd + (size_t)g.gh * g.split_len + FA_THREADS * 8 + 2 * (size_t)g.gh) *
-               sizeof(float);
 }
 
 /* grid (nsplit, nh / gh): range `split` of the query heads vh·gh .. vh·gh + gh - 1 (of KV head
@@ -703,16 +683,14 @@ static fused_fn fused_kernel(g4q_backend *be, const step_geom &g, size_t smem)
                        : g.gh == 2 ? step_fused_kernel<2>
                        : g.gh == 4 ? step_fused_kernel<4>
                                    : step_fused_kernel<0>;
-    int optin = 0, sms = 0, per_sm = 0;
-    if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device) ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, st->device) ||
-        smem > (size_t)optin ||
+    int per_sm = 0;
+    if (smem > (size_t)st->smem_optin ||
         cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) ||
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, FA_THREADS, smem)) {
         cudaGetLastError();
         return nullptr;
     }
-    return (size_t)g.nsplit * blocks_y <= (size_t)per_sm * sms ? k : nullptr;
+    return (size_t)g.nsplit * blocks_y <= (size_t)per_sm * st->sm_count ? k : nullptr;
 }
 
 extern "C" int g4q_cuda_attention_fused(g4q_backend *be, int cap, int nh, int nkv, int hd)

@@ -267,6 +267,9 @@ static g4q_status cuda_init_state(g4q_backend *be, const g4q_cuda_opts *opts)
     }
     G4Q_CUDA_CHECK(cudaSetDevice(0));
     s->device = 0;
+    G4Q_CUDA_CHECK(cudaDeviceGetAttribute(&s->sm_count, cudaDevAttrMultiProcessorCount, 0));
+    G4Q_CUDA_CHECK(
+        cudaDeviceGetAttribute(&s->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
     G4Q_CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
     G4Q_CUBLAS_CHECK(cublasCreate(&s->blas));
     G4Q_CUBLAS_CHECK(cublasSetStream(s->blas, s->stream));
