@@ -28,6 +28,7 @@
 // and the same bound against the fp64 sum of the src/quant dequantized weights.
 #include <algorithm>
 #include <cfloat>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -623,6 +624,7 @@ static g4q_backend g_inner; /* the wrapped backend's own members */
 static unsigned g_skip;
 static std::vector<std::pair<const g4q_bweight *, unsigned>> g_wclass;
 
+/* The classes of list as SK_* bits; UINT_MAX for an unknown name. */
 static unsigned skip_parse(const char *list)
 {
     static const char *names[] = {"qkv",   "norm_rope", "attention", "o",
@@ -630,8 +632,11 @@ static unsigned skip_parse(const char *list)
     unsigned m = 0;
     for (const char *p = list; p && *p;) {
         const size_t len = strcspn(p, ",");
-        for (unsigned i = 0; i < 8; i++)
-            if (strlen(names[i]) == len && strncmp(p, names[i], len) == 0) m |= 1u << i;
+        unsigned i = 0;
+        while (i < 8 && !(strlen(names[i]) == len && strncmp(p, names[i], len) == 0))
+            i++;
+        if (i == 8) return UINT_MAX;
+        m |= 1u << i;
         p += len + (p[len] == ',');
     }
     return m;
@@ -735,13 +740,19 @@ static int bench_model(const char *dir, int prompt, int steps)
     g4q_forward *f = nullptr;
     g4q_kvcache *kv = nullptr;
     const double t0 = g4q_now_seconds();
-    g4q_status st = ql ? g4q_config_load(&g_ctx, dir, &cfg) : G4Q_ERR_NOMEM;
+    g4q_status st = ql ? G4Q_OK : G4Q_ERR_NOMEM;
+    g_skip = skip_parse(getenv("G4Q_BENCH_SKIP"));
+    if (g_skip == UINT_MAX)
+        st = g4q_fail(&g_ctx, G4Q_ERR_INVALID,
+                      "G4Q_BENCH_SKIP=%s: unknown class (qkv norm_rope attention o norms gate_up "
+                      "down head)",
+                      getenv("G4Q_BENCH_SKIP"));
+    if (st == G4Q_OK) st = g4q_config_load(&g_ctx, dir, &cfg);
     if (st == G4Q_OK) st = g4q_ckpt_open(&g_ctx, dir, &ck);
     if (st == G4Q_OK)
         st = g4q_qlinears_bind(&g_ctx, &cfg, g4q_ckpt_tensor(ck, 0), g4q_ckpt_count(ck), dir, &w,
                                ql);
     if (st == G4Q_OK) st = g4q_backend_cuda_create(&g_ctx, &be);
-    g_skip = skip_parse(getenv("G4Q_BENCH_SKIP"));
     g4q_backend *run = st == G4Q_OK && g_skip ? skip_wrap(be) : be; /* what the forward uses */
     if (st == G4Q_OK) st = g4q_forward_create_q(&g_ctx, run, &cfg, &w, ql, NULL, prompt, &f);
     if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, run, &cfg, prompt + steps + 8, &kv);
