@@ -1,7 +1,6 @@
 // The CUDA backend's attention against the CPU reference backend (prefill chunks and decode steps,
-// both precisions of the CUDA backend), its KV-cache store, the fused attention_store, the
-// decode step's fused attention kernel against its two-kernel form bit for bit, and the prefill
-// flash kernel against the materialised-scores form. Tolerances as in
+// both precisions of the CUDA backend), its KV-cache store, the fused attention_store, and the
+// decode step's fused attention kernel against its two-kernel form bit for bit. Tolerances as in
 // test_backend_gpu.cu (its file comment); shared helpers: backend_pair.h.
 #include "backend_pair.h"
 
@@ -98,12 +97,11 @@ static void test_attention(pair_be p)
         {1024, 0, 1, 2, 1, 256, 1024},      /* first token */
         {16, 40, 33, 2, 2, 10, 16},         /* head_dim not a multiple of 8 (scalar path) */
         {7, 3, 1, 3, 3, 64, 0},             /* MHA, tiny */
-        {512, 0, 300, 8, 4, 128, 128},      /* flash: window inside a long chunk */
-        {256, 400, 100, 8, 2, 64, 128},     /* flash: wrapped ring + chunk */
-        {2048, 0, 600, 4, 2, 256, 256},     /* flash: tiles skipped on both sides of the window */
-        {64, 100, 90, 4, 1, 512, 0},        /* flash: hd 512 over a wrapped ring, no window */
-        {100, 30, 17, 2, 1, 256, 0},        /* flash: one partial row tile, partial cache tile */
-        {96, 0, 200, 4, 4, 96, 64},         /* head_dim 96: the cuBLAS tensor-core path */
+        {512, 0, 300, 8, 4, 128, 128},      /* tensor-core path: window inside a long chunk */
+        {256, 400, 100, 8, 2, 64, 128},     /* tensor-core path: wrapped ring + chunk, fp32 sum */
+        {2048, 0, 600, 4, 2, 256, 256},     /* tensor-core path: window much shorter than the chunk */
+        {64, 100, 90, 4, 1, 512, 0},        /* tensor-core path: hd 512 over a wrapped ring */
+        {100, 30, 17, 2, 1, 256, 0},        /* tensor-core path: shortest chunk, partial cache */
     };
     for (auto &c : cases)
         test_attention_case(p, c);
@@ -224,7 +222,7 @@ static void test_attention_store(g4q_backend *be)
 static void test_attention_fused(g4q_backend *gpu)
 {
     g4q_backend *two = nullptr;
-    g4q_cuda_opts o2 = {G4Q_CUDA_BF16, 1, 0};
+    g4q_cuda_opts o2 = {G4Q_CUDA_BF16, 1};
     if (!CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &o2, &two), G4Q_OK)) return;
     const att_case cases[] = {
         {1024, 1500, 1, 16, 8, 256, 1024}, {1024, 1023, 1, 16, 8, 256, 1024},
@@ -293,63 +291,6 @@ static void test_attention_fused(g4q_backend *gpu)
     g4q_backend_free(two);
 }
 
-/* ---- prefill attention as the flash kernel (cuda_attention_flash.cu): taken for the 12B's
- * prefill geometries in BF16 mode, not for short chunks, other head dims, F32 mode or when turned
- * off. Against the materialised-scores form (batched cuBLAS GEMMs) at 1024 and 2048 tokens, with
- * and without a cache: within a few bf16 units (other fp32 orders, the running sum of the
- * exponentials; the CPU bound is test_attention's), and two calls give the same bits. */
-static void test_attention_flash(g4q_backend *gpu)
-{
-    g4q_backend *mat = nullptr;
-    g4q_cuda_opts om = {G4Q_CUDA_BF16, 0, 1};
-    if (!CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &om, &mat), G4Q_OK)) return;
-    const att_case cases[] = {
-        {1024, 0, 1024, 16, 8, 256, 1024},    {2048, 0, 1024, 16, 1, 512, 0},
-        {1024, 0, 2048, 16, 8, 256, 1024},    {2048, 0, 2048, 16, 1, 512, 0},
-        {1024, 1500, 1000, 16, 8, 256, 1024}, {4096, 1500, 700, 16, 1, 512, 0},
-    };
-    for (const att_case &c : cases) {
-        CHECK_MSG(g4q_cuda_prefill_flash(gpu, c.T, c.hd) && !g4q_cuda_prefill_flash(mat, c.T, c.hd),
-                  "T %d hd %d: expected the flash kernel on one backend only", c.T, c.hd);
-        const size_t row = (size_t)c.nkv * c.hd, on = (size_t)c.T * c.nh * c.hd;
-        const vecf q = randv(on, 0, 0.25), kn = randv((size_t)c.T * row, 0, 0.25),
-                   vn = randv((size_t)c.T * row, 0, 1.0), kc = randv((size_t)c.cap * row, 0, 0.25),
-                   vc = randv((size_t)c.cap * row, 0, 1.0);
-        vecf r[3];
-        g4q_backend *bes[3] = {mat, gpu, gpu};
-        for (int b = 0; b < 3; b++) {
-            g4q_backend *be = bes[b];
-            g4q_buf *bq = mk(be, q), *bkn = mk(be, kn), *bvn = mk(be, vn), *bkc = mk(be, kc),
-                    *bvc = mk(be, vc), *bo = mk(be, vecf(on, NAN));
-            CHECK_STATUS(be->attention(be, bo, bq, bkn, bvn, bkc, bvc, c.cap, c.n_past, c.T, c.nh,
-                                       c.nkv, c.hd, c.window, 1.0f),
-                         G4Q_OK);
-            r[b] = get(be, bo, on);
-            g4q_buf *all[] = {bq, bkn, bvn, bkc, bvc, bo};
-            for (auto *x : all)
-                be->buf_free(be, x);
-        }
-        CHECK_MSG(memcmp(r[1].data(), r[2].data(), on * sizeof(float)) == 0,
-                  "flash attention T %d hd %d: two calls differ", c.T, c.hd);
-        double amax = 0, dmax = 0;
-        size_t nonfinite = 0;
-        for (size_t j = 0; j < on; j++) {
-            nonfinite += !std::isfinite(r[1][j]);
-            amax = std::max(amax, (double)std::fabs(r[0][j]));
-            dmax = std::max(dmax, (double)std::fabs(r[1][j] - r[0][j]));
-        }
-        CHECK_MSG(nonfinite == 0 && dmax <= 4 * BF16_U * amax,
-                  "flash attention cap %d n_past %d T %d nh %d nkv %d hd %d window %d: %zu "
-                  "non-finite, max |diff| to the materialised form %.3g (max |out| %.3g)",
-                  c.cap, c.n_past, c.T, c.nh, c.nkv, c.hd, c.window, nonfinite, dmax, amax);
-    }
-    CHECK(g4q_cuda_prefill_flash(gpu, 16, 64) && g4q_cuda_prefill_flash(gpu, 17, 128));
-    CHECK(!g4q_cuda_prefill_flash(gpu, 15, 256));  /* short chunk */
-    CHECK(!g4q_cuda_prefill_flash(gpu, 1024, 96)); /* head dim */
-    CHECK(!g4q_cuda_prefill_flash(gpu, 1024, 10));
-    g4q_backend_free(mat);
-}
-
 int main(void)
 {
     g4q_ctx_init(&g_ctx);
@@ -360,15 +301,13 @@ int main(void)
     test_kv_store(p);
     test_attention_store(p.gpu);
     test_attention_fused(p.gpu);
-    test_attention_flash(p.gpu);
     g4q_backend_free(p.gpu);
     pair_be p32 = {p.cpu, nullptr, 0.0};
-    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0, 0};
+    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0};
     if (CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &o32, &p32.gpu), G4Q_OK)) {
         test_attention(p32);
         test_kv_store(p32);
         CHECK(!g4q_cuda_attention_fused(p32.gpu, 1024, 16, 8, 256));
-        CHECK(!g4q_cuda_prefill_flash(p32.gpu, 1024, 256));
     }
     g4q_backend_free(p32.gpu);
     g4q_backend_free(p.cpu);

@@ -748,7 +748,7 @@ int main(int argc, char **argv)
     g4q_backend_free(p.gpu);
     /* F32 mode: the same op suite with u = 0 (no bf16 rounding), then the whole model. */
     pair_be p32 = {p.cpu, nullptr, 0.0};
-    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0, 0};
+    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0};
     if (CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &o32, &p32.gpu), G4Q_OK)) {
         test_matmul(p32);
         test_rmsnorm(p32);
@@ -759,7 +759,7 @@ int main(int argc, char **argv)
                (double)p32.gpu->mem_peak(p32.gpu) / 1e6);
     }
     g4q_backend_free(p32.gpu);
-    g4q_cuda_opts bad = {(g4q_cuda_precision)7, 0, 0};
+    g4q_cuda_opts bad = {(g4q_cuda_precision)7, 0};
     g4q_backend *none = nullptr;
     CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &bad, &none), G4Q_ERR_INVALID);
     CHECK(none == nullptr);

@@ -26,7 +26,7 @@ import sys
 CATS = [
     ("gemm", re.compile(r"gemm|xmma|cutlass|nvjet|gemv|Kernel2|splitK", re.I)),
     ("slice/actq", re.compile(r"qslice|actq")),
-    ("attention", re.compile(r"scores_kernel|softmax_kernel|pv_kernel|finish_kernel|kv_store|step_fused|flash_kernel")),
+    ("attention", re.compile(r"scores_kernel|softmax_kernel|pv_kernel|finish_kernel|kv_store|step_fused")),
 ]
 
 

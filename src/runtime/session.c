@@ -246,7 +246,7 @@ static g4q_status create_backend(g4q_session *s, g4q_precision want, g4q_backend
     if (want != G4Q_PRECISION_AUTO && want != G4Q_PRECISION_BF16 && want != G4Q_PRECISION_F32)
         return g4q_fail(ctx, G4Q_ERR_INVALID, "%s: unknown precision %d", s->dir, (int)want);
     if (s->device == G4Q_DEVICE_CUDA) {
-        g4q_cuda_opts co = {want == G4Q_PRECISION_F32 ? G4Q_CUDA_F32 : G4Q_CUDA_BF16, 0, 0};
+        g4q_cuda_opts co = {want == G4Q_PRECISION_F32 ? G4Q_CUDA_F32 : G4Q_CUDA_BF16, 0};
         s->precision = want == G4Q_PRECISION_F32 ? G4Q_PRECISION_F32 : G4Q_PRECISION_BF16;
         return g4q_backend_cuda_create_opts(ctx, &co, &s->be);
     }

@@ -24,22 +24,44 @@
 //         is no cached key, else summed in fp32 over the two key ranges and rounded once.
 // The numerics are those above; only the order of the fp32 sums differs. F32 mode and short
 // chunks (decode) keep the SIMT kernels.
-// Keys, positions and visibility: cuda_attention_geom.h. Scratch (scores and partials) comes from
-// g4q_cuda_scratch.
-//
-// Prefill chunks of head_dim 64, 128, 256 or 512 in BF16 mode (unless turned off) take neither
-// form: the flash kernel (cuda_attention_flash.cu) computes the same numerics in one pass over
-// tiles of keys, without materialised scores.
+// Keys: j < nc are cache slots 0..nc-1 (nc = min(n_past, cap); slot j holds the position p with
+// p ≡ j mod cap among the cached positions max(0, n_past-cap) .. n_past-1), j >= nc are the new
+// rows. A key at position p is visible to the query at position pq iff p <= pq and (window <= 0
+// or pq - p < window). Scratch (scores and partials) comes from g4q_cuda_scratch.
 #include <algorithm>
 #include <cstdint>
 
-#include "backend/cuda/cuda_attention_geom.h"
+#include "backend/cuda/cuda_internal.h"
 
 #define RQ 8  /* query rows per block (scores, pv); the shuffle reduction assumes 8 */
 #define KT 64 /* keys per scores block / per staged P chunk in pv */
 #define SC_THREADS 256
 #define PV_THREADS 128 /* x 2 dims = 256 dims per block */
 #define TARGET_BLOCKS 264
+
+typedef struct att_geom {
+    int T, nh, nkv, hd, group, cap, n_past, nc, nkeys, lo_c, window;
+} att_geom;
+
+static __device__ __forceinline__ int key_pos(const att_geom &g, int j)
+{
+    if (j >= g.nc) return g.n_past + (j - g.nc);
+    int r = (j - g.lo_c % g.cap + g.cap) % g.cap;
+    return g.lo_c + r;
+}
+
+static __device__ __forceinline__ bool visible(const att_geom &g, int pq, int p)
+{
+    return p <= pq && (g.window <= 0 || pq - p < g.window);
+}
+
+template <typename T>
+static __device__ __forceinline__ const T *key_row(const att_geom &g, const T *cache,
+                                                   const T *fresh, int j, int kvh)
+{
+    if (j < g.nc) return cache + ((size_t)j * g.nkv + kvh) * g.hd;
+    return fresh + ((size_t)(j - g.nc) * g.nkv + kvh) * g.hd;
+}
 
 /* Sums v[0..7] over the warp; afterwards lane l holds the total of value (l >> 2) (9 shuffles
  * instead of 8 × 5). */
@@ -470,9 +492,11 @@ static g4q_status attend(g4q_backend *be, g4q_buf *out, const g4q_buf *q, const 
                                        scale, store);
     }
     if (T == 0) return G4Q_OK;
-    const att_geom g = att_make(T, nh, nkv, hd, cap, n_past, window);
-    if (g4q_cuda_flash_takes(be, T, hd))
-        return g4q_cuda_flash_attention(be, g, out, q, k_new, v_new, kc, vc, scale);
+    att_geom g;
+    g.T = T, g.nh = nh, g.nkv = nkv, g.hd = hd, g.group = nh / nkv, g.cap = cap;
+    g.n_past = n_past, g.nc = n_past < cap ? n_past : cap, g.window = window;
+    g.lo_c = n_past - cap > 0 ? n_past - cap : 0;
+    g.nkeys = g.nc + T;
     if (!g4q_cuda_st(be)->f32 && T >= TC_MIN_T)
         return tc_attention(be, g, out, q, k_new, v_new, kc, vc, scale);
     const unsigned row_tiles = g4q_cuda_blocks((size_t)T * g.group, RQ);

@@ -297,9 +297,6 @@ static g4q_status cuda_init_state(g4q_backend *be, const g4q_cuda_opts *opts)
     /* G4Q_CUDA_ATTN_FUSED=0: the decode attention always takes its two-kernel form. */
     const char *afused = getenv("G4Q_CUDA_ATTN_FUSED");
     s->attn_fused = !(afused && strcmp(afused, "0") == 0) && !(opts && opts->attention_two_kernels);
-    /* G4Q_CUDA_ATTN_FLASH=0: prefill attention materialises its scores (cuda_attention.cu). */
-    const char *aflash = getenv("G4Q_CUDA_ATTN_FLASH");
-    s->attn_flash = !(aflash && strcmp(aflash, "0") == 0) && !(opts && opts->attention_gemm);
     return G4Q_OK;
 }
 

@@ -66,10 +66,6 @@ typedef struct g4q_cuda_opts {
     /* Non-zero: the decode-step attention always runs as its two kernels, never the fused one
      * (tests and benchmarks compare them; the environment G4Q_CUDA_ATTN_FUSED=0 does the same). */
     int attention_two_kernels;
-    /* Non-zero: prefill attention never takes the flash kernel but materialises its scores
-     * (batched cuBLAS GEMMs and a softmax kernel; the environment G4Q_CUDA_ATTN_FLASH=0 does the
-     * same). */
-    int attention_gemm;
 } g4q_cuda_opts;
 
 /* Creates the CUDA backend on device 0 reporting errors to ctx (which must outlive it), in the
@@ -84,9 +80,6 @@ g4q_status g4q_backend_cuda_create(g4q_ctx *ctx, g4q_backend **out);
  * nh query heads, nkv KV heads and head_dim hd runs as the one fused kernel on be
  * (cuda_attention_step.cu); 0 on any other backend. For tests. */
 int g4q_cuda_attention_fused(g4q_backend *be, int cap, int nh, int nkv, int hd);
-/* Whether a prefill chunk of T query rows at head_dim hd runs as the flash kernel on be
- * (cuda_attention_flash.cu); 0 on any other backend. For tests. */
-int g4q_cuda_prefill_flash(g4q_backend *be, int T, int hd);
 
 #ifdef __cplusplus
 }

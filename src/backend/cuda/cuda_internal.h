@@ -61,7 +61,6 @@ typedef struct g4q_cuda_state {
     int gemv_kpr;        /* GEMV warps per row: 0 chooses by shape; 1, 2, 4 force (benchmarks) */
     int qfuse;           /* packed matmul3 / matmul_geglu in one launch (G4Q_CUDA_FUSE, default 1) */
     int attn_fused;      /* decode attention in one kernel where it fits (G4Q_CUDA_ATTN_FUSED) */
-    int attn_flash;      /* prefill attention as the flash kernel (G4Q_CUDA_ATTN_FLASH) */
     int sm_count, smem_optin; /* the device's SMs and opt-in shared memory per block, bytes */
     uint16_t *stage;     /* pinned host memory for bf16 upload / download conversion rounds */
     int capturing;       /* a graph recording is open on the stream */
