@@ -524,9 +524,10 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, c
 }
 
 /* grid (rows to store): copies row t of k_new / v_new into slot (n_past + t) mod cap; n_past from
- * the step position when pos_dev is set. */
-template <typename T>
-static __global__ void kv_store_kernel(T *kc, T *vc, const T *kn, const T *vn, int cap, int n_past,
+ * the step position when pos_dev is set. E is the unit of the copy: the element type, or uint4
+ * (row then counts 16-byte units) when a row is a whole number of them. */
+template <typename E>
+static __global__ void kv_store_kernel(E *kc, E *vc, const E *kn, const E *vn, int cap, int n_past,
                                        const int *pos_dev, int first, size_t row)
 {
     if (pos_dev) n_past = *pos_dev;
@@ -554,7 +555,16 @@ g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4
     if (T - first <= 0) return G4Q_OK;
     const int *pos_dev = step ? g4q_cuda_st(be)->pos_dev : nullptr;
     cudaStream_t st = g4q_cuda_st(be)->stream;
-    if (g4q_cuda_st(be)->f32)
+    const size_t row_bytes = row * (g4q_cuda_st(be)->f32 ? 4 : 2);
+    const bool a16 = ((uintptr_t)kc->data | (uintptr_t)vc->data | (uintptr_t)k_new->data |
+                      (uintptr_t)v_new->data) %
+                         16 ==
+                     0;
+    if (row_bytes % 16 == 0 && a16) /* every row 16-byte aligned */
+        kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
+            (uint4 *)kc->data, (uint4 *)vc->data, (const uint4 *)k_new->data,
+            (const uint4 *)v_new->data, cap, n_past, pos_dev, first, row_bytes / 16);
+    else if (g4q_cuda_st(be)->f32)
         kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
             (float *)kc->data, (float *)vc->data, (const float *)k_new->data,
             (const float *)v_new->data, cap, n_past, pos_dev, first, row);
