@@ -93,8 +93,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS)
  * owns the pairs (l + 32j, l + 32j + hd/2), j < NP = hd/64, in registers; the sums of squares
  * are warp reductions, so no block barrier, and prefill's T x heads small blocks stop being
  * latency-bound (the block version took 49 us for the 12B's 1024 x 24 heads; the tensors are
- * 34 MB, 11 us at the copy bandwidth). Rounding points as above; the sums of squares in another
- * fp32 order. */
+ * 34 MB, 11 us at the copy bandwidth). cs, when not NULL, holds the chunk's cos and sin
+ * (rope_table_kernel: cs[t, i], cs[t, hd/2 + i]); else each lane computes its own. Rounding
+ * points as above; the sums of squares in another fp32 order. */
 #define QKV_WARPS 4
 #define QKV_TABLE_T 16 /* chunks of at least this many tokens take the angles from a table */
 template <int NP>
