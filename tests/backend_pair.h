@@ -121,4 +121,13 @@ static inline bool pair_open(pair_be *p)
     return false;
 }
 
+/* The CUDA backend in F32 mode (no bf16 rounding: u = 0) paired with the CPU backend cpu into p32;
+ * false, with a failed check, when it cannot be made (p32->gpu then NULL). */
+static inline bool pair_open_f32(g4q_backend *cpu, pair_be *p32)
+{
+    *p32 = {cpu, nullptr, 0.0};
+    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0};
+    return CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &o32, &p32->gpu), G4Q_OK);
+}
+
 #endif

@@ -302,9 +302,8 @@ int main(void)
     test_attention_store(p.gpu);
     test_attention_fused(p.gpu);
     g4q_backend_free(p.gpu);
-    pair_be p32 = {p.cpu, nullptr, 0.0};
-    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0};
-    if (CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &o32, &p32.gpu), G4Q_OK)) {
+    pair_be p32;
+    if (pair_open_f32(p.cpu, &p32)) {
         test_attention(p32);
         test_kv_store(p32);
         CHECK(!g4q_cuda_attention_fused(p32.gpu, 1024, 16, 8, 256));

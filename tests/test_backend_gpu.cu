@@ -747,9 +747,8 @@ int main(int argc, char **argv)
     printf("cuda backend peak device memory: %.1f MB\n", (double)p.gpu->mem_peak(p.gpu) / 1e6);
     g4q_backend_free(p.gpu);
     /* F32 mode: the same op suite with u = 0 (no bf16 rounding), then the whole model. */
-    pair_be p32 = {p.cpu, nullptr, 0.0};
-    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0};
-    if (CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &o32, &p32.gpu), G4Q_OK)) {
+    pair_be p32;
+    if (pair_open_f32(p.cpu, &p32)) {
         test_matmul(p32);
         test_rmsnorm(p32);
         test_rope(p32);

@@ -251,10 +251,8 @@ int main(void)
     test_model(p);
     test_graph(p);
     g4q_backend_free(p.gpu);
-    pair_be p32 = {p.cpu, nullptr, 0.0};
-    g4q_cuda_opts o32 = {G4Q_CUDA_F32, 0};
-    if (CHECK_STATUS(g4q_backend_cuda_create_opts(&g_ctx, &o32, &p32.gpu), G4Q_OK))
-        test_model_f32(p32);
+    pair_be p32;
+    if (pair_open_f32(p.cpu, &p32)) test_model_f32(p32);
     g4q_backend_free(p32.gpu);
     g4q_backend_free(p.cpu);
     return g4q_test_finish();

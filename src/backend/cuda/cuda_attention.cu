@@ -524,8 +524,8 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, c
 }
 
 /* grid (rows to store): copies row t of k_new / v_new into slot (n_past + t) mod cap; n_past from
- * the step position when pos_dev is set. E is the unit of the copy: the element type, or uint4
- * (row then counts 16-byte units) when a row is a whole number of them. */
+ * the step position when pos_dev is set. A byte copy in units of E (row counts them): uint4 where
+ * rows are 16-byte aligned, else 2-byte units (a bf16 or half an fp32). */
 template <typename E>
 static __global__ void kv_store_kernel(E *kc, E *vc, const E *kn, const E *vn, int cap, int n_past,
                                        const int *pos_dev, int first, size_t row)
@@ -556,23 +556,19 @@ g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4
     const int *pos_dev = step ? g4q_cuda_st(be)->pos_dev : nullptr;
     cudaStream_t st = g4q_cuda_st(be)->stream;
     const size_t row_bytes = row * (g4q_cuda_st(be)->f32 ? 4 : 2);
-    const bool a16 = ((uintptr_t)kc->data | (uintptr_t)vc->data | (uintptr_t)k_new->data |
-                      (uintptr_t)v_new->data) %
-                         16 ==
-                     0;
-    if (row_bytes % 16 == 0 && a16) /* every row 16-byte aligned */
-        kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
-            (uint4 *)kc->data, (uint4 *)vc->data, (const uint4 *)k_new->data,
-            (const uint4 *)v_new->data, cap, n_past, pos_dev, first, row_bytes / 16);
-    else if (g4q_cuda_st(be)->f32)
-        kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
-            (float *)kc->data, (float *)vc->data, (const float *)k_new->data,
-            (const float *)v_new->data, cap, n_past, pos_dev, first, row);
+    auto copy_in = [&](auto unit) { /* rows as units of sizeof(unit) bytes */
+                                    typedef decltype(unit) E;
+                                    kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
+                                        (E *)kc->data, (E *)vc->data, (const E *)k_new->data,
+                                        (const E *)v_new->data, cap, n_past, pos_dev, first,
+                                        row_bytes / sizeof(E));
+    };
+    const uintptr_t at =
+        (uintptr_t)kc->data | (uintptr_t)vc->data | (uintptr_t)k_new->data | (uintptr_t)v_new->data;
+    if (row_bytes % 16 == 0 && at % 16 == 0) /* every row 16-byte aligned */
+        copy_in(uint4());
     else
-        kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
-            (__nv_bfloat16 *)kc->data, (__nv_bfloat16 *)vc->data,
-            (const __nv_bfloat16 *)k_new->data, (const __nv_bfloat16 *)v_new->data, cap, n_past,
-            pos_dev, first, row);
+        copy_in(uint16_t());
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }

@@ -82,8 +82,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS)
         }
         const float a = rb(xa * inv * __bfloat162float(w[i]));
         const float bb = rb(xb * inv * __bfloat162float(w[i + half]));
-        const float th = p * inv_freq[i];
-        const float c = rb((float)cos((double)th)), s = rb((float)sin((double)th));
+        const float th = g4q_rope_angle(p, inv_freq[i]);
+        const float c = g4q_rope_cos<__nv_bfloat16>(th), s = g4q_rope_sin<__nv_bfloat16>(th);
         x[i] = __float2bfloat16_rn(rb(a * c) - rb(bb * s));
         x[i + half] = __float2bfloat16_rn(rb(bb * c) + rb(a * s));
     }
@@ -153,8 +153,8 @@ static __global__ void __launch_bounds__(QKV_WARPS * 32)
         if (cs) { /* the chunk's table (rope_table_kernel) */
             c = cs[(size_t)t * hd + i], s = cs[(size_t)t * hd + half + i];
         } else {
-            const float th = p * inv_freq[i];
-            c = rb((float)cos((double)th)), s = rb((float)sin((double)th));
+            const float th = g4q_rope_angle(p, inv_freq[i]);
+            c = g4q_rope_cos<__nv_bfloat16>(th), s = g4q_rope_sin<__nv_bfloat16>(th);
         }
         x[i] = __float2bfloat16_rn(rb(a * c) - rb(bb * s));
         x[i + half] = __float2bfloat16_rn(rb(bb * c) + rb(a * s));
@@ -170,8 +170,9 @@ static __global__ void rope_table_kernel(float *cs, const float *inv_freq, int h
 {
     const int t = blockIdx.x, e = threadIdx.x, half = hd / 2;
     const int i = e < half ? e : e - half;
-    const float th = (float)(pos0 + t) * inv_freq[i];
-    cs[(size_t)t * hd + e] = rb((float)(e < half ? cos((double)th) : sin((double)th)));
+    const float th = g4q_rope_angle((float)(pos0 + t), inv_freq[i]);
+    cs[(size_t)t * hd + e] =
+        e < half ? g4q_rope_cos<__nv_bfloat16>(th) : g4q_rope_sin<__nv_bfloat16>(th);
 }
 
 g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_buf *v, int v_from_k,

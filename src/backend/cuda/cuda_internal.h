@@ -128,6 +128,20 @@ template <typename T> static __device__ __forceinline__ float g4q_rnd(float v)
 {
     return g4q_ld(g4q_cvt<T>(v));
 }
+/* RoPE (docs/gemma4.md §4.6) as every CUDA kernel takes it: θ = fp32(fp32(pos) · inv_freq), its
+ * cos and sin in double rounded to fp32 (as the CPU reference), then to T's precision. */
+static __device__ __forceinline__ float g4q_rope_angle(float pos, float inv_freq)
+{
+    return __fmul_rn(pos, inv_freq);
+}
+template <typename T> static __device__ __forceinline__ float g4q_rope_cos(float th)
+{
+    return g4q_rnd<T>((float)cos((double)th));
+}
+template <typename T> static __device__ __forceinline__ float g4q_rope_sin(float th)
+{
+    return g4q_rnd<T>((float)sin((double)th));
+}
 /* gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in fp32: the one expression of every
  * GeGLU (geglu kernels, the GEMVs with GeGLU in their epilogue); rounding is the caller's. */
 static __device__ __forceinline__ float g4q_gelu_tanh(float x)

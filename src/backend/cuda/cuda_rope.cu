@@ -18,9 +18,9 @@ static __global__ void rope_kernel(T *x, const float *inv_freq, int heads, int h
     const int half = hd / 2;
     const float p = (float)((pos_dev ? *pos_dev : pos0) + (int)blockIdx.x);
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float th = __fmul_rn(p, inv_freq[i]);
-        cs[i] = g4q_rnd<T>((float)cos((double)th));
-        cs[half + i] = g4q_rnd<T>((float)sin((double)th));
+        const float th = g4q_rope_angle(p, inv_freq[i]);
+        cs[i] = g4q_rope_cos<T>(th);
+        cs[half + i] = g4q_rope_sin<T>(th);
     }
     __syncthreads();
     T *xt = x + (size_t)blockIdx.x * (size_t)heads * (size_t)hd;
