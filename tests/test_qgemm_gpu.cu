@@ -11,10 +11,10 @@
 // widening (g4q_cuda_qslice) is also held bit for bit to ql_value per element, on every weight
 // above and on row windows that start and end inside 16-row tiles (r0 = 0, 3, 9, 16, rows - 1),
 // checking which kernel it takes (the fallback for NaN weights and FP8 with cols % 8 != 0) and
-// that nothing past the window is written. The fused decode ops (matmul3, matmul_geglu, and
-// mlp_step's persistent launch) on packed weights equal the plain ops bit for bit. Also: invalid
-// descriptors are refused. With --bench, GEMV, prefill widening and n = 1024 matmul timings of the
-// 12B's largest shapes for BF16 and each packed format; with
+// that nothing past the window is written. The fused decode ops (matmul3, matmul_geglu) on packed
+// weights equal the plain ops bit for bit. Also: invalid descriptors are refused.
+// With --bench, GEMV, prefill widening and n = 1024 matmul timings of the 12B's largest shapes
+// for BF16 and each packed format; with
 // --bench-model DIR [PROMPT [STEPS]], decode and prefill tokens/s of a checkpoint folder, BF16 or
 // quantized (scripts/bench/forward_quant_gpu.sh runs it on the 12B in each format); with the
 // environment G4Q_BENCH_SKIP, decode steps with classes of ops left out (timing only, see
@@ -451,88 +451,6 @@ static void test_fused(g4q_backend *gpu)
     }
 }
 
-/* ---- mlp_step: the post-attention norms, gate/up with GeGLU and down in one persistent launch
- * must leave h, g and a exactly as norm_add_norm, matmul_geglu and matmul leave them. Shapes: a
- * small MLP (every tile group in one block wave) and one whose gate/up has more tile groups than
- * the grid holds (blocks loop) while down has fewer (blocks without a tile still meet at the
- * barrier). The comparison only means something while the fused launch runs. */
-static void check_mlp(g4q_backend *gpu, variant v, int64_t d, int64_t I, int group, int n,
-                      bool with_wp, float scale)
-{
-    qweight qg, qu, qd;
-    if (!make_qweight(v, rand_weights(I, d), I, d, group, G4Q_DT_F16, &qg) ||
-        !make_qweight(v, rand_weights(I, d), I, d, group, G4Q_DT_F16, &qu) ||
-        !make_qweight(v, rand_weights(d, I), d, I, group, G4Q_DT_F16, &qd))
-        return;
-    std::vector<uint16_t> nw[2];
-    for (auto &w : nw) {
-        w.resize((size_t)d);
-        for (auto &e : w)
-            e = g4q_f32_to_bf16((float)(1.0 + 0.25 * g4q_test_normal(&g_rng)));
-    }
-    const size_t nd = (size_t)n * (size_t)d, ni = (size_t)n * (size_t)I;
-    vecf h0(nd), a0(nd);
-    for (size_t i = 0; i < nd; i++) {
-        h0[i] = g4q_round_bf16((float)(4.0 * g4q_test_normal(&g_rng)));
-        a0[i] = g4q_round_bf16((float)g4q_test_normal(&g_rng));
-    }
-    g4q_bweight *w[5] = {};
-    g4q_buf *b[7] = {}; /* h, a, g fused; h, a, g plain; tmp */
-    const size_t sz[7] = {nd, nd, ni, nd, nd, ni, ni};
-    bool ok = true;
-    const qweight *qs[3] = {&qg, &qu, &qd};
-    for (int i = 0; i < 3 && ok; i++)
-        ok = CHECK_STATUS(gpu->weight_bind(gpu, &qs[i]->d, &w[i]), G4Q_OK);
-    for (int i = 0; i < 2 && ok; i++) {
-        g4q_weight_desc nd_ = {};
-        nd_.format = G4Q_WF_BF16, nd_.rows = 1, nd_.cols = d, nd_.data = nw[i].data();
-        nd_.name = i ? "pre_ff_ln" : "post_attn_ln";
-        ok = CHECK_STATUS(gpu->weight_bind(gpu, &nd_, &w[3 + i]), G4Q_OK);
-    }
-    for (int i = 0; i < 7 && ok; i++)
-        ok = CHECK_STATUS(gpu->buf_alloc(gpu, gpu->act_dtype, sz[i], &b[i]), G4Q_OK);
-    for (int r = 0; r < 2 && ok; r++)
-        ok = CHECK_STATUS(gpu->upload(gpu, b[3 * r], 0, h0.data(), nd), G4Q_OK) &&
-             CHECK_STATUS(gpu->upload(gpu, b[3 * r + 1], 0, a0.data(), nd), G4Q_OK);
-    const float eps = 1e-6f;
-    const g4q_bweight *wp = with_wp ? w[3] : nullptr;
-    if (ok) {
-        CHECK_STATUS(
-            gpu->mlp_step(gpu, b[0], b[1], b[2], b[6], wp, scale, w[4], w[0], w[1], w[2], n, eps),
-            G4Q_OK);
-        CHECK_STATUS(gpu->norm_add_norm(gpu, b[3], b[4], wp, scale, b[4], w[4], n, (int)d, eps),
-                     G4Q_OK);
-        CHECK_STATUS(gpu->matmul_geglu(gpu, b[5], b[6], b[4], w[0], w[1], n), G4Q_OK);
-        CHECK_STATUS(gpu->matmul(gpu, b[4], b[5], w[2], n), G4Q_OK);
-        static const char *what[3] = {"h", "a (down)", "g (geglu)"};
-        const int order[3] = {0, 1, 2};
-        for (int k : order)
-            CHECK_MSG(dl_bits(gpu, b[k], sz[k]) == dl_bits(gpu, b[3 + k], sz[k]),
-                      "mlp_step %s d %lld I %lld n %d%s scale %g: %s differs from norm_add_norm, "
-                      "matmul_geglu, matmul",
-                      qg.what, (long long)d, (long long)I, n, with_wp ? "" : " (no post norm)",
-                      (double)scale, what[k]);
-    }
-    for (auto x : w)
-        gpu->weight_free(gpu, x);
-    for (auto x : b)
-        gpu->buf_free(gpu, x);
-}
-
-static void test_mlp_step(g4q_backend *gpu)
-{
-    const char *env = getenv("G4Q_CUDA_PERSIST");
-    CHECK_MSG(gpu->mlp_step && !(env && atoi(env) <= 0),
-              "mlp_step's persistent launch is off (G4Q_CUDA_PERSIST=%s): nothing to compare",
-              env ? env : "");
-    for (int v = 0; v < VARIANTS; v++) {
-        for (int n = 1; n <= 4; n++)
-            check_mlp(gpu, (variant)v, 352, 96, 32, n, n != 2, n == 3 ? 0.75f : 1.0f);
-        check_mlp(gpu, (variant)v, 512, 15360, 128, 1, true, 1.0f);
-        check_mlp(gpu, (variant)v, 512, 15360, 128, 4, true, 0.5f);
-    }
-}
-
 /* NVFP4 block scales the quantizers never write (negative, zero with non-zero codes, E4M3
  * subnormal) and NaN codes or scales, on both backends; the reference decodes the same bytes. */
 static void test_edges(g4q_backend *cpu, g4q_backend *gpu)
@@ -809,7 +727,6 @@ static g4q_backend *skip_wrap(g4q_backend *be)
     if (be->qkv_norm_rope) wrap.qkv_norm_rope = skip_norm_rope;
     if (be->norm_add_norm) wrap.norm_add_norm = skip_norms;
     if (be->attention_store) wrap.attention_store = skip_attention;
-    wrap.mlp_step = NULL; /* its ops one by one, so that each class can be left out */
     return &wrap;
 }
 
@@ -906,7 +823,6 @@ int main(int argc, char **argv)
     test_formats(cpu, gpu);
     test_edges(cpu, gpu);
     test_fused(gpu);
-    test_mlp_step(gpu);
     printf("cuda backend peak device memory: %.1f MB\n", (double)gpu->mem_peak(gpu) / 1e6);
     g4q_backend_free(gpu);
     g4q_backend_free(cpu);

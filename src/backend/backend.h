@@ -340,16 +340,6 @@ struct g4q_backend {
                                 float scale, g4q_buf *out, const g4q_bweight *w_next, int rows,
                                 int n, float eps);
 
-    /* The MLP half of a layer for n rows, from the attention block's output a [n, d]:
-     *   norm_add_norm(h, a, w_post, scale, a, w_pre, n, d, eps);
-     *   matmul_geglu(g, tmp, a, wg, wu, n); matmul(a, g, wd, n)
-     * (d = cols(Wg)). Afterwards h, g and a (the down projection [n, d]) hold what that sequence
-     * leaves; tmp [n, rows(Wu)] is scratch. */
-    g4q_status (*mlp_step)(g4q_backend *be, g4q_buf *h, g4q_buf *a, g4q_buf *g, g4q_buf *tmp,
-                           const g4q_bweight *w_post, float scale, const g4q_bweight *w_pre,
-                           const g4q_bweight *wg, const g4q_bweight *wu, const g4q_bweight *wd,
-                           int n, float eps);
-
     /* attention(out, q, k_new, v_new, kc, vc, cap, n_past, T, ...) followed by
      * kv_store(kc, vc, k_new, v_new, cap, n_past, T, nkv, hd): the new chunk is attended to and
      * then stored in the cache. */

@@ -471,11 +471,6 @@ static g4q_status layer(g4q_forward *f, g4q_kvcache *kv, int l, int C, const g4q
     const g4q_config *c = f->cfg;
     const fwd_layer *fl = &f->layers[l];
     G4Q_TRY(attention_block(f, kv, l, C));
-    if (be->mlp_step && !f->obs.fn) { /* no observer wants the MLP's inputs */
-        G4Q_TRY(be->mlp_step(be, f->h, f->a, f->g, f->u, fl->post_attn_ln, 1.0f, fl->pre_ff_ln,
-                             fl->gate, fl->up, fl->down, C, (float)c->rms_norm_eps));
-        return residual(f, fl->post_ff_ln, fl->scalar, w_next, out, C);
-    }
     G4Q_TRY(residual(f, fl->post_attn_ln, 1.0f, fl->pre_ff_ln, f->a, C));
     G4Q_TRY(observe(f, l, G4Q_OBS_MLP_IN, f->a, C, c->hidden));
     if (be->matmul_geglu) {

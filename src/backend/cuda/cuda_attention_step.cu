@@ -36,7 +36,6 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_internal.h"
-#include "backend/cuda/cuda_step_dev.h"
 
 #define ST_THREADS 256     /* scores: 8 warps, one key per warp at a time */
 #define PV_MAX_THREADS 256 /* pv: 2 dims per thread, 128 or 256 threads by head_dim */
@@ -451,6 +450,12 @@ static __device__ __forceinline__ void cp_async_wait_all()
 {
     asm volatile("cp.async.commit_group;\ncp.async.wait_all;" ::: "memory");
 }
+static __device__ __forceinline__ unsigned ld_acquire(const unsigned *p)
+{
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
 
 /* Fixed ranges over the at most cap + 1 keys: about TARGET_BLOCKS blocks of the scores kernel. */
 static step_geom step_geometry(int cap, int nh, int nkv, int hd, int window, float scale)
@@ -595,7 +600,14 @@ static __global__ void __launch_bounds__(FA_THREADS)
     split_stats(
         g, group, vh, split, jb, je, [&](int r, int j) { return Ss[r * L + j - jb]; }, stats);
     /* 3. Wait until every active range of this head group has published its statistics. */
-    g4q_grid_sync(cnt + 3 * vh, (unsigned)nact);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        atomicAdd(cnt + 3 * vh, 1u);
+        while (ld_acquire(cnt + 3 * vh) < (unsigned)nact)
+            __nanosleep(32);
+    }
+    __syncthreads();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int r = warp; r < group; r += FA_THREADS / 32) {
         float M, sum;
@@ -637,7 +649,14 @@ static __global__ void __launch_bounds__(FA_THREADS)
     /* 5. Once every range of the head group has its partials out, block `split` sums elements
      * split, split + nact, ... of the group's outputs over the ranges; the last block to leave
      * resets the three counters. */
-    g4q_grid_sync(cnt + 3 * vh + 1, (unsigned)nact);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        atomicAdd(cnt + 3 * vh + 1, 1u);
+        while (ld_acquire(cnt + 3 * vh + 1) < (unsigned)nact)
+            __nanosleep(32);
+    }
+    __syncthreads();
     for (int e = split + (int)threadIdx.x * nact; e < group * hd; e += FA_THREADS * nact)
         sum_parts(g, h0 + e / hd, e % hd, nact, part, out);
     if (threadIdx.x == 0 && atomicAdd(cnt + 3 * vh + 2, 1u) == (unsigned)nact - 1)

@@ -85,7 +85,6 @@ static void cuda_destroy(g4q_backend *be)
         g4q_cuda_release(be, s->ids_dev, s->ids_cap * sizeof(int32_t));
         g4q_cuda_release(be, s->pos_dev, sizeof(int));
         g4q_cuda_release(be, s->step_done, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned));
-        g4q_cuda_release(be, s->mlp_bar, 2 * sizeof(unsigned));
         if (s->stage) cudaFreeHost(s->stage);
         if (s->blas) cublasDestroy(s->blas);
         if (s->stream) cudaStreamDestroy(s->stream);
@@ -287,8 +286,6 @@ static g4q_status cuda_init_state(g4q_backend *be, const g4q_cuda_opts *opts)
     G4Q_TRY(g4q_cuda_alloc(be, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned), "attention counters",
                            (void **)&s->step_done));
     G4Q_CUDA_CHECK(cudaMemset(s->step_done, 0, G4Q_CUDA_STEP_MAX_HEADS * sizeof(unsigned)));
-    G4Q_TRY(g4q_cuda_alloc(be, 2 * sizeof(unsigned), "mlp step counters", (void **)&s->mlp_bar));
-    G4Q_CUDA_CHECK(cudaMemset(s->mlp_bar, 0, 2 * sizeof(unsigned)));
     const char *pdl = getenv("G4Q_CUDA_PDL");
     s->pdl = !(pdl && strcmp(pdl, "0") == 0);
     const char *kpr = getenv("G4Q_CUDA_GEMV_KPR");
@@ -300,11 +297,6 @@ static g4q_status cuda_init_state(g4q_backend *be, const g4q_cuda_opts *opts)
     /* G4Q_CUDA_ATTN_FUSED=0: the decode attention always takes its two-kernel form. */
     const char *afused = getenv("G4Q_CUDA_ATTN_FUSED");
     s->attn_fused = !(afused && strcmp(afused, "0") == 0) && !(opts && opts->attention_two_kernels);
-    /* G4Q_CUDA_PERSIST=0: mlp_step runs the plain ops (benchmarks: before / after in one call);
-     * a positive value sets the iterations each warp requests into L2 before a wait (default 4). */
-    const char *persist = getenv("G4Q_CUDA_PERSIST");
-    s->persist = persist ? atoi(persist) : 5;
-    if (s->persist < 0) s->persist = 0;
     return G4Q_OK;
 }
 
@@ -328,7 +320,6 @@ static void cuda_set_f32(g4q_backend *be)
     be->matmul_geglu = NULL;
     be->qkv_norm_rope = NULL;
     be->norm_add_norm = NULL;
-    be->mlp_step = NULL;
     be->attention_store = NULL;
     be->step_pos = NULL;
     be->graph_begin = NULL;
@@ -387,7 +378,6 @@ extern "C" g4q_status g4q_backend_cuda_create_opts(g4q_ctx *ctx, const g4q_cuda_
     be->matmul_geglu = g4q_cuda_matmul_geglu;
     be->qkv_norm_rope = g4q_cuda_qkv_norm_rope;
     be->norm_add_norm = g4q_cuda_norm_add_norm;
-    be->mlp_step = g4q_cuda_mlp_step;
     be->attention_store = g4q_cuda_attention_store;
     be->step_pos = g4q_cuda_step_pos;
     be->graph_begin = g4q_cuda_graph_begin;

@@ -14,8 +14,8 @@
  * G4Q_ERR_UNSUPPORTED), widened to an fp32 copy on the device at weight_bind, so weights take
  * TWICE the device memory of BF16 mode (fine for test and oracle models, 48 GB for the 12B);
  * matmul is cublasGemmEx in fp32 with CUBLAS_COMPUTE_32F (IEEE fp32, never TF32) for every n.
- * The decode-step members (matmul3, matmul_geglu, qkv_norm_rope, norm_add_norm, mlp_step,
- * step_pos and graph recording) are NULL: the model runs the plain ops, one launch each.
+ * The decode-step members (matmul3, matmul_geglu, qkv_norm_rope, norm_add_norm, step_pos and
+ * graph recording) are NULL: the model runs the plain ops, one launch each.
  *
  * BF16 mode in detail:
  *
@@ -31,9 +31,7 @@
  *              bf16(bf16(tanh(bf16(x / cap))) · cap); embed bf16(E[id] · scale).
  *
  * Decode steps: matmul3 / matmul_geglu (one GEMV launch over q,k,v or gate+up with GeGLU, BF16
- * or packed weights of one format), qkv_norm_rope, norm_add_norm, mlp_step (packed weights of
- * one format at n <= 4: the post-attention norms, gate/up with GeGLU and down in one persistent
- * launch with a grid barrier, cuda_qgemv.cu; else the plain ops), the step position (rope /
+ * or packed weights of one format), qkv_norm_rope, norm_add_norm, the step position (rope /
  * kv_store / T = 1 attention read n_past from device memory: cuda_attention_step.cu; the
  * attention runs as one kernel where its blocks fit on the device at once) and graph recording on
  * the stream (cuda_fused.cu).

@@ -11,7 +11,6 @@
 #include <cstdlib>
 
 #include "backend/cuda/cuda_internal.h"
-#include "backend/cuda/cuda_step_dev.h"
 
 #define FUSED_THREADS 128
 #define NAN_MAX_PER 16 /* norm_add_norm: elements per thread held in registers, at most */
@@ -356,27 +355,6 @@ static __global__ void __launch_bounds__(1024 / PER)
     }
 }
 
-/* Decode rows (rows < 64): one block per row, a 16-byte chunk per thread, the row's arithmetic in
- * g4q_nan_row (cuda_step_dev.h), whose sums the fused MLP step (cuda_qgemv.cu) repeats bit for
- * bit with another block size. The weights are loaded before the wait for the previous kernel. */
-static __global__ void __launch_bounds__(1024)
-    norm_add_norm_row_kernel(__nv_bfloat16 *h, const __nv_bfloat16 *a, const __nv_bfloat16 *wp,
-                             float scale, __nv_bfloat16 *out, const __nv_bfloat16 *wn, int n,
-                             float eps)
-{
-    __shared__ float red[32];
-    const int nch = n / 8;
-    g4q_nan_w<1> w;
-    g4q_nan_load_w(w, reinterpret_cast<const uint4 *>(wp), reinterpret_cast<const uint4 *>(wn),
-                   nch);
-    g4q_pdl_trigger();
-    g4q_pdl_wait();
-    const size_t off = (size_t)blockIdx.x * (size_t)nch;
-    uint4 *hr = reinterpret_cast<uint4 *>(h) + off;
-    g4q_nan_row<1>(reinterpret_cast<const uint4 *>(a) + off, hr, hr, w, scale,
-                   out ? reinterpret_cast<uint4 *>(out) + off : nullptr, nch, eps, red);
-}
-
 static bool aligned16(const void *p)
 {
     return (uintptr_t)p % 16 == 0;
@@ -424,11 +402,8 @@ g4q_status g4q_cuda_norm_add_norm(g4q_backend *be, g4q_buf *h, g4q_buf *a,
     const bool vec = n % 8 == 0 && n <= 8 * 1024 && aligned16(hp) && aligned16(ap) &&
                      aligned16(op) && aligned16(wp) && aligned16(wn);
     if (vec) {
-        const unsigned threads = (unsigned)((n / 8 + 31) / 32 * 32);
-        G4Q_CUDA_CHECK(rows < 64
-                           ? g4q_cuda_launch(be, norm_add_norm_row_kernel, dim3((unsigned)rows),
-                                             dim3(threads), 0, hp, ap, wp, scale, op, wn, n, eps)
-                           : launch_nan_vec<4>(be, rows, n, hp, ap, wp, scale, op, wn, eps));
+        G4Q_CUDA_CHECK(rows < 64 ? launch_nan_vec<1>(be, rows, n, hp, ap, wp, scale, op, wn, eps)
+                                 : launch_nan_vec<4>(be, rows, n, hp, ap, wp, scale, op, wn, eps));
         return G4Q_OK;
     }
     /* The fewest registers per thread that keep the row within 1024 threads. */

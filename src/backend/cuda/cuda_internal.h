@@ -61,9 +61,6 @@ typedef struct g4q_cuda_state {
     int gemv_kpr;        /* GEMV warps per row: 0 chooses by shape; 1, 2, 4 force (benchmarks) */
     int qfuse;           /* packed matmul3 / matmul_geglu in one launch (G4Q_CUDA_FUSE, default 1) */
     int attn_fused;      /* decode attention in one kernel where it fits (G4Q_CUDA_ATTN_FUSED) */
-    int persist;         /* mlp_step in one persistent launch where it fits (G4Q_CUDA_PERSIST,
-                            0: never), with this many iterations per warp prefetched into L2 */
-    unsigned *mlp_bar;   /* mlp_step's grid barrier and exit counters (zero between launches) */
     int sm_count, smem_optin; /* the device's SMs and opt-in shared memory per block, bytes */
     uint16_t *stage;     /* pinned host memory for bf16 upload / download conversion rounds */
     int capturing;       /* a graph recording is open on the stream */
@@ -248,12 +245,6 @@ g4q_status g4q_cuda_qgemv3(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *co
                            const g4q_bweight *const *w, int nw);
 g4q_status g4q_cuda_qgemv_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *x,
                                 const g4q_bweight *wg, const g4q_bweight *wu, int n);
-/* backend.h mlp_step (cuda_qgemv.cu): one persistent launch for packed weights of one format at
- * n <= 4 rows, else norm_add_norm, matmul_geglu and matmul. */
-g4q_status g4q_cuda_mlp_step(g4q_backend *be, g4q_buf *h, g4q_buf *a, g4q_buf *g, g4q_buf *tmp,
-                             const g4q_bweight *w_post, float scale, const g4q_bweight *w_pre,
-                             const g4q_bweight *wg, const g4q_bweight *wu, const g4q_bweight *wd,
-                             int n, float eps);
 g4q_status g4q_cuda_rmsnorm(g4q_backend *be, g4q_buf *y, const g4q_buf *x, const g4q_bweight *w,
                             int rows, int n, float eps);
 g4q_status g4q_cuda_rope(g4q_backend *be, g4q_buf *x, const g4q_buf *inv_freq, int T, int heads,

@@ -17,10 +17,7 @@
 // bit; they save the launches and the tails between the weights.
 #include <cuda_fp8.h>
 
-#include <algorithm>
-
 #include "backend/cuda/cuda_qlayout.h"
-#include "backend/cuda/cuda_step_dev.h"
 
 #define QV_WARPS 8
 #define QV_TARGET_WARPS 2048 /* the fewest warps a launch aims for (132 SMs x ~16) */
@@ -57,31 +54,15 @@ static __device__ __forceinline__ void qv_mma(float c[4], uint32_t a0, uint32_t 
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* Where x is read from: global memory no kernel writes while this one runs (read-only path),
- * shared memory (generic loads), or global memory written earlier in the same kernel by other
- * blocks (loads that skip the SM's L1). */
-enum { QV_XRO = 0, QV_XSHARED = 1, QV_XCOHERENT = 2 };
-template <int XM, typename V> static __device__ __forceinline__ V qv_xld(const V *p)
-{
-    return XM == QV_XRO ? __ldg(p) : XM == QV_XSHARED ? *p : __ldcg(p);
-}
 /* 16 or 8 bytes of x (zeros for a column n >= a.n or past the columns). */
-template <int XM> static __device__ __forceinline__ uint4 qv_x16(bool ok, const uint4 *p)
+static __device__ __forceinline__ uint4 qv_x16(bool ok, const uint4 *p)
 {
-    return ok ? qv_xld<XM>(p) : make_uint4(0, 0, 0, 0);
+    return ok ? __ldg(p) : make_uint4(0, 0, 0, 0);
 }
-template <int XM> static __device__ __forceinline__ uint2 qv_x8(bool ok, const uint2 *p)
+static __device__ __forceinline__ uint2 qv_x8(bool ok, const uint2 *p)
 {
-    return ok ? qv_xld<XM>(p) : make_uint2(0, 0);
+    return ok ? __ldg(p) : make_uint2(0, 0);
 }
-
-/* The wait of a plain launch: for the previous kernel (programmatic dependent launch). */
-struct qv_pdl_wait {
-    __device__ __forceinline__ void operator()() const
-    {
-        g4q_pdl_wait();
-    }
-};
 
 /* Weights read by one iteration of a lane (the scale fields a format does not use stay unset). */
 struct qv_buf {
@@ -91,12 +72,11 @@ struct qv_buf {
 };
 
 /* The sums of row tile `tile` over iterations [i0, i1) into acc (the C fragment), for lane
- * (g, t). Calls wait() after the first weight loads and before reading x (every thread of the
- * block calls it). GC: the INT4 group class (QV_G*); NVFP4 QG_MUL or QG_DIV (used by qv_finish
- * only); FP8 0. XM: where x is (QV_X*). */
-template <int FMT, int GC, int XM, typename W>
-static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg, int tile, int i0,
-                                              int i1, int lane, float acc[4], W &wait)
+ * (g, t). Waits for the previous kernel (PDL) after the first weight loads. GC: the INT4 group
+ * class (QV_G*); NVFP4 QG_MUL or QG_DIV (used by qv_kernel only); FP8 0. */
+template <int FMT, int GC>
+static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg, int tile,
+                                              int i0, int i1, int lane, float acc[4])
 {
     const int g = lane >> 2, t = lane & 3;
     const bool xl = g < a.n; /* this lane's B column is a token */
@@ -144,8 +124,8 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg
 #pragma unroll
             for (int u = 0; u < QL_U; u++) {
                 const bool ok = xl && 64 * u < cleft; /* this lane's block of superblock u */
-                const uint4 x0 = qv_x16<XM>(ok, reinterpret_cast<const uint4 *>(xi + 32 * u));
-                const uint4 x1 = qv_x16<XM>(ok, reinterpret_cast<const uint4 *>(xi + 32 * u + 4));
+                const uint4 x0 = qv_x16(ok, reinterpret_cast<const uint4 *>(xi + 32 * u));
+                const uint4 x1 = qv_x16(ok, reinterpret_cast<const uint4 *>(xi + 32 * u + 4));
                 const uint32_t X[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
                 uint32_t sg, sg8, A[4][4];
                 ql_nvfp4_scales(((u < 2 ? b.s8.x : b.s8.y) >> (16 * (u & 1))) & 0xffffu, &sg, &sg8);
@@ -158,8 +138,7 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg
             float ct[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int u = 0; u < QL_U; u++) {
-                const uint4 xv =
-                    qv_x16<XM>(xl && 32 * u < cleft, reinterpret_cast<const uint4 *>(xi + 16 * u));
+                const uint4 xv = qv_x16(xl && 32 * u < cleft, reinterpret_cast<const uint4 *>(xi + 16 * u));
                 uint32_t A[2][4];
                 ql_fp8_afrag(b.q[u], A);
                 qv_mma(ct, A[0][0], A[0][1], A[0][2], A[0][3], xv.x, xv.y); /* 8·t + 0..3 */
@@ -178,8 +157,7 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     const int c = 64 * u + 16 * j; /* this lane's 4 columns, from xc0 */
-                    const uint2 xv =
-                        qv_x8<XM>(xl && c < cleft, reinterpret_cast<const uint2 *>(xi + c / 2));
+                    const uint2 xv = qv_x8(xl && c < cleft, reinterpret_cast<const uint2 *>(xi + c / 2));
                     const uint32_t a0 = A[j][0], a1 = A[j][1], a2 = A[j][2], a3 = A[j][3];
                     if (GC == QV_G64) {
                         qv_mma(ct, a0, a1, a2, a3, xv.x, xv.y);
@@ -218,8 +196,8 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg
     };
 
     qv_buf b0, b1;
-    if (i0 < i1) load(i0, b0); /* weights only: before the wait for what writes x */
-    wait();
+    if (i0 < i1) load(i0, b0); /* weights only: before the wait for the kernel that writes x */
+    g4q_pdl_wait();
     for (int i = i0; i < i1; i += 2) {
         if (i + 1 < i1) load(i + 1, b1);
         compute(i, b0);
@@ -245,11 +223,10 @@ static __device__ __forceinline__ void qv_finish(const qv_seg &sg, float acc[4])
 enum { QV_ONE = 0, QV_MULTI = 1, QV_GEGLU = 2 }; /* launch modes: one weight, q/k/v, gate/up */
 
 /* Row tile `tile` of weight sg (with QV_GEGLU also of the up weight su) by the ks warps of its
- * block: sums, the warps' partials added in warp order, the store. wait: as qv_run's. A block
- * that calls it again must pass a __syncthreads() first (the partials' shared memory). */
-template <int FMT, int GC, int MODE, int XM, typename W>
-static __device__ __forceinline__ void qv_tile(const qv_args &a, const qv_seg &sg, const qv_seg &su,
-                                               int tile, bool live, W &wait)
+ * block: sums, the warps' partials added in warp order, the store. */
+template <int FMT, int GC, int MODE>
+static __device__ __forceinline__ void qv_tile(const qv_args &a, const qv_seg &sg,
+                                               const qv_seg &su, int tile, bool live)
 {
     constexpr bool GEGLU = MODE == QV_GEGLU;
     __shared__ float4 part[GEGLU ? 2 : 1][QV_WARPS][32];
@@ -257,8 +234,8 @@ static __device__ __forceinline__ void qv_tile(const qv_args &a, const qv_seg &s
     const int i0 = live ? (int)((int64_t)k * a.niter / ks) : 0;
     const int i1 = live ? (int)((int64_t)(k + 1) * a.niter / ks) : 0;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, accu[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    qv_run<FMT, GC, XM>(a, sg, tile, i0, i1, lane, acc, wait);
-    if (GEGLU) qv_run<FMT, GC, XM>(a, su, tile, i0, i1, lane, accu, wait);
+    qv_run<FMT, GC>(a, sg, tile, i0, i1, lane, acc);
+    if (GEGLU) qv_run<FMT, GC>(a, su, tile, i0, i1, lane, accu);
     g4q_pdl_trigger(); /* the weights are read: the next kernel may start on freed SMs */
     if (ks > 1) {
         part[0][warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
@@ -305,7 +282,6 @@ static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_ar
     const qv_args a = ap;
     const int tile = (int)blockIdx.x * (QV_WARPS / a.ks) + (int)(threadIdx.x >> 5) / a.ks;
     const bool live = tile < a.nrt;
-    qv_pdl_wait wait;
     if (MODE == QV_MULTI) {
         /* field by field: a whole-struct choice is compiled to a register-indexed parameter read */
         const int n0 = a.s0.nrt, n01 = n0 + a.s1.nrt;
@@ -317,13 +293,9 @@ static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_ar
         sg.rows = w == 0 ? a.s0.rows : w == 1 ? a.s1.rows : a.s2.rows;
         sg.nrt = w == 0 ? a.s0.nrt : w == 1 ? a.s1.nrt : a.s2.nrt;
         sg.g = w == 0 ? a.s0.g : w == 1 ? a.s1.g : a.s2.g;
-        qv_tile<FMT, GC, MODE, QV_XRO>(a, sg, sg,
-                                       tile - (w == 0   ? 0
-                                               : w == 1 ? n0
-                                                        : n01),
-                                       live, wait);
+        qv_tile<FMT, GC, MODE>(a, sg, sg, tile - (w == 0 ? 0 : w == 1 ? n0 : n01), live);
     } else {
-        qv_tile<FMT, GC, MODE, QV_XRO>(a, a.s0, a.s1, tile, live, wait);
+        qv_tile<FMT, GC, MODE>(a, a.s0, a.s1, tile, live);
     }
 }
 
@@ -374,12 +346,13 @@ template <int MODE> static void (*qv_pick(const g4q_bweight *w))(const qv_args)
                                 : qv_kernel<G4Q_WF_INT4, QV_G8, MODE>;
 }
 
-/* The arguments of one launch over nw weights (g4q_cuda_qgemv_fits them together), or with
- * QV_GEGLU over the gate w[0] and the up weight w[1] into y[0]. x may be NULL (set later). */
+/* One launch over nw weights (g4q_cuda_qgemv_fits them together), or with QV_GEGLU over the gate
+ * w[0] and the up weight w[1] into y[0]. */
 template <int MODE>
-static qv_args qv_make(const g4q_backend *be, const g4q_buf *x, int n, g4q_buf *const *y,
-                       const g4q_bweight *const *w, int nw)
+static g4q_status qv_launch(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *const *y,
+                            const g4q_bweight *const *w, int nw)
 {
+    g4q_ctx *ctx = be->ctx;
     constexpr bool GEGLU = MODE == QV_GEGLU;
     const g4q_bweight *w0 = w[0];
     const qlayout L = ql_make(w0->format, w0->rows, w0->cols, w0->group);
@@ -387,7 +360,7 @@ static qv_args qv_make(const g4q_backend *be, const g4q_buf *x, int n, g4q_buf *
     a.s0 = qv_one(y[0], w0);
     if (nw > 1) a.s1 = qv_one(GEGLU ? y[0] : y[1], w[1]);
     if (nw > 2) a.s2 = qv_one(y[2], w[2]);
-    a.x = x ? reinterpret_cast<const __nv_bfloat16 *>(x->data) : nullptr;
+    a.x = reinterpret_cast<const __nv_bfloat16 *>(x->data);
     a.cols = (int)w0->cols;
     a.n = n;
     a.nrt = GEGLU ? a.s0.nrt : a.s0.nrt + a.s1.nrt + a.s2.nrt;
@@ -397,17 +370,8 @@ static qv_args qv_make(const g4q_backend *be, const g4q_buf *x, int n, g4q_buf *
     a.group = w0->group;
     a.ngp = (int)L.ngp;
     a.nsc = (int)L.nsc;
-    return a;
-}
-
-template <int MODE>
-static g4q_status qv_launch(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *const *y,
-                            const g4q_bweight *const *w, int nw)
-{
-    g4q_ctx *ctx = be->ctx;
-    const qv_args a = qv_make<MODE>(be, x, n, y, w, nw);
     const dim3 grid(g4q_cuda_blocks((size_t)a.nrt, QV_WARPS / a.ks)), block(QV_WARPS * 32);
-    G4Q_CUDA_CHECK(g4q_cuda_launch(be, qv_pick<MODE>(w[0]), grid, block, 0, a));
+    G4Q_CUDA_CHECK(g4q_cuda_launch(be, qv_pick<MODE>(w0), grid, block, 0, a));
     return G4Q_OK;
 }
 
@@ -438,173 +402,4 @@ g4q_status g4q_cuda_qgemv_geglu(g4q_backend *be, g4q_buf *y, const g4q_buf *x,
 {
     const g4q_bweight *w[2] = {wg, wu};
     return qv_launch<QV_GEGLU>(be, x, n, &y, w, 2);
-}
-
-/* ---- the MLP half of a decode layer in one persistent launch (backend.h mlp_step) ----
- * norm_add_norm (post-attention norm, residual, pre-MLP norm), gate/up with GeGLU and down, for
- * packed weights of one format. The grid is at most what is resident at once. Every block norms
- * the rows itself (g4q_nan_row: the standalone norm kernel's bits) into shared memory and takes
- * gate/up tile groups as qv_kernel's blocks would (same warps per tile, same sums); the blocks
- * meet at a grid barrier; then down tile groups over the GeGLU outputs. Before each wait (for
- * the attention block's kernel, at the barrier) every warp asks L2 for the first `pf` iterations
- * of its next weights, so the memory system keeps streaming through both. Block 0 keeps the new
- * residual rows and stores them after the barrier, when no block reads the old ones any more. */
-#define QV_NAN_MAXC 4 /* norm chunks per thread: d <= 8 · QV_NAN_MAXC · QV_WARPS · 32 = 8192 */
-
-struct qv_mlp_args {
-    qv_args gu, dn;               /* gate/up (x: set in the kernel) and down (x: gu.s0.y) */
-    __nv_bfloat16 *h;             /* [n, d] residual stream */
-    const __nv_bfloat16 *a;       /* [n, d] the attention block's output */
-    const __nv_bfloat16 *wp, *wn; /* post-attention and pre-MLP norm weights (NULL: none) */
-    float scale, eps;
-    int nch;       /* d / 8 */
-    int pf;        /* iterations per warp and weight requested into L2 before a wait */
-    unsigned *bar; /* barrier and exit counters, zero between launches */
-};
-
-struct qv_no_wait {
-    __device__ __forceinline__ void operator()() const {}
-};
-
-/* Requests into L2 the codes of the first pf iterations of this warp's share of row tile `tile`
- * of weight sg (the ranges qv_tile gives its warps), one 128-byte line per lane at a time. */
-static __device__ __forceinline__ void qv_prefetch(const qv_args &a, const qv_seg &sg, int tile,
-                                                   int pf)
-{
-    if (tile >= sg.nrt) return;
-    const int lane = threadIdx.x & 31, k = (int)(threadIdx.x >> 5) % a.ks;
-    const int i0 = (int)((int64_t)k * a.niter / a.ks),
-              i1 = (int)((int64_t)(k + 1) * a.niter / a.ks);
-    const int it = min(pf, i1 - i0);
-    const char *base =
-        reinterpret_cast<const char *>(sg.q + ((int64_t)tile * a.nsb + (int64_t)i0 * QL_U) * 32);
-    for (int off = lane * 128; off < it * QL_U * 512; off += 32 * 128)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + off));
-}
-
-template <int FMT, int GC>
-static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_mlp_kernel(const qv_mlp_args p)
-{
-    extern __shared__ uint4 qv_rows[]; /* the normed rows [n][nch], then block 0's new h rows */
-    __shared__ float red[32];
-    const int n = p.gu.n, nch = p.nch, warp = (int)(threadIdx.x >> 5);
-    uint4 *xs = qv_rows, *hs = qv_rows + n * nch;
-    qv_no_wait none;
-    {
-        const int tpb = QV_WARPS / p.gu.ks, tile = (int)blockIdx.x * tpb + warp / p.gu.ks;
-        qv_prefetch(p.gu, p.gu.s0, tile, p.pf);
-        qv_prefetch(p.gu, p.gu.s1, tile, p.pf);
-        g4q_nan_w<QV_NAN_MAXC> w;
-        g4q_nan_load_w(w, reinterpret_cast<const uint4 *>(p.wp),
-                       reinterpret_cast<const uint4 *>(p.wn), nch);
-        g4q_pdl_wait();
-        for (int r = 0; r < n; r++)
-            g4q_nan_row<QV_NAN_MAXC>(reinterpret_cast<const uint4 *>(p.a) + r * nch,
-                                     reinterpret_cast<const uint4 *>(p.h) + r * nch,
-                                     blockIdx.x == 0 ? hs + r * nch : nullptr, w, p.scale,
-                                     xs + r * nch, nch, p.eps, red);
-        __syncthreads();
-    }
-    {
-        qv_args gu = p.gu;
-        gu.x = reinterpret_cast<const __nv_bfloat16 *>(xs);
-        const int tpb = QV_WARPS / gu.ks;
-        for (int b = (int)blockIdx.x; b * tpb < gu.nrt; b += (int)gridDim.x) {
-            const int tile = b * tpb + warp / gu.ks;
-            qv_tile<FMT, GC, QV_GEGLU, QV_XSHARED>(gu, gu.s0, gu.s1, tile, tile < gu.nrt, none);
-            __syncthreads();
-        }
-    }
-    {
-        const int tpb = QV_WARPS / p.dn.ks;
-        qv_prefetch(p.dn, p.dn.s0, (int)blockIdx.x * tpb + warp / p.dn.ks, p.pf);
-        g4q_grid_sync(p.bar, gridDim.x);
-        if (blockIdx.x == 0)
-            for (int c = (int)threadIdx.x; c < n * nch; c += (int)blockDim.x)
-                reinterpret_cast<uint4 *>(p.h)[c] = hs[c];
-    }
-    {
-        const qv_args dn = p.dn;
-        const int tpb = QV_WARPS / dn.ks;
-        for (int b = (int)blockIdx.x; b * tpb < dn.nrt; b += (int)gridDim.x) {
-            const int tile = b * tpb + warp / dn.ks;
-            qv_tile<FMT, GC, QV_ONE, QV_XCOHERENT>(dn, dn.s0, dn.s0, tile, tile < dn.nrt, none);
-            __syncthreads();
-        }
-    }
-    if (threadIdx.x == 0 && atomicAdd(p.bar + 1, 1u) == gridDim.x - 1) p.bar[0] = 0, p.bar[1] = 0;
-}
-
-static void (*qv_mlp_pick(const g4q_bweight *w))(const qv_mlp_args)
-{
-    if (w->format == G4Q_WF_NVFP4)
-        return (w->qmode & QG_DIV) ? qv_mlp_kernel<G4Q_WF_NVFP4, QG_DIV>
-                                   : qv_mlp_kernel<G4Q_WF_NVFP4, QG_MUL>;
-    if (w->format == G4Q_WF_FP8_BLOCK) return qv_mlp_kernel<G4Q_WF_FP8_BLOCK, 0>;
-    return w->group % 64 == 0   ? qv_mlp_kernel<G4Q_WF_INT4, QV_G64>
-           : w->group % 16 == 0 ? qv_mlp_kernel<G4Q_WF_INT4, QV_G16>
-                                : qv_mlp_kernel<G4Q_WF_INT4, QV_G8>;
-}
-
-static bool qv_aligned16(const void *p)
-{
-    return (uintptr_t)p % 16 == 0;
-}
-
-/* A norm weight of d elements, or none. */
-static bool qv_norm_w_ok(const g4q_bweight *w, int64_t d)
-{
-    return !w || (w->format == G4Q_WF_BF16 && w->rows * w->cols == d && qv_aligned16(w->data));
-}
-
-g4q_status g4q_cuda_mlp_step(g4q_backend *be, g4q_buf *h, g4q_buf *a, g4q_buf *g, g4q_buf *tmp,
-                             const g4q_bweight *w_post, float scale, const g4q_bweight *w_pre,
-                             const g4q_bweight *wg, const g4q_bweight *wu, const g4q_bweight *wd,
-                             int n, float eps)
-{
-    g4q_ctx *ctx = be->ctx;
-    g4q_cuda_state *st = g4q_cuda_st(be);
-    const int64_t d = wg->cols, I = wg->rows;
-    const bool fits = st->persist && n >= 1 && n <= 4 && g4q_cuda_qgemv_fits(be, wg, wu, n) &&
-                      wu->rows == I && g4q_cuda_qgemv_ok(wd, n) && wd->format == wg->format &&
-                      wd->qmode == wg->qmode && wd->group == wg->group && wd->rows == d &&
-                      wd->cols == I && d % 8 == 0 && d / 8 <= QV_NAN_MAXC * QV_WARPS * 32 &&
-                      g4q_cuda_bf16_ok(h, (size_t)(n * d)) &&
-                      g4q_cuda_bf16_ok(a, (size_t)(n * d)) &&
-                      g4q_cuda_bf16_ok(g, (size_t)(n * I)) && qv_aligned16(h->data) &&
-                      qv_aligned16(a->data) && qv_norm_w_ok(w_post, d) && qv_norm_w_ok(w_pre, d);
-    void (*kernel)(const qv_mlp_args) = fits ? qv_mlp_pick(wg) : nullptr;
-    const size_t smem = 2 * (size_t)n * (size_t)d * sizeof(__nv_bfloat16);
-    int per_sm = 0;
-    if (kernel) {
-        if (smem > (48u << 10))
-            G4Q_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                (int)smem));
-        G4Q_CUDA_CHECK(
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, QV_WARPS * 32, smem));
-    }
-    if (per_sm < 1) { /* the plain ops */
-        G4Q_TRY(g4q_cuda_norm_add_norm(be, h, a, w_post, scale, a, w_pre, n, (int)d, eps));
-        G4Q_TRY(g4q_cuda_matmul_geglu(be, g, tmp, a, wg, wu, n));
-        return g4q_cuda_matmul(be, a, g, wd, n);
-    }
-    qv_mlp_args p = {};
-    const g4q_bweight *gw[2] = {wg, wu};
-    g4q_buf *a_out = a;
-    p.gu = qv_make<QV_GEGLU>(be, nullptr, n, &g, gw, 2);
-    p.dn = qv_make<QV_ONE>(be, g, n, &a_out, &wd, 1);
-    p.h = reinterpret_cast<__nv_bfloat16 *>(h->data);
-    p.a = reinterpret_cast<const __nv_bfloat16 *>(a->data);
-    p.wp = w_post ? reinterpret_cast<const __nv_bfloat16 *>(w_post->data) : nullptr;
-    p.wn = w_pre ? reinterpret_cast<const __nv_bfloat16 *>(w_pre->data) : nullptr;
-    p.scale = scale;
-    p.eps = eps;
-    p.nch = (int)(d / 8);
-    p.pf = st->persist - 1;
-    p.bar = st->mlp_bar;
-    const int64_t groups = std::max(g4q_cuda_blocks((size_t)p.gu.nrt, QV_WARPS / p.gu.ks),
-                                    g4q_cuda_blocks((size_t)p.dn.nrt, QV_WARPS / p.dn.ks));
-    const unsigned grid = (unsigned)std::min<int64_t>(groups, (int64_t)per_sm * st->sm_count);
-    G4Q_CUDA_CHECK(g4q_cuda_launch(be, kernel, dim3(grid), dim3(QV_WARPS * 32), smem, p));
-    return G4Q_OK;
 }
