@@ -6,9 +6,9 @@
 // mma.sync.m16n8k16 (bf16 inputs, fp32 accumulators): the weights are the A operand (16 rows x
 // 16 inputs, in a column order chosen per lane by the layout), x the B operand (column n = token
 // n, columns n..7 zero). Per superblock a lane makes one 16-byte streaming load of codes; QL_U of
-// them (one iteration) are in flight while the previous iteration is computed. ks warps of a
-// block share a row tile, each taking a contiguous range of iterations; their fp32 sums meet in
-// shared memory and the tile's first warp adds them in warp order.
+// them (one iteration; FP8: two) are in flight while the previous iteration is computed. ks warps
+// of a block share a row tile, each taking a contiguous range of iterations; their fp32 sums meet
+// in shared memory and the tile's first warp adds them in warp order.
 //
 // One launch may cover several weights of one format over the same x (matmul3: q, k, v, their
 // row tiles end to end), or a gate and an up weight (matmul_geglu: each warp sums the same tile of
@@ -195,15 +195,23 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg
         }
     };
 
-    qv_buf b0, b1;
-    if (i0 < i1) load(i0, b0); /* weights only: before the wait for the kernel that writes x */
+    /* D buffers: the loads run D - 1 iterations ahead of the MMAs; the first ones (weights only)
+     * before the wait for the kernel that writes x. FP8 gains from a third buffer (12b decode
+     * 4.83 -> 4.72 ms/token); NVFP4 does not (4.38 either way) and INT4 spills with it
+     * (bench/results/h200_2026-12-04-k.md). */
+    constexpr int D = FMT == G4Q_WF_FP8_BLOCK ? 3 : 2;
+    qv_buf b[D];
+#pragma unroll
+    for (int s = 0; s + 1 < D; s++)
+        if (i0 + s < i1) load(i0 + s, b[s]);
     g4q_pdl_wait();
-    for (int i = i0; i < i1; i += 2) {
-        if (i + 1 < i1) load(i + 1, b1);
-        compute(i, b0);
-        if (i + 1 >= i1) break;
-        if (i + 2 < i1) load(i + 2, b0);
-        compute(i + 1, b1);
+    for (int i = i0; i < i1; i += D) {
+#pragma unroll
+        for (int s = 0; s < D; s++) {
+            if (i + s >= i1) break;
+            if (i + s + D - 1 < i1) load(i + s + D - 1, b[(s + D - 1) % D]);
+            compute(i + s, b[s]);
+        }
     }
 }
 
@@ -273,7 +281,9 @@ static __device__ __forceinline__ void qv_tile(const qv_args &a, const qv_seg &s
     }
 }
 
-/* QV_MULTI picks its weight at run time; every mode works on local copies of its segments. */
+/* QV_MULTI picks its weight at run time; every mode works on local copies of its segments. Two
+ * blocks per SM (at most 128 registers): NVFP4 at three (80 registers) ran slower, 12b decode
+ * 4.25-4.34 -> 4.54-4.85 ms/token (bench/results/h200_2026-12-04-k.md). */
 template <int FMT, int GC, int MODE>
 static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_args ap)
 {
