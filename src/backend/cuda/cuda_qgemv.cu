@@ -316,17 +316,31 @@ bool g4q_cuda_qgemv_ok(const g4q_bweight *w, int n)
            w->cols <= INT32_MAX / 2;
 }
 
-/* Warps per row tile: the fewest (1, 2, 4, 8) that give the GPU QV_TARGET_WARPS warps, or the
- * backend's override (G4Q_CUDA_GEMV_KPR, for benchmarks), at most one per iteration. */
-static int qv_ks(const g4q_backend *be, int64_t nrt, int64_t niter)
+/* Blocks of a launch of nrt row tiles at ks warps per tile. */
+static int64_t qv_blocks(int64_t nrt, int ks)
+{
+    return (nrt + QV_WARPS / ks - 1) / (QV_WARPS / ks);
+}
+
+/* Warps per row tile: the fewest (1, 2, 4, 8) that give the GPU QV_TARGET_WARPS warps; for NVFP4
+ * and FP8 half that many when this puts the launch in one wave of two blocks per SM and still
+ * gives 3/4 of the target (a 15360 x 3840 GEMV: 480 -> 240 blocks, NVFP4 11.8 -> 10.9 us, FP8
+ * 17.6 -> 16.0 us; INT4 decode was 1% slower with it, bench/results/h200_2026-12-04-k.md); or
+ * the backend's override (G4Q_CUDA_GEMV_KPR, for benchmarks). At most one per iteration. */
+static int qv_ks(const g4q_backend *be, int fmt, int64_t nrt, int64_t niter)
 {
     const int forced = g4q_cuda_st(be)->gemv_kpr;
     int ks = 1;
-    if (forced == 1 || forced == 2 || forced == 4 || forced == 8)
+    if (forced == 1 || forced == 2 || forced == 4 || forced == 8) {
         ks = forced;
-    else
+    } else {
         while (ks < QV_WARPS && nrt * ks < QV_TARGET_WARPS)
             ks *= 2;
+        const int64_t wave = 2 * (int64_t)g4q_cuda_st(be)->sm_count;
+        if (fmt != G4Q_WF_INT4 && ks > 1 && qv_blocks(nrt, ks) > wave &&
+            qv_blocks(nrt, ks / 2) <= wave && nrt * (ks / 2) >= QV_TARGET_WARPS * 3 / 4)
+            ks /= 2;
+    }
     while (ks > 1 && ks > niter)
         ks /= 2;
     return ks;
@@ -376,7 +390,7 @@ static g4q_status qv_launch(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *c
     a.nrt = GEGLU ? a.s0.nrt : a.s0.nrt + a.s1.nrt + a.s2.nrt;
     a.nsb = (int)L.nsb;
     a.niter = (int)(L.nsb / QL_U);
-    a.ks = qv_ks(be, a.nrt, a.niter);
+    a.ks = qv_ks(be, w0->format, a.nrt, a.niter);
     a.group = w0->group;
     a.ngp = (int)L.ngp;
     a.nsc = (int)L.nsc;
