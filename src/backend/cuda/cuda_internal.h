@@ -58,7 +58,8 @@ typedef struct g4q_cuda_state {
     int *pos_dev;        /* step position (backend member step_pos), one int */
     unsigned *step_done; /* decode attention: per query head, ranges done (zero between ops) */
     int pdl;             /* launch the decode-path kernels with programmatic dependent launch */
-    int gemv_kpr;        /* GEMV warps per row: 0 chooses by shape; 1, 2, 4 force (benchmarks) */
+    int gemv_kpr;        /* GEMV warps per row: 0 chooses by shape; 1, 2, 4 (8) force; -1: the
+                            packed GEMV without its one-wave rule (benchmarks) */
     int qfuse;           /* packed matmul3 / matmul_geglu in one launch (G4Q_CUDA_FUSE, default 1) */
     int attn_fused;      /* decode attention in one kernel where it fits (G4Q_CUDA_ATTN_FUSED) */
     int sm_count, smem_optin; /* the device's SMs and opt-in shared memory per block, bytes */

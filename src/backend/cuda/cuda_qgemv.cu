@@ -326,7 +326,8 @@ static int64_t qv_blocks(int64_t nrt, int ks)
  * and FP8 half that many when this puts the launch in one wave of two blocks per SM and still
  * gives 3/4 of the target (a 15360 x 3840 GEMV: 480 -> 240 blocks, NVFP4 11.8 -> 10.9 us, FP8
  * 17.6 -> 16.0 us; INT4 decode was 1% slower with it, bench/results/h200_2026-12-04-k.md); or
- * the backend's override (G4Q_CUDA_GEMV_KPR, for benchmarks). At most one per iteration. */
+ * the backend's override (G4Q_CUDA_GEMV_KPR, for benchmarks: 1, 2, 4 or 8; -1 leaves the
+ * one-wave halving out). At most one per iteration. */
 static int qv_ks(const g4q_backend *be, int fmt, int64_t nrt, int64_t niter)
 {
     const int forced = g4q_cuda_st(be)->gemv_kpr;
@@ -337,7 +338,7 @@ static int qv_ks(const g4q_backend *be, int fmt, int64_t nrt, int64_t niter)
         while (ks < QV_WARPS && nrt * ks < QV_TARGET_WARPS)
             ks *= 2;
         const int64_t wave = 2 * (int64_t)g4q_cuda_st(be)->sm_count;
-        if (fmt != G4Q_WF_INT4 && ks > 1 && qv_blocks(nrt, ks) > wave &&
+        if (fmt != G4Q_WF_INT4 && forced != -1 && ks > 1 && qv_blocks(nrt, ks) > wave &&
             qv_blocks(nrt, ks / 2) <= wave && nrt * (ks / 2) >= QV_TARGET_WARPS * 3 / 4)
             ks /= 2;
     }
