@@ -71,42 +71,6 @@ struct qv_buf {
     float s[QL_U][2]; /* INT4 (QV_G64): scales of rows g, g + 8; FP8: s[0][0] */
 };
 
-#ifndef QV_RING
-#define QV_RING 0
-#endif
-/* NVFP4 with QV_RING: each warp streams its codes and scales through a ring of QV_RD slots in
- * shared memory (cp.async), QV_RD - 1 iterations ahead of the MMAs, instead of registers. A slot:
- * QL_U · 32 codes (16 bytes per lane and superblock), then 32 lanes' 8 scale bytes. */
-#define QV_RD 4
-#define QV_SLOT (QL_U * 32 + 16) /* uint4 per slot */
-static constexpr size_t qv_ring_bytes(int fmt)
-{
-    return QV_RING && fmt == G4Q_WF_NVFP4 ? (size_t)QV_WARPS * QV_RD * QV_SLOT * 16 : 0;
-}
-extern __shared__ uint4 qv_ring[];
-static __device__ __forceinline__ void qv_cp16(void *dst, const void *src)
-{
-    asm volatile(
-        "cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
-        "l"(src)
-        : "memory");
-}
-static __device__ __forceinline__ void qv_cp8(void *dst, const void *src)
-{
-    asm volatile(
-        "cp.async.ca.shared.global [%0], [%1], 8;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
-        "l"(src)
-        : "memory");
-}
-static __device__ __forceinline__ void qv_cp_commit()
-{
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N> static __device__ __forceinline__ void qv_cp_wait()
-{
-    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
 /* The sums of row tile `tile` over iterations [i0, i1) into acc (the C fragment), for lane
  * (g, t). Waits for the previous kernel (PDL) after the first weight loads. GC: the INT4 group
  * class (QV_G*); NVFP4 QG_MUL or QG_DIV (used by qv_kernel only); FP8 0. */
@@ -235,39 +199,6 @@ static __device__ __forceinline__ void qv_run(const qv_args &a, const qv_seg &sg
      * before the wait for the kernel that writes x. FP8 gains from a third buffer (12b decode
      * 4.83 -> 4.72 ms/token); NVFP4 does not (4.38 either way) and INT4 spills with it
      * (bench/results/h200_2026-12-04-k.md). */
-    if (QV_RING && FMT == G4Q_WF_NVFP4) {
-        uint4 *ring = qv_ring + (threadIdx.x >> 5) * (QV_RD * QV_SLOT);
-        auto issue = [&](int i) {
-            if (i < i1) {
-                uint4 *sl = ring + (i % QV_RD) * QV_SLOT;
-                const uint4 *p = qp + (int64_t)i * (QL_U * 32);
-#pragma unroll
-                for (int u = 0; u < QL_U; u++)
-                    qv_cp16(sl + u * 32 + lane, p + u * 32);
-                qv_cp8(reinterpret_cast<uint2 *>(sl + QL_U * 32) + lane,
-                       reinterpret_cast<const uint2 *>(sg.s) + ((int64_t)tile * a.niter + i) * 32 +
-                           lane);
-            }
-            qv_cp_commit(); /* empty past i1: one group per iteration */
-        };
-#pragma unroll
-        for (int s = 0; s + 1 < QV_RD; s++)
-            issue(i0 + s);
-        g4q_pdl_wait();
-        for (int i = i0; i < i1; i++) {
-            issue(i + QV_RD - 1);
-            qv_cp_wait<QV_RD - 1>(); /* iteration i's group is in */
-            const uint4 *sl = ring + (i % QV_RD) * QV_SLOT;
-            qv_buf b;
-#pragma unroll
-            for (int u = 0; u < QL_U; u++)
-                b.q[u] = sl[u * 32 + lane];
-            b.s8 = reinterpret_cast<const uint2 *>(sl + QL_U * 32)[lane];
-            compute(i, b);
-        }
-        qv_cp_wait<0>();
-        return;
-    }
     constexpr int D = FMT == G4Q_WF_FP8_BLOCK ? 3 : 2;
     qv_buf b[D];
 #pragma unroll
@@ -465,12 +396,7 @@ static g4q_status qv_launch(g4q_backend *be, const g4q_buf *x, int n, g4q_buf *c
     a.ngp = (int)L.ngp;
     a.nsc = (int)L.nsc;
     const dim3 grid(g4q_cuda_blocks((size_t)a.nrt, QV_WARPS / a.ks)), block(QV_WARPS * 32);
-    void (*k)(const qv_args) = qv_pick<MODE>(w0);
-    const size_t smem = qv_ring_bytes(w0->format);
-    if (smem > (48u << 10))
-        G4Q_CUDA_CHECK(
-            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    G4Q_CUDA_CHECK(g4q_cuda_launch(be, k, grid, block, smem, a));
+    G4Q_CUDA_CHECK(g4q_cuda_launch(be, qv_pick<MODE>(w0), grid, block, 0, a));
     return G4Q_OK;
 }
 
