@@ -527,9 +527,12 @@ g4q_status g4q_cuda_attention(g4q_backend *be, g4q_buf *out, const g4q_buf *q, c
  * the step position when pos_dev is set. A byte copy in units of E (row counts them): uint4 where
  * rows are 16-byte aligned, else 2-byte units (a bf16 or half an fp32). */
 template <typename E>
-static __global__ void kv_store_kernel(E *kc, E *vc, const E *kn, const E *vn, int cap, int n_past,
-                                       const int *pos_dev, int first, size_t row)
+static __global__ void kv_store_kernel(void *kcp, void *vcp, const void *knp, const void *vnp,
+                                       int cap, int n_past, const int *pos_dev, int first,
+                                       size_t row)
 {
+    E *kc = static_cast<E *>(kcp), *vc = static_cast<E *>(vcp);
+    const E *kn = static_cast<const E *>(knp), *vn = static_cast<const E *>(vnp);
     if (pos_dev) n_past = *pos_dev;
     const int t = first + (int)blockIdx.x;
     const size_t slot = (size_t)(n_past + t) % (size_t)cap;
@@ -556,19 +559,13 @@ g4q_status g4q_cuda_kv_store(g4q_backend *be, g4q_buf *kc, g4q_buf *vc, const g4
     const int *pos_dev = step ? g4q_cuda_st(be)->pos_dev : nullptr;
     cudaStream_t st = g4q_cuda_st(be)->stream;
     const size_t row_bytes = row * (g4q_cuda_st(be)->f32 ? 4 : 2);
-    auto copy_in = [&](auto unit) { /* rows as units of sizeof(unit) bytes */
-                                    typedef decltype(unit) E;
-                                    kv_store_kernel<<<(unsigned)(T - first), 256, 0, st>>>(
-                                        (E *)kc->data, (E *)vc->data, (const E *)k_new->data,
-                                        (const E *)v_new->data, cap, n_past, pos_dev, first,
-                                        row_bytes / sizeof(E));
-    };
     const uintptr_t at =
         (uintptr_t)kc->data | (uintptr_t)vc->data | (uintptr_t)k_new->data | (uintptr_t)v_new->data;
-    if (row_bytes % 16 == 0 && at % 16 == 0) /* every row 16-byte aligned */
-        copy_in(uint4());
-    else
-        copy_in(uint16_t());
+    const bool wide = row_bytes % 16 == 0 && at % 16 == 0; /* every row 16-byte aligned */
+    auto *store = wide ? kv_store_kernel<uint4> : kv_store_kernel<uint16_t>;
+    store<<<(unsigned)(T - first), 256, 0, st>>>(
+        kc->data, vc->data, k_new->data, v_new->data, cap, n_past, pos_dev, first,
+        row_bytes / (wide ? sizeof(uint4) : sizeof(uint16_t)));
     G4Q_CUDA_CHECK(cudaGetLastError());
     return G4Q_OK;
 }

@@ -206,8 +206,7 @@ g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_b
         return g4q_cuda_launch(be, kernel, wgrid, dim3(QKV_WARPS * 32), 0, (__nv_bfloat16 *)q->data,
                                (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
                                (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data,
-                               (const float *)inv_freq->data, (const float *)cs, nh, nkv, hd, pos0,
-                               pd, eps);
+                               (const float *)inv_freq->data, cs, nh, nkv, hd, pos0, pd, eps);
     };
     switch (hd % 64 ? 0 : hd / 64) {
     case 1: G4Q_CUDA_CHECK(warp_launch(qkv_norm_rope_warp_kernel<1>)); return G4Q_OK;

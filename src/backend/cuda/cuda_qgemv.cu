@@ -20,6 +20,7 @@
 #include "backend/cuda/cuda_qlayout.h"
 
 #define QV_WARPS 8
+#define QV_BLOCKS_PER_SM 2   /* the launch bound: at most 128 registers per thread */
 #define QV_TARGET_WARPS 2048 /* the fewest warps a launch aims for (132 SMs x ~16) */
 
 /* One weight of a launch. */
@@ -281,11 +282,12 @@ static __device__ __forceinline__ void qv_tile(const qv_args &a, const qv_seg &s
     }
 }
 
-/* QV_MULTI picks its weight at run time; every mode works on local copies of its segments. Two
- * blocks per SM (at most 128 registers): NVFP4 at three (80 registers) ran slower, 12b decode
- * 4.25-4.34 -> 4.54-4.85 ms/token (bench/results/h200_2026-12-04-k.md). */
+/* QV_MULTI picks its weight at run time; every mode works on local copies of its segments.
+ * QV_BLOCKS_PER_SM = 3 (80 registers) ran NVFP4 slower, 12b decode 4.25-4.34 -> 4.54-4.85
+ * ms/token (bench/results/h200_2026-12-04-k.md). */
 template <int FMT, int GC, int MODE>
-static __global__ void __launch_bounds__(QV_WARPS * 32, 2) qv_kernel(const qv_args ap)
+static __global__ void __launch_bounds__(QV_WARPS * 32, QV_BLOCKS_PER_SM)
+    qv_kernel(const qv_args ap)
 {
     /* A local copy: references into the parameters made the compiler address them through a
      * register inside the loop (15% slower than immediate offsets). */
@@ -323,7 +325,7 @@ static int64_t qv_blocks(int64_t nrt, int ks)
 }
 
 /* Warps per row tile: the fewest (1, 2, 4, 8) that give the GPU QV_TARGET_WARPS warps; for NVFP4
- * and FP8 half that many when this puts the launch in one wave of two blocks per SM and still
+ * and FP8 half that many when this puts the launch in one wave (QV_BLOCKS_PER_SM) and still
  * gives 3/4 of the target (a 15360 x 3840 GEMV: 480 -> 240 blocks, NVFP4 11.8 -> 10.9 us, FP8
  * 17.6 -> 16.0 us; INT4 decode was 1% slower with it, bench/results/h200_2026-12-04-k.md); or
  * the backend's override (G4Q_CUDA_GEMV_KPR, for benchmarks: 1, 2, 4 or 8; -1 leaves the
@@ -337,7 +339,7 @@ static int qv_ks(const g4q_backend *be, int fmt, int64_t nrt, int64_t niter)
     } else {
         while (ks < QV_WARPS && nrt * ks < QV_TARGET_WARPS)
             ks *= 2;
-        const int64_t wave = 2 * (int64_t)g4q_cuda_st(be)->sm_count;
+        const int64_t wave = QV_BLOCKS_PER_SM * (int64_t)g4q_cuda_st(be)->sm_count;
         if (fmt != G4Q_WF_INT4 && forced != -1 && ks > 1 && qv_blocks(nrt, ks) > wave &&
             qv_blocks(nrt, ks / 2) <= wave && nrt * (ks / 2) >= QV_TARGET_WARPS * 3 / 4)
             ks /= 2;
