@@ -21,7 +21,7 @@
 #include "model/forward.h"
 #include "model/synth.h"
 #include "model/weights.h"
-#include "runtime/kvcache.h"
+#include "model/kvcache.h"
 extern "C" {
 #include "testutil.h"
 }

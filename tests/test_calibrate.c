@@ -28,7 +28,7 @@
 #include "model/synth.h"
 #include "runtime/session.h"
 #include "refmodel.h"
-#include "runtime/kvcache.h"
+#include "model/kvcache.h"
 #include "calib_hook.h"
 #include "testutil.h"
 

@@ -1,6 +1,6 @@
 /*
  * Tests of the CPU backend ops (src/backend/cpu) and the Gemma 4 forward pass (src/model/forward)
- * with its KV cache (src/runtime/kvcache).
+ * with its KV cache (src/model/kvcache).
  *
  * (a) Each op against a straightforward double-precision reference written here.
  * (b) A whole random model built in memory (6 layers, window 8, a k_eq_v full layer with a larger
@@ -20,7 +20,7 @@
 #include "model/forward.h"
 #include "runtime/sample.h"
 #include "refmodel.h"
-#include "runtime/kvcache.h"
+#include "model/kvcache.h"
 #include "testutil.h"
 
 static g4q_ctx g_ctx;

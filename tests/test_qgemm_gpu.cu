@@ -44,7 +44,7 @@
 #include "model/qlinear.h"
 #include "quant/actq.h"
 #include "quant/quant.h"
-#include "runtime/kvcache.h"
+#include "model/kvcache.h"
 extern "C" {
 #include "testutil.h"
 }

@@ -35,7 +35,7 @@
 #include "backend/backend.h"
 #include "model/config.h"
 #include "model/weights.h"
-#include "runtime/kvcache.h"
+#include "model/kvcache.h"
 
 #ifdef __cplusplus
 extern "C" {

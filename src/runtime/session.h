@@ -55,7 +55,7 @@
 #include "model/forward.h"
 #include "model/qlinear.h"
 #include "model/weights.h"
-#include "runtime/kvcache.h"
+#include "model/kvcache.h"
 #include "text/tokenizer.h"
 
 #ifdef __cplusplus

@@ -8,8 +8,8 @@
  * The forward pass attends over the old cache plus the new chunk BEFORE storing the chunk, so a
  * chunk of any length is correct with a ring of exactly `sliding_window` entries.
  */
-#ifndef G4Q_RUNTIME_KVCACHE_H
-#define G4Q_RUNTIME_KVCACHE_H
+#ifndef G4Q_MODEL_KVCACHE_H
+#define G4Q_MODEL_KVCACHE_H
 
 #include <stddef.h>
 

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "io/dtype.h"
-#include "runtime/kvcache.h"
+#include "model/kvcache.h"
 
 g4q_status g4q_kvcache_create(g4q_ctx *ctx, g4q_backend *be, const g4q_config *cfg, int max_ctx,
                               g4q_kvcache **out)
