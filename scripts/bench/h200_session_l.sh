@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# GPU runs prepared in session l (which had no GPU machine); the session that runs them records
+# the numbers in bench/results/. On the GPU machine, PARTS picks them (default: all, in order):
+#   tests   test_qgemm_gpu and test_model_gpu of the tree: the one-wave rule of the packed decode
+#           GEMV (ec34fe6) has not run on a GPU in its final form
+#   ring    the ring variants of scripts/bench/ring_variants.sh (RING: their folder) run as tests
+#           (each checks the GEMV against the CPU backend; R0 is the tree's code, tested by tests)
+#   models  the 12b preset and its nvfp4a16 export in /tmp (kept while the machine stays warm)
+#   gemv    the NVFP4 decode GEMVs of each variant (test_qgemm_gpu --bench, n = 1)
+#   decode  12b nvfp4a16 decode at context 1024 with each variant, in the order
+#           R0 R4 R3 R3b3 R3b3 R3 R4 R0 (the first of a pair in one call tends to be slower)
+# A part takes minutes (tests ~3, ring ~5, models + gemv + decode ~5): one or two per call.
+# Usage: [PARTS=...] [RING=DIR] scripts/bench/h200_session_l.sh [BIN]
+#   BIN: the built tools and test programs of the tree (default build)
+set -uo pipefail
+bin=${1:-build}
+ring=${RING:-.dev/ring}
+G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
+parts=${PARTS:-tests ring models gemv decode}
+variants="R0 R4 R3 R3b3"
+for p in $parts; do
+    case $p in
+    tests) bash scripts/gpu/check.sh tests:test_qgemm_gpu,test_model_gpu ;;
+    ring)
+        for v in R4 R3 R3b3; do
+            echo "tq_$v: $(timeout 300 "$ring/tq_$v" 2>&1 | tail -1)"
+        done ;;
+    models)
+        [ -d /tmp/m12 ] || gemma4q-mkmodel --preset 12b --out /tmp/m12 --quiet | tail -1
+        [ -d /tmp/q-nvfp4a16 ] || gemma4q-quantize --quiet --model /tmp/m12 \
+            --recipe recipes/nvfp4a16.yaml --out /tmp/q-nvfp4a16 --device cuda ;;
+    gemv)
+        for v in $variants; do
+            "$ring/tq_$v" --bench | grep -E "gemv nvfp4 modelopt .* n 1" | sed "s/^/$v /"
+        done ;;
+    decode)
+        for v in R0 R4 R3 R3b3 R3b3 R3 R4 R0; do
+            echo "$v: $("$ring/tq_$v" --bench-model /tmp/q-nvfp4a16 1024 64 | grep decode |
+                sed 's/bench-model //')"
+        done ;;
+    *) echo "unknown part $p (tests ring models gemv decode)" >&2; exit 2 ;;
+    esac
+done
