@@ -9,6 +9,9 @@
 #   gemv    the NVFP4 decode GEMVs of each variant (test_qgemm_gpu --bench, n = 1)
 #   decode  12b nvfp4a16 decode at context 1024 with each variant, in the order
 #           R0 R4 R3 R3b3 R3b3 R3 R4 R0 (the first of a pair in one call tends to be slower)
+#   ncu     where the tree's NVFP4 GEMV (15360 x 3840, n = 1) stalls, per SASS instruction: ncu's
+#           source counters (warp stall sampling) into OUT/qv_src.ncu-rep and, as CSV, the source
+#           page into OUT/qv_src_sass.csv (session k has the kernel-wide stall totals only)
 # A part takes minutes (tests ~3, ring ~5, models + gemv + decode ~5): one or two per call.
 # Usage: [PARTS=...] [RING=DIR] scripts/bench/h200_session_l.sh [BIN]
 #   BIN: the built tools and test programs of the tree (default build)
@@ -16,7 +19,7 @@ set -uo pipefail
 bin=${1:-build}
 ring=${RING:-.dev/ring}
 G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
-parts=${PARTS:-tests ring models gemv decode}
+parts=${PARTS:-tests ring models gemv decode ncu}
 variants="R0 R4 R3 R3b3"
 for p in $parts; do
     case $p in
@@ -38,6 +41,13 @@ for p in $parts; do
             echo "$v: $("$ring/tq_$v" --bench-model /tmp/q-nvfp4a16 1024 64 | grep decode |
                 sed 's/bench-model //')"
         done ;;
-    *) echo "unknown part $p (tests ring models gemv decode)" >&2; exit 2 ;;
+    ncu)
+        ncu --section SourceCounters --section WarpStateStats -k regex:qv_kernel --launch-count 1 \
+            -f -o "$OUT/qv_src" "$ring/tq_R0" --bench >"$OUT/qv_src.log" 2>&1
+        ncu --import "$OUT/qv_src.ncu-rep" --page source --print-source sass --csv \
+            >"$OUT/qv_src_sass.csv" 2>&1
+        echo "ncu: $(wc -l <"$OUT/qv_src_sass.csv") rows in $OUT/qv_src_sass.csv"
+        head -2 "$OUT/qv_src_sass.csv" | cut -c1-400 ;;
+    *) echo "unknown part $p (tests ring models gemv decode ncu)" >&2; exit 2 ;;
     esac
 done
