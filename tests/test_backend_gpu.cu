@@ -384,7 +384,14 @@ static void test_fused_norms(g4q_backend *be)
                             {5, 4, 2, 64, 32, 3, 0},
                             {37, 16, 8, 256, 128, 0, 0}, /* prefill-like */
                             {7, 5, 2, 128, 64, 11, 0},   /* heads not a multiple of 4 */
-                            {3, 3, 3, 10, 3, 0, 0}};     /* the block version */
+                            {3, 3, 3, 10, 3, 0, 0},      /* the block version */
+                            /* T >= 16: the angles' table and the 16-byte kernel, 1 to 32 lanes a
+                             * head, heads that do not fill the last block */
+                            {20, 16, 1, 512, 64, 5, 0},
+                            {18, 7, 2, 128, 64, 0, 0},
+                            {17, 5, 2, 64, 32, 9, 0},
+                            {16, 4, 1, 32, 16, 3, 0},
+                            {16, 3, 3, 16, 8, 2, 0}};
     for (auto &c : cases)
         for (int from_k = 0; from_k < 2; from_k++) {
             const int T = c[0], nh = c[1], nkv = c[2], hd = c[3];

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # GPU runs prepared in session l (which had no GPU machine); the session that runs them records
 # the numbers in bench/results/. On the GPU machine, PARTS picks them (default: all, in order):
-#   tests   test_qgemm_gpu and test_model_gpu of the tree: the one-wave rule of the packed decode
-#           GEMV (ec34fe6) has not run on a GPU in its final form
+#   tests   test_qgemm_gpu, test_model_gpu and test_backend_gpu of the tree: the one-wave rule of
+#           the packed decode GEMV (ec34fe6) and the 16-byte prefill kernel of the q/k/v norms and
+#           RoPE (qkv_norm_rope_vec_kernel) have not run on a GPU
 #   ring    the ring variants of scripts/bench/ring_variants.sh (RING: their folder) run as tests
 #           (each checks the GEMV against the CPU backend; R0 is the tree's code, tested by tests)
 #   models  the 12b preset and its nvfp4a16 export in /tmp (kept while the machine stays warm)
 #   gemv    the NVFP4 decode GEMVs of each variant (test_qgemm_gpu --bench, n = 1)
 #   decode  12b nvfp4a16 decode at context 1024 with each variant, in the order
 #           R0 R4 R3 R3b3 R3b3 R3 R4 R0 (the first of a pair in one call tends to be slower)
+#   prefill the q/k/v norms + RoPE kernel and its angles' table in a 1024-token prefill of the 12b
+#           cut to 6 layers (ncu, scripts/bench/profile_prefill.sh; session j: 22.5 + 4.2 us per
+#           sliding layer for the warp kernel), and 12b BF16 prefill tok/s three times
 #   ncu     where the tree's NVFP4 GEMV (15360 x 3840, n = 1) stalls, per SASS instruction: ncu's
 #           source counters (warp stall sampling) into OUT/qv_src.ncu-rep and, as CSV, the source
 #           page into OUT/qv_src_sass.csv (session k has the kernel-wide stall totals only)
@@ -19,11 +23,11 @@ set -uo pipefail
 bin=${1:-build}
 ring=${RING:-.dev/ring}
 G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
-parts=${PARTS:-tests ring models gemv decode ncu}
+parts=${PARTS:-tests ring models gemv decode ncu prefill}
 variants="R0 R4 R3 R3b3"
 for p in $parts; do
     case $p in
-    tests) bash scripts/gpu/check.sh tests:test_qgemm_gpu,test_model_gpu ;;
+    tests) bash scripts/gpu/check.sh tests:test_qgemm_gpu,test_model_gpu,test_backend_gpu ;;
     ring)
         for v in R4 R3 R3b3; do
             echo "tq_$v: $(timeout 300 "$ring/tq_$v" 2>&1 | tail -1)"
@@ -48,6 +52,12 @@ for p in $parts; do
             >"$OUT/qv_src_sass.csv" 2>&1
         echo "ncu: $(wc -l <"$OUT/qv_src_sass.csv") rows in $OUT/qv_src_sass.csv"
         head -2 "$OUT/qv_src_sass.csv" | cut -c1-400 ;;
-    *) echo "unknown part $p (tests ring models gemv decode ncu)" >&2; exit 2 ;;
+    prefill)
+        [ -d /tmp/m12b6 ] || gemma4q-mkmodel --preset 12b --layers 6 --out /tmp/m12b6 --quiet | tail -1
+        bash scripts/bench/profile_prefill.sh /tmp/m12b6 1024 "$OUT/prefill.csv" | head -20
+        grep -E "qkv_norm_rope|rope_table" "$OUT/prefill.csv" | tail -4 | cut -c1-300
+        [ -d /tmp/m12 ] || gemma4q-mkmodel --preset 12b --out /tmp/m12 --quiet | tail -1
+        for r in 1 2 3; do test_qgemm_gpu --bench-model /tmp/m12 1024 8 | grep "prefill"; done ;;
+    *) echo "unknown part $p (tests ring models gemv decode ncu prefill)" >&2; exit 2 ;;
     esac
 done

@@ -93,17 +93,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS)
  * owns the pairs (l + 32j, l + 32j + hd/2), j < NP = hd/64, in registers; the sums of squares
  * are warp reductions, so no block barrier, and prefill's T x heads small blocks stop being
  * latency-bound (the block version took 49 us for the 12B's 1024 x 24 heads; the tensors are
- * 34 MB, 11 us at the copy bandwidth). cs, when not NULL, holds the chunk's cos and sin
- * (rope_table_kernel: cs[t, i], cs[t, hd/2 + i]); else each lane computes its own. Rounding
- * points as above; the sums of squares in another fp32 order. */
+ * 34 MB, 11 us at the copy bandwidth). Each lane computes its own angles: decode steps and
+ * chunks too short for the angles' table (prefill chunks take qkv_norm_rope_vec_kernel below).
+ * Rounding points as above; the sums of squares in another fp32 order. */
 #define QKV_WARPS 4
 #define QKV_TABLE_T 16 /* chunks of at least this many tokens take the angles from a table */
 template <int NP>
 static __global__ void __launch_bounds__(QKV_WARPS * 32)
     qkv_norm_rope_warp_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v, int v_from_k,
                               const __nv_bfloat16 *qw, const __nv_bfloat16 *kw,
-                              const float *inv_freq, const float *cs, int nh, int nkv, int hd,
-                              int pos0, const int *pos_dev, float eps)
+                              const float *inv_freq, int nh, int nkv, int hd, int pos0,
+                              const int *pos_dev, float eps)
 {
     g4q_pdl_trigger();
     g4q_pdl_wait();
@@ -149,23 +149,94 @@ static __global__ void __launch_bounds__(QKV_WARPS * 32)
         }
         const float a = rb(xa[j] * inv * __bfloat162float(w[i]));
         const float bb = rb(xb[j] * inv * __bfloat162float(w[i + half]));
-        float c, s;
-        if (cs) { /* the chunk's table (rope_table_kernel) */
-            c = cs[(size_t)t * hd + i], s = cs[(size_t)t * hd + half + i];
-        } else {
-            const float th = g4q_rope_angle(p, inv_freq[i]);
-            c = g4q_rope_cos<__nv_bfloat16>(th), s = g4q_rope_sin<__nv_bfloat16>(th);
-        }
+        const float th = g4q_rope_angle(p, inv_freq[i]);
+        const float c = g4q_rope_cos<__nv_bfloat16>(th), s = g4q_rope_sin<__nv_bfloat16>(th);
         x[i] = __float2bfloat16_rn(rb(a * c) - rb(bb * s));
         x[i + half] = __float2bfloat16_rn(rb(bb * c) + rb(a * s));
     }
 }
 
+/* Eight floats rounded to bf16 into p (16-byte aligned). */
+static __device__ __forceinline__ void st8_bf16(__nv_bfloat16 *p, const float f[8])
+{
+    uint4 v;
+    __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+    *reinterpret_cast<uint4 *>(p) = v;
+}
+
+/* Prefill chunks with the angles' table and head_dim hd = 16·LPH (16 .. 512): the warp kernel's
+ * computation with 16-byte loads and stores. LPH lanes share a head, 32 / LPH heads a warp;
+ * sub-lane s owns the pairs (8·s + e, 8·s + e + hd/2), e < 8. With one bf16 per lane and load, the
+ * warp kernel reached 16.6% of the DRAM bandwidth on the 12B's 1024-token chunks (22.5 us for 34
+ * MB, bench/results/h200_2026-12-04-j.md). Same rounding points; the sums of squares in another
+ * fp32 order. Lanes past the last head compute on zeros (the shuffles need every lane) and store
+ * nothing. */
+template <int LPH>
+static __global__ void __launch_bounds__(QKV_WARPS * 32)
+    qkv_norm_rope_vec_kernel(__nv_bfloat16 *q, __nv_bfloat16 *k, __nv_bfloat16 *v, int v_from_k,
+                             const __nv_bfloat16 *qw, const __nv_bfloat16 *kw, const float *cs,
+                             int nh, int nkv, float eps)
+{
+    constexpr int HPW = 32 / LPH, hd = 16 * LPH, half = 8 * LPH;
+    g4q_pdl_trigger();
+    g4q_pdl_wait();
+    const int lane = threadIdx.x & 31, i0 = 8 * (lane % LPH), t = blockIdx.x;
+    const int b = ((int)blockIdx.y * QKV_WARPS + (int)(threadIdx.x >> 5)) * HPW + lane / LPH;
+    const bool live = b < nh + nkv, is_q = b < nh;
+    __nv_bfloat16 *x = !live  ? nullptr
+                       : is_q ? q + ((size_t)t * nh + b) * hd
+                              : k + ((size_t)t * nkv + (b - nh)) * hd;
+    __nv_bfloat16 *vr = live && !is_q ? v + ((size_t)t * nkv + (b - nh)) * hd : nullptr;
+    float xa[8] = {}, xb[8] = {}, va[8], vb[8];
+    if (x) g4q_ld8(x + i0, xa), g4q_ld8(x + half + i0, xb);
+    const bool own_v = vr && !v_from_k;
+    if (own_v) {
+        g4q_ld8(vr + i0, va), g4q_ld8(vr + half + i0, vb);
+    } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            va[e] = xa[e], vb[e] = xb[e];
+    }
+    float ssx = 0.0f, ssy = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        ssx = fmaf(xa[e], xa[e], ssx), ssx = fmaf(xb[e], xb[e], ssx);
+        ssy = fmaf(va[e], va[e], ssy), ssy = fmaf(vb[e], vb[e], ssy);
+    }
+#pragma unroll
+    for (int o = LPH / 2; o > 0; o >>= 1) {
+        ssx += __shfl_xor_sync(0xffffffffu, ssx, o);
+        ssy += __shfl_xor_sync(0xffffffffu, ssy, o);
+    }
+    if (!x) return;
+    const float inv = 1.0f / sqrtf(ssx / (float)hd + eps);
+    const float inv_v = own_v ? 1.0f / sqrtf(ssy / (float)hd + eps) : inv;
+    if (vr) {
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            va[e] *= inv_v, vb[e] *= inv_v;
+        st8_bf16(vr + i0, va), st8_bf16(vr + half + i0, vb);
+    }
+    float wa[8], wb[8], c[8], sn[8];
+    g4q_ld8(is_q ? qw + i0 : kw + i0, wa), g4q_ld8(is_q ? qw + half + i0 : kw + half + i0, wb);
+    g4q_ld8(cs + (size_t)t * hd + i0, c), g4q_ld8(cs + (size_t)t * hd + half + i0, sn);
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        const float a = rb(xa[e] * inv * wa[e]), bb = rb(xb[e] * inv * wb[e]);
+        xa[e] = rb(a * c[e]) - rb(bb * sn[e]);
+        xb[e] = rb(bb * c[e]) + rb(a * sn[e]);
+    }
+    st8_bf16(x + i0, xa), st8_bf16(x + half + i0, xb);
+}
+
 /* grid T, block hd: cs[t, i] = bf16(cos θ), cs[t, hd/2 + i] = bf16(sin θ) of θ = (pos0 + t) ·
- * inv_freq[i], as the kernels above compute them. For prefill chunks: computed per lane and head
- * inside qkv_norm_rope_warp_kernel, the double-precision cos and sin made it compute-bound (28 us
- * for the 12B's 1024 tokens, 10% of the DRAM bandwidth); a table computed once per chunk makes it
- * a memory-bound kernel. */
+ * inv_freq[i], as the kernels above compute them, for qkv_norm_rope_vec_kernel. Computed per lane
+ * and head inside the warp kernel, the double-precision cos and sin made a prefill chunk
+ * compute-bound (28 us for the 12B's 1024 tokens, 10% of the DRAM bandwidth); a table made once
+ * per chunk costs 4 us there. */
 static __global__ void rope_table_kernel(float *cs, const float *inv_freq, int hd, int pos0)
 {
     const int t = blockIdx.x, e = threadIdx.x, half = hd / 2;
@@ -191,22 +262,52 @@ g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_b
     if (T == 0) return G4Q_OK;
     g4q_cuda_state *s = g4q_cuda_st(be);
     const int *pd = (const int *)(pos0 == G4Q_STEP_POS ? s->pos_dev : nullptr);
-    const dim3 wgrid((unsigned)T, (unsigned)((nh + nkv + QKV_WARPS - 1) / QKV_WARPS));
-    /* prefill chunks (not a step position, T >= QKV_TABLE_T, hd <= 1024): the angles' table */
-    float *cs = nullptr;
-    if (!pd && T >= QKV_TABLE_T && hd <= 1024) {
+    /* prefill chunks (not a step position, T >= QKV_TABLE_T) with a head_dim of 16 .. 512, a
+     * power of two: the angles' table and the 16-byte kernel, LPH = hd / 16 lanes a head */
+    const int lph = hd / 16;
+    if (!pd && T >= QKV_TABLE_T && hd % 16 == 0 && lph <= 32 && (lph & (lph - 1)) == 0) {
         void *scr;
         G4Q_TRY(g4q_cuda_scratch(be, sizeof(float) * (size_t)T * hd, &scr));
-        cs = (float *)scr;
+        const float *cs = (const float *)scr;
         rope_table_kernel<<<(unsigned)T, (unsigned)hd, 0, s->stream>>>(
-            cs, (const float *)inv_freq->data, hd, pos0);
+            (float *)scr, (const float *)inv_freq->data, hd, pos0);
         G4Q_CUDA_CHECK(cudaGetLastError());
+        const int per_block = QKV_WARPS * (32 / lph);
+        const dim3 grid((unsigned)T, (unsigned)((nh + nkv + per_block - 1) / per_block));
+        auto vec_launch = [&](auto kernel) {
+            return g4q_cuda_launch(
+                be, kernel, grid, dim3(QKV_WARPS * 32), 0, (__nv_bfloat16 *)q->data,
+                (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
+                (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data, cs, nh, nkv, eps);
+        };
+        switch (lph) {
+        case 1:
+            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<1>));
+            break;
+        case 2:
+            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<2>));
+            break;
+        case 4:
+            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<4>));
+            break;
+        case 8:
+            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<8>));
+            break;
+        case 16:
+            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<16>));
+            break;
+        default:
+            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<32>));
+            break;
+        }
+        return G4Q_OK;
     }
+    const dim3 wgrid((unsigned)T, (unsigned)((nh + nkv + QKV_WARPS - 1) / QKV_WARPS));
     auto warp_launch = [&](auto kernel) {
         return g4q_cuda_launch(be, kernel, wgrid, dim3(QKV_WARPS * 32), 0, (__nv_bfloat16 *)q->data,
                                (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
                                (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data,
-                               (const float *)inv_freq->data, cs, nh, nkv, hd, pos0, pd, eps);
+                               (const float *)inv_freq->data, nh, nkv, hd, pos0, pd, eps);
     };
     switch (hd % 64 ? 0 : hd / 64) {
     case 1: G4Q_CUDA_CHECK(warp_launch(qkv_norm_rope_warp_kernel<1>)); return G4Q_OK;
