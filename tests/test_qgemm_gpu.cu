@@ -15,7 +15,8 @@
 // weights equal the plain ops bit for bit. Also: invalid descriptors are refused.
 // With --bench, GEMV, prefill widening and n = 1024 matmul timings of the 12B's largest shapes
 // for BF16 and each packed format; with
-// --bench-model DIR [PROMPT [STEPS]], decode and prefill tokens/s of a checkpoint folder, BF16 or
+// --bench-model DIR [PROMPT [STEPS]], decode (logits downloaded every step; then greedy, the pick
+// on the device as in `gemma4q-run generate`) and prefill tokens/s of a checkpoint folder, BF16 or
 // quantized (scripts/bench/forward_quant_gpu.sh runs it on the 12B in each format); with the
 // environment G4Q_BENCH_SKIP, decode steps with classes of ops left out (timing only, see
 // skip_parse; scripts/bench/decode_shares.sh).
@@ -764,7 +765,7 @@ static int bench_model(const char *dir, int prompt, int steps)
     if (st == G4Q_OK) st = g4q_backend_cuda_create(&g_ctx, &be);
     g4q_backend *run = st == G4Q_OK && g_skip ? skip_wrap(be) : be; /* what the forward uses */
     if (st == G4Q_OK) st = g4q_forward_create_q(&g_ctx, run, &cfg, &w, ql, NULL, prompt, &f);
-    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, run, &cfg, prompt + steps + 8, &kv);
+    if (st == G4Q_OK) st = g4q_kvcache_create(&g_ctx, run, &cfg, prompt + 2 * steps + 8, &kv);
     const double t_load = g4q_now_seconds() - t0;
     std::vector<int32_t> ids((size_t)prompt + steps + 8);
     const int V = st == G4Q_OK ? cfg.vocab_size : 1;
@@ -783,6 +784,17 @@ static int bench_model(const char *dir, int prompt, int steps)
         st = g4q_forward_run(f, kv, &ids[(size_t)prompt + s], 1, 1, logits.data());
         if (s >= 8) dec.push_back(g4q_now_seconds() - a);
     }
+    /* as `gemma4q-run generate` decodes greedily: the pick on the device, no logits download
+     * (steps more tokens of context; not with G4Q_BENCH_SKIP, whose head may be left out) */
+    std::vector<double> dev;
+    int32_t next = ids[(size_t)prompt + steps + 7];
+    for (int s = 0; s < steps && st == G4Q_OK && !g_skip; s++) {
+        int32_t nan_at = -1, pick = -1;
+        const double a = g4q_now_seconds();
+        st = g4q_forward_step_greedy(f, kv, next, nullptr, &pick, &nan_at);
+        dev.push_back(g4q_now_seconds() - a);
+        next = pick >= 0 ? pick : 3;
+    }
     if (st != G4Q_OK) {
         fprintf(stderr, "bench-model: %s\n", g4q_ctx_error(&g_ctx));
     } else {
@@ -799,6 +811,11 @@ static int bench_model(const char *dir, int prompt, int steps)
         printf("bench-model decode (context %d..%d): median %.2f ms/token = %.1f tok/s%s%s\n",
                prompt, prompt + steps + 8, td * 1e3, 1.0 / td, g_skip ? ", left out: " : "",
                g_skip ? getenv("G4Q_BENCH_SKIP") : "");
+        if (!dev.empty())
+            printf("bench-model greedy (pick on the device, context %d..%d): median %.2f ms/token "
+                   "= %.1f tok/s\n",
+                   prompt + steps + 8, prompt + 2 * steps + 8, median(dev) * 1e3,
+                   1.0 / median(dev));
         printf("bench-model peak GPU memory (backend) %.2f GB\n", (double)be->mem_peak(be) / 1e9);
     }
     g4q_kvcache_free(kv);

@@ -9,7 +9,9 @@
 #   models  the 12b preset and its nvfp4a16 export in /tmp (kept while the machine stays warm)
 #   gemv    the NVFP4 decode GEMVs of each variant (test_qgemm_gpu --bench, n = 1)
 #   decode  12b nvfp4a16 decode at context 1024 with each variant, in the order
-#           R0 R4 R3 R3b3 R3b3 R3 R4 R0 (the first of a pair in one call tends to be slower)
+#           R0 R4 R3 R3b3 R3b3 R3 R4 R0 (the first of a pair in one call tends to be slower); then
+#           the tree's decode of nvfp4a16 and BF16 with the logits downloaded every step and
+#           greedy with the pick on the device (as `gemma4q-run generate`)
 #   prefill the q/k/v norms + RoPE kernel and its angles' table in a 1024-token prefill of the 12b
 #           cut to 6 layers (ncu, scripts/bench/profile_prefill.sh; session j: 22.5 + 4.2 us per
 #           sliding layer for the warp kernel), and 12b BF16 prefill tok/s three times
@@ -44,6 +46,9 @@ for p in $parts; do
         for v in R0 R4 R3 R3b3 R3b3 R3 R4 R0; do
             echo "$v: $("$ring/tq_$v" --bench-model /tmp/q-nvfp4a16 1024 64 | grep decode |
                 sed 's/bench-model //')"
+        done
+        for m in /tmp/q-nvfp4a16 /tmp/m12; do # the tree: with the logits downloaded, and greedy
+            test_qgemm_gpu --bench-model $m 1024 64 | grep -E "decode|greedy" | sed "s|^|$(basename $m) |"
         done ;;
     ncu)
         ncu --section SourceCounters --section WarpStateStats -k regex:qv_kernel --launch-count 1 \
