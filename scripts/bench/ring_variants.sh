@@ -5,7 +5,10 @@
 #   tq_R0    the tree (ring off)
 #   tq_R4    ring of 4 slots (3 iterations ahead), 2 blocks per SM
 #   tq_R3    ring of 3 slots, 2 blocks per SM
-#   tq_R3b3  ring of 3 slots, 3 blocks per SM (launch bound and the one-wave rule's wave)
+#   tq_R3b3  ring of 3 slots, 3 blocks per SM (launch bound and the one-wave rule's wave). The
+#            12B's launches have 240-256 blocks of 8 warps (gate/up after the one-wave rule, o,
+#            down, q/k/v), so at most two share an SM either way: expect R3b3 to time like R3; a
+#            geometry that fills three blocks per SM needs ~396 blocks or bigger blocks
 # Each variant is the whole test program: run without arguments it checks the GEMV against the
 # CPU backend; with --bench / --bench-model it times it.
 # Usage: scripts/bench/ring_variants.sh OUTDIR [WORKTREE]   (WORKTREE default /tmp/g4q-ring)
