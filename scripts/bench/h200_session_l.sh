@@ -9,7 +9,7 @@
 #   models  the 12b preset and its nvfp4a16 export in /tmp (kept while the machine stays warm)
 #   gemv    the NVFP4 decode GEMVs of each variant (test_qgemm_gpu --bench, n = 1)
 #   decode  12b nvfp4a16 decode at context 1024 with each variant, in the order
-#           R0 R4 R3 R3b3 R3b3 R3 R4 R0 (the first of a pair in one call tends to be slower); then
+#           R0 R4 R3 R3 R4 R0 (the first of a pair in one call tends to be slower); then
 #           the tree's decode of nvfp4a16 and BF16 with the logits downloaded every step and
 #           greedy with the pick on the device (as `gemma4q-run generate`)
 #   prefill the q/k/v norms + RoPE kernel and its angles' table in a 1024-token prefill of the 12b
@@ -26,12 +26,12 @@ bin=${1:-build}
 ring=${RING:-.dev/ring}
 G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
 parts=${PARTS:-tests ring models gemv decode ncu prefill}
-variants="R0 R4 R3 R3b3"
+variants="R0 R4 R3"
 for p in $parts; do
     case $p in
     tests) bash scripts/gpu/check.sh tests:test_qgemm_gpu,test_model_gpu,test_backend_gpu ;;
     ring)
-        for v in R4 R3 R3b3; do
+        for v in R4 R3; do
             echo "tq_$v: $(timeout 300 "$ring/tq_$v" 2>&1 | tail -1)"
         done ;;
     models)
@@ -43,7 +43,7 @@ for p in $parts; do
             "$ring/tq_$v" --bench | grep -E "gemv nvfp4 modelopt .* n 1" | sed "s/^/$v /"
         done ;;
     decode)
-        for v in R0 R4 R3 R3b3 R3b3 R3 R4 R0; do
+        for v in R0 R4 R3 R3 R4 R0; do
             echo "$v: $("$ring/tq_$v" --bench-model /tmp/q-nvfp4a16 1024 64 | grep decode |
                 sed 's/bench-model //')"
         done

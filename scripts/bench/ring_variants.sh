@@ -5,10 +5,9 @@
 #   tq_R0    the tree (ring off)
 #   tq_R4    ring of 4 slots (3 iterations ahead), 2 blocks per SM
 #   tq_R3    ring of 3 slots, 2 blocks per SM
-#   tq_R3b3  ring of 3 slots, 3 blocks per SM (launch bound and the one-wave rule's wave). The
-#            12B's launches have 240-256 blocks of 8 warps (gate/up after the one-wave rule, o,
-#            down, q/k/v), so at most two share an SM either way: expect R3b3 to time like R3; a
-#            geometry that fills three blocks per SM needs ~396 blocks or bigger blocks
+# (Three blocks per SM, which the ring's 72-84 registers would allow, is not a variant: the 12B's
+# launches have 240-256 blocks of 8 warps (gate/up after the one-wave rule, o, down, q/k/v), so
+# no SM would get a third block; that needs ~396 blocks or bigger blocks.)
 # Each variant is the whole test program: run without arguments it checks the GEMV against the
 # CPU backend; with --bench / --bench-model it times it.
 # Usage: scripts/bench/ring_variants.sh OUTDIR [WORKTREE]   (WORKTREE default /tmp/g4q-ring)
@@ -28,7 +27,7 @@ sed -i 's/^#define QV_BLOCKS_PER_SM 2 .*/#ifndef QV_BLOCKS_PER_SM\n#define QV_BL
 [ "$(grep -c '^#ifndef QV_' $f)" = 3 ] || { echo "ring_variants.sh: $f no longer takes the ring patch" >&2; exit 1; }
 cmake -S . -B build -DG4Q_WERROR=ON >/dev/null
 mkdir -p "$out"
-for v in "R0 0 4 2" "R4 1 4 2" "R3 1 3 2" "R3b3 1 3 3"; do
+for v in "R0 0 4 2" "R4 1 4 2" "R3 1 3 2"; do
     set -- $v
     sed -i "/^#ifndef QV_RING/{n;s/.*/#define QV_RING $2/}; /^#ifndef QV_RD/{n;s/.*/#define QV_RD $3/};
             /^#ifndef QV_BLOCKS_PER_SM/{n;s/.*/#define QV_BLOCKS_PER_SM $4/}" $f
