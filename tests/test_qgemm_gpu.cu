@@ -811,11 +811,11 @@ static int bench_model(const char *dir, int prompt, int steps)
         printf("bench-model decode (context %d..%d): median %.2f ms/token = %.1f tok/s%s%s\n",
                prompt, prompt + steps + 8, td * 1e3, 1.0 / td, g_skip ? ", left out: " : "",
                g_skip ? getenv("G4Q_BENCH_SKIP") : "");
+        const double tg = median(dev);
         if (!dev.empty())
             printf("bench-model greedy (pick on the device, context %d..%d): median %.2f ms/token "
                    "= %.1f tok/s\n",
-                   prompt + steps + 8, prompt + 2 * steps + 8, median(dev) * 1e3,
-                   1.0 / median(dev));
+                   prompt + steps + 8, prompt + 2 * steps + 8, tg * 1e3, 1.0 / tg);
         printf("bench-model peak GPU memory (backend) %.2f GB\n", (double)be->mem_peak(be) / 1e9);
     }
     g4q_kvcache_free(kv);

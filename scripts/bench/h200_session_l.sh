@@ -18,7 +18,8 @@
 #   ncu     where the tree's NVFP4 GEMV (15360 x 3840, n = 1) stalls, per SASS instruction: ncu's
 #           source counters (warp stall sampling) into OUT/qv_src.ncu-rep and, as CSV, the source
 #           page into OUT/qv_src_sass.csv (session k has the kernel-wide stall totals only)
-# A part takes minutes (tests ~3, ring ~5, models + gemv + decode ~5): one or two per call.
+# A part takes minutes (tests ~4, ring ~3, models + gemv + decode ~6, ncu + prefill ~5): one or
+# two per call.
 # Usage: [PARTS=...] [RING=DIR] scripts/bench/h200_session_l.sh [BIN]
 #   BIN: the built tools and test programs of the tree (default build)
 set -uo pipefail

@@ -21,19 +21,17 @@ git worktree add -f --detach "$wt" HEAD >/dev/null
 cd "$wt"
 git cherry-pick -n 4a8d43c >/dev/null
 f=src/backend/cuda/cuda_qgemv.cu
-# the three constants become settable, then are set per variant
-sed -i 's/^#define QV_BLOCKS_PER_SM 2 .*/#ifndef QV_BLOCKS_PER_SM\n#define QV_BLOCKS_PER_SM 2\n#endif/;
-        s/^#define QV_RD 4$/#ifndef QV_RD\n#define QV_RD 4\n#endif/' $f
-[ "$(grep -c '^#ifndef QV_' $f)" = 3 ] || { echo "ring_variants.sh: $f no longer takes the ring patch" >&2; exit 1; }
+# QV_RING (settable in the patch) and QV_RD (made settable here) are set per variant
+sed -i 's/^#define QV_RD 4$/#ifndef QV_RD\n#define QV_RD 4\n#endif/' $f
+[ "$(grep -c '^#ifndef QV_R' $f)" = 2 ] || { echo "ring_variants.sh: $f no longer takes the ring patch" >&2; exit 1; }
 cmake -S . -B build -DG4Q_WERROR=ON >/dev/null
 mkdir -p "$out"
-for v in "R0 0 4 2" "R4 1 4 2" "R3 1 3 2"; do
+for v in "R0 0 4" "R4 1 4" "R3 1 3"; do
     set -- $v
-    sed -i "/^#ifndef QV_RING/{n;s/.*/#define QV_RING $2/}; /^#ifndef QV_RD/{n;s/.*/#define QV_RD $3/};
-            /^#ifndef QV_BLOCKS_PER_SM/{n;s/.*/#define QV_BLOCKS_PER_SM $4/}" $f
+    sed -i "/^#ifndef QV_RING/{n;s/.*/#define QV_RING $2/}; /^#ifndef QV_RD/{n;s/.*/#define QV_RD $3/}" $f
     cmake --build build -j"$(nproc)" --target test_qgemm_gpu >/dev/null
     cp build/test_qgemm_gpu "$out/tq_$1"
-    echo "built $out/tq_$1 (QV_RING $2, QV_RD $3, QV_BLOCKS_PER_SM $4)"
+    echo "built $out/tq_$1 (QV_RING $2, QV_RD $3)"
 done
 cd - >/dev/null
 git worktree remove --force "$wt"

@@ -274,32 +274,17 @@ g4q_status g4q_cuda_qkv_norm_rope(g4q_backend *be, g4q_buf *q, g4q_buf *k, g4q_b
         G4Q_CUDA_CHECK(cudaGetLastError());
         const int per_block = QKV_WARPS * (32 / lph);
         const dim3 grid((unsigned)T, (unsigned)((nh + nkv + per_block - 1) / per_block));
-        auto vec_launch = [&](auto kernel) {
-            return g4q_cuda_launch(
-                be, kernel, grid, dim3(QKV_WARPS * 32), 0, (__nv_bfloat16 *)q->data,
-                (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
-                (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data, cs, nh, nkv, eps);
-        };
-        switch (lph) {
-        case 1:
-            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<1>));
-            break;
-        case 2:
-            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<2>));
-            break;
-        case 4:
-            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<4>));
-            break;
-        case 8:
-            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<8>));
-            break;
-        case 16:
-            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<16>));
-            break;
-        default:
-            G4Q_CUDA_CHECK(vec_launch(qkv_norm_rope_vec_kernel<32>));
-            break;
-        }
+        /* the instantiation for LPH = 2^i */
+        static void (*const vec[])(__nv_bfloat16 *, __nv_bfloat16 *, __nv_bfloat16 *, int,
+                                   const __nv_bfloat16 *, const __nv_bfloat16 *, const float *, int,
+                                   int, float) = {
+            qkv_norm_rope_vec_kernel<1>,  qkv_norm_rope_vec_kernel<2>,
+            qkv_norm_rope_vec_kernel<4>,  qkv_norm_rope_vec_kernel<8>,
+            qkv_norm_rope_vec_kernel<16>, qkv_norm_rope_vec_kernel<32>};
+        G4Q_CUDA_CHECK(g4q_cuda_launch(
+            be, vec[__builtin_ctz((unsigned)lph)], grid, dim3(QKV_WARPS * 32), 0,
+            (__nv_bfloat16 *)q->data, (__nv_bfloat16 *)k->data, (__nv_bfloat16 *)v->data, v_from_k,
+            (const __nv_bfloat16 *)qw->data, (const __nv_bfloat16 *)kw->data, cs, nh, nkv, eps));
         return G4Q_OK;
     }
     const dim3 wgrid((unsigned)T, (unsigned)((nh + nkv + QKV_WARPS - 1) / QKV_WARPS));
