@@ -639,7 +639,7 @@ static void test_errors(void)
     fill_w(w, (size_t)(R * C), &rng);
     uint8_t p[16 * 32], s[16 * 4], q8[16 * 64], p2[16 * 32], s2[16 * 4];
     int8_t q4[16 * 64];
-    float ws, ws2, fs[1], is[16];
+    float ws, ws2, fs[1], is[16 * 2]; /* is: R rows x C / 32 groups */
     CHECK(strcmp(g4q_scale_method_name(G4Q_SCALE_IMATRIX), "imatrix") == 0);
     CHECK(strcmp(g4q_scale_method_name(G4Q_SCALE_HESSIAN), "hessian") == 0);
     CHECK(g4q_scale_method_weighted(G4Q_SCALE_HESSIAN) &&
