@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the CPU-only product with AddressSanitizer and UndefinedBehaviorSanitizer (float-to-int
 # overflow included) in build-san/ and runs the CPU tests there; any report fails its test
-# (UBSan halts on the first). Slow: about 15 minutes to build on 2 cores, and the CLI tests run
-# 5-10x longer than in build/ (their time limits are scaled up). Not part of CI (scripts/test.sh
-# runs the fuzzers under both sanitizers instead).
+# (UBSan halts on the first). Slow: the CLI tests run 5-15x longer than in build/ (their time
+# limits are scaled up); 30 minutes on 2 cores in all (2026-12-05). Not part of CI
+# (scripts/test.sh runs the fuzzers under both sanitizers instead).
 # Usage: scripts/sanitize.sh [CTEST_ARGS...]   e.g. scripts/sanitize.sh -R test_quant
 set -euo pipefail
 cd "$(dirname "$0")/.."
