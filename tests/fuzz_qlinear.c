@@ -1,8 +1,8 @@
 /*
  * libFuzzer target for the loader of quantized checkpoints (g4q_qlinears_bind, what gemma4q-run
  * does with a third-party export): any byte string goes through g4q_st_open_memory and, when it
- * is a safetensors image, through g4q_qlinears_bind for a fixed two-layer model (one sliding
- * layer, one full layer with attention_k_eq_v; hidden, intermediate and head_dim 128, vocab 16).
+ * is a safetensors image, through g4q_qlinears_bind for a fixed two-layer model
+ * (tests/data/fuzz_qlinear_config.json: one sliding layer, one full layer with attention_k_eq_v).
  * An error must leave a message. A checkpoint that binds must describe every quantized Linear
  * with the projection's shape and with data and scales that lie wholly inside the image, since
  * the backends read rows x cols of them without checking again.
@@ -23,14 +23,6 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char config_json[] =
-    "{\"architectures\":[\"Gemma4UnifiedForCausalLM\"],\"attention_k_eq_v\":true,\"head_dim\":128,"
-    "\"hidden_size\":128,\"intermediate_size\":128,\"layer_types\":[\"sliding_attention\","
-    "\"full_attention\"],\"model_type\":\"gemma4_unified_text\",\"num_attention_heads\":1,"
-    "\"num_hidden_layers\":2,\"num_key_value_heads\":1,\"sliding_window\":8,"
-    "\"per_layer_config\":{\"1\":{\"head_dim\":128,\"num_key_value_heads\":1}},"
-    "\"tie_word_embeddings\":true,\"vocab_size\":16,\"final_logit_softcapping\":30.0}";
-
 static g4q_config cfg;
 static g4q_qlinears q; /* large: static */
 static g4q_weights w;
@@ -40,7 +32,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     g4q_ctx ctx;
     g4q_ctx_init(&ctx);
-    if (g4q_config_parse(&ctx, "fuzz_qlinear config", config_json, &cfg) != G4Q_OK) {
+    if (g4q_config_load(&ctx, G4Q_SOURCE_DIR "/tests/data/fuzz_qlinear_config.json", &cfg) !=
+        G4Q_OK) {
         fprintf(stderr, "fuzz_qlinear: %s\n", g4q_ctx_error(&ctx));
         abort();
     }

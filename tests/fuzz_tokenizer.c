@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/safetensors.h"
 #include "text/tokenizer.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -40,36 +41,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Length of the well-formed UTF-8 sequence at s[0 .. n) (RFC 3629: no overlong forms, no
- * surrogates, at most U+10FFFF), or 0 when it is not one. */
-static size_t utf8_seq(const uint8_t *s, size_t n)
+/* Whether s[0 .. n) is well-formed UTF-8 (io's validator, independent of the tokenizer's). */
+static int utf8_valid(const void *s, size_t n)
 {
-    const uint8_t c = s[0];
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xBF; /* the range of the second byte */
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-}
-
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        const size_t l = utf8_seq(s + i, n - i);
-        if (l == 0) return 0;
-        i += l;
-    }
-    return 1;
+    return g4q_st_utf8_check(s, n) == n;
 }
 
 /* Decodes ids and checks the contract; returns the text (caller frees) or NULL on an error. */
@@ -88,9 +63,7 @@ static char *decode_checked(const int32_t *ids, size_t n, unsigned flags, size_t
         free(out);
         return NULL;
     }
-    if (!valid || out == NULL || out[*len] != '\0' || strlen(out) > *len ||
-        !utf8_valid((const uint8_t *)out, *len))
-        abort();
+    if (!valid || out == NULL || out[*len] != '\0' || !utf8_valid(out, *len)) abort();
     return out;
 }
 

@@ -1,26 +1,19 @@
-"""Writes the BF16 checkpoint of tests/fuzz_qlinear.c's model into DIR: config.json (text-only
-Gemma 4: one sliding and one full layer with attention_k_eq_v; hidden, intermediate and head_dim
-128, one head, vocab 16), model.safetensors (seeded random weights) and a 16-token tokenizer.json
+"""Writes the BF16 checkpoint of tests/fuzz_qlinear.c's model into DIR: config.json (a copy of
+tests/data/fuzz_qlinear_config.json: text-only Gemma 4, one sliding and one full layer with
+attention_k_eq_v, one head), model.safetensors (seeded random weights) and a 16-token tokenizer.json
 (unknown characters become <unk>) that calibration can run on. Usage: micro_model.py DIR"""
 import json
+import os
 import struct
 import sys
 
 import numpy as np
 from safetensors.numpy import save_file
 
-H, I, V, HD = 128, 128, 16, 128
 out = sys.argv[1]
-cfg = {
-    "architectures": ["Gemma4UnifiedForCausalLM"], "model_type": "gemma4_unified_text",
-    "attention_k_eq_v": True, "head_dim": HD, "hidden_size": H, "intermediate_size": I,
-    "layer_types": ["sliding_attention", "full_attention"], "num_attention_heads": 1,
-    "num_hidden_layers": 2, "num_key_value_heads": 1, "sliding_window": 8,
-    "per_layer_config": {"1": {"head_dim": HD, "num_key_value_heads": 1}},
-    "tie_word_embeddings": True, "vocab_size": V, "final_logit_softcapping": 30.0,
-    "hidden_activation": "gelu_pytorch_tanh", "bos_token_id": 2, "eos_token_id": 1,
-    "pad_token_id": 0, "dtype": "bfloat16",
-}
+cfg = json.load(open(os.path.join(os.path.dirname(__file__), "../../tests/data/fuzz_qlinear_config.json")))
+H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+HD = cfg["head_dim"]  # the full layer's per_layer_config repeats it
 rng = np.random.default_rng(0)
 
 
