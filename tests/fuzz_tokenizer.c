@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_tokenizer_load.h"
 #include "io/safetensors.h"
-#include "text/tokenizer.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,16 +27,7 @@ static int32_t vocab;
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    const char *shared = getenv("G4Q_SHARED_DIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/data/gemma3-tokenizer.json.gz", shared ? shared : "../shared");
-    g4q_ctx ctx;
-    g4q_ctx_init(&ctx);
-    if (g4q_tok_load(&ctx, path, &tok) != G4Q_OK) {
-        fprintf(stderr, "fuzz_tokenizer: %s (set G4Q_SHARED_DIR to the shared folder)\n",
-                g4q_ctx_error(&ctx));
-        abort(); /* no tokenizer, no test: fail, never pass by skipping */
-    }
+    tok = fuzz_tokenizer_load("fuzz_tokenizer");
     vocab = g4q_tok_vocab_size(tok);
     return 0;
 }
