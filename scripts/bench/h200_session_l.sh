@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# GPU runs prepared in session l (which had no GPU machine); the session that runs them records
-# the numbers in bench/results/. On the GPU machine, PARTS picks them (default: all, in order):
-#   tests   test_qgemm_gpu, test_model_gpu and test_backend_gpu of the tree: the one-wave rule of
-#           the packed decode GEMV (ec34fe6) and the 16-byte prefill kernel of the q/k/v norms and
-#           RoPE (qkv_norm_rope_vec_kernel) have not run on a GPU
+# GPU runs prepared in session l (which had no GPU machine), run in session n: numbers in
+# bench/results/h200_2026-12-05-n.md. On the GPU machine, PARTS picks them (default: all, in order):
+#   tests   test_qgemm_gpu, test_model_gpu and test_backend_gpu of the tree: the first GPU run of
+#           the one-wave rule of the packed decode GEMV (ec34fe6) and of the 16-byte prefill kernel
+#           of the q/k/v norms and RoPE (qkv_norm_rope_vec_kernel)
 #   ring    the ring variants of scripts/bench/ring_variants.sh (RING: their folder) run as tests
 #           (each checks the GEMV against the CPU backend; R0 is the tree's code, tested by tests)
 #   models  the 12b preset and its nvfp4a16 export in /tmp (kept while the machine stays warm)
