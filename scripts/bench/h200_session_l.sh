@@ -15,6 +15,8 @@
 #   prefill the q/k/v norms + RoPE kernel and its angles' table in a 1024-token prefill of the 12b
 #           cut to 6 layers (ncu, scripts/bench/profile_prefill.sh; session j: 22.5 + 4.2 us per
 #           sliding layer for the warp kernel), and 12b BF16 prefill tok/s three times
+#   formats the tree's decode of the public fp8-block and int4-mlp-only exports, with nvfp4a16 and
+#           BF16 between them, twice each (session n; needs models first)
 #   ncu     where the tree's NVFP4 GEMV (15360 x 3840, n = 1) stalls, per SASS instruction: ncu's
 #           source counters (warp stall sampling) into OUT/qv_src.ncu-rep and, as CSV, the source
 #           page into OUT/qv_src_sass.csv (session k has the kernel-wide stall totals only)
@@ -26,7 +28,7 @@ set -uo pipefail
 bin=${1:-build}
 ring=${RING:-.dev/ring}
 G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
-parts=${PARTS:-tests ring models gemv decode ncu prefill}
+parts=${PARTS:-tests ring models gemv decode formats ncu prefill}
 variants="R0 R4 R3"
 for p in $parts; do
     case $p in
@@ -51,6 +53,15 @@ for p in $parts; do
         for m in /tmp/q-nvfp4a16 /tmp/m12; do # the tree: with the logits downloaded, and greedy
             test_qgemm_gpu --bench-model $m 1024 64 | grep -E "decode|greedy" | sed "s|^|$(basename $m) |"
         done ;;
+    formats)
+        for r in fp8-block int4-mlp-only; do
+            [ -d /tmp/q-$r ] || gemma4q-quantize --quiet --model /tmp/m12 --recipe recipes/$r.yaml \
+                --out /tmp/q-$r --device cuda
+        done
+        for m in /tmp/q-fp8-block /tmp/q-int4-mlp-only /tmp/q-nvfp4a16 /tmp/m12 /tmp/q-fp8-block \
+            /tmp/q-int4-mlp-only; do
+            test_qgemm_gpu --bench-model $m 1024 64 | grep -E "decode|greedy" | sed "s|^|$(basename $m) |"
+        done ;;
     ncu)
         ncu --section SourceCounters --section WarpStateStats -k regex:qv_kernel --launch-count 1 \
             -f -o "$OUT/qv_src" "$ring/tq_R0" --bench >"$OUT/qv_src.log" 2>&1
@@ -64,6 +75,6 @@ for p in $parts; do
         grep -E "qkv_norm_rope|rope_table" "$OUT/prefill.csv" | tail -4 | cut -c1-300
         [ -d /tmp/m12 ] || gemma4q-mkmodel --preset 12b --out /tmp/m12 --quiet | tail -1
         for r in 1 2 3; do test_qgemm_gpu --bench-model /tmp/m12 1024 8 | grep "prefill"; done ;;
-    *) echo "unknown part $p (tests ring models gemv decode ncu prefill)" >&2; exit 2 ;;
+    *) echo "unknown part $p (tests ring models gemv decode formats ncu prefill)" >&2; exit 2 ;;
     esac
 done
