@@ -9,7 +9,7 @@ cmake --build build -j"$jobs"
 ctest --test-dir build -L cpu --output-on-failure -j"$jobs"
 if command -v clang >/dev/null; then
     cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DG4Q_CUDA=OFF -DG4Q_FUZZ=ON \
-        -DG4Q_WERROR=ON -DG4Q_FUZZ_SECONDS="${G4Q_FUZZ_SECONDS:-45}" >/dev/null
+        -DG4Q_WERROR=ON -DG4Q_FUZZ_SECONDS="${G4Q_FUZZ_SECONDS:-35}" >/dev/null
     cmake --build build-fuzz -j"$jobs" --target fuzzers
     ctest --test-dir build-fuzz -L fuzz --output-on-failure
 else
