@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -23,7 +22,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64] = "/tmp/g4q-fuzz-ckpt-XXXXXX";
-static char index_path[128];
 
 /* Writes dir/name holding `bytes` (n bytes); aborts on failure (no folder, no test). */
 static void put_file(const char *name, const void *bytes, size_t n)
@@ -84,7 +82,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     atexit(remove_dir);
-    snprintf(index_path, sizeof index_path, "%s/model.safetensors.index.json", dir);
     put_shard("s1.safetensors", 2, (const char *const[]){"a", "b"}, (const int[]){3, 2});
     put_shard("s2.safetensors", 1, (const char *const[]){"c"}, (const int[]){5});
     put_shard("x.safetensors", 1, (const char *const[]){"d"}, (const int[]){1});
