@@ -30,6 +30,17 @@ ring=${RING:-.dev/ring}
 G4Q_TOOLS=$bin . scripts/gpu/env.sh >/dev/null
 parts=${PARTS:-tests ring models gemv decode formats ncu prefill}
 variants="R0 R4 R3"
+# export RECIPE: /tmp/q-RECIPE, the 12b preset quantized with recipes/RECIPE.yaml (made when missing)
+export_of() {
+    [ -d /tmp/q-$1 ] || gemma4q-quantize --quiet --model /tmp/m12 --recipe recipes/$1.yaml \
+        --out /tmp/q-$1 --device cuda
+}
+# tree_decode MODEL...: the tree's decode of each, logits downloaded and greedy on the device
+tree_decode() {
+    for m; do
+        test_qgemm_gpu --bench-model $m 1024 64 | grep -E "decode|greedy" | sed "s|^|$(basename $m) |"
+    done
+}
 for p in $parts; do
     case $p in
     tests) bash scripts/gpu/check.sh tests:test_qgemm_gpu,test_model_gpu,test_backend_gpu ;;
@@ -39,8 +50,7 @@ for p in $parts; do
         done ;;
     models)
         [ -d /tmp/m12 ] || gemma4q-mkmodel --preset 12b --out /tmp/m12 --quiet | tail -1
-        [ -d /tmp/q-nvfp4a16 ] || gemma4q-quantize --quiet --model /tmp/m12 \
-            --recipe recipes/nvfp4a16.yaml --out /tmp/q-nvfp4a16 --device cuda ;;
+        export_of nvfp4a16 ;;
     gemv)
         for v in $variants; do
             "$ring/tq_$v" --bench | grep -E "gemv nvfp4 modelopt .* n 1" | sed "s/^/$v /"
@@ -50,18 +60,11 @@ for p in $parts; do
             echo "$v: $("$ring/tq_$v" --bench-model /tmp/q-nvfp4a16 1024 64 | grep decode |
                 sed 's/bench-model //')"
         done
-        for m in /tmp/q-nvfp4a16 /tmp/m12; do # the tree: with the logits downloaded, and greedy
-            test_qgemm_gpu --bench-model $m 1024 64 | grep -E "decode|greedy" | sed "s|^|$(basename $m) |"
-        done ;;
+        tree_decode /tmp/q-nvfp4a16 /tmp/m12 ;;
     formats)
-        for r in fp8-block int4-mlp-only; do
-            [ -d /tmp/q-$r ] || gemma4q-quantize --quiet --model /tmp/m12 --recipe recipes/$r.yaml \
-                --out /tmp/q-$r --device cuda
-        done
-        for m in /tmp/q-fp8-block /tmp/q-int4-mlp-only /tmp/q-nvfp4a16 /tmp/m12 /tmp/q-fp8-block \
-            /tmp/q-int4-mlp-only; do
-            test_qgemm_gpu --bench-model $m 1024 64 | grep -E "decode|greedy" | sed "s|^|$(basename $m) |"
-        done ;;
+        export_of fp8-block && export_of int4-mlp-only
+        tree_decode /tmp/q-fp8-block /tmp/q-int4-mlp-only /tmp/q-nvfp4a16 /tmp/m12 /tmp/q-fp8-block \
+            /tmp/q-int4-mlp-only ;;
     ncu)
         ncu --section SourceCounters --section WarpStateStats -k regex:qv_kernel --launch-count 1 \
             -f -o "$OUT/qv_src" "$ring/tq_R0" --bench >"$OUT/qv_src.log" 2>&1
